@@ -1,0 +1,1 @@
+"""Connectors: one module per remote API, plus shared HTTP plumbing."""

@@ -1,0 +1,95 @@
+"""Retry policy and backoff delays: pure, exponential with full jitter.
+
+``delay(n) = uniform(0, min(cap, base * factor ** (n - 1)))`` for the n-th retry (AWS's "full
+jitter"). The random source is passed in so that tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .durations import format_duration, parse_duration
+
+
+class Outcome(str, Enum):
+    """Why an attempt did not succeed; a retry policy names which of these retry."""
+
+    FAILED = "failed"  # the job ran and reported failure
+    TIMEOUT = "timeout"  # the job's timeout ended the attempt
+    ERROR = "error"  # the connector could not submit or follow the job
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ALL_OUTCOMES = frozenset(Outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 1
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 300.0
+    jitter: bool = True
+    retry_on: frozenset[Outcome] = field(default=ALL_OUTCOMES)
+
+    def should_retry(self, attempt: int, outcome: Outcome) -> bool:
+        return attempt < self.attempts and outcome in self.retry_on
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.cap, self.base * self.factor ** (attempt - 1))
+        if not self.jitter:
+            return ceiling
+        return (rng or random).uniform(0.0, ceiling)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RetryPolicy:
+        """Build from the JSON form; ``ValueError`` names the bad field."""
+        if isinstance(data, int) and not isinstance(data, bool):
+            data = {"attempts": data}
+        if not isinstance(data, dict):
+            raise ValueError("retries: expected an object or a number of attempts")
+        unknown = set(data) - {"attempts", "base", "backoff", "factor", "cap", "jitter", "retryOn"}
+        if unknown:
+            raise ValueError(f"retries: unknown field {sorted(unknown)[0]!r}")
+        attempts = data.get("attempts", 1)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            raise ValueError(f"retries.attempts: expected a whole number >= 1, got {attempts!r}")
+        factor = data.get("factor", data.get("backoff", 2.0))
+        if not isinstance(factor, int | float) or isinstance(factor, bool) or factor < 1:
+            raise ValueError(f"retries.backoff: expected a number >= 1, got {factor!r}")
+        try:
+            base = parse_duration(data.get("base", 1.0))
+        except ValueError as exc:
+            raise ValueError(f"retries.base: {exc}") from None
+        try:
+            cap = parse_duration(data.get("cap", 300.0))
+        except ValueError as exc:
+            raise ValueError(f"retries.cap: {exc}") from None
+        jitter = data.get("jitter", True)
+        if not isinstance(jitter, bool):
+            raise ValueError(f"retries.jitter: expected true or false, got {jitter!r}")
+        retry_on_raw = data.get("retryOn", [o.value for o in Outcome])
+        if not isinstance(retry_on_raw, list):
+            raise ValueError("retries.retryOn: expected a list")
+        try:
+            retry_on = frozenset(Outcome(o) for o in retry_on_raw)
+        except ValueError:
+            names = ", ".join(o.value for o in Outcome)
+            raise ValueError(f"retries.retryOn: values must be among {names}") from None
+        return cls(attempts, base, float(factor), cap, jitter, retry_on)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "base": format_duration(self.base),
+            "backoff": self.factor,
+            "cap": format_duration(self.cap),
+            "jitter": self.jitter,
+            "retryOn": sorted(o.value for o in self.retry_on),
+        }

@@ -1,0 +1,104 @@
+"""Job and run states and the one table of legal transitions.
+
+Pure: no I/O. Every state write in the engine (and, later, the store) goes through
+:func:`check_job_transition` / :func:`check_run_transition`; a terminal state is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class JobState(str, Enum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    RETRY_WAIT = "retry_wait"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UPSTREAM_FAILED = "upstream_failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def terminal(self) -> bool:
+        return self in JOB_TERMINAL
+
+
+class RunState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def terminal(self) -> bool:
+        return self in RUN_TERMINAL
+
+
+JOB_TERMINAL = frozenset(
+    {
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.UPSTREAM_FAILED,
+        JobState.SKIPPED,
+        JobState.CANCELLED,
+        JobState.UNKNOWN,
+    }
+)
+RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+
+_J = JobState
+JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    _J.PENDING: frozenset(
+        {_J.QUEUED, _J.SKIPPED, _J.UPSTREAM_FAILED, _J.CANCELLED}
+    ),
+    _J.QUEUED: frozenset({_J.SUBMITTING, _J.CANCELLED}),
+    _J.SUBMITTING: frozenset(
+        {_J.RUNNING, _J.RETRY_WAIT, _J.FAILED, _J.CANCELLED, _J.UNKNOWN, _J.SUCCEEDED}
+    ),
+    _J.RUNNING: frozenset(
+        {_J.SUCCEEDED, _J.FAILED, _J.RETRY_WAIT, _J.CANCELLED, _J.UNKNOWN}
+    ),
+    _J.RETRY_WAIT: frozenset({_J.QUEUED, _J.CANCELLED}),
+    **{state: frozenset() for state in JOB_TERMINAL},
+}
+
+_R = RunState
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    _R.QUEUED: frozenset({_R.RUNNING, _R.CANCELLED}),
+    _R.RUNNING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELLED}),
+    **{state: frozenset() for state in RUN_TERMINAL},
+}
+
+
+class IllegalTransition(ValueError):
+    """A write tried to move a job or run along an edge the table does not have."""
+
+
+def job_transition_allowed(current: JobState, new: JobState) -> bool:
+    return new in JOB_TRANSITIONS[current]
+
+
+def check_job_transition(current: JobState, new: JobState) -> None:
+    if new not in JOB_TRANSITIONS[current]:
+        raise IllegalTransition(f"job cannot go from {current.value} to {new.value}")
+
+
+def run_transition_allowed(current: RunState, new: RunState) -> bool:
+    return new in RUN_TRANSITIONS[current]
+
+
+def check_run_transition(current: RunState, new: RunState) -> None:
+    if new not in RUN_TRANSITIONS[current]:
+        raise IllegalTransition(f"run cannot go from {current.value} to {new.value}")
