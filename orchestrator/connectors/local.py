@@ -1,0 +1,331 @@
+"""Local job types: ``command`` (a subprocess) and ``python`` (a callable of a Python DAG).
+
+Both follow the same submit / poll / cancel seam as remote APIs. Each connector owns a task
+group (it is an async context manager) where it watches its processes or runs its calls, and
+wakes the engine the moment one ends.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ..connections import Connection
+from ..durations import parse_duration
+from ..errors import NotFoundError, PermanentError
+from .base import (
+    CancelResult,
+    ConnectorBase,
+    JobType,
+    PollResult,
+    PollSchedule,
+    RemoteHandle,
+    RemoteStatus,
+    Submission,
+)
+
+LOG_TAIL_BYTES = 4096
+DEFAULT_GRACE = 10.0
+
+
+class _TaskGroupOwner(ConnectorBase):
+    def __init__(self) -> None:
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> _TaskGroupOwner:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None
+        await self._shutdown()
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(et, e, tb)
+
+    async def _shutdown(self) -> None:
+        return None
+
+    @property
+    def tg(self) -> anyio.abc.TaskGroup:
+        if self._tg is None:
+            raise RuntimeError("use the connector inside `async with`")
+        return self._tg
+
+
+@dataclass(slots=True)
+class _Process:
+    process: anyio.abc.Process
+    log: Path
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class CommandConnector(_TaskGroupOwner):
+    """Runs ``command`` (a list of arguments, no shell; or a string, run by ``/bin/sh -c``)."""
+
+    def __init__(self, log_dir: str | None = None) -> None:
+        super().__init__()
+        self._log_dir = Path(log_dir or tempfile.mkdtemp(prefix="orchestrator-logs-"))
+        self._processes: dict[int, _Process] = {}
+
+    async def submit(self, submission: Submission) -> RemoteHandle:
+        p = submission.params
+        command = p["command"]
+        args = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+        env = None
+        if p.get("env"):
+            env = {**os.environ, **{str(k): str(v) for k, v in p["env"].items()}}
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", submission.idempotency_key)
+        log = self._log_dir / f"{safe}.log"
+        try:
+            with open(log, "wb") as out:  # noqa: ASYNC230 - creating an empty file
+                process = await anyio.open_process(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=p.get("cwd"),
+                    env=env,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise PermanentError(f"cannot start {shlex.join(args)[:200]}: {exc.strerror or exc}") from None
+        entry = _Process(process, log)
+        self._processes[process.pid] = entry
+        self.tg.start_soon(self._watch, entry, submission.wake)
+        grace = parse_duration(p["grace"]) if "grace" in p else DEFAULT_GRACE
+        return {"pid": process.pid, "log": str(log), "grace": grace}
+
+    async def _watch(self, entry: _Process, wake: Callable[[], None]) -> None:
+        await entry.process.wait()
+        entry.done.set()
+        wake()
+
+    async def poll(self, handle: RemoteHandle) -> PollResult:
+        entry = self._processes.get(int(handle["pid"]))
+        if entry is None:
+            return PollResult(
+                RemoteStatus.FAILED,
+                remote_status="lost",
+                error="the process is gone (the orchestrator restarted while it ran)",
+            )
+        code = entry.process.returncode
+        if code is None or not entry.done.is_set():
+            return PollResult(RemoteStatus.RUNNING, remote_status="running")
+        tail = await anyio.to_thread.run_sync(_tail, entry.log)
+        del self._processes[entry.process.pid]
+        if code == 0:
+            return PollResult(
+                RemoteStatus.SUCCEEDED, remote_status="exit 0", outputs={"exitCode": 0}, log_tail=tail
+            )
+        last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+        reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return PollResult(
+            RemoteStatus.FAILED,
+            remote_status=reason,
+            error=f"{reason}: {last}" if last else reason,
+            outputs={"exitCode": code},
+            log_tail=tail,
+        )
+
+    async def cancel(self, handle: RemoteHandle) -> CancelResult:
+        entry = self._processes.get(int(handle["pid"]))
+        if entry is None or entry.done.is_set():
+            return CancelResult(True, "the process had already ended")
+        grace = float(handle.get("grace", DEFAULT_GRACE))
+        _signal_group(entry.process, signal.SIGTERM)
+        with anyio.move_on_after(grace):
+            await entry.done.wait()
+            return CancelResult(True, "stopped by SIGTERM")
+        _signal_group(entry.process, signal.SIGKILL)
+        with anyio.move_on_after(5):
+            await entry.done.wait()
+        return CancelResult(True, f"killed by SIGKILL after a {grace:g}s grace period")
+
+    async def _shutdown(self) -> None:
+        for entry in list(self._processes.values()):
+            if not entry.done.is_set():
+                _signal_group(entry.process, signal.SIGKILL)
+
+
+def _signal_group(process: anyio.abc.Process, sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # pragma: no cover - not our group
+        process.send_signal(sig)
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _validate_command(params: Mapping[str, Any]) -> list[str]:
+    problems = []
+    command = params.get("command")
+    if isinstance(command, str):
+        if not command.strip():
+            problems.append("field 'command': empty")
+    elif isinstance(command, list):
+        if not command or not all(isinstance(a, str | int | float) for a in command):
+            problems.append("field 'command': expected a non-empty list of arguments or a string")
+    elif command is not None:
+        problems.append("field 'command': expected a list of arguments or a string")
+    env = params.get("env")
+    if env is not None and not (isinstance(env, dict) and all(isinstance(k, str) for k in env)):
+        problems.append("field 'env': expected an object of names to values")
+    if "cwd" in params and not isinstance(params["cwd"], str):
+        problems.append("field 'cwd': expected a path")
+    if "grace" in params:
+        try:
+            parse_duration(params["grace"])
+        except ValueError as exc:
+            problems.append(f"field 'grace': {exc}")
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a ``python`` job's callable receives."""
+
+    dag: str
+    run_id: str
+    job_id: str
+    attempt: int
+    params: Mapping[str, Any]  # the run's parameters
+    kwargs: Mapping[str, Any]  # the job's own fields
+
+
+@dataclass(slots=True)
+class _Call:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    result: Any = None
+    error: str | None = None
+    cancelled: bool = False
+
+
+class PythonConnector(_TaskGroupOwner):
+    """Runs the callable of a ``python`` job: ``async def fn(ctx: JobContext) -> Any``; a plain
+    function runs in a worker thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._calls: dict[str, _Call] = {}
+
+    async def submit(self, submission: Submission) -> RemoteHandle:
+        params = dict(submission.params)
+        fn = params.pop("call")
+        run_params = params.pop("__run_params__", {})
+        ctx = JobContext(
+            submission.dag,
+            submission.run_id,
+            submission.job_id,
+            submission.attempt,
+            run_params,
+            params,
+        )
+        call = _Call()
+        self._calls[submission.idempotency_key] = call
+        self.tg.start_soon(self._run, call, fn, ctx, submission.wake)
+        return {"call": submission.idempotency_key}
+
+    async def _run(self, call: _Call, fn: Callable[..., Any], ctx: JobContext, wake: Callable[[], None]) -> None:
+        try:
+            with call.scope:
+                if inspect.iscoroutinefunction(fn):
+                    call.result = await fn(ctx)
+                else:
+                    call.result = await anyio.to_thread.run_sync(fn, ctx, abandon_on_cancel=True)
+            if call.scope.cancelled_caught:
+                call.cancelled = True
+        except Exception as exc:
+            call.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            call.done.set()
+            wake()
+
+    async def poll(self, handle: RemoteHandle) -> PollResult:
+        call = self._calls.get(str(handle["call"]))
+        if call is None:
+            raise NotFoundError(f"no python call {handle['call']!r} in this process")
+        if not call.done.is_set():
+            return PollResult(RemoteStatus.RUNNING, remote_status="running")
+        del self._calls[str(handle["call"])]
+        if call.cancelled:
+            return PollResult(RemoteStatus.CANCELLED, remote_status="cancelled")
+        if call.error is not None:
+            return PollResult(RemoteStatus.FAILED, remote_status="raised", error=call.error)
+        return PollResult(
+            RemoteStatus.SUCCEEDED, remote_status="returned", outputs={"result": _jsonable(call.result)}
+        )
+
+    async def cancel(self, handle: RemoteHandle) -> CancelResult:
+        call = self._calls.get(str(handle["call"]))
+        if call is None or call.done.is_set():
+            return CancelResult(True, "the call had already ended")
+        call.scope.cancel()
+        with anyio.move_on_after(5):
+            await call.done.wait()
+        return CancelResult(True, "cancelled")
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _open_command(connection: Connection | None) -> CommandConnector:
+    return CommandConnector()
+
+
+def _open_python(connection: Connection | None) -> PythonConnector:
+    return PythonConnector()
+
+
+_LOCAL_POLL = PollSchedule(initial=1.0, factor=2.0, cap=5.0)
+
+JOB_TYPES = (
+    JobType(
+        name="command",
+        open=_open_command,
+        required=("command",),
+        optional=("env", "cwd", "grace"),
+        needs_connection=False,
+        validate=_validate_command,
+        poll=_LOCAL_POLL,
+    ),
+    JobType(
+        name="python",
+        open=_open_python,
+        needs_connection=False,
+        poll=_LOCAL_POLL,
+    ),
+)

@@ -1,0 +1,225 @@
+"""The DAG model: jobs on a networkx graph, built from Python or from JSON, validated up front.
+
+Python::
+
+    with DAG("quickstart", params={"region": "02"}) as dag:
+        extract = Job("extract", type="command", command=["echo", "hi"])
+        load = Job("load", type="fake", duration="1s")
+        extract >> load
+
+JSON: ``{"name", "params", "jobs": {id: {...}}, "jobGraph": {"vertices", "edges"}}`` in the
+shape of seed 002 (see DESIGN.md). Both load to the same :class:`DAG`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+
+from .durations import parse_duration
+from .retry import RetryPolicy
+from .trigger_rules import TriggerRule
+
+ENGINE_FIELDS = frozenset(
+    {
+        "type",
+        "connection",
+        "triggerRule",
+        "retries",
+        "timeout",
+        "priority",
+        "pool",
+        "webhooks",
+        "onAmbiguousSubmit",
+        "description",
+    }
+)
+AMBIGUOUS_POLICIES = ("resubmit", "unknown", "fail")
+_NO_RETRY = RetryPolicy()
+_current_dag: contextvars.ContextVar[DAG | None] = contextvars.ContextVar("dag", default=None)
+
+
+class Job:
+    """One vertex of a DAG: a job type, its connection and the connector's fields.
+
+    Made inside ``with DAG(...)``, a job joins that DAG; ``a >> b`` makes ``b`` depend on ``a``.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        type: str,
+        *,
+        connection: str | None = None,
+        trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+        retries: RetryPolicy | int | Mapping[str, Any] | None = None,
+        timeout: float | str | None = None,
+        priority: int = 0,
+        pool: str | Sequence[str] | None = None,
+        on_ambiguous_submit: str | None = None,
+        description: str | None = None,
+        webhooks: list[dict[str, Any]] | None = None,
+        call: Callable[..., Any] | None = None,
+        vertex: str | int | None = None,
+        **params: Any,
+    ) -> None:
+        self.id = id
+        self.type = type
+        self.connection = connection
+        self.trigger_rule = trigger_rule
+        self.retries = retries
+        self.timeout = timeout
+        self.priority = priority
+        self.pool = pool
+        self.on_ambiguous_submit = on_ambiguous_submit
+        self.description = description
+        self.webhooks = list(webhooks or [])
+        self.call = call
+        self.vertex = id if vertex is None else vertex
+        self.params = params
+        self.dag: DAG | None = None
+        dag = _current_dag.get()
+        if dag is not None:
+            dag.add(self)
+
+    # -- resolved views (valid after DAG.validate) ----------------------------------------
+    @property
+    def rule(self) -> TriggerRule:
+        rule = self.trigger_rule
+        return rule if isinstance(rule, TriggerRule) else TriggerRule(rule)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        r = self.retries
+        if r is None:
+            return _NO_RETRY
+        if isinstance(r, RetryPolicy):
+            return r
+        return RetryPolicy.from_json(r if not isinstance(r, Mapping) else dict(r))
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return None if self.timeout is None else parse_duration(self.timeout)
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        if self.pool is None:
+            return ()
+        return (self.pool,) if isinstance(self.pool, str) else tuple(self.pool)
+
+    # -- edges ----------------------------------------------------------------------------
+    def __rshift__(self, other: Job | Sequence[Job]) -> Job | Sequence[Job]:
+        for target in [other] if isinstance(other, Job) else other:
+            self._dag_for(target).add_edge(self, target)
+        return other
+
+    def __rrshift__(self, other: Sequence[Job]) -> Job:
+        for source in other:
+            source._dag_for(self).add_edge(source, self)
+        return self
+
+    def __lshift__(self, other: Job | Sequence[Job]) -> Job | Sequence[Job]:
+        for source in [other] if isinstance(other, Job) else other:
+            source._dag_for(self).add_edge(source, self)
+        return other
+
+    def __rlshift__(self, other: Sequence[Job]) -> Job:
+        for target in other:
+            self._dag_for(target).add_edge(self, target)
+        return self
+
+    def _dag_for(self, other: Job) -> DAG:
+        dag = self.dag or other.dag
+        if dag is None:
+            raise ValueError(f"job {self.id!r}: make jobs inside `with DAG(...)` to connect them")
+        return dag
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, type={self.type!r})"
+
+
+class DAG:
+    """A named graph of jobs with its parameters, limits, schedule and webhooks."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        fail_fast: bool = False,
+        concurrency: int | None = None,
+        pools: Mapping[str, int] | None = None,
+        timeout: float | str | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        webhooks: list[dict[str, Any]] | None = None,
+        description: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.name = name
+        self.params: dict[str, Any] = dict(params or {})
+        self.fail_fast = fail_fast
+        self.concurrency = concurrency
+        self.pools: dict[str, int] = dict(pools or {})
+        self.timeout = timeout
+        self.schedule = dict(schedule) if schedule else None
+        self.webhooks = list(webhooks or [])
+        self.description = description
+        self.source = source
+        self.jobs: dict[str, Job] = {}
+        self.graph: Any = nx.DiGraph()
+        self._duplicates: list[str] = []
+        self._token: contextvars.Token[DAG | None] | None = None
+
+    def __enter__(self) -> DAG:
+        self._token = _current_dag.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._token is not None
+        _current_dag.reset(self._token)
+        self._token = None
+
+    def add(self, job: Job) -> Job:
+        if job.id in self.jobs:
+            self._duplicates.append(job.id)
+            return job
+        job.dag = self
+        self.jobs[job.id] = job
+        self.graph.add_node(job.id)
+        return job
+
+    def add_edge(self, source: Job | str, target: Job | str) -> None:
+        s = source.id if isinstance(source, Job) else source
+        t = target.id if isinstance(target, Job) else target
+        self.graph.add_edge(s, t)
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return None if self.timeout is None else parse_duration(self.timeout)
+
+    def upstream(self, job_id: str) -> list[str]:
+        return list(self.graph.predecessors(job_id))
+
+    def downstream(self, job_id: str) -> list[str]:
+        return list(self.graph.successors(job_id))
+
+    def topological(self) -> Iterator[str]:
+        return iter(nx.lexicographical_topological_sort(self.graph))
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs.values())
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __repr__(self) -> str:
+        return f"DAG({self.name!r}, jobs={len(self.jobs)})"
+
+    def validate(self, known_types: Iterable[str] | None = None) -> None:
+        """Raise :class:`DagValidationError` listing every problem found."""
+        from .validation import validate_dag
+
+        validate_dag(self, known_types)

@@ -1,0 +1,1 @@
+"""The scheduler, the run executor and the attempt lifecycle."""

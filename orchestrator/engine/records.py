@@ -1,0 +1,148 @@
+"""What the engine knows of a run and its jobs while it executes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..states import JobState, RunState
+from ..trigger_rules import TriggerRule, UpstreamCounts
+
+if TYPE_CHECKING:
+    from ..connectors.base import JobType
+    from ..dag import DAG, Job
+    from ..retry import RetryPolicy
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JobRun:
+    """One job in one run: its state, attempts and results."""
+
+    __slots__ = (
+        "attempts",
+        "children",
+        "counts",
+        "ended_at",
+        "error",
+        "handle",
+        "has_tokens",
+        "held",
+        "id",
+        "job",
+        "job_type",
+        "log_tail",
+        "notes",
+        "outputs",
+        "policy",
+        "pools",
+        "priority",
+        "remote_status",
+        "rule",
+        "started_at",
+        "state",
+        "timeout",
+        "wake_event",
+        "woken",
+    )
+
+    def __init__(self, job: Job, job_type: JobType, pools: tuple[str, ...]) -> None:
+        self.id = job.id
+        self.job = job
+        self.job_type = job_type
+        self.state = JobState.PENDING
+        self.rule: TriggerRule = job.rule
+        self.policy: RetryPolicy = job.retry_policy
+        self.timeout = job.timeout_seconds
+        self.priority = job.priority
+        self.pools = pools
+        self.children: list[JobRun] = []
+        self.counts = UpstreamCounts(0)
+        self.attempts = 0
+        self.error: str | None = None
+        self.handle: dict[str, Any] | None = None
+        self.remote_status: str | None = None
+        self.outputs: dict[str, Any] = {}
+        self.log_tail: str | None = None
+        self.notes: list[str] = []
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.held = False
+        self.wake_event: anyio.Event | None = None
+        self.woken = False
+        self.has_tokens = _has_tokens(job.params)
+
+    def wake(self) -> None:
+        """Called by a connector (or a callback) to ask for an immediate poll."""
+        self.woken = True
+        if self.wake_event is not None:
+            self.wake_event.set()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": self.job.type,
+            "status": self.state.value,
+            "attempts": self.attempts,
+            "error": self.error,
+            "startedAt": iso(self.started_at),
+            "endedAt": iso(self.ended_at),
+        }
+        if self.handle is not None:
+            out["remote"] = self.handle
+        if self.remote_status is not None:
+            out["remoteStatus"] = self.remote_status
+        if self.outputs:
+            out["outputs"] = self.outputs
+        if self.log_tail:
+            out["logTail"] = self.log_tail
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+
+def _has_tokens(value: Any) -> bool:
+    if isinstance(value, str):
+        return "$" in value
+    if isinstance(value, dict):
+        return any(_has_tokens(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_tokens(v) for v in value)
+    return False
+
+
+class Run:
+    """One execution of a DAG."""
+
+    def __init__(self, run_id: str, dag: DAG, params: dict[str, Any], trigger: str = "manual") -> None:
+        self.id = run_id
+        self.dag = dag
+        self.params = params
+        self.trigger = trigger
+        self.state = RunState.QUEUED
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.jobs: dict[str, JobRun] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        from ..formats import job_graph
+
+        return {
+            "id": self.id,
+            "dag": self.dag.name,
+            "status": self.state.value,
+            "reason": self.error,
+            "params": self.params,
+            "trigger": self.trigger,
+            "startedAt": iso(self.started_at),
+            "endedAt": iso(self.ended_at),
+            "jobs": {"data": [self.jobs[j].to_json() for j in self.dag.topological()]},
+            "jobGraph": job_graph(self.dag),
+        }

@@ -1,0 +1,80 @@
+"""Running one DAG to its end in this process."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ..clock import Clock
+from ..connections import Connection
+from ..connectors.base import Connector
+from ..dag import DAG
+from ..errors import ConfigError, DagValidationError
+from .connectors import ConnectorSet, check_connections
+from .executor import Observer, RunExecutor
+from .records import Run
+
+
+def resolve_params(dag: DAG, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The DAG's declared parameters with ``given`` values; an undeclared name is an error."""
+    params = dict(dag.params)
+    for name, value in (given or {}).items():
+        if name not in dag.params:
+            declared = ", ".join(sorted(dag.params)) or "none"
+            raise ConfigError(f"unknown parameter {name!r} for DAG {dag.name!r} (declared: {declared})")
+        params[name] = value
+    return params
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def prepare_run(
+    dag: DAG,
+    *,
+    params: Mapping[str, Any] | None = None,
+    connections: Mapping[str, Connection] | None = None,
+    run_id: str | None = None,
+    trigger: str = "manual",
+) -> Run:
+    """Check everything a run needs before it starts; raise on the first kind of problem."""
+    resolved = resolve_params(dag, params)
+    problems = check_connections(dag, connections or {})
+    if problems:
+        raise DagValidationError(problems)
+    return Run(run_id or new_run_id(), dag, resolved, trigger)
+
+
+async def run_dag(
+    dag: DAG,
+    *,
+    params: Mapping[str, Any] | None = None,
+    connections: Mapping[str, Connection] | None = None,
+    connectors: Mapping[str, Connector] | None = None,
+    clock: Clock | None = None,
+    concurrency: int | None = None,
+    observers: list[Observer] | None = None,
+    rng: random.Random | None = None,
+    run_id: str | None = None,
+) -> Run:
+    """Run ``dag`` to its end and return the finished :class:`Run`.
+
+    ``connectors`` replaces the connector of a job type (tests pass fakes).
+    """
+    conns = dict(connections or {})
+    run = prepare_run(dag, params=params, connections=conns, run_id=run_id)
+    limits = {c.name: c.concurrency for c in conns.values() if c.concurrency}
+    async with ConnectorSet(dag, conns, connectors) as connector_set:
+        executor = RunExecutor(
+            run,
+            connector_set,
+            clock=clock,
+            concurrency=concurrency,
+            connection_limits=limits,
+            rng=rng,
+            observers=observers,
+        )
+        return await executor.execute()

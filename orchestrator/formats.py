@@ -1,0 +1,131 @@
+"""Writing a DAG back: JSON (the loadable format), Graphviz dot, Mermaid."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .dag import DAG, Job
+from .durations import format_duration
+from .retry import RetryPolicy
+from .trigger_rules import TriggerRule
+
+SECRET_MASK = "whsec_…"
+
+
+def mask_webhooks(webhooks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``secretKey`` is write-only: shown back as a mask keeping its last four characters."""
+    masked = []
+    for hook in webhooks:
+        hook = dict(hook)
+        secret = hook.get("secretKey")
+        if isinstance(secret, str) and secret:
+            hook["secretKey"] = f"{SECRET_MASK}{secret[-4:]}" if len(secret) > 12 else "…"
+        masked.append(hook)
+    return masked
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": job.type}
+    if job.connection:
+        out["connection"] = job.connection
+    if job.description:
+        out["description"] = job.description
+    out.update(job.params)
+    if TriggerRule(job.trigger_rule) is not TriggerRule.ALL_SUCCESS:
+        out["triggerRule"] = TriggerRule(job.trigger_rule).value
+    if job.retries is not None:
+        policy = job.retries if isinstance(job.retries, RetryPolicy) else job.retry_policy
+        out["retries"] = policy.to_json()
+    if job.timeout is not None:
+        out["timeout"] = format_duration(job.timeout_seconds or 0)
+    if job.priority:
+        out["priority"] = job.priority
+    if job.pool is not None:
+        out["pool"] = job.pool if isinstance(job.pool, str) else list(job.pool)
+    if job.on_ambiguous_submit:
+        out["onAmbiguousSubmit"] = job.on_ambiguous_submit
+    if job.webhooks:
+        out["webhooks"] = mask_webhooks(job.webhooks)
+    if job.call is not None:
+        out["call"] = f"{getattr(job.call, '__module__', '?')}.{getattr(job.call, '__qualname__', '?')}"
+    return out
+
+
+def job_graph(dag: DAG) -> dict[str, Any]:
+    order = list(dag.topological())
+    vertex = {job_id: dag.jobs[job_id].vertex for job_id in order}
+    return {
+        "vertices": [vertex[j] for j in order],
+        "edges": [
+            {"source": vertex[s], "target": vertex[t]}
+            for s in order
+            for t in sorted(dag.graph.successors(s), key=order.index)
+        ],
+    }
+
+
+def to_json(dag: DAG) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": dag.name}
+    if dag.description:
+        out["description"] = dag.description
+    if dag.schedule:
+        out["schedule"] = dag.schedule
+    if dag.params:
+        out["params"] = dag.params
+    if dag.fail_fast:
+        out["failFast"] = True
+    if dag.concurrency is not None:
+        out["concurrency"] = dag.concurrency
+    if dag.pools:
+        out["pools"] = dag.pools
+    if dag.timeout is not None:
+        out["timeout"] = format_duration(dag.timeout_seconds or 0)
+    if dag.webhooks:
+        out["webhooks"] = mask_webhooks(dag.webhooks)
+    out["jobs"] = {job_id: job_to_json(dag.jobs[job_id]) for job_id in dag.topological()}
+    out["jobGraph"] = job_graph(dag)
+    return out
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(dag: DAG) -> str:
+    lines = [f"digraph {_quote(dag.name)} {{", "  rankdir=LR;"]
+    for job_id in dag.topological():
+        text = job_id + "\\n" + dag.jobs[job_id].type
+        lines.append(f"  {_quote(job_id)} [label={_quote(text)}];")
+    for s, t in dag.graph.edges:
+        rule = TriggerRule(dag.jobs[t].trigger_rule)
+        attr = "" if rule is TriggerRule.ALL_SUCCESS else f" [label={_quote(rule.value)}]"
+        lines.append(f"  {_quote(s)} -> {_quote(t)}{attr};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(dag: DAG) -> str:
+    ids = {job_id: f"n{i}" for i, job_id in enumerate(dag.topological())}
+
+    def label(text: str) -> str:
+        return text.replace('"', "#quot;")
+
+    lines = ["flowchart LR"]
+    for job_id, node in ids.items():
+        lines.append(f'  {node}["{label(job_id)}<br/>{label(dag.jobs[job_id].type)}"]')
+    for s, t in dag.graph.edges:
+        rule = TriggerRule(dag.jobs[t].trigger_rule)
+        arrow = "-->" if rule is TriggerRule.ALL_SUCCESS else f"-- {rule.value} -->"
+        lines.append(f"  {ids[s]} {arrow} {ids[t]}")
+    return "\n".join(lines) + "\n"
+
+
+def render(dag: DAG, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(to_json(dag), indent=2) + "\n"
+    if fmt == "dot":
+        return to_dot(dag)
+    if fmt == "mermaid":
+        return to_mermaid(dag)
+    raise ValueError(f"unknown format {fmt!r} (json, dot, mermaid)")

@@ -1,0 +1,209 @@
+"""Loading DAG files: JSON (``*.json``) and Python modules (``*.py``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .dag import DAG, ENGINE_FIELDS, Job
+from .errors import DagError, DagValidationError
+
+_DAG_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "schedule",
+        "params",
+        "webhooks",
+        "jobs",
+        "jobGraph",
+        "failFast",
+        "concurrency",
+        "pools",
+        "timeout",
+    }
+)
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+def load_path(path: str | Path) -> list[DAG]:
+    """Every DAG a file defines, validated. Raises :class:`DagError` naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DagError(f"{p}: no such file")
+    if p.suffix == ".json":
+        dags = [load_json_file(p)]
+    elif p.suffix == ".py":
+        dags = load_python_file(p)
+    else:
+        raise DagError(f"{p}: expected a .json or .py DAG file")
+    for dag in dags:
+        dag.validate()
+    return dags
+
+
+def load_one(path: str | Path, name: str | None = None) -> DAG:
+    dags = load_path(path)
+    if name is not None:
+        for dag in dags:
+            if dag.name == name:
+                return dag
+        raise DagError(f"{path}: no DAG named {name!r} (found: {', '.join(d.name for d in dags)})")
+    if len(dags) != 1:
+        names = ", ".join(d.name for d in dags)
+        raise DagError(f"{path}: defines {len(dags)} DAGs ({names}); choose one with --dag NAME")
+    return dags[0]
+
+
+def load_json_file(path: Path) -> DAG:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise DagError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DagError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise DagError(f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return dag_from_json(data, source=str(path))
+
+
+def dag_from_json(data: Any, *, source: str = "<json>") -> DAG:
+    """Build a DAG from the JSON form; every shape problem is collected and reported at once."""
+    problems: list[str] = []
+
+    def bad(message: str) -> None:
+        problems.append(f"{source}: {message}")
+
+    if not isinstance(data, dict):
+        raise DagValidationError([f"{source}: expected a JSON object at the top level"])
+    for key in data:
+        if key not in _DAG_FIELDS:
+            bad(f"unknown field {key!r}")
+    name = data.get("name")
+    if not isinstance(name, str):
+        bad("field 'name': required, a string")
+        name = "?"
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        bad("field 'params': expected an object")
+        params = {}
+    pools = data.get("pools", {})
+    if not isinstance(pools, dict):
+        bad("field 'pools': expected an object of pool name to limit")
+        pools = {}
+    webhooks = data.get("webhooks", [])
+    if not isinstance(webhooks, list):
+        bad("field 'webhooks': expected a list")
+        webhooks = []
+    schedule = data.get("schedule")
+    if schedule is not None and not isinstance(schedule, dict):
+        bad("field 'schedule': expected an object")
+        schedule = None
+    dag = DAG(
+        name,
+        params=params,
+        fail_fast=data.get("failFast", False),
+        concurrency=data.get("concurrency"),
+        pools=pools,
+        timeout=data.get("timeout"),
+        schedule=schedule,
+        webhooks=webhooks,
+        description=data.get("description"),
+        source=source,
+    )
+    jobs = data.get("jobs")
+    if not isinstance(jobs, dict):
+        bad("field 'jobs': required, an object of job id to job")
+        jobs = {}
+    for job_id, spec in jobs.items():
+        if not isinstance(spec, dict):
+            bad(f"job {job_id!r}: expected an object")
+            continue
+        job_type = spec.get("type")
+        if not isinstance(job_type, str):
+            bad(f"job {job_id!r}: field 'type': required, a string")
+            continue
+        pool = spec.get("pool")
+        job_webhooks = spec.get("webhooks", [])
+        if not isinstance(job_webhooks, list):
+            bad(f"job {job_id!r}: field 'webhooks': expected a list")
+            job_webhooks = []
+        priority = spec.get("priority", 0)
+        dag.add(
+            Job(
+                job_id,
+                job_type,
+                connection=spec.get("connection"),
+                trigger_rule=spec.get("triggerRule", "all_success"),
+                retries=spec.get("retries"),
+                timeout=spec.get("timeout"),
+                priority=priority,
+                pool=pool,
+                on_ambiguous_submit=spec.get("onAmbiguousSubmit"),
+                description=spec.get("description"),
+                webhooks=job_webhooks,
+                **{k: v for k, v in spec.items() if k not in ENGINE_FIELDS},
+            )
+        )
+    _read_job_graph(data.get("jobGraph"), dag, bad)
+    if problems:
+        raise DagValidationError(problems)
+    return dag
+
+
+def _read_job_graph(graph: Any, dag: DAG, bad: Any) -> None:
+    if graph is None:
+        return  # no edges: every job is a root
+    if not isinstance(graph, dict):
+        bad("field 'jobGraph': expected an object with 'vertices' and 'edges'")
+        return
+    vertices = graph.get("vertices", [])
+    edges = graph.get("edges", [])
+    if not isinstance(vertices, list):
+        bad("field 'jobGraph.vertices': expected a list")
+        vertices = []
+    if not isinstance(edges, list):
+        bad("field 'jobGraph.edges': expected a list")
+        edges = []
+    for v in vertices:
+        if isinstance(v, bool) or not isinstance(v, str | int):
+            bad(f"jobGraph.vertices: {v!r} is not a string or an integer")
+        elif str(v) not in dag.jobs:
+            bad(f"jobGraph.vertices: vertex {v!r} has no job in 'jobs'")
+        else:
+            dag.jobs[str(v)].vertex = v
+    for i, edge in enumerate(edges):
+        if not isinstance(edge, dict) or "source" not in edge or "target" not in edge:
+            bad(f"jobGraph.edges[{i}]: expected an object with 'source' and 'target'")
+            continue
+        s, t = edge["source"], edge["target"]
+        if any(isinstance(x, bool) or not isinstance(x, str | int) for x in (s, t)):
+            bad(f"jobGraph.edges[{i}]: source and target must be strings or integers")
+            continue
+        dag.add_edge(str(s), str(t))
+
+
+def load_python_file(path: Path) -> list[DAG]:
+    module_name = f"orchestrator_dag_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise DagError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except DagError:
+        raise
+    except Exception as exc:
+        raise DagError(f"{path}: importing failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.modules.pop(module_name, None)
+    dags = [v for v in vars(module).values() if isinstance(v, DAG)]
+    if not dags:
+        raise DagError(f"{path}: defines no DAG (make one with `with DAG(...) as dag:`)")
+    for dag in dags:
+        dag.source = dag.source or str(path)
+    return dags

@@ -1,0 +1,118 @@
+"""Engine throughput against a bare-asyncio baseline, in one process and one run.
+
+    python tests/bench/bench_engine.py [--sizes 1000,10000] [--repeat 3]
+
+Workload: 10 layers, each node depending on 2 random nodes of the layer before (seed 42); every
+job instantaneous on the fake remote (submit and the first poll return at once). Baseline: a
+minimal topological runner (networkx graph, one asyncio task per node, started when its parents
+finish) whose jobs do nothing. Reported: nodes per second, microseconds per node, peak
+memory (tracemalloc, in a separate pass), and engine / baseline ratios. Best of ``--repeat``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import anyio  # noqa: E402
+
+from orchestrator import logs  # noqa: E402
+from orchestrator.engine.runner import run_dag  # noqa: E402
+from orchestrator.states import RunState  # noqa: E402
+from workloads import layered_dag, layered_graph  # noqa: E402
+
+
+async def baseline(graph: Any) -> None:
+    """One asyncio task per node, started when its parents finish; the job itself does nothing
+    (instantaneous), so this is the floor of any asyncio runner."""
+    remaining = {n: graph.in_degree(n) for n in graph}
+    total = len(remaining)
+    finished = 0
+    done = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run_node(node: str) -> None:
+        nonlocal finished
+        finished += 1
+        for child in graph.successors(node):
+            remaining[child] -= 1
+            if remaining[child] == 0:
+                task = asyncio.create_task(run_node(child))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        if finished == total:
+            done.set()
+
+    for node, degree in remaining.items():
+        if degree == 0:
+            task = asyncio.create_task(run_node(node))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    await done.wait()
+
+
+async def engine(dag: Any) -> None:
+    run = await run_dag(dag)
+    assert run.state is RunState.SUCCEEDED, run.error
+
+
+def measure(fn: Callable[[], Awaitable[None]], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        anyio.run(fn)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_memory(fn: Callable[[], Awaitable[None]]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    anyio.run(fn)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    log_dir = tempfile.mkdtemp(prefix="orchestrator-bench-")
+    for n in (int(s) for s in args.sizes.split(",")):
+        graph = layered_graph(n)
+        dag = layered_dag(n)
+        logs.configure("warning", stream=io.StringIO(), json=True)
+        base_t = measure(lambda: baseline(graph), args.repeat)
+        base_m = peak_memory(lambda: baseline(graph))
+        with open(os.path.join(log_dir, f"engine-{n}.log"), "w") as log_file:  # noqa: SIM115
+            logs.configure("info", stream=log_file, json=True)
+            info_t = measure(lambda: engine(dag), args.repeat)
+        logs.configure("warning", stream=io.StringIO(), json=True)
+        warn_t = measure(lambda: engine(dag), args.repeat)
+        warn_m = peak_memory(lambda: engine(dag))
+        rows.append(("bare asyncio baseline", n, base_t, base_m, base_t))
+        rows.append(("engine, info logs to a file", n, info_t, None, base_t))
+        rows.append(("engine, warning level", n, warn_t, warn_m, base_t))
+    print(f"{'runner':32} {'N':>6} {'nodes/s':>10} {'us/node':>8} {'peak MiB':>9} {'vs baseline':>12}")
+    for name, n, t, mem, base in rows:
+        mem_s = f"{mem / 2**20:9.1f}" if mem is not None else f"{'-':>9}"
+        print(f"{name:32} {n:6d} {n / t:10,.0f} {t / n * 1e6:8.1f} {mem_s} {base / t:11.1%}")
+
+
+if __name__ == "__main__":
+    main()
