@@ -72,6 +72,7 @@ class FakeClock:
         self._cancelled: set[int] = set()
         self._tg: anyio.abc.TaskGroup | None = None
         self.sleeps: list[float] = []  # every sleep asked for, in order
+        self.waits: list[float] = []  # every timeout of a wait (poll delays), in order
 
     async def __aenter__(self) -> FakeClock:
         self._tg = anyio.create_task_group()
@@ -139,6 +140,7 @@ class FakeClock:
                 self._cancelled.add(seq)
 
     async def wait(self, event: anyio.Event, timeout: float) -> None:
+        self.waits.append(timeout)
         seq = self._schedule(timeout, event.set)
         try:
             await event.wait()

@@ -1,0 +1,41 @@
+"""orchestrator: an asyncio engine that runs DAGs of jobs on remote job APIs.
+
+DAG authors need only what this module exports.
+"""
+
+from .connectors.local import JobContext
+from .dag import DAG, Job
+from .engine.records import JobRun, Run
+from .engine.runner import run_dag
+from .errors import (
+    ConfigError,
+    ConnectorError,
+    DagError,
+    DagValidationError,
+    OrchestratorError,
+)
+from .loader import load_path
+from .retry import Outcome, RetryPolicy
+from .states import JobState, RunState
+from .trigger_rules import TriggerRule
+
+__all__ = [
+    "DAG",
+    "ConfigError",
+    "ConnectorError",
+    "DagError",
+    "DagValidationError",
+    "Job",
+    "JobContext",
+    "JobRun",
+    "JobState",
+    "OrchestratorError",
+    "Outcome",
+    "RetryPolicy",
+    "Run",
+    "RunState",
+    "TriggerRule",
+    "load_path",
+    "run_dag",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Simulators of the remote job APIs, one aiohttp application each."""

@@ -1,0 +1,341 @@
+"""The run executor: ordering, trigger rules, retries, timeouts, cancellation, limits."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import pytest
+
+from orchestrator.clock import FakeClock
+from orchestrator.connectors.base import (
+    CancelResult,
+    ConnectorBase,
+    PollResult,
+    RemoteHandle,
+    RemoteStatus,
+    Submission,
+)
+from orchestrator.dag import DAG, Job
+from orchestrator.engine.connectors import ConnectorSet
+from orchestrator.engine.executor import RunExecutor
+from orchestrator.engine.records import JobRun
+from orchestrator.engine.runner import prepare_run
+from orchestrator.errors import TransientError
+from orchestrator.states import JobState, RunState
+from orchestrator.testing.fake import FakeConnector, FakeRemote
+
+from .conftest import RunFn
+
+S, F, UF, SK, C = (
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.UPSTREAM_FAILED,
+    JobState.SKIPPED,
+    JobState.CANCELLED,
+)
+
+
+def states(run: Any) -> dict[str, JobState]:
+    return {j.id: j.state for j in run.jobs.values()}
+
+
+class Recorder:
+    """Observer recording (time, job, state) of every transition."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.events: list[tuple[float, str, JobState]] = []
+        self.running = 0
+        self.max_running = 0
+
+    def __call__(self, jr: JobRun, old: JobState) -> None:
+        self.events.append((self.clock.monotonic(), jr.id, jr.state))
+        active = (JobState.SUBMITTING, JobState.RUNNING)
+        if jr.state in active and old not in active:
+            self.running += 1
+        elif old in active and jr.state not in active:
+            self.running -= 1
+        self.max_running = max(self.max_running, self.running)
+
+    def first(self, job: str, state: JobState) -> float:
+        return next(t for t, j, s in self.events if j == job and s is state)
+
+    def order(self, state: JobState) -> list[str]:
+        return [j for _, j, s in self.events if s is state]
+
+
+async def test_fan_out_fan_in_runs_children_after_parents(run: RunFn, clock: FakeClock) -> None:
+    with DAG("fan") as dag:
+        a = Job("a", "fake", duration="10s")
+        b = Job("b", "fake", duration="20s")
+        c = Job("c", "fake", duration="5s")
+        d = Job("d", "fake", duration="1s")
+        a >> [b, c] >> d
+    rec = Recorder(clock)
+    result = await run(dag, observers=[rec])
+    assert result.state is RunState.SUCCEEDED
+    assert states(result) == dict.fromkeys("abcd", S)
+    assert rec.first("b", JobState.SUBMITTING) >= rec.first("a", S)
+    assert rec.first("c", JobState.SUBMITTING) >= rec.first("a", S)
+    assert rec.first("d", JobState.SUBMITTING) >= max(rec.first("b", S), rec.first("c", S))
+    # b and c ran side by side: the run took a + b + d, not a + b + c + d
+    assert rec.first("d", S) - rec.first("a", JobState.SUBMITTING) == pytest.approx(31, abs=0.5)
+
+
+async def test_failure_propagates_as_upstream_failed_and_all_done_still_runs(run: RunFn) -> None:
+    with DAG("prop") as dag:
+        a = Job("a", "fake", outcome="failure", message="disk full")
+        b = Job("b", "fake")
+        c = Job("c", "fake")
+        cleanup = Job("cleanup", "fake", trigger_rule="all_done")
+        alert = Job("alert", "fake", trigger_rule="one_failed")
+        ok_path = Job("ok_path", "fake", trigger_rule="none_failed")
+        a >> b >> c >> cleanup
+        a >> alert
+        a >> ok_path
+    result = await run(dag)
+    assert states(result) == {
+        "a": F,
+        "b": UF,
+        "c": UF,
+        "cleanup": S,
+        "alert": S,
+        "ok_path": UF,
+    }
+    assert result.jobs["a"].error == "disk full"
+    assert result.jobs["b"].error == "upstream 'a' failed"
+    # Airflow's rule: the run fails when a final job did not succeed (ok_path)
+    assert result.state is RunState.FAILED
+
+
+async def test_skips_propagate(run: RunFn) -> None:
+    with DAG("skips") as dag:
+        a = Job("a", "fake")
+        only_on_failure = Job("only_on_failure", "fake", trigger_rule="all_failed")
+        after = Job("after", "fake")
+        joined = Job("joined", "fake", trigger_rule="none_failed_min_one_success")
+        a >> only_on_failure >> after
+        [a, after] >> joined
+    result = await run(dag)
+    assert states(result) == {"a": S, "only_on_failure": SK, "after": SK, "joined": S}
+    assert result.state is RunState.SUCCEEDED
+
+
+async def test_always_runs_without_waiting_for_upstream(run: RunFn, clock: FakeClock) -> None:
+    with DAG("always") as dag:
+        slow = Job("slow", "fake", duration="1h")
+        anyway = Job("anyway", "fake", trigger_rule="always")
+        slow >> anyway
+    rec = Recorder(clock)
+    result = await run(dag, observers=[rec])
+    assert states(result) == {"slow": S, "anyway": S}
+    assert rec.first("anyway", S) < rec.first("slow", S)
+
+
+async def test_retries_back_off_exponentially_in_virtual_time(run: RunFn, clock: FakeClock, remote: FakeRemote) -> None:
+    with DAG("retry") as dag:
+        Job("flaky", "fake", failTimes=3, retries={"attempts": 4, "base": "10s", "backoff": 3, "jitter": False})
+    result = await run(dag)
+    jr = result.jobs["flaky"]
+    assert jr.state is S
+    assert jr.attempts == 4
+    assert clock.sleeps == [10.0, 30.0, 90.0]
+    # each attempt had its own idempotency key
+    assert sorted(remote.submissions) == [f"{result.id}/flaky/{n}" for n in (1, 2, 3, 4)]
+
+
+async def test_retry_delays_use_full_jitter_below_the_cap(run: RunFn, clock: FakeClock) -> None:
+    with DAG("jitter") as dag:
+        Job("flaky", "fake", outcome="failure", retries={"attempts": 6, "base": "10s", "backoff": 2, "cap": "25s"})
+    result = await run(dag, rng=random.Random(3))
+    assert result.jobs["flaky"].attempts == 6
+    assert result.jobs["flaky"].state is F
+    ceilings = [10, 20, 25, 25, 25]
+    assert len(clock.sleeps) == 5
+    assert all(0 <= d <= c for d, c in zip(clock.sleeps, ceilings, strict=True))
+    assert len(set(clock.sleeps)) == 5  # jittered, not a fixed schedule
+
+
+async def test_retry_only_on_the_named_outcomes(run: RunFn) -> None:
+    with DAG("retry_on") as dag:
+        Job("fails", "fake", outcome="failure", retries={"attempts": 3, "retryOn": ["timeout"]})
+        Job("times_out", "fake", hang=True, timeout="1m", retries={"attempts": 2, "base": 1, "retryOn": ["timeout"]})
+        Job("refused", "fake", submitError=True, retries={"attempts": 2, "base": 1, "retryOn": ["error"]})
+    result = await run(dag)
+    assert result.jobs["fails"].attempts == 1
+    assert result.jobs["times_out"].attempts == 2
+    assert result.jobs["times_out"].error == "timed out after 60s"
+    assert result.jobs["refused"].attempts == 2
+    assert "submit failed" in (result.jobs["refused"].error or "")
+
+
+async def test_job_timeout_cancels_the_remote_job(run: RunFn, remote: FakeRemote, clock: FakeClock) -> None:
+    with DAG("timeout") as dag:
+        Job("stuck", "fake", hang=True, timeout="2h")
+    start = clock.monotonic()
+    result = await run(dag)
+    assert result.jobs["stuck"].state is F
+    assert result.jobs["stuck"].error == "timed out after 7200s"
+    assert remote.cancels == ["fake-0"]
+    assert clock.monotonic() - start == pytest.approx(7200, abs=1)
+
+
+async def test_run_timeout_fails_the_run_and_cancels_everything(run: RunFn, remote: FakeRemote) -> None:
+    with DAG("run_timeout", timeout="1h") as dag:
+        a = Job("a", "fake", hang=True)
+        b = Job("b", "fake", duration="10m")
+        after = Job("after", "fake")
+        a >> after
+    result = await run(dag)
+    assert result.state is RunState.FAILED
+    assert result.error == "run timed out after 3600s"
+    assert states(result) == {"a": C, "b": S, "after": C}
+    assert remote.cancels == ["fake-0"]
+
+
+async def test_cancel_reaches_every_running_job_and_starts_nothing_new(clock: FakeClock, remote: FakeRemote) -> None:
+    with DAG("cancel") as dag:
+        running = [Job(f"r{i}", "fake", hang=True) for i in range(3)]
+        later = Job("later", "fake")
+        for r in running:
+            r >> later
+        Job("quick", "fake", duration="1s")
+    dag.validate()
+    run = prepare_run(dag)
+    async with ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        executor = RunExecutor(run, connectors, clock=clock)
+
+        async def cancel_later() -> None:
+            await clock.sleep(60)
+            executor.cancel("cancelled by test")
+
+        async with clock, anyio.create_task_group() as tg:
+            tg.start_soon(cancel_later)
+            await executor.execute()
+    assert run.state is RunState.CANCELLED
+    assert run.error == "cancelled by test"
+    assert sorted(remote.cancels) == ["fake-0", "fake-1", "fake-2"]
+    assert {j: s for j, s in states(run).items()} == {"r0": C, "r1": C, "r2": C, "later": C, "quick": S}
+    assert all(run.jobs[f"r{i}"].error == "cancelled by test" for i in range(3))
+    assert f"{run.id}/later/1" not in remote.submissions
+
+
+async def test_fail_fast_stops_the_run_at_the_first_failure(run: RunFn, remote: FakeRemote) -> None:
+    with DAG("ff", fail_fast=True) as dag:
+        Job("bad", "fake", duration="1m", outcome="failure")
+        Job("long", "fake", hang=True)
+        slow = Job("slow", "fake", duration="2m")
+        after = Job("after", "fake")
+        slow >> after
+    result = await run(dag)
+    assert result.state is RunState.FAILED
+    assert result.error == "fail_fast: job 'bad' failed"
+    assert states(result) == {"bad": F, "long": C, "slow": C, "after": C}
+    assert sorted(remote.cancels) == ["fake-1", "fake-2"]
+
+
+async def test_global_concurrency_limit(run: RunFn, clock: FakeClock) -> None:
+    with DAG("limit", concurrency=3) as dag:
+        for i in range(12):
+            Job(f"j{i}", "fake", duration="10s")
+    rec = Recorder(clock)
+    result = await run(dag, observers=[rec])
+    assert result.state is RunState.SUCCEEDED
+    assert rec.max_running == 3
+
+
+async def test_named_pool_limits_its_jobs_only(run: RunFn, clock: FakeClock) -> None:
+    with DAG("pools", pools={"warehouse": 1}) as dag:
+        for i in range(4):
+            Job(f"w{i}", "fake", duration="10s", pool="warehouse")
+        for i in range(4):
+            Job(f"free{i}", "fake", duration="10s")
+    rec = Recorder(clock)
+    result = await run(dag, observers=[rec])
+    assert result.state is RunState.SUCCEEDED
+    spans = sorted((rec.first(f"w{i}", JobState.SUBMITTING), rec.first(f"w{i}", S)) for i in range(4))
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end  # never two warehouse jobs at once
+    assert max(rec.first(f"free{i}", S) for i in range(4)) <= spans[0][1] + 0.5
+
+
+async def test_priorities_order_ready_jobs(run: RunFn, clock: FakeClock) -> None:
+    with DAG("prio", concurrency=1) as dag:
+        for i, p in enumerate([1, 5, 3, 9, 0]):
+            Job(f"p{p}", "fake", duration="1s", priority=p)
+    rec = Recorder(clock)
+    await run(dag, observers=[rec])
+    assert rec.order(JobState.SUBMITTING) == ["p9", "p5", "p3", "p1", "p0"]
+
+
+class Scripted(ConnectorBase):
+    """Answers polls from a script: RUNNING n times, transient errors, then success."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = list(script)
+        self.cancels = 0
+
+    async def submit(self, submission: Submission) -> RemoteHandle:
+        return {"id": "x"}
+
+    async def poll(self, handle: RemoteHandle) -> PollResult:
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return PollResult(step)
+
+    async def cancel(self, handle: RemoteHandle) -> CancelResult:
+        self.cancels += 1
+        return CancelResult(True)
+
+
+async def test_poll_delay_grows_and_transient_errors_do_not_use_attempts(clock: FakeClock) -> None:
+    R = RemoteStatus.RUNNING
+    script = [R, R, TransientError("503", retry_after=7), R, R, R, RemoteStatus.SUCCEEDED]
+    connector = Scripted(script)
+    with DAG("polls") as dag:
+        Job("j", "fake")
+    dag.validate()
+    run = prepare_run(dag)
+    async with clock, ConnectorSet(dag, {}, {"fake": connector}) as connectors:
+        await RunExecutor(run, connectors, clock=clock, rng=random.Random(1)).execute()
+    assert run.jobs["j"].state is S
+    assert run.jobs["j"].attempts == 1
+    # the fake job type polls from 0.1s growing by 1.5x (each jittered by ±20%); Retry-After 7s
+    assert clock.sleeps == [7]
+    d = clock.waits
+    assert len(d) == 5
+    expected = [0.1, 0.15, 0.225, 0.3375, 0.50625]
+    for got, want in zip(d, expected, strict=True):
+        assert want * 0.8 <= got <= want * 1.2
+
+
+async def test_remote_cancelled_job_counts_as_failed(clock: FakeClock) -> None:
+    connector = Scripted([RemoteStatus.CANCELLED])
+    with DAG("rc") as dag:
+        Job("j", "fake")
+    dag.validate()
+    run = prepare_run(dag)
+    async with clock, ConnectorSet(dag, {}, {"fake": connector}) as connectors:
+        await RunExecutor(run, connectors, clock=clock).execute()
+    assert run.jobs["j"].state is F
+    assert run.jobs["j"].error == "cancelled on the remote"
+
+
+async def test_ten_thousand_nodes(run: RunFn) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from workloads import layered_dag
+
+    dag = layered_dag(10_000)
+    result = await run(dag)
+    assert result.state is RunState.SUCCEEDED
+    assert len(result.jobs) == 10_000
+    assert all(j.state is S and j.attempts == 1 for j in result.jobs.values())
+    for job_id, jr in result.jobs.items():
+        for parent in dag.upstream(job_id):
+            assert result.jobs[parent].ended_at <= jr.started_at  # type: ignore[operator]
