@@ -22,7 +22,11 @@ from .errors import ConfigError, DagError, OrchestratorError
 from .states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
-_RUN_EXIT = {RunState.SUCCEEDED: EXIT_OK, RunState.FAILED: EXIT_FAILED, RunState.CANCELLED: EXIT_CANCELLED}
+_RUN_EXIT = {
+    RunState.SUCCEEDED: EXIT_OK,
+    RunState.FAILED: EXIT_FAILED,
+    RunState.CANCELLED: EXIT_CANCELLED,
+}
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -76,7 +80,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
 
 
-async def _run(dag: Any, params: dict[str, Any], conns: dict[str, Any], args: argparse.Namespace, interactive: bool) -> int:
+async def _run(
+    dag: Any,
+    params: dict[str, Any],
+    conns: dict[str, Any],
+    args: argparse.Namespace,
+    interactive: bool,
+) -> int:
     from .engine.connectors import ConnectorSet
     from .engine.executor import RunExecutor
     from .engine.runner import prepare_run
@@ -113,7 +123,10 @@ async def _run(dag: Any, params: dict[str, Any], conns: dict[str, Any], args: ar
     elif progress is None:
         pass
     else:
-        print(f"run {run.id}: {run.state.value}" + (f" ({run.error})" if run.error else ""), file=sys.stderr)
+        print(
+            f"run {run.id}: {run.state.value}" + (f" ({run.error})" if run.error else ""),
+            file=sys.stderr,
+        )
     return _RUN_EXIT[run.state]
 
 
@@ -133,7 +146,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.paths:
         try:
             dags = load_path(path)
-            problems = [p for d in dags for p in check_connections(d, conns)] if conns is not None else []
+            problems = (
+                [p for d in dags for p in check_connections(d, conns)] if conns is not None else []
+            )
             if problems:
                 raise DagError("\n".join(problems))
         except DagError as exc:
@@ -180,8 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="K=V", help="a run parameter")
     run.add_argument("--json", action="store_true", help="print the finished run as JSON on stdout")
     run.add_argument("--connections", help="connections file (default $ORCHESTRATOR_CONNECTIONS)")
-    run.add_argument("--concurrency", type=int, help="jobs running at once (default: the DAG's, else 64)")
-    run.add_argument("--log-level", choices=sorted(logs.LEVELS), help="default: info, or error on a terminal")
+    run.add_argument(
+        "--concurrency", type=int, help="jobs running at once (default: the DAG's, else 64)"
+    )
+    run.add_argument(
+        "--log-level", choices=sorted(logs.LEVELS), help="default: info, or error on a terminal"
+    )
     run.add_argument("--log-file", help="write JSON log lines to this file")
     run.add_argument("--no-progress", action="store_true", help="no live progress on a terminal")
     run.set_defaults(func=cmd_run)

@@ -1,16 +1,16 @@
 """The error tree, split by who must react.
 
-    OrchestratorError
-    ├── DagError                    the DAG definition is wrong (exit code 2)
-    │   └── DagValidationError      one or more problems, each naming file, job and field
-    ├── ConfigError                 connections, parameters, command-line input (exit code 2)
-    ├── ConnectorError              raised by connectors; never an aiohttp exception
-    │   ├── TransientError          worth retrying inside the call (connect errors, 5xx, 429)
-    │   ├── PermanentError          retrying the same request will not help (4xx, bad body)
-    │   │   ├── AuthError           credentials refused
-    │   │   └── NotFoundError       the remote does not know the id
-    │   └── RemoteJobFailed         the remote job ran and reported failure
-    └── StoreError                  the state store could not be read or written
+OrchestratorError
+├── DagError                    the DAG definition is wrong (exit code 2)
+│   └── DagValidationError      one or more problems, each naming file, job and field
+├── ConfigError                 connections, parameters, command-line input (exit code 2)
+├── ConnectorError              raised by connectors; never an aiohttp exception
+│   ├── TransientError          worth retrying inside the call (connect errors, 5xx, 429)
+│   ├── PermanentError          retrying the same request will not help (4xx, bad body)
+│   │   ├── AuthError           credentials refused
+│   │   └── NotFoundError       the remote does not know the id
+│   └── RemoteJobFailed         the remote job ran and reported failure
+└── StoreError                  the state store could not be read or written
 """
 
 from __future__ import annotations

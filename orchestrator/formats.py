@@ -48,7 +48,9 @@ def job_to_json(job: Job) -> dict[str, Any]:
     if job.webhooks:
         out["webhooks"] = mask_webhooks(job.webhooks)
     if job.call is not None:
-        out["call"] = f"{getattr(job.call, '__module__', '?')}.{getattr(job.call, '__qualname__', '?')}"
+        out["call"] = (
+            f"{getattr(job.call, '__module__', '?')}.{getattr(job.call, '__qualname__', '?')}"
+        )
     return out
 
 

@@ -15,7 +15,12 @@ from typing import Any, TextIO
 import structlog
 
 _SECRETS: set[str] = set()
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def add_secrets(values: Iterable[str]) -> None:
@@ -49,7 +54,9 @@ def redact_processor(
     return event_dict
 
 
-def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
+def configure(
+    level: str = "info", *, stream: TextIO | None = None, json: bool | None = None
+) -> None:
     """Send logs to ``stream`` (stderr by default): JSON lines, or console rendering when
     ``json`` is false (default: console on a terminal)."""
     out = stream or sys.stderr

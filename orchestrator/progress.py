@@ -59,8 +59,12 @@ class Progress:
             lines = [head]
             for jr in jobs:
                 attempt = f" (attempt {jr.attempts})" if jr.attempts > 1 else ""
-                error = f"  {jr.error.splitlines()[0][:80]}" if jr.error and jr.state.terminal else ""
-                lines.append(f"  {_MARK[jr.state]} {jr.id:<{width}}  {jr.state.value}{attempt}{error}")
+                error = (
+                    f"  {jr.error.splitlines()[0][:80]}" if jr.error and jr.state.terminal else ""
+                )
+                lines.append(
+                    f"  {_MARK[jr.state]} {jr.id:<{width}}  {jr.state.value}{attempt}{error}"
+                )
             return lines
         counts = Counter(jr.state for jr in jobs)
         summary = "  ".join(f"{_MARK[s]} {s.value} {n}" for s, n in counts.items())

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .durations import format_duration, parse_duration
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """Why an attempt did not succeed; a retry policy names which of these retry."""
 
     FAILED = "failed"  # the job ran and reported failure

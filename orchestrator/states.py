@@ -7,10 +7,10 @@ overwritten.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     PENDING = "pending"
     QUEUED = "queued"
     SUBMITTING = "submitting"
@@ -31,7 +31,7 @@ class JobState(str, Enum):
         return self in JOB_TERMINAL
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -60,16 +60,12 @@ RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLE
 
 _J = JobState
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    _J.PENDING: frozenset(
-        {_J.QUEUED, _J.SKIPPED, _J.UPSTREAM_FAILED, _J.CANCELLED}
-    ),
+    _J.PENDING: frozenset({_J.QUEUED, _J.SKIPPED, _J.UPSTREAM_FAILED, _J.CANCELLED}),
     _J.QUEUED: frozenset({_J.SUBMITTING, _J.CANCELLED}),
     _J.SUBMITTING: frozenset(
         {_J.RUNNING, _J.RETRY_WAIT, _J.FAILED, _J.CANCELLED, _J.UNKNOWN, _J.SUCCEEDED}
     ),
-    _J.RUNNING: frozenset(
-        {_J.SUCCEEDED, _J.FAILED, _J.RETRY_WAIT, _J.CANCELLED, _J.UNKNOWN}
-    ),
+    _J.RUNNING: frozenset({_J.SUCCEEDED, _J.FAILED, _J.RETRY_WAIT, _J.CANCELLED, _J.UNKNOWN}),
     _J.RETRY_WAIT: frozenset({_J.QUEUED, _J.CANCELLED}),
     **{state: frozenset() for state in JOB_TERMINAL},
 }

@@ -7,12 +7,12 @@ count as failures (they did not succeed and were not skipped).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .states import JobState
 
 
-class TriggerRule(str, Enum):
+class TriggerRule(StrEnum):
     ALL_SUCCESS = "all_success"
     ALL_FAILED = "all_failed"
     ALL_DONE = "all_done"
@@ -29,7 +29,7 @@ class TriggerRule(str, Enum):
         return self.value
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     RUN = "run"
     WAIT = "wait"
     SKIP = "skip"

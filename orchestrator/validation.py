@@ -31,10 +31,15 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
     def bad(job: str | None, message: str) -> None:
         problems.append(f"{where}: job {job!r}: {message}" if job else f"{where}: {message}")
 
-    if not isinstance(dag.name, str) or not dag.name or not dag.name.replace("_", "").replace(
-        "-", ""
-    ).replace(".", "").isalnum():
-        bad(None, f"field 'name': expected a name of letters, digits, '_', '-', '.', got {dag.name!r}")
+    if (
+        not isinstance(dag.name, str)
+        or not dag.name
+        or not dag.name.replace("_", "").replace("-", "").replace(".", "").isalnum()
+    ):
+        bad(
+            None,
+            f"field 'name': expected a name of letters, digits, '_', '-', '.', got {dag.name!r}",
+        )
     if len(dag.jobs) > MAX_JOBS:
         bad(None, f"{len(dag.jobs)} jobs is more than the limit of {MAX_JOBS}")
     if not dag.jobs:
@@ -47,7 +52,9 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         except ValueError as exc:
             bad(None, f"field 'timeout': {exc}")
     if dag.concurrency is not None and (
-        not isinstance(dag.concurrency, int) or isinstance(dag.concurrency, bool) or dag.concurrency < 1
+        not isinstance(dag.concurrency, int)
+        or isinstance(dag.concurrency, bool)
+        or dag.concurrency < 1
     ):
         bad(None, f"field 'concurrency': expected a whole number >= 1, got {dag.concurrency!r}")
     for pool, limit in dag.pools.items():
@@ -64,7 +71,11 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         sources = [s for s in dag.graph.predecessors(node)]
         targets = [t for t in dag.graph.successors(node)]
         edge = (
-            f"{sources[0]!r} -> {node!r}" if sources else f"{node!r} -> {targets[0]!r}" if targets else repr(node)
+            f"{sources[0]!r} -> {node!r}"
+            if sources
+            else f"{node!r} -> {targets[0]!r}"
+            if targets
+            else repr(node)
         )
         bad(None, f"jobGraph: edge {edge} names unknown vertex {node!r}")
     if not unknown_nodes:

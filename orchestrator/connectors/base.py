@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def _noop() -> None:
     return None
 
 
-class RemoteStatus(str, Enum):
+class RemoteStatus(StrEnum):
     RUNNING = "running"  # accepted, queued or executing: poll again
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -105,7 +105,9 @@ class CommandConnector(_TaskGroupOwner):
                     start_new_session=True,
                 )
         except OSError as exc:
-            raise PermanentError(f"cannot start {shlex.join(args)[:200]}: {exc.strerror or exc}") from None
+            raise PermanentError(
+                f"cannot start {shlex.join(args)[:200]}: {exc.strerror or exc}"
+            ) from None
         entry = _Process(process, log)
         self._processes[process.pid] = entry
         self.tg.start_soon(self._watch, entry, submission.wake)
@@ -132,7 +134,10 @@ class CommandConnector(_TaskGroupOwner):
         del self._processes[entry.process.pid]
         if code == 0:
             return PollResult(
-                RemoteStatus.SUCCEEDED, remote_status="exit 0", outputs={"exitCode": 0}, log_tail=tail
+                RemoteStatus.SUCCEEDED,
+                remote_status="exit 0",
+                outputs={"exitCode": 0},
+                log_tail=tail,
             )
         last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
         reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -254,7 +259,9 @@ class PythonConnector(_TaskGroupOwner):
         self.tg.start_soon(self._run, call, fn, ctx, submission.wake)
         return {"call": submission.idempotency_key}
 
-    async def _run(self, call: _Call, fn: Callable[..., Any], ctx: JobContext, wake: Callable[[], None]) -> None:
+    async def _run(
+        self, call: _Call, fn: Callable[..., Any], ctx: JobContext, wake: Callable[[], None]
+    ) -> None:
         try:
             with call.scope:
                 if inspect.iscoroutinefunction(fn):
@@ -281,7 +288,9 @@ class PythonConnector(_TaskGroupOwner):
         if call.error is not None:
             return PollResult(RemoteStatus.FAILED, remote_status="raised", error=call.error)
         return PollResult(
-            RemoteStatus.SUCCEEDED, remote_status="returned", outputs={"result": _jsonable(call.result)}
+            RemoteStatus.SUCCEEDED,
+            remote_status="returned",
+            outputs={"result": _jsonable(call.result)},
         )
 
     async def cancel(self, handle: RemoteHandle) -> CancelResult:

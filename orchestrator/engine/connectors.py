@@ -29,9 +29,10 @@ def check_connections(dag: DAG, connections: Mapping[str, Connection]) -> list[s
                 f"{job.connection!r} (known: {known})"
             )
         elif job_type.connection_types and conn.type not in job_type.connection_types:
+            needs = " or ".join(job_type.connection_types)
             problems.append(
                 f"{where}: job {job.id!r}: field 'connection': connection {conn.name!r} is of type "
-                f"{conn.type!r}, job type {job.type!r} needs {' or '.join(job_type.connection_types)}"
+                f"{conn.type!r}, job type {job.type!r} needs {needs}"
             )
     return problems
 

@@ -25,10 +25,16 @@ import structlog
 from ..clock import Clock, RealClock
 from ..connectors.base import Connector, PollResult, RemoteHandle, RemoteStatus, Submission
 from ..connectors.registry import job_types
-from ..dag import DAG
 from ..errors import ConnectorError, TransientError
 from ..retry import Outcome
-from ..states import JOB_TERMINAL, JOB_TRANSITIONS, JobState, RunState, check_job_transition, check_run_transition
+from ..states import (
+    JOB_TERMINAL,
+    JOB_TRANSITIONS,
+    JobState,
+    RunState,
+    check_job_transition,
+    check_run_transition,
+)
 from ..trigger_rules import Decision, evaluate
 from .connectors import ConnectorSet
 from .records import JobRun, Run
@@ -47,7 +53,9 @@ class _Attempt:
 
     __slots__ = ("error", "outcome", "result")
 
-    def __init__(self, outcome: Outcome | None, error: str | None = None, result: PollResult | None = None) -> None:
+    def __init__(
+        self, outcome: Outcome | None, error: str | None = None, result: PollResult | None = None
+    ) -> None:
         self.outcome = outcome  # None: succeeded
         self.error = error
         self.result = result
@@ -118,18 +126,23 @@ class RunExecutor:
         self._log.info("run.started", jobs=len(run.jobs))
         timeout = self.dag.timeout_seconds
         deadline = self._clock.deadline(timeout)
-        with deadline:
-            with self._scope:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    for jr in run.jobs.values():
-                        if jr.state is JobState.PENDING and evaluate(jr.rule, jr.counts) is Decision.RUN:
-                            self._queue(jr)
-                    if self._remaining:
-                        tg.start_soon(self._spawner)
-                        self._start_worker()
+        with deadline, self._scope:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for jr in run.jobs.values():
+                    if (
+                        jr.state is JobState.PENDING
+                        and evaluate(jr.rule, jr.counts) is Decision.RUN
+                    ):
+                        self._queue(jr)
+                if self._remaining:
+                    tg.start_soon(self._spawner)
+                    self._start_worker()
         if deadline.cancelled_caught and self._stop_state is None:
-            self._stop_state, self._stop_reason = RunState.FAILED, f"run timed out after {timeout:g}s"
+            self._stop_state, self._stop_reason = (
+                RunState.FAILED,
+                f"run timed out after {timeout:g}s",
+            )
         self._finish_run()
         return run
 
@@ -153,9 +166,7 @@ class RunExecutor:
             "attempt": jr.attempts,
             "state": jr.state.value,
         }
-        if jr.state is JobState.SUCCEEDED:
-            self._log.info("job.ended", **fields)
-        elif jr.state is JobState.SKIPPED:
+        if jr.state is JobState.SUCCEEDED or jr.state is JobState.SKIPPED:
             self._log.info("job.ended", **fields)
         else:
             self._log.warning("job.ended", error=jr.error, **fields)
@@ -220,7 +231,9 @@ class RunExecutor:
                     self._remaining -= 1
                     stack.append(child)
                 elif decision is Decision.UPSTREAM_FAILED:
-                    self._set(child, JobState.UPSTREAM_FAILED, f"upstream {done.id!r} {done.state.value}")
+                    self._set(
+                        child, JobState.UPSTREAM_FAILED, f"upstream {done.id!r} {done.state.value}"
+                    )
                     self._remaining -= 1
                     stack.append(child)
         if jr.state is JobState.FAILED and self.dag.fail_fast:
@@ -430,8 +443,10 @@ class RunExecutor:
             polls += 1
             if jr.woken:
                 continue
-            delay = result.next_poll if result.next_poll is not None else schedule.delay(
-                polls, self._rng.random()
+            delay = (
+                result.next_poll
+                if result.next_poll is not None
+                else schedule.delay(polls, self._rng.random())
             )
             event = jr.wake_event = anyio.Event()
             await self._clock.wait(event, max(0.0, delay))

@@ -120,7 +120,9 @@ def _has_tokens(value: Any) -> bool:
 class Run:
     """One execution of a DAG."""
 
-    def __init__(self, run_id: str, dag: DAG, params: dict[str, Any], trigger: str = "manual") -> None:
+    def __init__(
+        self, run_id: str, dag: DAG, params: dict[str, Any], trigger: str = "manual"
+    ) -> None:
         self.id = run_id
         self.dag = dag
         self.params = params

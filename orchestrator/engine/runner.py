@@ -23,7 +23,9 @@ def resolve_params(dag: DAG, given: Mapping[str, Any] | None) -> dict[str, Any]:
     for name, value in (given or {}).items():
         if name not in dag.params:
             declared = ", ".join(sorted(dag.params)) or "none"
-            raise ConfigError(f"unknown parameter {name!r} for DAG {dag.name!r} (declared: {declared})")
+            raise ConfigError(
+                f"unknown parameter {name!r} for DAG {dag.name!r} (declared: {declared})"
+            )
         params[name] = value
     return params
 

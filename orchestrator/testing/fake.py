@@ -135,7 +135,9 @@ def _validate(params: Mapping[str, Any]) -> list[str]:
     except ValueError as exc:
         problems.append(f"field 'duration': {exc}")
     if params.get("outcome", "success") not in ("success", "failure"):
-        problems.append(f"field 'outcome': expected 'success' or 'failure', got {params['outcome']!r}")
+        problems.append(
+            f"field 'outcome': expected 'success' or 'failure', got {params['outcome']!r}"
+        )
     fail_times = params.get("failTimes", 0)
     if not isinstance(fail_times, int) or isinstance(fail_times, bool) or fail_times < 0:
         problems.append(f"field 'failTimes': expected a whole number >= 0, got {fail_times!r}")

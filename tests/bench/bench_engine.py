@@ -25,12 +25,12 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import anyio  # noqa: E402
+import anyio
+from workloads import layered_dag, layered_graph
 
-from orchestrator import logs  # noqa: E402
-from orchestrator.engine.runner import run_dag  # noqa: E402
-from orchestrator.states import RunState  # noqa: E402
-from workloads import layered_dag, layered_graph  # noqa: E402
+from orchestrator import logs
+from orchestrator.engine.runner import run_dag
+from orchestrator.states import RunState
 
 
 async def baseline(graph: Any) -> None:
@@ -97,18 +97,20 @@ def main() -> None:
         graph = layered_graph(n)
         dag = layered_dag(n)
         logs.configure("warning", stream=io.StringIO(), json=True)
-        base_t = measure(lambda: baseline(graph), args.repeat)
-        base_m = peak_memory(lambda: baseline(graph))
-        with open(os.path.join(log_dir, f"engine-{n}.log"), "w") as log_file:  # noqa: SIM115
+        base_t = measure(lambda g=graph: baseline(g), args.repeat)
+        base_m = peak_memory(lambda g=graph: baseline(g))
+        with open(os.path.join(log_dir, f"engine-{n}.log"), "w") as log_file:
             logs.configure("info", stream=log_file, json=True)
-            info_t = measure(lambda: engine(dag), args.repeat)
+            info_t = measure(lambda d=dag: engine(d), args.repeat)
         logs.configure("warning", stream=io.StringIO(), json=True)
-        warn_t = measure(lambda: engine(dag), args.repeat)
-        warn_m = peak_memory(lambda: engine(dag))
+        warn_t = measure(lambda d=dag: engine(d), args.repeat)
+        warn_m = peak_memory(lambda d=dag: engine(d))
         rows.append(("bare asyncio baseline", n, base_t, base_m, base_t))
         rows.append(("engine, info logs to a file", n, info_t, None, base_t))
         rows.append(("engine, warning level", n, warn_t, warn_m, base_t))
-    print(f"{'runner':32} {'N':>6} {'nodes/s':>10} {'us/node':>8} {'peak MiB':>9} {'vs baseline':>12}")
+    print(
+        f"{'runner':32} {'N':>6} {'nodes/s':>10} {'us/node':>8} {'peak MiB':>9} {'vs baseline':>12}"
+    )
     for name, n, t, mem, base in rows:
         mem_s = f"{mem / 2**20:9.1f}" if mem is not None else f"{'-':>9}"
         print(f"{name:32} {n:6d} {n / t:10,.0f} {t / n * 1e6:8.1f} {mem_s} {base / t:11.1%}")

@@ -33,7 +33,9 @@ def layered_dag(n: int, **fields: Any) -> DAG:
     graph = layered_graph(n)
     with DAG(f"bench_{n}") as dag:
         for node in graph.nodes:
-            Job(node, fields.get("type", "fake"), **{k: v for k, v in fields.items() if k != "type"})
+            Job(
+                node, fields.get("type", "fake"), **{k: v for k, v in fields.items() if k != "type"}
+            )
         for s, t in graph.edges:
             dag.add_edge(s, t)
     return dag

@@ -38,6 +38,8 @@ def run(clock: FakeClock, remote: FakeRemote) -> RunFn:
         dag.validate()
         kwargs.setdefault("rng", random.Random(7))
         async with clock:
-            return await run_dag(dag, clock=clock, connectors={"fake": FakeConnector(remote)}, **kwargs)
+            return await run_dag(
+                dag, clock=clock, connectors={"fake": FakeConnector(remote)}, **kwargs
+            )
 
     return go

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -134,9 +135,16 @@ async def test_always_runs_without_waiting_for_upstream(run: RunFn, clock: FakeC
     assert rec.first("anyway", S) < rec.first("slow", S)
 
 
-async def test_retries_back_off_exponentially_in_virtual_time(run: RunFn, clock: FakeClock, remote: FakeRemote) -> None:
+async def test_retries_back_off_exponentially_in_virtual_time(
+    run: RunFn, clock: FakeClock, remote: FakeRemote
+) -> None:
     with DAG("retry") as dag:
-        Job("flaky", "fake", failTimes=3, retries={"attempts": 4, "base": "10s", "backoff": 3, "jitter": False})
+        Job(
+            "flaky",
+            "fake",
+            failTimes=3,
+            retries={"attempts": 4, "base": "10s", "backoff": 3, "jitter": False},
+        )
     result = await run(dag)
     jr = result.jobs["flaky"]
     assert jr.state is S
@@ -148,7 +156,12 @@ async def test_retries_back_off_exponentially_in_virtual_time(run: RunFn, clock:
 
 async def test_retry_delays_use_full_jitter_below_the_cap(run: RunFn, clock: FakeClock) -> None:
     with DAG("jitter") as dag:
-        Job("flaky", "fake", outcome="failure", retries={"attempts": 6, "base": "10s", "backoff": 2, "cap": "25s"})
+        Job(
+            "flaky",
+            "fake",
+            outcome="failure",
+            retries={"attempts": 6, "base": "10s", "backoff": 2, "cap": "25s"},
+        )
     result = await run(dag, rng=random.Random(3))
     assert result.jobs["flaky"].attempts == 6
     assert result.jobs["flaky"].state is F
@@ -161,8 +174,19 @@ async def test_retry_delays_use_full_jitter_below_the_cap(run: RunFn, clock: Fak
 async def test_retry_only_on_the_named_outcomes(run: RunFn) -> None:
     with DAG("retry_on") as dag:
         Job("fails", "fake", outcome="failure", retries={"attempts": 3, "retryOn": ["timeout"]})
-        Job("times_out", "fake", hang=True, timeout="1m", retries={"attempts": 2, "base": 1, "retryOn": ["timeout"]})
-        Job("refused", "fake", submitError=True, retries={"attempts": 2, "base": 1, "retryOn": ["error"]})
+        Job(
+            "times_out",
+            "fake",
+            hang=True,
+            timeout="1m",
+            retries={"attempts": 2, "base": 1, "retryOn": ["timeout"]},
+        )
+        Job(
+            "refused",
+            "fake",
+            submitError=True,
+            retries={"attempts": 2, "base": 1, "retryOn": ["error"]},
+        )
     result = await run(dag)
     assert result.jobs["fails"].attempts == 1
     assert result.jobs["times_out"].attempts == 2
@@ -171,7 +195,9 @@ async def test_retry_only_on_the_named_outcomes(run: RunFn) -> None:
     assert "submit failed" in (result.jobs["refused"].error or "")
 
 
-async def test_job_timeout_cancels_the_remote_job(run: RunFn, remote: FakeRemote, clock: FakeClock) -> None:
+async def test_job_timeout_cancels_the_remote_job(
+    run: RunFn, remote: FakeRemote, clock: FakeClock
+) -> None:
     with DAG("timeout") as dag:
         Job("stuck", "fake", hang=True, timeout="2h")
     start = clock.monotonic()
@@ -182,10 +208,12 @@ async def test_job_timeout_cancels_the_remote_job(run: RunFn, remote: FakeRemote
     assert clock.monotonic() - start == pytest.approx(7200, abs=1)
 
 
-async def test_run_timeout_fails_the_run_and_cancels_everything(run: RunFn, remote: FakeRemote) -> None:
+async def test_run_timeout_fails_the_run_and_cancels_everything(
+    run: RunFn, remote: FakeRemote
+) -> None:
     with DAG("run_timeout", timeout="1h") as dag:
         a = Job("a", "fake", hang=True)
-        b = Job("b", "fake", duration="10m")
+        Job("b", "fake", duration="10m")
         after = Job("after", "fake")
         a >> after
     result = await run(dag)
@@ -195,7 +223,9 @@ async def test_run_timeout_fails_the_run_and_cancels_everything(run: RunFn, remo
     assert remote.cancels == ["fake-0"]
 
 
-async def test_cancel_reaches_every_running_job_and_starts_nothing_new(clock: FakeClock, remote: FakeRemote) -> None:
+async def test_cancel_reaches_every_running_job_and_starts_nothing_new(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
     with DAG("cancel") as dag:
         running = [Job(f"r{i}", "fake", hang=True) for i in range(3)]
         later = Job("later", "fake")
@@ -217,7 +247,13 @@ async def test_cancel_reaches_every_running_job_and_starts_nothing_new(clock: Fa
     assert run.state is RunState.CANCELLED
     assert run.error == "cancelled by test"
     assert sorted(remote.cancels) == ["fake-0", "fake-1", "fake-2"]
-    assert {j: s for j, s in states(run).items()} == {"r0": C, "r1": C, "r2": C, "later": C, "quick": S}
+    assert {j: s for j, s in states(run).items()} == {
+        "r0": C,
+        "r1": C,
+        "r2": C,
+        "later": C,
+        "quick": S,
+    }
     assert all(run.jobs[f"r{i}"].error == "cancelled by test" for i in range(3))
     assert f"{run.id}/later/1" not in remote.submissions
 
@@ -255,15 +291,17 @@ async def test_named_pool_limits_its_jobs_only(run: RunFn, clock: FakeClock) -> 
     rec = Recorder(clock)
     result = await run(dag, observers=[rec])
     assert result.state is RunState.SUCCEEDED
-    spans = sorted((rec.first(f"w{i}", JobState.SUBMITTING), rec.first(f"w{i}", S)) for i in range(4))
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    spans = sorted(
+        (rec.first(f"w{i}", JobState.SUBMITTING), rec.first(f"w{i}", S)) for i in range(4)
+    )
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end  # never two warehouse jobs at once
     assert max(rec.first(f"free{i}", S) for i in range(4)) <= spans[0][1] + 0.5
 
 
 async def test_priorities_order_ready_jobs(run: RunFn, clock: FakeClock) -> None:
     with DAG("prio", concurrency=1) as dag:
-        for i, p in enumerate([1, 5, 3, 9, 0]):
+        for _i, p in enumerate([1, 5, 3, 9, 0]):
             Job(f"p{p}", "fake", duration="1s", priority=p)
     rec = Recorder(clock)
     await run(dag, observers=[rec])

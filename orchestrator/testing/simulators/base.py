@@ -78,7 +78,9 @@ class SimJob:
 
     def ended_at(self) -> float:
         if self.cancelled_at is not None:
-            return min(self.cancelled_at, self.created + self.behaviour.queued + self.behaviour.duration)
+            return min(
+                self.cancelled_at, self.created + self.behaviour.queued + self.behaviour.duration
+            )
         return self.created + self.behaviour.queued + self.behaviour.duration
 
 
@@ -218,7 +220,11 @@ class Simulator:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        local = request.path[len(self.prefix) :] if request.path.startswith(self.prefix) else request.path
+        local = (
+            request.path[len(self.prefix) :]
+            if request.path.startswith(self.prefix)
+            else request.path
+        )
         if local.startswith("/_sim/"):
             return await handler(request)
         self.counters.requests[f"{request.method} {local}"] += 1
@@ -244,7 +250,9 @@ class Simulator:
             # aiohttp needs a response object; the client never sees it
             return web.Response(status=500)
         if fault.kind == "malformed":
-            return web.Response(status=200, body=b"<html>not json{", content_type="application/json")
+            return web.Response(
+                status=200, body=b"<html>not json{", content_type="application/json"
+            )
         headers = dict(fault.headers)
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after

@@ -1,0 +1,196 @@
+"""The `orchestrator` command as a user runs it: a subprocess, its exit codes and its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+DAGS = ROOT / "dags"
+
+
+def cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_dag(tmp_path: Path, data: dict[str, Any], name: str = "dag.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def dag(jobs: dict[str, Any], edges: list[tuple[str, str]] = (), **fields: Any) -> dict[str, Any]:  # type: ignore[assignment]
+    return {
+        "name": "t",
+        **fields,
+        "jobs": jobs,
+        "jobGraph": {
+            "vertices": list(jobs),
+            "edges": [{"source": s, "target": t} for s, t in edges],
+        },
+    }
+
+
+def test_quickstart_succeeds_with_json_report() -> None:
+    proc = cli("run", str(DAGS / "quickstart.json"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report) >= {"id", "dag", "status", "jobs", "jobGraph"}
+    assert report["dag"] == "quickstart"
+    assert report["status"] == "succeeded"
+    jobs = {j["id"]: j for j in report["jobs"]["data"]}
+    assert set(jobs) == {"extract", "wrangle", "profile", "validate", "load", "report"}
+    assert all(set(j) >= {"id", "status", "attempts", "error"} for j in jobs.values())
+    assert jobs["profile"]["attempts"] == 2  # fails once, retried
+    assert jobs["extract"]["logTail"] == f"extracting region 02 for run {report['id']}\n"
+    assert report["jobGraph"]["vertices"][0] == "extract"
+    # not a terminal: JSON log lines on stderr, bound with dag, run, job and attempt
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    ended = [line for line in lines if line["event"] == "job.ended"]
+    assert len(ended) == 6
+    assert all({"dag", "run", "job", "attempt", "state"} <= set(line) for line in ended)
+
+
+def test_python_dag_and_params(tmp_path: Path) -> None:
+    proc = cli("run", str(DAGS / "quickstart.py"), "--param", "region=7", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = next(j for j in report["jobs"]["data"] if j["id"] == "rows")
+    assert rows["outputs"] == {"result": {"rows": 1200, "region": 7}}
+
+
+def test_failed_run_exits_1(tmp_path: Path) -> None:
+    path = write_dag(tmp_path, dag({"a": {"type": "command", "command": "exit 4"}}))
+    proc = cli("run", str(path), "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["status"] == "failed"
+    assert report["jobs"]["data"][0]["error"] == "exit code 4"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (dag({"a": {"type": "nope"}}), "field 'type': unknown job type 'nope'"),
+        (dag({"a": {"type": "fake"}, "b": {"type": "fake"}}, [("a", "b"), ("b", "a")]), "cycle"),
+        (dag({"a": {"type": "fake", "timeout": "5 parsecs"}}), "field 'timeout': bad duration"),
+        (dag({"a": {"type": "command"}}), "field 'command': required"),
+    ],
+)
+def test_invalid_dag_exits_2_naming_the_problem(
+    tmp_path: Path, data: dict[str, Any], message: str
+) -> None:
+    path = write_dag(tmp_path, data)
+    proc = cli("run", str(path))
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr
+    assert message in proc.stderr
+
+
+def test_bad_params_exit_2(tmp_path: Path) -> None:
+    path = write_dag(tmp_path, dag({"a": {"type": "fake"}}, params={"region": "01"}))
+    proc = cli("run", str(path), "--param", "regoin=02")
+    assert proc.returncode == 2
+    assert "unknown parameter 'regoin'" in proc.stderr
+    proc = cli("run", str(path), "--param", "novalue")
+    assert proc.returncode == 2
+    assert "expected NAME=VALUE" in proc.stderr
+
+
+def test_missing_connection_is_invalid_before_the_run(tmp_path: Path) -> None:
+    toml = tmp_path / "connections.toml"
+    toml.write_text('[other]\ntype = "trifacta"\nbase_url = "http://127.0.0.1:9"\ntoken = "t"\n')
+    path = write_dag(
+        tmp_path, dag({"a": {"type": "http", "connection": "nowhere", "submit": {"path": "/jobs"}}})
+    )
+    proc = cli("run", str(path), "--connections", str(toml))
+    assert proc.returncode == 2
+    assert "unknown connection 'nowhere'" in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_cancels_the_run_and_exits_3(tmp_path: Path, sig: signal.Signals) -> None:
+    path = write_dag(
+        tmp_path,
+        dag(
+            {"sleep": {"type": "command", "command": ["sleep", "30"]}, "after": {"type": "fake"}},
+            [("sleep", "after")],
+        ),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", str(path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    for line in proc.stderr:
+        if '"run.started"' in line or time.monotonic() > deadline:
+            break
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["status"] == "cancelled"
+    assert {j["id"]: j["status"] for j in report["jobs"]["data"]} == {
+        "sleep": "cancelled",
+        "after": "cancelled",
+    }
+
+
+def test_validate(tmp_path: Path) -> None:
+    good = cli("validate", str(DAGS / "quickstart.json"), str(DAGS / "quickstart.py"))
+    assert good.returncode == 0, good.stderr
+    assert "ok: " in good.stdout
+    bad_path = write_dag(tmp_path, dag({"a": {"type": "fake", "triggerRule": "sometimes"}}))
+    bad = cli("validate", str(DAGS / "quickstart.json"), str(bad_path))
+    assert bad.returncode == 2
+    assert "bad trigger rule 'sometimes'" in bad.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "dot", "mermaid"])
+def test_graph_formats(fmt: str) -> None:
+    proc = cli("graph", str(DAGS / "quickstart.json"), "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    if fmt == "json":
+        data = json.loads(proc.stdout)
+        original = json.loads((DAGS / "quickstart.json").read_text())
+        assert data["jobGraph"]["vertices"] == original["jobGraph"]["vertices"]
+        assert sorted(map(str, data["jobGraph"]["edges"])) == sorted(
+            map(str, original["jobGraph"]["edges"])
+        )
+    elif fmt == "dot":
+        assert proc.stdout.startswith('digraph "quickstart"')
+        assert '"load" -> "report" [label="all_done"];' in proc.stdout
+    else:
+        assert proc.stdout.startswith("flowchart LR")
+        assert "-- all_done -->" in proc.stdout
+
+
+def test_graph_json_round_trips(tmp_path: Path) -> None:
+    first = cli("graph", str(DAGS / "quickstart.json"))
+    path = tmp_path / "again.json"
+    path.write_text(first.stdout)
+    second = cli("graph", str(path))
+    assert second.returncode == 0
+    assert json.loads(second.stdout) == json.loads(first.stdout)
