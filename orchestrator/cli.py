@@ -9,19 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import structlog
 
 from . import logs
-from .errors import ConfigError, DagError, OrchestratorError
+from .errors import ConfigError, DagError, OrchestratorError, StoreError
 from .states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
+DB_HELP = (
+    "state store: a SQLite path or sqlite:///path, or memory: "
+    "(default: $ORCHESTRATOR_HOME/orchestrator.db)"
+)
 _RUN_EXIT = {
     RunState.SUCCEEDED: EXIT_OK,
     RunState.FAILED: EXIT_FAILED,
@@ -54,11 +56,10 @@ def _error(message: str) -> None:
     print(f"orchestrator: {logs.redact_text(message)}", file=sys.stderr)
 
 
-# -- run ----------------------------------------------------------------------------------
-def cmd_run(args: argparse.Namespace) -> int:
-    from .loader import load_one
-
-    interactive = sys.stderr.isatty() and not args.no_progress
+# -- run / resume -----------------------------------------------------------------------
+def _configure_logs(args: argparse.Namespace) -> bool:
+    """Logs as the run command wants them; returns whether to show live progress."""
+    interactive = sys.stderr.isatty() and not getattr(args, "no_progress", False)
     if args.log_file:
         log_stream = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed at exit
         logs.configure(args.log_level or "info", stream=log_stream, json=True)
@@ -66,68 +67,241 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs.configure(args.log_level or "error", json=False)
     else:
         logs.configure(args.log_level or "info", json=True)
+    return interactive
+
+
+def _report(run: Any, args: argparse.Namespace, interactive: bool) -> int:
+    if args.json:
+        print(json.dumps(run.to_json(), default=str))
+    elif interactive:
+        reason = f" ({run.error})" if run.error else ""
+        print(f"run {run.id}: {run.state.value}{reason}", file=sys.stderr)
+    return _RUN_EXIT[run.state]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .engine.durable import overlap_policy
+    from .loader import load_one
+
+    interactive = _configure_logs(args)
     try:
         dag = load_one(args.path, args.dag)
         params = _parse_params(args.param)
         conns = _connections(args.connections)
+        overlap = overlap_policy(dag, args.overlap)
     except (DagError, ConfigError) as exc:
         _error(str(exc))
         return EXIT_INVALID
-    try:
-        return anyio.run(_run, dag, params, conns, args, interactive)
-    except (DagError, ConfigError) as exc:
-        _error(str(exc))
-        return EXIT_INVALID
+    return anyio.run(_run, dag, params, conns, overlap, args, interactive)
 
 
 async def _run(
     dag: Any,
     params: dict[str, Any],
     conns: dict[str, Any],
+    overlap: str,
     args: argparse.Namespace,
     interactive: bool,
 ) -> int:
-    from .engine.connectors import ConnectorSet
-    from .engine.executor import RunExecutor
-    from .engine.runner import prepare_run
+    from .engine import session
     from .progress import Progress
+    from .store.open import open_store
 
-    run = prepare_run(dag, params=params, connections=conns)
-    structlog.contextvars.bind_contextvars(dag=dag.name, run=run.id)
-    progress = Progress(run) if interactive else None
-    limits = {c.name: c.concurrency for c in conns.values() if c.concurrency}
-    async with ConnectorSet(dag, conns) as connectors:
-        executor = RunExecutor(
-            run,
-            connectors,
+    try:
+        store = await open_store(args.db)
+    except StoreError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    try:
+        run = await session.run_new(
+            store,
+            dag,
+            params,
+            conns,
+            overlap=overlap,
             concurrency=args.concurrency,
-            connection_limits=limits,
-            observers=[progress.observe] if progress else None,
+            progress_for=Progress if interactive else None,
         )
-        async with anyio.create_task_group() as tg:
+    except session.RunRefused as exc:
+        _error(str(exc))
+        return EXIT_REFUSED
+    except (DagError, ConfigError, StoreError) as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+    return _report(run, args, interactive)
 
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        name = signal.Signals(signum).name
-                        structlog.get_logger("orchestrator").warning("run.signal", signal=name)
-                        executor.cancel(f"cancelled by {name}")
 
-            tg.start_soon(on_signals)
-            if progress:
-                tg.start_soon(progress.show)
-            await executor.execute()
-            tg.cancel_scope.cancel()
-    if args.json:
-        print(json.dumps(run.to_json(), default=str))
-    elif progress is None:
-        pass
-    else:
-        print(
-            f"run {run.id}: {run.state.value}" + (f" ({run.error})" if run.error else ""),
-            file=sys.stderr,
-        )
-    return _RUN_EXIT[run.state]
+def cmd_resume(args: argparse.Namespace) -> int:
+    interactive = _configure_logs(args)
+    if bool(args.run_id) == bool(args.all):
+        _error("resume: give a RUN_ID or --all")
+        return EXIT_INVALID
+    try:
+        conns = _connections(args.connections)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    return anyio.run(_resume, conns, args, interactive)
+
+
+async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: bool) -> int:
+    from .engine import session
+    from .progress import Progress
+    from .store.open import open_store
+
+    try:
+        store = await open_store(args.db)
+    except StoreError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    codes = []
+    try:
+        if args.all:
+            records = await store.list_runs(
+                states=[RunState.QUEUED, RunState.RUNNING], limit=10_000
+            )
+        else:
+            record = await store.get_run(args.run_id)
+            if record is None:
+                _error(f"no run {args.run_id!r} in the store")
+                return EXIT_INVALID
+            records = [record]
+        for record in reversed(records):  # oldest first
+            if record.state.terminal:
+                print(f"run {record.id}: already {record.state.value}", file=sys.stderr)
+                codes.append(_RUN_EXIT[record.state])
+                continue
+            try:
+                run = await session.resume(
+                    store,
+                    record,
+                    conns,
+                    concurrency=getattr(args, "concurrency", None),
+                    progress_for=Progress if interactive else None,
+                )
+            except session.RunRefused as exc:
+                _error(str(exc))
+                codes.append(EXIT_REFUSED)
+                continue
+            except (DagError, StoreError) as exc:
+                _error(str(exc))
+                codes.append(EXIT_INVALID)
+                continue
+            codes.append(_report(run, args, interactive))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+    return max(codes, default=EXIT_OK)
+
+
+# -- runs list / show ------------------------------------------------------------------------
+def cmd_runs(args: argparse.Namespace) -> int:
+    logs.configure("warning")
+    return anyio.run(_runs, args)
+
+
+async def _runs(args: argparse.Namespace) -> int:
+    from .engine.records import iso
+    from .store.open import open_store
+
+    try:
+        store = await open_store(args.db)
+    except StoreError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    try:
+        if args.runs_command == "list":
+            states = None
+            if args.status:
+                try:
+                    states = [RunState(args.status)]
+                except ValueError:
+                    _error(f"--status: unknown run state {args.status!r}")
+                    return EXIT_INVALID
+            records = await store.list_runs(dag=args.dag, states=states, limit=args.limit)
+            if args.json:
+                print(json.dumps([_run_summary(r) for r in records]))
+            else:
+                print(f"{'RUN':32}  {'DAG':20}  {'STATUS':10}  {'TRIGGER':8}  CREATED")
+                for r in records:
+                    created = iso(r.created_at)
+                    print(f"{r.id:32}  {r.dag:20}  {r.state.value:10}  {r.trigger:8}  {created}")
+            return EXIT_OK
+        record = await store.get_run(args.run_id)
+        if record is None:
+            _error(f"no run {args.run_id!r} in the store")
+            return EXIT_INVALID
+        jobs = await store.get_jobs(record.id)
+        attempts = await store.get_attempts(record.id)
+        events = await store.get_events(record.id)
+        detail = {
+            **_run_summary(record),
+            "jobs": {
+                "data": [
+                    {
+                        "id": j.job_id,
+                        "status": j.state.value,
+                        "attempts": j.attempts,
+                        "error": j.error,
+                        "remoteStatus": j.remote_status,
+                        "outputs": j.outputs,
+                        "notes": j.notes,
+                        "startedAt": iso(j.started_at),
+                        "endedAt": iso(j.ended_at),
+                    }
+                    for j in jobs.values()
+                ]
+            },
+            "attempts": [
+                {
+                    "job": a.job_id,
+                    "attempt": a.attempt,
+                    "key": a.key,
+                    "status": a.state,
+                    "remote": a.handle,
+                    "error": a.error,
+                    "submittedAt": iso(a.submitted_at),
+                    "acceptedAt": iso(a.accepted_at),
+                    "endedAt": iso(a.ended_at),
+                }
+                for a in attempts
+            ],
+            "events": len(events),
+        }
+        if args.json:
+            print(json.dumps(detail, default=str))
+        else:
+            print(f"run {record.id}  {record.dag}  {record.state.value}")
+            if record.error:
+                print(f"  reason: {record.error}")
+            for j in detail["jobs"]["data"]:
+                err = f"  {j['error']}" if j["error"] else ""
+                print(f"  {j['id']:24} {j['status']:16} attempts={j['attempts']}{err}")
+            print(f"  {len(attempts)} attempts, {len(events)} events")
+        return EXIT_OK
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+
+
+def _run_summary(r: Any) -> dict[str, Any]:
+    from .engine.records import iso
+
+    return {
+        "id": r.id,
+        "dag": r.dag,
+        "status": r.state.value,
+        "reason": r.error,
+        "trigger": r.trigger,
+        "params": r.params,
+        "owner": r.owner,
+        "createdAt": iso(r.created_at),
+        "startedAt": iso(r.started_at),
+        "endedAt": iso(r.ended_at),
+    }
 
 
 # -- validate / graph ----------------------------------------------------------------------
@@ -203,7 +377,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-file", help="write JSON log lines to this file")
     run.add_argument("--no-progress", action="store_true", help="no live progress on a terminal")
+    run.add_argument("--db", help=DB_HELP)
+    run.add_argument(
+        "--overlap",
+        choices=("skip", "queue", "allow"),
+        help="when a run of this DAG is active: skip (exit 4), queue, allow (default: the DAG's "
+        "schedule.overlap, else skip)",
+    )
     run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue runs that did not end (after a crash)")
+    resume.add_argument("run_id", nargs="?")
+    resume.add_argument("--all", action="store_true", help="every run that did not end")
+    resume.add_argument("--db", help=DB_HELP)
+    resume.add_argument("--connections")
+    resume.add_argument("--json", action="store_true")
+    resume.add_argument("--log-level", choices=sorted(logs.LEVELS))
+    resume.add_argument("--log-file")
+    resume.add_argument("--no-progress", action="store_true")
+    resume.set_defaults(func=cmd_resume)
+
+    runs = sub.add_parser("runs", help="read runs from the store")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    runs_list = runs_sub.add_parser("list")
+    runs_list.add_argument("--dag")
+    runs_list.add_argument("--status")
+    runs_list.add_argument("--limit", type=int, default=50)
+    runs_list.add_argument("--json", action="store_true")
+    runs_list.add_argument("--db", help=DB_HELP)
+    runs_show = runs_sub.add_parser("show")
+    runs_show.add_argument("run_id")
+    runs_show.add_argument("--json", action="store_true")
+    runs_show.add_argument("--db", help=DB_HELP)
+    runs.set_defaults(func=cmd_runs)
 
     validate = sub.add_parser("validate", help="check DAG files; exit 0 if all are valid, else 2")
     validate.add_argument("paths", nargs="+")

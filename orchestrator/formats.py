@@ -25,7 +25,7 @@ def mask_webhooks(webhooks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return masked
 
 
-def job_to_json(job: Job) -> dict[str, Any]:
+def job_to_json(job: Job, *, mask: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"type": job.type}
     if job.connection:
         out["connection"] = job.connection
@@ -46,7 +46,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
     if job.on_ambiguous_submit:
         out["onAmbiguousSubmit"] = job.on_ambiguous_submit
     if job.webhooks:
-        out["webhooks"] = mask_webhooks(job.webhooks)
+        out["webhooks"] = mask_webhooks(job.webhooks) if mask else job.webhooks
     if job.call is not None:
         out["call"] = (
             f"{getattr(job.call, '__module__', '?')}.{getattr(job.call, '__qualname__', '?')}"
@@ -67,7 +67,7 @@ def job_graph(dag: DAG) -> dict[str, Any]:
     }
 
 
-def to_json(dag: DAG) -> dict[str, Any]:
+def to_json(dag: DAG, *, mask: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"name": dag.name}
     if dag.description:
         out["description"] = dag.description
@@ -84,8 +84,8 @@ def to_json(dag: DAG) -> dict[str, Any]:
     if dag.timeout is not None:
         out["timeout"] = format_duration(dag.timeout_seconds or 0)
     if dag.webhooks:
-        out["webhooks"] = mask_webhooks(dag.webhooks)
-    out["jobs"] = {job_id: job_to_json(dag.jobs[job_id]) for job_id in dag.topological()}
+        out["webhooks"] = mask_webhooks(dag.webhooks) if mask else dag.webhooks
+    out["jobs"] = {job_id: job_to_json(dag.jobs[job_id], mask=mask) for job_id in dag.topological()}
     out["jobGraph"] = job_graph(dag)
     return out
 

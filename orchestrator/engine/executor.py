@@ -10,6 +10,7 @@ do not pay for a task each.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import random
@@ -22,10 +23,11 @@ import anyio
 import anyio.lowlevel
 import structlog
 
+from .. import crash
 from ..clock import Clock, RealClock
 from ..connectors.base import Connector, PollResult, RemoteHandle, RemoteStatus, Submission
 from ..connectors.registry import job_types
-from ..errors import ConnectorError, TransientError
+from ..errors import ConnectorError, StoreError, TransientError
 from ..retry import Outcome
 from ..states import (
     JOB_TERMINAL,
@@ -35,6 +37,7 @@ from ..states import (
     check_job_transition,
     check_run_transition,
 )
+from ..store.base import AttemptWrite, JobTransition, Operation, RunTransition, StaleWrite, Store
 from ..trigger_rules import Decision, evaluate
 from .connectors import ConnectorSet
 from .records import JobRun, Run
@@ -46,6 +49,10 @@ MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt e
 SLICE = 0.01  # seconds a worker runs jobs back to back before yielding to the loop
 
 Observer = Callable[[JobRun, JobState], None]
+
+
+_UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
+_NO_SCOPE = contextlib.nullcontext(None)
 
 
 class _Attempt:
@@ -74,6 +81,7 @@ class RunExecutor:
         rng: random.Random | None = None,
         observers: list[Observer] | None = None,
         cancel_grace: float = CANCEL_GRACE,
+        store: Store | None = None,
     ) -> None:
         dag = run.dag
         self.run = run
@@ -98,6 +106,9 @@ class RunExecutor:
         self._remaining = 0
         self._need = anyio.Event()
         self._scope = anyio.CancelScope()
+        self._store = store
+        self._ops: list[Operation] = []
+        self._resumed = False
         self._stop_state: RunState | None = None
         self._stop_reason: str | None = None
         self._tokens_base = {"runId": run.id, "dagName": dag.name, **run.params}
@@ -120,21 +131,18 @@ class RunExecutor:
 
     async def execute(self) -> Run:
         run = self.run
-        self._set_run(RunState.RUNNING)
-        run.started_at = self._clock.time()
-        self._remaining = len(run.jobs)
-        self._log.info("run.started", jobs=len(run.jobs))
+        if run.state is RunState.QUEUED:
+            self._set_run(RunState.RUNNING)
+            run.started_at = self._clock.time()
+        self._remaining = sum(1 for jr in run.jobs.values() if not jr.state.terminal)
+        self._log.info("run.resumed" if self._resumed else "run.started", jobs=len(run.jobs))
+        await self._commit()
         timeout = self.dag.timeout_seconds
         deadline = self._clock.deadline(timeout)
         with deadline, self._scope:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                for jr in run.jobs.values():
-                    if (
-                        jr.state is JobState.PENDING
-                        and evaluate(jr.rule, jr.counts) is Decision.RUN
-                    ):
-                        self._queue(jr)
+                self._start_ready()
                 if self._remaining:
                     tg.start_soon(self._spawner)
                     self._start_worker()
@@ -144,7 +152,35 @@ class RunExecutor:
                 f"run timed out after {timeout:g}s",
             )
         self._finish_run()
+        with anyio.CancelScope(shield=True):
+            await self._commit()
         return run
+
+    def _start_ready(self) -> None:
+        """Queue what can run: roots at the start; after a restart, whatever was queued,
+        waiting for a retry, or in flight (adopted, never submitted again)."""
+        for jr in self.run.jobs.values():
+            state = jr.state
+            if state is JobState.PENDING:
+                decision = evaluate(jr.rule, jr.counts)
+                if decision is Decision.RUN:
+                    self._queue(jr)
+                elif decision is not Decision.WAIT:  # upstream ended while we were down
+                    self._job_done_by_rule(jr, decision)
+            elif state is JobState.RETRY_WAIT:
+                self._queue(jr)
+            elif state is JobState.QUEUED:
+                heapq.heappush(self._heap, (-jr.priority, next(self._seq), jr))
+            elif state in (JobState.SUBMITTING, JobState.RUNNING):
+                jr.adopt = True
+                heapq.heappush(self._heap, (-jr.priority, next(self._seq), jr))
+
+    def _job_done_by_rule(self, jr: JobRun, decision: Decision) -> None:
+        if decision is Decision.SKIP:
+            self._set(jr, JobState.SKIPPED)
+        else:
+            self._set(jr, JobState.UPSTREAM_FAILED, "upstream failed")
+        self._job_done(jr)
 
     # -- states --------------------------------------------------------------------------
     def _set(self, jr: JobRun, new: JobState, error: str | None = None) -> None:
@@ -154,9 +190,27 @@ class RunExecutor:
         jr.state = new
         if error is not None:
             jr.error = error
-        if new in JOB_TERMINAL:
+        terminal = new in JOB_TERMINAL
+        if terminal:
             jr.ended_at = self._clock.time()
             self._log_end(jr)
+        if self._store is not None:
+            self._ops.append(
+                JobTransition(
+                    self.run.id,
+                    jr.id,
+                    old,
+                    new,
+                    self._clock.time(),
+                    attempts=jr.attempts,
+                    error=error,
+                    clear_error=new is JobState.SUCCEEDED,
+                    remote_status=jr.remote_status if terminal else None,
+                    outputs=jr.outputs if terminal and jr.outputs else None,
+                    log_tail=jr.log_tail if terminal else None,
+                    notes=jr.notes if terminal and jr.notes else None,
+                )
+            )
         for observer in self._observers:
             observer(jr, old)
 
@@ -172,8 +226,29 @@ class RunExecutor:
             self._log.warning("job.ended", error=jr.error, **fields)
 
     def _set_run(self, new: RunState) -> None:
-        check_run_transition(self.run.state, new)
+        old = self.run.state
+        check_run_transition(old, new)
         self.run.state = new
+        if self._store is not None:
+            error = self.run.error if new.terminal else None
+            self._ops.append(RunTransition(self.run.id, old, new, self._clock.time(), error))
+
+    def _attempt_write(self, jr: JobRun, state: str, **fields: Any) -> None:
+        if self._store is not None:
+            self._ops.append(
+                AttemptWrite(self.run.id, jr.id, jr.attempts, state, self._clock.time(), **fields)
+            )
+
+    async def _commit(self) -> None:
+        """Write what changed since the last commit; returns once it is durable."""
+        if self._store is None or not self._ops:
+            return
+        ops, self._ops = self._ops, []
+        try:
+            await self._store.apply(ops)
+        except StaleWrite as exc:
+            self._log.error("run.lost", error=str(exc))
+            raise StoreError(f"run {self.run.id}: another process changed it: {exc}") from exc
 
     def _finish_run(self) -> None:
         run = self.run
@@ -248,7 +323,7 @@ class RunExecutor:
         while heap and self._running < self._limit:
             entry = heapq.heappop(heap)
             jr = entry[2]
-            if jr.state is not JobState.QUEUED:
+            if jr.state is not JobState.QUEUED and not jr.adopt:
                 continue
             for pool in jr.pools:
                 if self._pool_used[pool] >= self._pool_limits[pool]:
@@ -322,14 +397,25 @@ class RunExecutor:
     async def _run_job(self, jr: JobRun) -> None:
         if jr.started_at is None:
             jr.started_at = self._clock.time()
-        jr.attempts += 1
-        self._set(jr, JobState.SUBMITTING)
-        result = await self._attempt(jr)
+        if jr.adopt:
+            jr.adopt = False
+            result = await self._adopt(jr)
+        else:
+            jr.attempts += 1
+            self._set(jr, JobState.SUBMITTING)
+            result = await self._attempt(jr)
         if result.outcome is None:
             jr.error = None
+            self._attempt_write(jr, "succeeded")
             self._set(jr, JobState.SUCCEEDED)
             self._job_done(jr)
             return
+        if result.outcome is _UNKNOWN:
+            self._attempt_write(jr, "unknown", error=result.error)
+            self._set(jr, JobState.UNKNOWN, result.error)
+            self._job_done(jr)
+            return
+        self._attempt_write(jr, result.outcome.value, error=result.error)
         if jr.policy.should_retry(jr.attempts, result.outcome):
             delay = jr.policy.delay(jr.attempts, self._rng)
             self._set(jr, JobState.RETRY_WAIT, result.error)
@@ -347,11 +433,9 @@ class RunExecutor:
             return
         self._set(jr, JobState.FAILED, result.error)
         self._job_done(jr)
-        return
 
-    async def _attempt(self, jr: JobRun) -> _Attempt:
+    def _submission(self, jr: JobRun) -> Submission:
         job = jr.job
-        connector = self._connectors.get(jr.job_type, job.connection)
         params: Mapping[str, Any] = job.params
         if jr.has_tokens:
             params = substitute(
@@ -360,42 +444,131 @@ class RunExecutor:
         if job.call is not None:
             params = {**params, "call": job.call, "__run_params__": self.run.params}
         key = f"{self.run.id}/{jr.id}/{jr.attempts}"
-        submission = Submission(
-            self.dag.name, self.run.id, jr.id, jr.attempts, key, params, wake=jr.wake
-        )
+        return Submission(self.dag.name, self.run.id, jr.id, jr.attempts, key, params, wake=jr.wake)
+
+    async def _attempt(self, jr: JobRun) -> _Attempt:
+        """Submit a new attempt (written ahead), then follow it to its end."""
+        connector = self._connectors.get(jr.job_type, jr.job.connection)
+        submission = self._submission(jr)
+        if self._store is not None:
+            self._attempt_write(jr, "submitting", key=submission.idempotency_key)
+            await self._commit()  # durable before the request leaves
+        crash.reached("before_submit")
         handle: RemoteHandle | None = None
         try:
-            if jr.timeout is None:  # no cancel scope: it costs more than the rest of a fast job
+            with self._clock.deadline(jr.timeout) if jr.timeout is not None else _NO_SCOPE as scope:
                 try:
                     handle = await connector.submit(submission)
+                except TransientError as exc:
+                    if not exc.ambiguous:
+                        return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
+                    found = await self._reconcile(jr, connector, submission, str(exc))
+                    if isinstance(found, _Attempt):
+                        return found
+                    handle = found
                 except ConnectorError as exc:
                     return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
-                jr.handle = handle
-                self._set(jr, JobState.RUNNING)
-                return await self._follow(jr, connector, handle)
-            with self._clock.deadline(jr.timeout) as timeout_scope:
-                try:
-                    handle = await connector.submit(submission)
-                except ConnectorError as exc:
-                    return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
-                jr.handle = handle
-                self._set(jr, JobState.RUNNING)
+                crash.reached("after_accept")
+                await self._accepted(jr, handle)
                 result = await self._follow(jr, connector, handle)
-            if timeout_scope.cancelled_caught:
-                if handle is not None:
-                    with anyio.move_on_after(self._cancel_grace):
-                        await self._cancel_remote(jr, connector, handle)
-                return _Attempt(Outcome.TIMEOUT, f"timed out after {jr.timeout:g}s")
+            if scope is not None and scope.cancelled_caught:
+                return await self._timed_out(jr, connector, handle)
             return result
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                if handle is not None:
-                    with anyio.move_on_after(self._cancel_grace):
-                        await self._cancel_remote(jr, connector, handle)
-                if not jr.state.terminal:
-                    self._set(jr, JobState.CANCELLED, self._stop_reason or "run cancelled")
-                    self._remaining -= 1
+            await self._cancelled(jr, connector, handle)
             raise
+
+    async def _accepted(self, jr: JobRun, handle: RemoteHandle) -> None:
+        """Store the handle, then count the attempt as running."""
+        jr.handle = handle
+        if self._store is not None:
+            self._attempt_write(jr, "running", handle=handle)
+            self._set(jr, JobState.RUNNING)
+            await self._commit()
+            crash.reached("after_store")
+        else:
+            self._set(jr, JobState.RUNNING)
+
+    async def _reconcile(
+        self, jr: JobRun, connector: Connector, submission: Submission, why: str
+    ) -> RemoteHandle | _Attempt:
+        """The submission may or may not have reached the remote: look its key up, else apply
+        the job's ``onAmbiguousSubmit`` policy."""
+        try:
+            found = await connector.find(submission)
+        except ConnectorError as exc:
+            self._log.warning("job.find_failed", job=jr.id, attempt=jr.attempts, error=str(exc))
+            found = None
+        if found is not None:
+            self._log.info("job.reconciled", job=jr.id, attempt=jr.attempts, remote=found)
+            return found
+        policy = jr.job.on_ambiguous_submit or "resubmit"
+        message = f"submission outcome unknown ({why}); not found on the remote"
+        if policy == "unknown":
+            return _Attempt(_UNKNOWN, message)
+        if policy == "fail":
+            return _Attempt(Outcome.ERROR, message)
+        return _Attempt(Outcome.ERROR, f"{message}; resubmitting")
+
+    async def _adopt(self, jr: JobRun) -> _Attempt:
+        """After a restart: follow the attempt that was in flight, never submit it again."""
+        connector = self._connectors.get(jr.job_type, jr.job.connection)
+        handle = jr.handle
+        submission = self._submission(jr)
+        self._log.info("job.adopted", job=jr.id, attempt=jr.attempts, remote=handle)
+        try:
+            with self._clock.deadline(jr.timeout) if jr.timeout is not None else _NO_SCOPE as scope:
+                if handle is None:  # stored as submitting: did the request reach the remote?
+                    found = await self._reconcile(jr, connector, submission, "the process stopped")
+                    if isinstance(found, _Attempt):
+                        if (
+                            found.outcome is Outcome.ERROR
+                            and found.error
+                            and found.error.endswith("resubmitting")
+                        ):
+                            return await self._resubmit_same_attempt(jr, connector, submission)
+                        return found
+                    handle = found
+                    await self._accepted(jr, handle)
+                result = await self._follow(jr, connector, handle)
+            if scope is not None and scope.cancelled_caught:
+                return await self._timed_out(jr, connector, handle)
+            return result
+        except anyio.get_cancelled_exc_class():
+            await self._cancelled(jr, connector, handle)
+            raise
+
+    async def _resubmit_same_attempt(
+        self, jr: JobRun, connector: Connector, submission: Submission
+    ) -> _Attempt:
+        """``onAmbiguousSubmit: resubmit``: send the same attempt again, with the same
+        idempotency key (a remote that deduplicates answers with the first job)."""
+        try:
+            handle = await connector.submit(submission)
+        except ConnectorError as exc:
+            return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
+        await self._accepted(jr, handle)
+        return await self._follow(jr, connector, handle)
+
+    async def _timed_out(
+        self, jr: JobRun, connector: Connector, handle: RemoteHandle | None
+    ) -> _Attempt:
+        if handle is not None:
+            with anyio.move_on_after(self._cancel_grace):
+                await self._cancel_remote(jr, connector, handle)
+        return _Attempt(Outcome.TIMEOUT, f"timed out after {jr.timeout:g}s")
+
+    async def _cancelled(
+        self, jr: JobRun, connector: Connector, handle: RemoteHandle | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            if handle is not None:
+                with anyio.move_on_after(self._cancel_grace):
+                    await self._cancel_remote(jr, connector, handle)
+            if not jr.state.terminal:
+                self._attempt_write(jr, "cancelled", error=self._stop_reason)
+                self._set(jr, JobState.CANCELLED, self._stop_reason or "run cancelled")
+                self._remaining -= 1
 
     async def _cancel_remote(self, jr: JobRun, connector: Connector, handle: RemoteHandle) -> None:
         fields = {"job": jr.id, "attempt": jr.attempts}
@@ -441,6 +614,7 @@ class RunExecutor:
             if result.status is RemoteStatus.CANCELLED:
                 return _Attempt(Outcome.FAILED, result.error or "cancelled on the remote", result)
             polls += 1
+            crash.reached("mid_poll")
             if jr.woken:
                 continue
             delay = (

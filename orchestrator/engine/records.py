@@ -26,6 +26,7 @@ class JobRun:
     """One job in one run: its state, attempts and results."""
 
     __slots__ = (
+        "adopt",
         "attempts",
         "children",
         "counts",
@@ -74,6 +75,7 @@ class JobRun:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.held = False
+        self.adopt = False  # in flight when the process stopped: follow it, never resubmit
         self.wake_event: anyio.Event | None = None
         self.woken = False
         self.has_tokens = _has_tokens(job.params)

@@ -1,0 +1,118 @@
+"""Runs in the store: starting one (with the overlap policy), and loading one to resume it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..dag import DAG
+from ..errors import DagError, StoreError
+from ..formats import to_json
+from ..loader import dag_from_json, load_path
+from ..states import JobState, RunState
+from ..store.base import AttemptRecord, CreateRun, JobRecord, RunRecord, Store
+from .records import Run
+
+OVERLAP_POLICIES = ("skip", "queue", "allow")
+
+
+def dag_definition(dag: DAG) -> tuple[dict[str, Any], str]:
+    """The DAG as stored with a run (secrets as written, i.e. ``${ENV}`` references), and its
+    hash."""
+    definition = to_json(dag, mask=False)
+    if dag.source:
+        definition = {**definition, "x-source": str(Path(dag.source).resolve())}
+    canonical = json.dumps(to_json(dag, mask=False), sort_keys=True, separators=(",", ":"))
+    return definition, hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def overlap_policy(dag: DAG, override: str | None = None) -> str:
+    policy = override or (dag.schedule or {}).get("overlap") or "skip"
+    if policy not in OVERLAP_POLICIES:
+        raise DagError(
+            f"{dag.source or dag.name}: field 'schedule.overlap': {policy!r} is not one of "
+            f"{', '.join(OVERLAP_POLICIES)} (for runs from the command line)"
+        )
+    return str(policy)
+
+
+async def record_new_run(store: Store, run: Run, *, owner: str, at: float, exclusive: bool) -> None:
+    """Store a new run, its DAG and its pending jobs; ``exclusive`` refuses it (raising
+    ActiveRunExists) if another run of the DAG is active."""
+    definition, digest = dag_definition(run.dag)
+    record = RunRecord(
+        id=run.id,
+        dag=run.dag.name,
+        dag_hash=digest,
+        params=dict(run.params),
+        trigger=run.trigger,
+        state=RunState.QUEUED,
+        created_at=at,
+        owner=owner,
+        heartbeat_at=at,
+    )
+    await store.apply([CreateRun(record, definition, list(run.dag.jobs), exclusive)])
+
+
+async def load_dag_for(store: Store, record: RunRecord) -> DAG:
+    """The DAG a run was started with: its source file if it still defines the same DAG (Python
+    callables come back that way), else the stored definition."""
+    definition = await store.get_dag_definition(record.dag_hash)
+    if definition is None:
+        raise StoreError(f"run {record.id}: its DAG definition {record.dag_hash[:12]} is missing")
+    source = definition.get("x-source")
+    if source and await anyio.Path(source).is_file():
+        try:
+            for dag in load_path(source):
+                if dag.name == record.dag and dag_definition(dag)[1] == record.dag_hash:
+                    return dag
+        except DagError:
+            pass
+    data = {k: v for k, v in definition.items() if k != "x-source"}
+    dag = dag_from_json(data, source=f"run {record.id} (stored definition)")
+    python_jobs = [job.id for job in dag if job.type == "python"]
+    if python_jobs:
+        raise StoreError(
+            f"run {record.id}: Python jobs {', '.join(python_jobs)} need their DAG file "
+            f"{source or '(unknown)'} unchanged to resume"
+        )
+    dag.validate()
+    return dag
+
+
+def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecord]) -> None:
+    """Put stored states back into a fresh executor's records (call after building it)."""
+    last: dict[str, AttemptRecord] = {}
+    for each in attempts:
+        last[each.job_id] = each
+    for job_id, record in jobs.items():
+        jr = run.jobs[job_id]
+        jr.state = record.state
+        jr.attempts = record.attempts
+        jr.error = record.error
+        jr.remote_status = record.remote_status
+        jr.outputs = dict(record.outputs)
+        jr.log_tail = record.log_tail
+        jr.notes = list(record.notes)
+        jr.started_at = record.started_at
+        jr.ended_at = record.ended_at
+        attempt = last.get(job_id)
+        if attempt is not None:
+            jr.handle = attempt.handle
+            if record.state in (JobState.SUBMITTING, JobState.RUNNING) and attempt.state not in (
+                "submitting",
+                "running",
+            ):
+                raise StoreError(
+                    f"run {run.id}: job {job_id} is {record.state.value} but its attempt "
+                    f"{attempt.attempt} is {attempt.state}"
+                )
+    for jr in run.jobs.values():
+        if jr.state.terminal:
+            for child in jr.children:
+                child.counts.add(jr.state)

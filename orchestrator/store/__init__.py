@@ -1,0 +1,1 @@
+"""State stores: the protocol, SQLite (the embedded default) and memory."""

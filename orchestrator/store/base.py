@@ -1,0 +1,200 @@
+"""The ``Store`` protocol: what the engine writes and reads to make runs durable.
+
+Writes are *operations* applied in order, in one transaction per batch, each state change
+compare-and-set on the state the engine expects; every state change appends an event in the same
+transaction. Batches from many jobs are group-committed: ``apply`` returns once the batch is
+committed (durable against a crash of this process). The protocol is written so that a
+PostgreSQL implementation can follow: run ownership is a lease row (owner, epoch, heartbeat) and
+webhook deliveries are an outbox table written in the transaction of the state change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..states import JobState, RunState
+
+# -- what is stored ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: str
+    dag: str
+    dag_hash: str
+    params: dict[str, Any]
+    trigger: str
+    state: RunState
+    created_at: float
+    owner: str | None = None  # who runs it now: "host:pid:start" (see orchestrator.store.owner)
+    epoch: int = 0  # bumped each time another owner takes the run over
+    heartbeat_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class JobRecord:
+    run_id: str
+    job_id: str
+    state: JobState
+    attempts: int = 0
+    error: str | None = None
+    remote_status: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    log_tail: str | None = None
+    notes: list[str] = field(default_factory=list)
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+ATTEMPT_STATES = (
+    "submitting",
+    "running",
+    "succeeded",
+    "failed",
+    "timeout",
+    "error",
+    "cancelled",
+    "unknown",
+)
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    run_id: str
+    job_id: str
+    attempt: int
+    key: str  # the idempotency key sent to the remote
+    state: str  # one of ATTEMPT_STATES
+    handle: dict[str, Any] | None = None  # the remote handle, plain JSON
+    submitted_at: float | None = None  # recorded before the request left
+    accepted_at: float | None = None  # the remote answered with a handle
+    ended_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Event:
+    seq: int
+    run_id: str
+    job_id: str | None  # None: an event of the run
+    kind: str  # "run" or "job" or "attempt"
+    old: str | None
+    new: str
+    at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# -- what is written --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CreateRun:
+    """A new run with its DAG definition (stored once per hash) and all its jobs ``pending``."""
+
+    run: RunRecord
+    dag_definition: dict[str, Any]
+    job_ids: Sequence[str]
+    # refuse (ActiveRunExists) when another run of the same DAG is queued or running: the
+    # check and the insert are one transaction, so two processes cannot both pass it
+    exclusive: bool = False
+
+
+@dataclass(slots=True)
+class RunTransition:
+    run_id: str
+    expected: RunState
+    new: RunState
+    at: float
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class JobTransition:
+    """Move a job from ``expected`` to ``new`` and update its record's other fields."""
+
+    run_id: str
+    job_id: str
+    expected: JobState
+    new: JobState
+    at: float
+    attempts: int | None = None
+    error: str | None = None
+    clear_error: bool = False
+    remote_status: str | None = None
+    outputs: dict[str, Any] | None = None
+    log_tail: str | None = None
+    notes: list[str] | None = None
+
+
+@dataclass(slots=True)
+class AttemptWrite:
+    """Insert an attempt (``state="submitting"``) or move it on (``running`` with its handle,
+    then an end state)."""
+
+    run_id: str
+    job_id: str
+    attempt: int
+    state: str
+    at: float
+    key: str | None = None
+    handle: dict[str, Any] | None = None
+    error: str | None = None
+
+
+Operation = CreateRun | RunTransition | JobTransition | AttemptWrite
+
+
+class StaleWrite(Exception):
+    """A compare-and-set found another state than expected: someone else owns the run."""
+
+
+class ActiveRunExists(StaleWrite):
+    """An exclusive ``CreateRun`` found another active run of the same DAG."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} of this DAG is active")
+        self.run_id = run_id
+
+
+class Store(Protocol):
+    async def apply(self, ops: Sequence[Operation]) -> None:
+        """Apply ``ops`` in order in one transaction, committed when this returns. A transition
+        whose current state is not its ``expected`` state raises :class:`StaleWrite` and
+        nothing of the batch is written. A terminal state is never overwritten."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    async def get_jobs(self, run_id: str) -> dict[str, JobRecord]: ...
+
+    async def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every attempt of the run, by job then attempt number."""
+        ...
+
+    async def get_events(self, run_id: str) -> list[Event]:
+        """The run's append-only event log, in order."""
+        ...
+
+    async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None: ...
+
+    async def claim_run(
+        self, run_id: str, owner: str, *, expected_owner: str | None, at: float
+    ) -> int:
+        """Make ``owner`` the run's owner if its owner is still ``expected_owner``; bump and
+        return the epoch. :class:`StaleWrite` if another took it first."""
+        ...
+
+    async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None: ...
+
+    async def aclose(self) -> None: ...

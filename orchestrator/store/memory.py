@@ -1,0 +1,206 @@
+"""A ``Store`` in memory: the reference semantics of the protocol, for tests and for runs
+started with ``--db memory:`` (nothing survives the process)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from ..states import JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
+from .base import (
+    ActiveRunExists,
+    AttemptRecord,
+    CreateRun,
+    Event,
+    JobRecord,
+    JobTransition,
+    Operation,
+    RunRecord,
+    RunTransition,
+    StaleWrite,
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        self.jobs: dict[str, dict[str, JobRecord]] = {}
+        self.attempts: dict[tuple[str, str, int], AttemptRecord] = {}
+        self.events: list[Event] = []
+        self.dags: dict[str, dict[str, Any]] = {}
+        self.commits = 0
+
+    async def apply(self, ops: Sequence[Operation]) -> None:
+        # validate the whole batch on copies first: all or nothing
+        runs = dict(self.runs)
+        jobs = {r: dict(js) for r, js in self.jobs.items()}
+        attempts = dict(self.attempts)
+        events: list[Event] = []
+        seq = len(self.events)
+        for op in ops:
+            if isinstance(op, CreateRun):
+                if op.run.id in runs:
+                    raise StaleWrite(f"run {op.run.id} exists")
+                if op.exclusive:
+                    for other in runs.values():
+                        if other.dag == op.run.dag and not other.state.terminal:
+                            raise ActiveRunExists(other.id)
+                runs[op.run.id] = copy.copy(op.run)
+                jobs[op.run.id] = {j: JobRecord(op.run.id, j, JobState.PENDING) for j in op.job_ids}
+                self.dags.setdefault(op.run.dag_hash, op.dag_definition)
+                seq += 1
+                events.append(
+                    Event(seq, op.run.id, None, "run", None, op.run.state.value, op.run.created_at)
+                )
+            elif isinstance(op, RunTransition):
+                run = runs.get(op.run_id)
+                if (
+                    run is None
+                    or run.state is not op.expected
+                    or op.new not in RUN_TRANSITIONS[run.state]
+                ):
+                    raise StaleWrite(f"run {op.run_id}: expected {op.expected.value}")
+                run = runs[op.run_id] = copy.copy(run)
+                run.state = op.new
+                if op.error is not None:
+                    run.error = op.error
+                if op.new is RunState.RUNNING and run.started_at is None:
+                    run.started_at = op.at
+                if op.new.terminal:
+                    run.ended_at = op.at
+                seq += 1
+                events.append(
+                    Event(seq, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
+                )
+            elif isinstance(op, JobTransition):
+                job = jobs.get(op.run_id, {}).get(op.job_id)
+                if (
+                    job is None
+                    or job.state is not op.expected
+                    or (op.new is not op.expected and op.new not in JOB_TRANSITIONS[job.state])
+                ):
+                    raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {op.expected.value}")
+                job = jobs[op.run_id][op.job_id] = copy.copy(job)
+                _update_job(job, op)
+                seq += 1
+                job_data: dict[str, Any] = {"error": op.error} if op.error else {}
+                events.append(
+                    Event(
+                        seq,
+                        op.run_id,
+                        op.job_id,
+                        "job",
+                        op.expected.value,
+                        op.new.value,
+                        op.at,
+                        job_data,
+                    )
+                )
+            else:
+                key = (op.run_id, op.job_id, op.attempt)
+                current = attempts.get(key)
+                if current is None:
+                    if op.state != "submitting" or op.key is None:
+                        raise StaleWrite(f"attempt {key} does not exist")
+                    attempts[key] = AttemptRecord(
+                        op.run_id, op.job_id, op.attempt, op.key, "submitting", submitted_at=op.at
+                    )
+                    old = None
+                else:
+                    if current.state not in ("submitting", "running"):
+                        raise StaleWrite(f"attempt {key} already ended ({current.state})")
+                    current = attempts[key] = copy.copy(current)
+                    old = current.state
+                    current.state = op.state
+                    if op.handle is not None:
+                        current.handle = op.handle
+                        current.accepted_at = op.at
+                    if op.state not in ("submitting", "running"):
+                        current.ended_at = op.at
+                    if op.error is not None:
+                        current.error = op.error
+                seq += 1
+                data: dict[str, Any] = {"attempt": op.attempt}
+                if op.handle is not None:
+                    data["handle"] = op.handle
+                if op.error is not None:
+                    data["error"] = op.error
+                events.append(
+                    Event(seq, op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
+                )
+        self.runs, self.jobs, self.attempts = runs, jobs, attempts
+        self.events.extend(events)
+        self.commits += 1
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        run = self.runs.get(run_id)
+        return copy.copy(run) if run else None
+
+    async def list_runs(
+        self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        found = [
+            copy.copy(r)
+            for r in self.runs.values()
+            if (dag is None or r.dag == dag) and (states is None or r.state in states)
+        ]
+        found.sort(key=lambda r: r.created_at, reverse=True)
+        return found[:limit]
+
+    async def get_jobs(self, run_id: str) -> dict[str, JobRecord]:
+        return {j: copy.deepcopy(r) for j, r in self.jobs.get(run_id, {}).items()}
+
+    async def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        return sorted(
+            (copy.deepcopy(a) for k, a in self.attempts.items() if k[0] == run_id),
+            key=lambda a: (a.job_id, a.attempt),
+        )
+
+    async def get_events(self, run_id: str) -> list[Event]:
+        return [e for e in self.events if e.run_id == run_id]
+
+    async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
+        return self.dags.get(dag_hash)
+
+    async def claim_run(
+        self, run_id: str, owner: str, *, expected_owner: str | None, at: float
+    ) -> int:
+        run = self.runs.get(run_id)
+        if run is None or run.owner != expected_owner:
+            raise StaleWrite(f"run {run_id} is owned by {run.owner if run else None}")
+        run.owner = owner
+        run.epoch += 1
+        run.heartbeat_at = at
+        return run.epoch
+
+    async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None:
+        for run_id in run_ids:
+            run = self.runs.get(run_id)
+            if run is not None and run.owner == owner:
+                run.heartbeat_at = at
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _update_job(job: JobRecord, op: JobTransition) -> None:
+    job.state = op.new
+    if op.attempts is not None:
+        job.attempts = op.attempts
+    if op.clear_error:
+        job.error = None
+    if op.error is not None:
+        job.error = op.error
+    if op.remote_status is not None:
+        job.remote_status = op.remote_status
+    if op.outputs is not None:
+        job.outputs = op.outputs
+    if op.log_tail is not None:
+        job.log_tail = op.log_tail
+    if op.notes is not None:
+        job.notes = op.notes
+    if op.new is JobState.SUBMITTING and job.started_at is None:
+        job.started_at = op.at
+    if op.new.terminal:
+        job.ended_at = op.at

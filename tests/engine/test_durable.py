@@ -1,0 +1,175 @@
+"""Runs recorded in a store, and resumed from it: in-flight attempts are adopted, never
+submitted twice; ambiguous submissions follow `onAmbiguousSubmit`."""
+
+from __future__ import annotations
+
+import random
+
+from orchestrator.clock import FakeClock
+from orchestrator.connectors.base import Submission
+from orchestrator.dag import DAG, Job
+from orchestrator.engine.connectors import ConnectorSet
+from orchestrator.engine.durable import dag_definition, record_new_run, restore
+from orchestrator.engine.executor import RunExecutor
+from orchestrator.engine.records import Run
+from orchestrator.engine.runner import prepare_run
+from orchestrator.states import JobState, RunState
+from orchestrator.store.base import AttemptWrite, JobTransition, RunTransition
+from orchestrator.store.memory import MemoryStore
+from orchestrator.testing.fake import FakeConnector, FakeRemote
+
+J = JobState
+
+
+async def test_a_run_with_a_store_records_every_change(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
+    with DAG("stored") as dag:
+        a = Job("a", "fake", duration="5s")
+        b = Job("b", "fake", failTimes=1, retries={"attempts": 2, "base": 1})
+        a >> b
+    dag.validate()
+    store = MemoryStore()
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="me", at=clock.time(), exclusive=True)
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        await RunExecutor(run, connectors, clock=clock, store=store, rng=random.Random(1)).execute()
+    assert run.state is RunState.SUCCEEDED
+    record = await store.get_run(run.id)
+    assert record is not None and record.state is RunState.SUCCEEDED
+    jobs = await store.get_jobs(run.id)
+    assert {j: r.state for j, r in jobs.items()} == {"a": J.SUCCEEDED, "b": J.SUCCEEDED}
+    assert jobs["b"].attempts == 2
+    assert jobs["b"].error is None
+    attempts = await store.get_attempts(run.id)
+    assert [(x.job_id, x.attempt, x.state, x.key) for x in attempts] == [
+        ("a", 1, "succeeded", f"{run.id}/a/1"),
+        ("b", 1, "failed", f"{run.id}/b/1"),
+        ("b", 2, "succeeded", f"{run.id}/b/2"),
+    ]
+    assert all(x.handle is not None and x.handle["id"].startswith("fake-") for x in attempts)
+    events = await store.get_events(run.id)
+    job_b = [(e.old, e.new) for e in events if e.job_id == "b" and e.kind == "job"]
+    assert job_b == [
+        ("pending", "queued"),
+        ("queued", "submitting"),
+        ("submitting", "running"),
+        ("running", "retry_wait"),
+        ("retry_wait", "queued"),
+        ("queued", "submitting"),
+        ("submitting", "running"),
+        ("running", "succeeded"),
+    ]
+    assert [e.new for e in events if e.kind == "run"] == ["queued", "running", "succeeded"]
+    # the definition is stored with the run, under its hash
+    assert await store.get_dag_definition(dag_definition(dag)[1]) is not None
+
+
+async def test_write_ahead_the_attempt_is_durable_before_the_request_leaves(
+    clock: FakeClock,
+) -> None:
+    store = MemoryStore()
+    seen: list[str | None] = []
+
+    class Spy(FakeConnector):
+        async def submit(self, submission: Submission) -> dict[str, str]:
+            attempts = await store.get_attempts(submission.run_id)
+            seen.append(attempts[-1].state if attempts else None)
+            return await super().submit(submission)
+
+    with DAG("wal") as dag:
+        Job("a", "fake")
+    dag.validate()
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+    async with clock, ConnectorSet(dag, {}, {"fake": Spy(FakeRemote(clock=clock))}) as connectors:
+        await RunExecutor(run, connectors, clock=clock, store=store).execute()
+    assert seen == ["submitting"]
+
+
+async def _crashed_run(store: MemoryStore, dag: DAG, remote: FakeRemote) -> Run:
+    """A run as a crash leaves it: some jobs in flight, one ended, others pending."""
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="dead-host:1:1", at=0, exclusive=False)
+    r = run.id
+    ops = [RunTransition(r, RunState.QUEUED, RunState.RUNNING, 1)]
+
+    def move(job: str, *states: J) -> None:
+        for old, new in zip(states, states[1:], strict=False):
+            ops.append(JobTransition(r, job, old, new, 1, attempts=1))
+
+    # "done" ended before the crash
+    move("done", J.PENDING, J.QUEUED, J.SUBMITTING)
+    ops.append(AttemptWrite(r, "done", 1, "submitting", 1, key=f"{r}/done/1"))
+    ops.append(AttemptWrite(r, "done", 1, "running", 1, handle={"id": "old-done"}))
+    move("done", J.SUBMITTING, J.RUNNING, J.SUCCEEDED)
+    ops.append(AttemptWrite(r, "done", 1, "succeeded", 2))
+    # "running" was polled: its handle is stored
+    move("running", J.PENDING, J.QUEUED, J.SUBMITTING)
+    ops.append(AttemptWrite(r, "running", 1, "submitting", 1, key=f"{r}/running/1"))
+    ops.append(AttemptWrite(r, "running", 1, "running", 1, handle={"id": "fake-0"}))
+    move("running", J.SUBMITTING, J.RUNNING)
+    # "accepted" reached the remote, the process died before storing the handle
+    move("accepted", J.PENDING, J.QUEUED, J.SUBMITTING)
+    ops.append(AttemptWrite(r, "accepted", 1, "submitting", 1, key=f"{r}/accepted/1"))
+    # "never_sent" and "ambiguous" died before their request left
+    for job in ("never_sent", "ambiguous"):
+        move(job, J.PENDING, J.QUEUED, J.SUBMITTING)
+        ops.append(AttemptWrite(r, job, 1, "submitting", 1, key=f"{r}/{job}/1"))
+    await store.apply(ops)
+    # the remote side of that history
+    fake = FakeConnector(remote)
+    await fake.submit(Submission("crash", r, "running", 1, f"{r}/running/1", {"duration": "30s"}))
+    await fake.submit(Submission("crash", r, "accepted", 1, f"{r}/accepted/1", {"duration": "5s"}))
+    remote.submissions.clear()
+    return run
+
+
+async def test_resume_adopts_in_flight_attempts_and_never_submits_them_again(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
+    with DAG("crash") as dag:
+        done = Job("done", "fake")
+        running = Job("running", "fake")
+        accepted = Job("accepted", "fake")
+        never_sent = Job("never_sent", "fake")
+        ambiguous = Job("ambiguous", "fake", on_ambiguous_submit="unknown")
+        after = Job("after", "fake")
+        [done, running, accepted, never_sent] >> after
+        ambiguous >> Job("after_ambiguous", "fake", trigger_rule="all_done")
+    dag.validate()
+    store = MemoryStore()
+    crashed = await _crashed_run(store, dag, remote)
+
+    run = Run(crashed.id, dag, {}, "manual")
+    run.state = RunState.RUNNING
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        executor = RunExecutor(run, connectors, clock=clock, store=store)
+        restore(run, await store.get_jobs(run.id), await store.get_attempts(run.id))
+        executor._resumed = True
+        await executor.execute()
+
+    r = run.id
+    states = {j: jr.state for j, jr in run.jobs.items()}
+    assert states == {
+        "done": J.SUCCEEDED,
+        "running": J.SUCCEEDED,
+        "accepted": J.SUCCEEDED,
+        "never_sent": J.SUCCEEDED,
+        "ambiguous": J.UNKNOWN,
+        "after": J.SUCCEEDED,
+        "after_ambiguous": J.SUCCEEDED,
+    }
+    # adopted jobs were polled, not submitted; the one that never left was sent once, with its
+    # original key; the ambiguous one (policy unknown) was not sent at all
+    assert dict(remote.submissions) == {
+        f"{r}/never_sent/1": 1,
+        f"{r}/after/1": 1,
+        f"{r}/after_ambiguous/1": 1,
+    }
+    assert run.jobs["running"].handle == {"id": "fake-0"}
+    assert run.jobs["accepted"].handle == {"id": "fake-1"}  # found by its idempotency key
+    assert run.jobs["done"].handle == {"id": "old-done"}  # not touched
+    assert run.state is RunState.SUCCEEDED
+    stored = await store.get_jobs(r)
+    assert {j: rec.state for j, rec in stored.items()} == states
