@@ -1,14 +1,43 @@
 """Named connections: where and how to reach one remote API.
 
 Loaded from a TOML file (``--connections FILE`` or ``$ORCHESTRATOR_CONNECTIONS``), one table per
-connection. Secrets come from ``${ENV_VAR}`` interpolation and never appear in ``repr``.
+connection. Secrets come from ``${ENV_VAR}`` interpolation and never appear in ``repr``::
+
+    [trifacta]
+    type = "trifacta"
+    base_url = "https://trifacta.example/"
+    token = "${TRIFACTA_TOKEN}"
+    rate = 5          # requests per second
+    burst = 10
+    timeout = "30s"
+
+    [celonis.credentials]      # any credential names, all kept out of repr and logs
+    app_key = "${CELONIS_KEY}"
+
+Every string value may hold ``${NAME}`` (read from the environment); ``$${`` is a literal
+``${``. Every problem in the file is reported at once, each naming the file, the connection
+and the field, never a secret.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from .durations import parse_duration
+from .errors import ConfigError
+
+__all__ = ["ENV_VAR", "Connection", "connection_secrets", "load_connections"]
+
+ENV_VAR = "ORCHESTRATOR_CONNECTIONS"
+"""The environment variable naming the connections file when no path is given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +59,278 @@ class Connection:
     def __repr__(self) -> str:
         secrets = ", ".join(f"{k}=***" for k in sorted(self.credentials))
         return f"Connection(name={self.name!r}, type={self.type!r}, base_url={self.base_url!r}, credentials=[{secrets}])"
+
+
+# -- loading --------------------------------------------------------------------------------
+
+_CREDENTIAL_KEYS = frozenset(
+    {"token", "username", "password", "client_id", "client_secret", "app_key", "api_key"}
+)
+_KNOWN = frozenset(
+    {
+        "type",
+        "base_url",
+        "credentials",
+        "verify_tls",
+        "ca_file",
+        "timeout",
+        "connect_timeout",
+        "rate",
+        "burst",
+        "concurrency",
+        "max_connections",
+    }
+)
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}?")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def load_connections(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> dict[str, Connection]:
+    """Read the connections file: ``path``, else ``$ORCHESTRATOR_CONNECTIONS``, else none.
+
+    Returns the connections by name (an empty dict when no file is named). Raises
+    :class:`~orchestrator.errors.ConfigError` listing every problem found.
+    """
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = env.get(ENV_VAR) or None
+        if path is None:
+            return {}
+    file = Path(path).expanduser()
+    try:
+        with file.open("rb") as f:
+            document = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"connections file {file}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"connections file {file}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"connections file {file}: not valid TOML: not UTF-8") from None
+
+    problems: list[str] = []
+    connections: dict[str, Connection] = {}
+    for name, table in document.items():
+        reader = _Reader(file, name, env, problems)
+        if not isinstance(table, dict):
+            problems.append(f"{file}: connection {name!r}: must be a table ([{name}])")
+            continue
+        conn = reader.connection(table)
+        if conn is not None:
+            connections[name] = conn
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise ConfigError(f"connections file {file}: {count}:\n" + "\n".join(problems))
+    return connections
+
+
+def connection_secrets(conns: Mapping[str, Connection] | Iterable[Connection]) -> set[str]:
+    """Every credential value of ``conns``, for log redaction."""
+    values = conns.values() if isinstance(conns, Mapping) else conns
+    return {secret for conn in values for secret in conn.credentials.values() if secret}
+
+
+class _Reader:
+    """Checks one connection's table, appending problems instead of raising."""
+
+    def __init__(self, file: Path, name: str, env: Mapping[str, str], problems: list[str]):
+        self.file = file
+        self.name = name
+        self.env = env
+        self.problems = problems
+        self.failed = False
+
+    def problem(self, key: str, message: str) -> None:
+        self.failed = True
+        self.problems.append(f"{self.file}: connection {self.name!r}: field {key!r}: {message}")
+
+    # -- values --
+
+    def interpolate(self, key: str, value: Any) -> Any:
+        """``${NAME}`` replaced in every string, recursively; ``$${`` is a literal ``${``."""
+        if isinstance(value, str):
+            return self._substitute(key, value)
+        if isinstance(value, dict):
+            return {k: self.interpolate(f"{key}.{k}", v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.interpolate(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        return value
+
+    def _substitute(self, key: str, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            ref = match.group(1)
+            if not match.group(0).endswith("}"):
+                self.problem(key, "unclosed '${' (write '$${' for a literal '${')")
+            elif not _NAME.match(ref):
+                self.problem(key, f"'${{{ref}}}' is not a valid environment variable name")
+            elif ref not in self.env:
+                self.problem(key, f"environment variable {ref} is not set")
+            else:
+                return self.env[ref]
+            return ""
+
+        return _REFERENCE.sub(replace, text) if "$" in text else text
+
+    def string(self, key: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            self.problem(key, f"must be a string, not {_kind(value)}")
+            return None
+        return value
+
+    def boolean(self, key: str, value: Any) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        self.problem(key, "must be true or false")
+        return None
+
+    def duration(self, key: str, value: Any) -> float | None:
+        try:
+            return parse_duration(value)
+        except ValueError:
+            self.problem(key, "must be a positive number of seconds or a duration such as '30s'")
+            return None
+
+    def number(self, key: str, value: Any) -> float | None:
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number) or number <= 0:
+            self.problem(key, "must be a positive number")
+            return None
+        return number
+
+    def count(self, key: str, value: Any) -> int | None:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().isdigit():
+            number = int(value)
+        if number is None or number < 1:
+            self.problem(key, "must be a whole number of at least 1")
+            return None
+        return number
+
+    # -- the table --
+
+    def connection(self, raw: dict[str, Any]) -> Connection | None:
+        table: dict[str, Any] = self.interpolate_table(raw)
+        type_ = self.string("type", table["type"]) if "type" in table else None
+        if "type" not in table:
+            self.problem("type", "required (the kind of remote API)")
+        elif type_ is not None and not type_.strip():
+            self.problem("type", "must not be empty")
+        base_url = self.base_url(table.get("base_url"))
+        credentials = self.credentials(table)
+        kwargs: dict[str, Any] = {}
+        if "verify_tls" in table:
+            kwargs["verify_tls"] = self.boolean("verify_tls", table["verify_tls"])
+        if "ca_file" in table:
+            kwargs["ca_file"] = self.ca_file(table["ca_file"])
+        for key in ("timeout", "connect_timeout"):
+            if key in table:
+                kwargs[key] = self.duration(key, table[key])
+        if "rate" in table:
+            kwargs["rate"] = self.number("rate", table["rate"])
+        for key in ("burst", "concurrency", "max_connections"):
+            if key in table:
+                kwargs[key] = self.count(key, table[key])
+        if kwargs.get("verify_tls") is False and kwargs.get("ca_file"):
+            self.problem("ca_file", "is set but verify_tls is false; drop one of them")
+        options = {k: v for k, v in table.items() if k not in _KNOWN and k not in _CREDENTIAL_KEYS}
+        if self.failed or type_ is None or base_url is None:
+            return None
+        return Connection(
+            name=self.name,
+            type=type_.strip(),
+            base_url=base_url,
+            credentials=credentials,
+            options=options,
+            **kwargs,
+        )
+
+    def interpolate_table(self, raw: dict[str, Any]) -> dict[str, Any]:
+        return {key: self.interpolate(key, value) for key, value in raw.items()}
+
+    def base_url(self, value: Any) -> str | None:
+        if value is None:
+            self.problem("base_url", "required (an http or https URL)")
+            return None
+        url = self.string("base_url", value)
+        if url is None:
+            return None
+        # Never echo the URL: it may carry an interpolated secret.
+        try:
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            self.problem("base_url", "is not a valid URL")
+            return None
+        if parts.scheme not in ("http", "https"):
+            self.problem("base_url", "must be an http or https URL")
+        elif not parts.hostname:
+            self.problem("base_url", "has no host")
+        elif parts.username is not None or parts.password is not None:
+            self.problem("base_url", "must not carry credentials; use username and password")
+        elif parts.query or parts.fragment:
+            self.problem("base_url", "must not have a query string or fragment")
+        else:
+            return url.strip().rstrip("/")
+        return None
+
+    def credentials(self, table: dict[str, Any]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        sub = table.get("credentials", {})
+        if not isinstance(sub, dict):
+            self.problem("credentials", "must be a table ([name.credentials])")
+            sub = {}
+        sources = [(k, f"credentials.{k}", v) for k, v in sub.items()]
+        sources += [(k, k, v) for k, v in table.items() if k in _CREDENTIAL_KEYS]
+        for name, key, value in sources:
+            if name in found:
+                self.problem(key, "is also set in the other credentials place; keep one")
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str):
+                self.problem(key, f"must be a string, not {_kind(value)}")
+            elif not value:
+                self.problem(key, "is empty")
+            else:
+                found[name] = value
+        return found
+
+    def ca_file(self, value: Any) -> str | None:
+        text = self.string("ca_file", value)
+        if text is None:
+            return None
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = self.file.parent / path  # relative to the connections file
+        if not path.is_file():
+            self.problem("ca_file", f"no such file: {path}")
+            return None
+        return str(path)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__

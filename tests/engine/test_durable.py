@@ -3,6 +3,7 @@ submitted twice; ambiguous submissions follow `onAmbiguousSubmit`."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from orchestrator.clock import FakeClock
@@ -36,7 +37,8 @@ async def test_a_run_with_a_store_records_every_change(
         await RunExecutor(run, connectors, clock=clock, store=store, rng=random.Random(1)).execute()
     assert run.state is RunState.SUCCEEDED
     record = await store.get_run(run.id)
-    assert record is not None and record.state is RunState.SUCCEEDED
+    assert record is not None
+    assert record.state is RunState.SUCCEEDED
     jobs = await store.get_jobs(run.id)
     assert {j: r.state for j, r in jobs.items()} == {"a": J.SUCCEEDED, "b": J.SUCCEEDED}
     assert jobs["b"].attempts == 2
@@ -95,7 +97,7 @@ async def _crashed_run(store: MemoryStore, dag: DAG, remote: FakeRemote) -> Run:
     ops = [RunTransition(r, RunState.QUEUED, RunState.RUNNING, 1)]
 
     def move(job: str, *states: J) -> None:
-        for old, new in zip(states, states[1:], strict=False):
+        for old, new in itertools.pairwise(states):
             ops.append(JobTransition(r, job, old, new, 1, attempts=1))
 
     # "done" ended before the crash
