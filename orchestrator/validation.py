@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import networkx as nx
 
 from .dag import AMBIGUOUS_POLICIES, DAG, ENGINE_FIELDS
 from .durations import parse_duration
-from .errors import DagValidationError
+from .errors import DagValidationError, PermanentError
 from .retry import RetryPolicy
 from .trigger_rules import TriggerRule
+from .webhooks.definitions import validate_webhooks
+from .webhooks.guard import Egress, check_literal
 
 MAX_JOBS = 100_000
 
@@ -63,8 +66,22 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
     if not isinstance(dag.fail_fast, bool):
         bad(None, f"field 'failFast': expected true or false, got {dag.fail_fast!r}")
 
+    for problem in validate_webhooks(dag.webhooks, ""):
+        bad(None, problem)
     for job in dag.jobs.values():
         _validate_job(dag, job, types, allowed, lambda m, j=job.id: bad(j, m))
+        for problem in validate_webhooks(job.webhooks, ""):
+            bad(job.id, problem)
+    egress = Egress.from_env()
+    for job_id, hooks in [(None, dag.webhooks)] + [(j.id, j.webhooks) for j in dag.jobs.values()]:
+        for hook in hooks:
+            url = hook.get("url") if isinstance(hook, dict) else None
+            host = urlsplit(url).hostname if isinstance(url, str) else None
+            if host:
+                try:
+                    check_literal(host, egress)
+                except PermanentError as exc:
+                    bad(job_id, f"webhook {hook.get('name')!r}: field 'url': {exc}")
 
     unknown_nodes = [n for n in dag.graph.nodes if n not in dag.jobs]
     for node in unknown_nodes:

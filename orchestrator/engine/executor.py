@@ -37,8 +37,18 @@ from ..states import (
     check_job_transition,
     check_run_transition,
 )
-from ..store.base import AttemptWrite, JobTransition, Operation, RunTransition, StaleWrite, Store
+from ..store.base import (
+    AttemptWrite,
+    EnqueueDelivery,
+    JobTransition,
+    Operation,
+    RunTransition,
+    StaleWrite,
+    Store,
+)
 from ..trigger_rules import Decision, evaluate
+from ..webhooks.definitions import Webhook
+from ..webhooks.outbox import job_deliveries, run_deliveries
 from .connectors import ConnectorSet
 from .records import JobRun, Run
 from .tokens import substitute
@@ -108,6 +118,12 @@ class RunExecutor:
         self._scope = anyio.CancelScope()
         self._store = store
         self._ops: list[Operation] = []
+        self.on_deliveries: Callable[[], None] | None = None  # new webhook deliveries committed
+        self._deliveries_pending = False
+        self._job_hooks: dict[str, list[Webhook]] = {
+            job.id: [Webhook.from_json(h) for h in job.webhooks] for job in dag if job.webhooks
+        }
+        self._dag_hooks = [Webhook.from_json(h) for h in dag.webhooks]
         self._resumed = False
         self._stop_state: RunState | None = None
         self._stop_reason: str | None = None
@@ -211,6 +227,11 @@ class RunExecutor:
                     notes=jr.notes if terminal and jr.notes else None,
                 )
             )
+            if terminal and jr.id in self._job_hooks:
+                at = self._clock.time()
+                for delivery in job_deliveries(self._job_hooks[jr.id], self.run, jr, at):
+                    self._ops.append(EnqueueDelivery(delivery))
+                    self._deliveries_pending = True
         for observer in self._observers:
             observer(jr, old)
 
@@ -244,8 +265,11 @@ class RunExecutor:
         if self._store is None or not self._ops:
             return
         ops, self._ops = self._ops, []
+        notify, self._deliveries_pending = self._deliveries_pending, False
         try:
             await self._store.apply(ops)
+            if notify and self.on_deliveries is not None:
+                self.on_deliveries()
         except StaleWrite as exc:
             self._log.error("run.lost", error=str(exc))
             raise StoreError(f"run {self.run.id}: another process changed it: {exc}") from exc
@@ -272,6 +296,10 @@ class RunExecutor:
                 run.error = f"{len(bad)} final job(s) did not succeed: {', '.join(sorted(bad)[:5])}"
         run.ended_at = self._clock.time()
         self._set_run(state)
+        if self._store is not None and self._dag_hooks:
+            for delivery in run_deliveries(self._dag_hooks, run, run.ended_at):
+                self._ops.append(EnqueueDelivery(delivery))
+                self._deliveries_pending = True
         (self._log.info if state is RunState.SUCCEEDED else self._log.warning)(
             "run.ended", state=state.value, error=run.error
         )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from ..progress import Progress
 from ..states import RunState
 from ..store.base import ActiveRunExists, AttemptRecord, JobRecord, RunRecord, Store
 from ..store.owner import HEARTBEAT, owner_alive, this_owner
+from ..webhooks.deliver import Deliverer
 from .connectors import ConnectorSet, check_connections
 from .durable import load_dag_for, record_new_run, restore
 from .executor import RunExecutor
@@ -22,6 +24,7 @@ from .records import Run
 from .runner import prepare_run
 
 log = structlog.get_logger("orchestrator")
+WEBHOOK_WAIT = 10.0
 
 
 class RunRefused(Exception):
@@ -40,9 +43,14 @@ async def execute(
     concurrency: int | None = None,
     progress: Progress | None = None,
     stored: tuple[Mapping[str, JobRecord], list[AttemptRecord]] | None = None,
+    webhook_wait: float = WEBHOOK_WAIT,
 ) -> Run:
+    """Run to its end. While it runs, this process also delivers the store's due webhooks (of
+    any run); at the end it waits up to ``webhook_wait`` seconds for this run's deliveries, and
+    leaves the rest in the outbox for the next process."""
     limits = {c.name: c.concurrency for c in conns.values() if c.concurrency}
-    async with ConnectorSet(run.dag, conns) as connectors:
+    deliverer = Deliverer(store) if store is not None else None
+    async with ConnectorSet(run.dag, conns) as connectors, deliverer or contextlib.nullcontext():
         executor = RunExecutor(
             run,
             connectors,
@@ -51,6 +59,8 @@ async def execute(
             observers=[progress.observe] if progress else None,
             store=store,
         )
+        if deliverer is not None:
+            executor.on_deliveries = deliverer.notify
         if stored is not None:
             restore(run, *stored)
             executor._resumed = True
@@ -75,6 +85,10 @@ async def execute(
             if store is not None:
                 tg.start_soon(heartbeat)
             await executor.execute()
+            if deliverer is not None and not await deliverer.drain(run.id, webhook_wait):
+                log.warning(
+                    "webhooks.pending", run=run.id, note="left in the outbox for the next start"
+                )
             tg.cancel_scope.cancel()
     return run
 

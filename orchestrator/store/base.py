@@ -89,6 +89,45 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+DELIVERY_STATES = ("pending", "delivered", "failed", "disabled")
+
+
+@dataclass(slots=True)
+class DeliveryRecord:
+    """One webhook event in the outbox: its bytes are fixed when it is written, so every retry
+    sends the same body under the same ``webhook-id``."""
+
+    id: str  # the webhook-id, "msg_..."
+    run_id: str
+    job_id: str | None  # None: a DAG-level webhook (the run ended)
+    dag: str
+    webhook: str  # the webhook's name
+    event: str  # onJobSuccess | onJobFailure | onJobDone
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: bytes
+    secret_refs: list[str]  # secretKey values as written (may be ${ENV} references)
+    ssl_verification: bool
+    created_at: float
+    state: str = "pending"  # one of DELIVERY_STATES
+    attempts: int = 0
+    next_at: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(slots=True)
+class DeliveryAttempt:
+    delivery_id: str
+    number: int
+    at: float
+    status: int | None  # HTTP status, None when no answer came
+    error: str | None
+    duration: float
+
+
 # -- what is written --------------------------------------------------------------------------
 
 
@@ -146,7 +185,14 @@ class AttemptWrite:
     error: str | None = None
 
 
-Operation = CreateRun | RunTransition | JobTransition | AttemptWrite
+@dataclass(slots=True)
+class EnqueueDelivery:
+    """Write a webhook delivery to the outbox, in the transaction of the change causing it."""
+
+    delivery: DeliveryRecord
+
+
+Operation = CreateRun | RunTransition | JobTransition | AttemptWrite | EnqueueDelivery
 
 
 class StaleWrite(Exception):
@@ -196,5 +242,31 @@ class Store(Protocol):
         ...
 
     async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None: ...
+
+    # -- the webhook outbox ------------------------------------------------------------------
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+        """Pending deliveries whose ``next_at`` has come, oldest first."""
+        ...
+
+    async def record_delivery(
+        self, attempt: DeliveryAttempt, *, state: str, next_at: float | None
+    ) -> None:
+        """Store one delivery attempt and the delivery's new state, in one transaction."""
+        ...
+
+    async def list_deliveries(
+        self, run_id: str | None = None
+    ) -> list[tuple[DeliveryRecord, list[DeliveryAttempt]]]: ...
+
+    async def redeliver(self, delivery_id: str, now: float) -> bool:
+        """Make a delivery pending again, due now; False if there is no such delivery."""
+        ...
+
+    async def disable_webhook(self, dag: str, webhook: str, reason: str, at: float) -> None:
+        """The endpoint answered 410: its pending deliveries become ``disabled``, and so will
+        later ones."""
+        ...
+
+    async def disabled_webhooks(self, dag: str) -> set[str]: ...
 
     async def aclose(self) -> None: ...

@@ -12,6 +12,9 @@ from .base import (
     ActiveRunExists,
     AttemptRecord,
     CreateRun,
+    DeliveryAttempt,
+    DeliveryRecord,
+    EnqueueDelivery,
     Event,
     JobRecord,
     JobTransition,
@@ -29,6 +32,9 @@ class MemoryStore:
         self.attempts: dict[tuple[str, str, int], AttemptRecord] = {}
         self.events: list[Event] = []
         self.dags: dict[str, dict[str, Any]] = {}
+        self.deliveries: dict[str, DeliveryRecord] = {}
+        self.delivery_attempts: dict[str, list[DeliveryAttempt]] = {}
+        self.disabled: dict[str, set[str]] = {}
         self.commits = 0
 
     async def apply(self, ops: Sequence[Operation]) -> None:
@@ -36,6 +42,7 @@ class MemoryStore:
         runs = dict(self.runs)
         jobs = {r: dict(js) for r, js in self.jobs.items()}
         attempts = dict(self.attempts)
+        deliveries: dict[str, DeliveryRecord] = {}
         events: list[Event] = []
         seq = len(self.events)
         for op in ops:
@@ -97,6 +104,13 @@ class MemoryStore:
                         job_data,
                     )
                 )
+            elif isinstance(op, EnqueueDelivery):
+                d = copy.copy(op.delivery)
+                if d.id in self.deliveries or d.id in deliveries:
+                    raise StaleWrite(f"delivery {d.id} exists")
+                if d.webhook in self.disabled.get(d.dag, set()):
+                    d.state = "disabled"
+                deliveries[d.id] = d
             else:
                 key = (op.run_id, op.job_id, op.attempt)
                 current = attempts.get(key)
@@ -130,6 +144,7 @@ class MemoryStore:
                     Event(seq, op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
                 )
         self.runs, self.jobs, self.attempts = runs, jobs, attempts
+        self.deliveries.update(deliveries)
         self.events.extend(events)
         self.commits += 1
 
@@ -179,6 +194,57 @@ class MemoryStore:
             run = self.runs.get(run_id)
             if run is not None and run.owner == owner:
                 run.heartbeat_at = at
+
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+        due = [
+            copy.copy(d)
+            for d in self.deliveries.values()
+            if d.state == "pending" and (d.next_at is None or d.next_at <= now)
+        ]
+        due.sort(key=lambda d: (d.next_at or 0.0, d.created_at))
+        return due[:limit]
+
+    async def record_delivery(
+        self, attempt: DeliveryAttempt, *, state: str, next_at: float | None
+    ) -> None:
+        d = self.deliveries[attempt.delivery_id]
+        d.attempts = max(d.attempts, attempt.number)
+        d.state = state
+        d.next_at = next_at
+        d.last_status = attempt.status
+        d.last_error = attempt.error
+        if state == "delivered":
+            d.delivered_at = attempt.at
+        self.delivery_attempts.setdefault(d.id, []).append(attempt)
+
+    async def list_deliveries(
+        self, run_id: str | None = None
+    ) -> list[tuple[DeliveryRecord, list[DeliveryAttempt]]]:
+        found = [
+            (copy.copy(d), list(self.delivery_attempts.get(d.id, [])))
+            for d in self.deliveries.values()
+            if run_id is None or d.run_id == run_id
+        ]
+        found.sort(key=lambda pair: pair[0].created_at)
+        return found
+
+    async def redeliver(self, delivery_id: str, now: float) -> bool:
+        d = self.deliveries.get(delivery_id)
+        if d is None:
+            return False
+        d.state = "pending"
+        d.next_at = now
+        return True
+
+    async def disable_webhook(self, dag: str, webhook: str, reason: str, at: float) -> None:
+        self.disabled.setdefault(dag, set()).add(webhook)
+        for d in self.deliveries.values():
+            if d.dag == dag and d.webhook == webhook and d.state == "pending":
+                d.state = "disabled"
+                d.last_error = reason
+
+    async def disabled_webhooks(self, dag: str) -> set[str]:
+        return set(self.disabled.get(dag, set()))
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,1 @@
+"""Webhooks out: definitions, payloads, Standard Webhooks signing, SSRF guard, delivery."""

@@ -1,0 +1,257 @@
+"""Delivering webhooks from the outbox: at least once, signed, isolated per endpoint.
+
+:class:`Deliverer` is an ``async with`` service: it sends every due delivery of the store, each
+endpoint in its own lane (a slow or failing endpoint never delays another one, nor the jobs),
+records every attempt, and schedules retries with exponential backoff and jitter over hours
+(:data:`DEFAULT_SCHEDULE`, the Standard Webhooks example), honouring ``Retry-After`` on 429 and
+5xx. Success is 2xx only; redirects are not followed; 410 disables the webhook. Each attempt has
+a 30 s deadline and reads at most 64 KiB of the answer.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import re
+import ssl
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import anyio.abc
+import structlog
+
+from ..durations import parse_duration
+from ..errors import ConfigError, PermanentError
+from ..logs import add_secrets
+from ..store.base import DeliveryAttempt, DeliveryRecord, Store
+from .guard import Egress, GuardedResolver, check_literal
+from .signing import signature_header
+
+DEFAULT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+SCHEDULE_ENV = "ORCHESTRATOR_WEBHOOK_SCHEDULE"
+ATTEMPT_TIMEOUT = 30.0
+MAX_RESPONSE = 64 * 1024
+PER_ENDPOINT = 2  # deliveries in flight per endpoint
+log = structlog.get_logger("orchestrator.webhooks")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def schedule_from_env() -> tuple[float, ...]:
+    """``ORCHESTRATOR_WEBHOOK_SCHEDULE="0,5s,5m,30m,2h"``: the delay before each attempt."""
+    spec = os.environ.get(SCHEDULE_ENV)
+    if not spec:
+        return DEFAULT_SCHEDULE
+    try:
+        return tuple(
+            0.0 if p.strip() in ("0", "0s") else parse_duration(p.strip()) for p in spec.split(",")
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{SCHEDULE_ENV}: {exc}") from None
+
+
+def resolve_secret(ref: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        try:
+            return os.environ[m.group(1)]
+        except KeyError:
+            raise PermanentError(
+                f"secretKey: environment variable {m.group(1)} is not set"
+            ) from None
+
+    return _ENV.sub(repl, ref)
+
+
+def retry_after(headers: Any, now: float) -> float | None:
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        schedule: Sequence[float] | None = None,
+        egress: Egress | None = None,
+        rng: random.Random | None = None,
+        poll_interval: float = 1.0,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
+    ) -> None:
+        self._store = store
+        self._schedule = tuple(schedule) if schedule is not None else schedule_from_env()
+        self._egress = egress if egress is not None else Egress.from_env()
+        self._rng = rng or random.Random()
+        self._poll_interval = poll_interval
+        self._timeout = attempt_timeout
+        self._wake = anyio.Event()
+        self._in_flight: set[str] = set()
+        self._lanes: dict[str, anyio.Semaphore] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._idle = anyio.Event()
+
+    async def __aenter__(self) -> Deliverer:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._loop)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(et, e, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for session in self._sessions.values():
+                    await session.close()
+
+    def notify(self) -> None:
+        """New deliveries were written: look for them now."""
+        self._wake.set()
+
+    async def drain(self, run_id: str | None = None, timeout: float = 10.0) -> bool:
+        """Wait until no delivery (of ``run_id``) is due now or in flight; False on timeout."""
+        with anyio.move_on_after(timeout):
+            while True:
+                due = [
+                    d
+                    for d in await self._store.due_deliveries(time.time(), limit=1000)
+                    if run_id is None or d.run_id == run_id
+                ]
+                if not due and not self._in_flight:
+                    return True
+                self.notify()
+                await anyio.sleep(0.05)
+        return False
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                due = await self._store.due_deliveries(time.time(), limit=500)
+            except Exception as exc:  # the store is down: try again later
+                log.warning("webhook.outbox_unreadable", error=str(exc))
+                due = []
+            assert self._tg is not None
+            for delivery in due:
+                if delivery.id in self._in_flight:
+                    continue
+                self._in_flight.add(delivery.id)
+                self._tg.start_soon(self._deliver, delivery)
+            with anyio.move_on_after(self._poll_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    def _lane(self, delivery: DeliveryRecord) -> anyio.Semaphore:
+        parts = urlsplit(delivery.url)
+        key = f"{parts.scheme}://{parts.hostname}:{parts.port}"
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = anyio.Semaphore(PER_ENDPOINT)
+        return lane
+
+    def _session(self, verify: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(verify)
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self._egress),
+                ssl=verify,
+                limit=100,
+                limit_per_host=PER_ENDPOINT,
+            )
+            session = self._sessions[verify] = aiohttp.ClientSession(connector=connector)
+        return session
+
+    async def _deliver(self, delivery: DeliveryRecord) -> None:
+        try:
+            async with self._lane(delivery):
+                await self._attempt(delivery)
+        finally:
+            self._in_flight.discard(delivery.id)
+
+    async def _attempt(self, d: DeliveryRecord) -> None:
+        number = d.attempts + 1
+        started = time.time()
+        fields = {
+            "delivery": d.id,
+            "run": d.run_id,
+            "job": d.job_id,
+            "webhook": d.webhook,
+            "attempt": number,
+        }
+        status: int | None = None
+        wait: float | None = None
+        try:
+            secrets = [resolve_secret(ref) for ref in d.secret_refs]
+            add_secrets(secrets)
+            timestamp = int(started)
+            headers = dict(d.headers)
+            headers["webhook-id"] = d.id
+            headers["webhook-timestamp"] = str(timestamp)
+            if secrets:
+                headers["webhook-signature"] = signature_header(secrets, d.id, timestamp, d.body)
+            if not d.ssl_verification:
+                log.warning("webhook.tls_unverified", url=d.url, **fields)
+            host = urlsplit(d.url).hostname or ""
+            check_literal(host, self._egress)
+            session = self._session(d.ssl_verification)
+            with anyio.fail_after(self._timeout):
+                async with session.request(
+                    d.method.upper(),
+                    d.url,
+                    data=d.body if d.method not in ("get", "delete") else None,
+                    headers=headers,
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status
+                    await response.content.read(MAX_RESPONSE)  # read at most this much
+                    wait = retry_after(response.headers, time.time())
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except TimeoutError:
+            error = f"no answer within {self._timeout:g}s"
+        except PermanentError as exc:
+            error = str(exc)
+        except ssl.SSLError as exc:
+            error = f"TLS error: {exc.reason or exc}"
+        except aiohttp.ClientSSLError as exc:
+            error = f"TLS error: {exc}"
+        except (aiohttp.ClientError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        attempt = DeliveryAttempt(d.id, number, started, status, error, time.time() - started)
+        if error is None:
+            log.info("webhook.delivered", status=status, **fields)
+            await self._store.record_delivery(attempt, state="delivered", next_at=None)
+            return
+        if status == 410:
+            log.warning("webhook.disabled", status=status, **fields)
+            await self._store.record_delivery(attempt, state="disabled", next_at=None)
+            await self._store.disable_webhook(
+                d.dag, d.webhook, "the endpoint answered 410 Gone", time.time()
+            )
+            return
+        if number >= len(self._schedule):
+            log.error("webhook.failed", status=status, error=error, **fields)
+            await self._store.record_delivery(attempt, state="failed", next_at=None)
+            return
+        delay = self._schedule[number] * self._rng.uniform(0.9, 1.1)
+        if wait is not None and (status == 429 or (status or 0) >= 500):
+            delay = max(delay, wait)
+        log.warning("webhook.retrying", status=status, error=error, delay=round(delay, 3), **fields)
+        await self._store.record_delivery(attempt, state="pending", next_at=time.time() + delay)

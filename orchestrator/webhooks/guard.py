@@ -1,0 +1,107 @@
+"""SSRF guard: webhook destinations on loopback, private, link-local, metadata or other
+non-global addresses are refused unless the operator allows them. Checked on every resolved
+address, and the connection goes to the checked address (a resolver that validates), so a name
+that resolves to a public address first and a private one later cannot slip through."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from ..errors import PermanentError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ALLOW_ENV = "ORCHESTRATOR_WEBHOOK_ALLOW"
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """Which non-global destinations are allowed: ``loopback``, ``private`` (RFC 1918, ULA),
+    ``link-local``, or CIDR ranges. Nothing by default."""
+
+    loopback: bool = False
+    private: bool = False
+    link_local: bool = False
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str | None) -> Egress:
+        words = [w.strip() for w in (spec or "").split(",") if w.strip()]
+        nets = []
+        flags = {"loopback": False, "private": False, "link-local": False}
+        for word in words:
+            if word in flags:
+                flags[word] = True
+            else:
+                try:
+                    nets.append(ipaddress.ip_network(word, strict=False))
+                except ValueError:
+                    raise ValueError(
+                        f"{ALLOW_ENV}: {word!r} is not loopback, private, link-local or a CIDR"
+                    ) from None
+        return cls(flags["loopback"], flags["private"], flags["link-local"], tuple(nets))
+
+    @classmethod
+    def from_env(cls) -> Egress:
+        return cls.parse(os.environ.get(ALLOW_ENV))
+
+    def allows(self, ip: IPAddress) -> bool:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in net for net in self.networks):
+            return True
+        if ip.is_loopback:
+            return self.loopback
+        if ip.is_link_local:  # 169.254.169.254 (cloud metadata) is link-local
+            return self.link_local
+        if ip.is_private:
+            return self.private and not ip.is_unspecified and not ip.is_reserved
+        return ip.is_global and not ip.is_multicast
+
+
+def check_address(ip: IPAddress, egress: Egress, host: str) -> None:
+    if not egress.allows(ip):
+        raise PermanentError(
+            f"webhook destination {host} resolves to {ip}, which is not a public address "
+            f"(allow it with {ALLOW_ENV})"
+        )
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves, then refuses any answer that is not allowed; aiohttp connects to what it
+    returns, i.e. to the checked address."""
+
+    def __init__(self, egress: Egress, inner: AbstractResolver | None = None) -> None:
+        self._egress = egress
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            check_address(ipaddress.ip_address(result["host"]), self._egress, host)
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def check_literal(host: str, egress: Egress) -> None:
+    """Refuse at configuration time a URL whose host is a literal address not allowed."""
+    from .definitions import literal_ip
+
+    ip = literal_ip(host)
+    if ip is not None:
+        check_address(ip, egress, host)
+
+
+def addresses(results: Iterable[dict[str, Any]]) -> list[str]:
+    return [str(r["host"]) for r in results]
