@@ -133,6 +133,7 @@ async def run_new(
     concurrency: int | None = None,
     progress_for: type[Progress] | None = None,
     trigger: str = "manual",
+    webhook_wait: float = WEBHOOK_WAIT,
 ) -> Run:
     """Start a new run of ``dag`` under its overlap policy and run it to its end.
 
@@ -145,7 +146,14 @@ async def run_new(
     run = prepare_run(dag, params=dict(params), connections=conns, trigger=trigger)
     if store is None:
         progress = progress_for(run) if progress_for else None
-        return await execute(run, conns, store=None, concurrency=concurrency, progress=progress)
+        return await execute(
+            run,
+            conns,
+            store=None,
+            concurrency=concurrency,
+            progress=progress,
+            webhook_wait=webhook_wait,
+        )
     while True:
         active = await store.list_runs(dag=dag.name, states=[RunState.QUEUED, RunState.RUNNING])
         now = time.time()
@@ -179,4 +187,11 @@ async def run_new(
             ) from None
         break
     progress = progress_for(run) if progress_for else None
-    return await execute(run, conns, store=store, concurrency=concurrency, progress=progress)
+    return await execute(
+        run,
+        conns,
+        store=store,
+        concurrency=concurrency,
+        progress=progress,
+        webhook_wait=webhook_wait,
+    )

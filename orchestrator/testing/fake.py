@@ -7,7 +7,8 @@ Job type ``fake`` (no connection needed). Fields:
 - ``failTimes``: the first N attempts fail, later ones succeed (to show retries);
 - ``message``: the error text of a failure; ``outputs``: what a success returns;
 - ``hang``: never ends by itself (for cancellation and timeout tests);
-- ``submitError``: the submit request itself is refused.
+- ``submitError``: the submit request itself is refused;
+- ``submitAmbiguous``: the connection drops after the request was sent (nothing was created).
 
 Tests build a :class:`FakeRemote` with a :class:`~orchestrator.clock.FakeClock` and hand the
 engine ``FakeConnector(remote)`` to count what it received.
@@ -34,7 +35,7 @@ from ..connectors.base import (
     Submission,
 )
 from ..durations import parse_duration
-from ..errors import NotFoundError, PermanentError
+from ..errors import NotFoundError, PermanentError, TransientError
 
 
 @dataclass(slots=True)
@@ -79,6 +80,8 @@ class FakeConnector(ConnectorBase):
         p = submission.params
         if p.get("submitError"):
             raise PermanentError("fake remote refused the submission")
+        if p.get("submitAmbiguous"):
+            raise TransientError("connection reset after sending", ambiguous=True)
         remote = self.remote
         job_id = f"fake-{next(remote._ids)}"
         remote.submissions[submission.idempotency_key] += 1
@@ -154,7 +157,16 @@ JOB_TYPES = (
     JobType(
         name="fake",
         open=_open,
-        optional=("duration", "outcome", "failTimes", "message", "outputs", "hang", "submitError"),
+        optional=(
+            "duration",
+            "outcome",
+            "failTimes",
+            "message",
+            "outputs",
+            "hang",
+            "submitError",
+            "submitAmbiguous",
+        ),
         needs_connection=False,
         validate=_validate,
         poll=PollSchedule(initial=0.1, factor=1.5, cap=2.0),

@@ -127,16 +127,15 @@ class Deliverer:
         """New deliveries were written: look for them now."""
         self._wake.set()
 
-    async def drain(self, run_id: str | None = None, timeout: float = 10.0) -> bool:
-        """Wait until no delivery (of ``run_id``) is due now or in flight; False on timeout."""
+    async def drain(self, run_id: str, timeout: float = 10.0) -> bool:
+        """Wait until every delivery of ``run_id`` is settled (delivered, failed or disabled);
+        False if some are still pending after ``timeout`` seconds (they stay in the outbox)."""
         with anyio.move_on_after(timeout):
             while True:
-                due = [
-                    d
-                    for d in await self._store.due_deliveries(time.time(), limit=1000)
-                    if run_id is None or d.run_id == run_id
+                pending = [
+                    d for d, _ in await self._store.list_deliveries(run_id) if d.state == "pending"
                 ]
-                if not due and not self._in_flight:
+                if not pending:
                     return True
                 self.notify()
                 await anyio.sleep(0.05)
