@@ -304,6 +304,90 @@ def _run_summary(r: Any) -> dict[str, Any]:
     }
 
 
+# -- webhooks ---------------------------------------------------------------------------------
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    logs.configure(getattr(args, "log_level", None) or "warning")
+    return anyio.run(_webhooks, args)
+
+
+async def _webhooks(args: argparse.Namespace) -> int:
+    import time
+
+    from .engine.records import iso
+    from .store.open import open_store
+    from .webhooks.deliver import Deliverer
+
+    try:
+        store = await open_store(args.db)
+    except StoreError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    try:
+        if args.webhooks_command == "list":
+            rows = await store.list_deliveries(args.run)
+            data = [
+                {
+                    "id": d.id,
+                    "run": d.run_id,
+                    "job": d.job_id,
+                    "dag": d.dag,
+                    "webhook": d.webhook,
+                    "event": d.event,
+                    "url": d.url,
+                    "status": d.state,
+                    "attempts": [
+                        {
+                            "number": a.number,
+                            "at": iso(a.at),
+                            "httpStatus": a.status,
+                            "error": a.error,
+                            "seconds": round(a.duration, 3),
+                        }
+                        for a in attempts
+                    ],
+                    "nextAt": iso(d.next_at) if d.state == "pending" else None,
+                }
+                for d, attempts in rows
+            ]
+            if args.json:
+                print(json.dumps(data))
+            else:
+                for row in data:
+                    where = f"{row['run'][:12]}/{row['job'] or '(run)'}"
+                    print(
+                        f"{row['id']}  {row['status']:9}  {row['event']:12}  {row['webhook']}  "
+                        f"{where}  {row['url']}"
+                    )
+                    for a in row["attempts"]:
+                        outcome = a["httpStatus"] if a["httpStatus"] is not None else a["error"]
+                        print(f"    #{a['number']} {a['at']}  {outcome}")
+            return EXIT_OK
+        before = {d.id: d.attempts for d, _ in await store.list_deliveries()}
+        if args.delivery_id not in before or not await store.redeliver(
+            args.delivery_id, time.time()
+        ):
+            _error(f"no webhook delivery {args.delivery_id!r}")
+            return EXIT_INVALID
+        async with Deliverer(store) as deliverer:
+            deliverer.notify()
+            with anyio.move_on_after(args.wait):
+                while True:  # until one more attempt is recorded
+                    now = {d.id: d.attempts for d, _ in await store.list_deliveries()}
+                    if now[args.delivery_id] > before[args.delivery_id]:
+                        break
+                    await anyio.sleep(0.05)
+        ((delivery, attempts),) = [
+            pair for pair in await store.list_deliveries() if pair[0].id == args.delivery_id
+        ]
+        last = attempts[-1] if attempts else None
+        outcome = (last.status or last.error) if last else "not attempted"
+        print(f"{delivery.id}: {delivery.state} ({outcome})")
+        return EXIT_OK if delivery.state == "delivered" else EXIT_FAILED
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+
+
 # -- validate / graph ----------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     from .engine.connectors import check_connections
@@ -410,6 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
     runs_show.add_argument("--json", action="store_true")
     runs_show.add_argument("--db", help=DB_HELP)
     runs.set_defaults(func=cmd_runs)
+
+    hooks = sub.add_parser("webhooks", help="webhook deliveries and their attempts")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    hooks_list = hooks_sub.add_parser("list", help="every delivery and its attempts")
+    hooks_list.add_argument("--run", help="only this run's deliveries")
+    hooks_list.add_argument("--json", action="store_true")
+    hooks_list.add_argument("--db", help=DB_HELP)
+    hooks_redeliver = hooks_sub.add_parser("redeliver", help="send one delivery again, now")
+    hooks_redeliver.add_argument("delivery_id")
+    hooks_redeliver.add_argument("--wait", type=float, default=35.0, help="seconds to wait for it")
+    hooks_redeliver.add_argument("--db", help=DB_HELP)
+    hooks.set_defaults(func=cmd_webhooks)
 
     validate = sub.add_parser("validate", help="check DAG files; exit 0 if all are valid, else 2")
     validate.add_argument("paths", nargs="+")
