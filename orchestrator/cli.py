@@ -87,18 +87,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         dag = load_one(args.path, args.dag)
         params = _parse_params(args.param)
-        conns = _connections(args.connections)
         overlap = overlap_policy(dag, args.overlap)
     except (DagError, ConfigError) as exc:
         _error(str(exc))
         return EXIT_INVALID
-    return anyio.run(_run, dag, params, conns, overlap, args, interactive)
+    return anyio.run(
+        _run_simulated if args.simulate else _run, dag, params, overlap, args, interactive
+    )
+
+
+async def _run_simulated(
+    dag: Any, params: dict[str, Any], overlap: str, args: argparse.Namespace, interactive: bool
+) -> int:
+    """``--simulate``: serve every API simulator in this process on a free port, published as
+    ``$SIMULATOR_URL`` for the connections file, for the length of the run."""
+    from aiohttp import web
+
+    from .testing.simulators.serve import build_app
+
+    runner = web.AppRunner(build_app(), handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        os.environ["SIMULATOR_URL"] = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        return await _run(dag, params, overlap, args, interactive)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
 
 
 async def _run(
     dag: Any,
     params: dict[str, Any],
-    conns: dict[str, Any],
     overlap: str,
     args: argparse.Namespace,
     interactive: bool,
@@ -106,6 +127,12 @@ async def _run(
     from .engine import session
     from .progress import Progress
     from .store.open import open_store
+
+    try:
+        conns = _connections(args.connections)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
 
     try:
         store = await open_store(args.db)
@@ -462,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-file", help="write JSON log lines to this file")
     run.add_argument("--no-progress", action="store_true", help="no live progress on a terminal")
     run.add_argument("--db", help=DB_HELP)
+    run.add_argument(
+        "--simulate",
+        action="store_true",
+        help="serve the API simulators in this process and publish their URL as $SIMULATOR_URL",
+    )
     run.add_argument(
         "--overlap",
         choices=("skip", "queue", "allow"),
