@@ -58,7 +58,10 @@ class Connection:
 
     def __repr__(self) -> str:
         secrets = ", ".join(f"{k}=***" for k in sorted(self.credentials))
-        return f"Connection(name={self.name!r}, type={self.type!r}, base_url={self.base_url!r}, credentials=[{secrets}])"
+        return (
+            f"Connection(name={self.name!r}, type={self.type!r}, "
+            f"base_url={self.base_url!r}, credentials=[{secrets}])"
+        )
 
 
 # -- loading --------------------------------------------------------------------------------

@@ -1,0 +1,551 @@
+"""The HTTP plumbing every remote connector shares.
+
+One :class:`HttpClient` per connection: one aiohttp session with a bounded pool, TLS verified
+unless the connection says otherwise, a deadline on every request, the connection's rate limit
+before every try, and transient faults retried inside the call:
+
+* 429, 500, 502, 503, 504: retried for every method (the server answered, so the request did
+  not take effect), waiting at least ``Retry-After`` (seconds or an HTTP date) or Celonis'
+  ``x-ratelimit-reset`` (seconds); the wait pauses every request of the connection.
+* connect errors, before anything was sent: always retried.
+* resets, timeouts and disconnects after sending: retried only for idempotent requests; for
+  the others :class:`TransientError` with ``ambiguous=True`` is raised at once, since the
+  remote may have acted on the request.
+
+Backoff is exponential with full jitter. Other statuses outside ``ok`` become
+:class:`AuthError` (401, 403), :class:`NotFoundError` (404) or :class:`PermanentError`.
+No aiohttp or asyncio exception leaves :meth:`HttpClient.request`, and no message or log line
+carries headers, query strings or credentials. Redirects are not followed (an SSRF guard):
+a 3xx outside ``ok`` is a :class:`PermanentError`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json as jsonlib
+import math
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Container, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from types import TracebackType
+from typing import Any, NoReturn, Self
+
+import aiohttp
+import anyio
+import structlog
+from yarl import URL
+
+from ..connections import Connection
+from ..errors import (
+    AuthError,
+    ConnectorError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from .ratelimit import RateLimiter
+
+__all__ = ["HttpClient", "Response", "TransientRetry"]
+
+log = structlog.get_logger("orchestrator.http")
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+USER_AGENT = "orchestrator/0.1"
+_SNIPPET = 200
+_DETAIL = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A complete answer: status, headers (case-insensitive), the whole body, and the URL
+    it came from without its query string."""
+
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+    url: str
+
+    def json(self) -> Any:
+        """The body parsed as JSON; :class:`PermanentError` naming the URL if it is not JSON."""
+        try:
+            return jsonlib.loads(self.body)
+        except ValueError:
+            kind = self.headers.get("Content-Type", "no content type")
+            raise PermanentError(
+                f"{self.url}: HTTP {self.status}: the body is not JSON ({kind}, "
+                f"{len(self.body)} bytes): {_one_line(self.text(), 80)}",
+                status=self.status,
+                detail=self.text()[:_DETAIL],
+            ) from None
+
+    def text(self) -> str:
+        """The body decoded with the charset the server named (UTF-8 if none)."""
+        charset = "utf-8"
+        for part in self.headers.get("Content-Type", "").split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip().strip('"')
+        try:
+            return self.body.decode(charset, errors="replace")
+        except LookupError:
+            return self.body.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class TransientRetry:
+    """How transient faults are retried inside one call.
+
+    ``attempts`` tries in all; try ``n`` is followed by a wait drawn from
+    ``[0, min(cap, base * factor ** (n - 1))]`` (full jitter), or longer if the server asked.
+    A server's ``Retry-After`` longer than ``max_wait`` is not waited inside the call:
+    :class:`TransientError` with ``retry_after`` is raised instead.
+    """
+
+    attempts: int = 5
+    base: float = 0.5
+    factor: float = 2.0
+    cap: float = 30.0
+    max_wait: float = 300.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, min(self.cap, self.base * self.factor ** min(attempt - 1, 64)))
+
+
+class _Retry(Exception):
+    """A try failed in a way that may pass: wait and try again, or give up."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        detail: object = None,
+        hint: float | None = None,
+        sent: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.detail = detail
+        self.hint = hint  # the server's Retry-After, seconds
+        self.sent = sent  # the request may have reached the remote and taken effect
+
+
+class HttpClient:
+    """HTTP to one connection. Use as ``async with HttpClient(conn) as http:`` or call
+    :meth:`aclose`; the session is opened on the first request, inside the running loop."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_body: int = 8 * 1024 * 1024,
+        retry: TransientRetry = TransientRetry(),
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.connection = connection
+        self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        self._max_body = max_body
+        self._retry = retry
+        self._rng = rng or random.Random()
+        self._clock = clock  # wall time, for Retry-After dates
+        # A limiter may be shared by every client of one connection; by default the client
+        # owns one (no rate when the connection sets none, but 429 pauses all the same).
+        self._limiter = limiter or RateLimiter(
+            connection.rate or math.inf, connection.burst, sleep=sleep
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._open_lock = anyio.Lock()
+        self._closed = False
+        self._stats = {
+            "requests": 0,  # calls of request()
+            "sent": 0,  # tries sent
+            "responses": 0,
+            "retries": 0,
+            "throttled": 0,  # 429 answers
+            "failures": 0,  # calls that raised
+            "bytes_received": 0,
+            "waited_seconds": 0.0,  # backoff and Retry-After waits
+        }
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._limiter
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            **self._stats,
+            "connection": self.connection.name,
+            "open": self._session is not None,
+            "rate_limit": self._limiter.statistics(),
+        }
+
+    # -- the session --
+
+    async def _open(self) -> aiohttp.ClientSession:
+        if self._session is not None:
+            return self._session
+        async with self._open_lock:
+            if self._closed:
+                raise ConnectorError(f"connection {self.connection.name!r}: the client is closed")
+            if self._session is None:
+                conn = self.connection
+                ssl_arg: ssl.SSLContext | bool = True
+                if not conn.verify_tls:
+                    ssl_arg = False
+                    log.warning(
+                        "http.tls_verification_disabled",
+                        connection=conn.name,
+                        host=URL(conn.base_url).host,
+                    )
+                elif conn.ca_file:
+                    ssl_arg = await anyio.to_thread.run_sync(self._ssl_context, conn.ca_file)
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=conn.max_connections, ssl=ssl_arg),
+                    timeout=aiohttp.ClientTimeout(
+                        total=conn.timeout, sock_connect=conn.connect_timeout
+                    ),
+                    headers=self._headers,
+                    trust_env=False,
+                )
+                # aiohttp silently resends an idempotent request once when a pooled connection
+                # drops; the retries here must be the only ones (counted, logged, rate limited).
+                if hasattr(self._session, "_retry_connection"):
+                    self._session._retry_connection = False
+            return self._session
+
+    def _ssl_context(self, ca_file: str) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise PermanentError(
+                f"connection {self.connection.name!r}: cannot load ca_file {ca_file}: "
+                f"{type(exc).__name__}"
+            ) from None
+
+    def url(self, path: str) -> str:
+        """``path`` joined to the connection's base URL (its path prefix kept); absolute
+        URLs as they are."""
+        if path.startswith(("http://", "https://")):
+            return path
+        base = self.connection.base_url.rstrip("/")
+        return f"{base}/{path.lstrip('/')}" if path else base
+
+    # -- requests --
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        ok: Container[int] = range(200, 300),
+        idempotent: bool | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request, retrying transient faults; return the answer if its status is in
+        ``ok``, else raise the matching :mod:`orchestrator.errors` exception."""
+        method = method.upper()
+        url = self.url(path)
+        shown = _display(url)
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        deadline = timeout if timeout is not None else self.connection.timeout
+        query = _query(params)
+        self._stats["requests"] += 1
+        try:
+            session = await self._open()
+            attempt = 0
+            while True:
+                attempt += 1
+                paused = self._limiter.paused_for()
+                if paused > self._retry.max_wait:
+                    raise TransientError(
+                        f"{method} {shown}: the remote asked for a pause of {paused:.0f}s "
+                        f"(longer than {self._retry.max_wait:.0f}s)",
+                        retry_after=paused,
+                    )
+                await self._limiter.acquire()
+                try:
+                    return await self._try(
+                        session, method, url, shown, query, json, data, headers, ok, deadline
+                    )
+                except _Retry as fault:
+                    if fault.sent and not idempotent:
+                        raise TransientError(
+                            f"{method} {shown}: {fault.reason}; the request may have been "
+                            "acted on, so it is not sent again",
+                            status=fault.status,
+                            detail=fault.detail,
+                            ambiguous=True,
+                        ) from None
+                    await self._before_retry(fault, method, shown, attempt)
+        except ConnectorError:
+            self._stats["failures"] += 1
+            raise
+
+    async def _before_retry(self, fault: _Retry, method: str, shown: str, attempt: int) -> None:
+        """Wait before try ``attempt + 1``, or raise if there is to be none."""
+        hint = fault.hint
+        if hint is not None:
+            # The server's word holds for the whole connection, not only this request.
+            self._limiter.pause_for(hint)
+        if hint is not None and hint > self._retry.max_wait:
+            _give_up(fault, method, shown, f"the remote asked to wait {hint:.0f}s")
+        if attempt >= self._retry.attempts:
+            _give_up(fault, method, shown, f"gave up after {attempt} tries")
+        delay = self._retry.backoff(attempt, self._rng)
+        if hint is not None:
+            delay = max(delay, hint)
+        self._stats["retries"] += 1
+        self._stats["waited_seconds"] += delay
+        log.info(
+            "http.retry",
+            connection=self.connection.name,
+            method=method,
+            url=shown,
+            attempt=attempt,
+            status=fault.status,
+            reason=fault.reason,
+            delay=round(delay, 3),
+        )
+        await self._limiter.sleep(delay)
+
+    async def _try(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        shown: str,
+        query: list[tuple[str, str]] | None,
+        json: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        ok: Container[int],
+        deadline: float,
+    ) -> Response:
+        """One try: a :class:`Response` in ``ok``, or :class:`_Retry`, or a final error."""
+        self._stats["sent"] += 1
+        try:
+            async with session.request(
+                method,
+                url,
+                params=query,
+                json=json,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=deadline, sock_connect=self.connection.connect_timeout
+                ),
+            ) as resp:
+                length = resp.content_length
+                if length is not None and length > self._max_body:
+                    self._too_large(method, shown, resp.status, length)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > self._max_body:
+                        self._too_large(method, shown, resp.status, size)
+                    chunks.append(chunk)
+                self._stats["bytes_received"] += size
+                response = Response(resp.status, resp.headers, b"".join(chunks), shown)
+        except aiohttp.InvalidURL:
+            raise PermanentError(f"{method} {shown}: not a valid http or https URL") from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            raise PermanentError(f"{method} {shown}: {_tls_reason(exc)}") from None
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise _Retry(_transport_reason(exc, deadline)) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _Retry(_transport_reason(exc, deadline), sent=True) from None
+        self._stats["responses"] += 1
+        status = response.status
+        if status in ok:
+            return response
+        detail = _detail(response)
+        message = f"{method} {shown}: HTTP {status}: {_snippet(detail)}"
+        if status in TRANSIENT_STATUSES:
+            if status == 429:
+                self._stats["throttled"] += 1
+            raise _Retry(
+                f"HTTP {status}: {_snippet(detail)}",
+                status=status,
+                detail=detail,
+                hint=_retry_after(response.headers, self._clock),
+            )
+        if status in (401, 403):
+            raise AuthError(message, status=status, detail=detail)
+        if status == 404:
+            raise NotFoundError(message, status=status, detail=detail)
+        raise PermanentError(message, status=status, detail=detail)
+
+    def _too_large(self, method: str, shown: str, status: int, size: int) -> NoReturn:
+        raise PermanentError(
+            f"{method} {shown}: HTTP {status}: the body is larger than {self._max_body} bytes "
+            f"({'at least ' if size > self._max_body else ''}{size})",
+            status=status,
+        )
+
+
+def _give_up(fault: _Retry, method: str, shown: str, why: str) -> NoReturn:
+    raise TransientError(
+        f"{method} {shown}: {fault.reason} ({why})",
+        status=fault.status,
+        detail=fault.detail,
+        retry_after=fault.hint,
+    ) from None
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _display(url: str) -> str:
+    """The URL fit for messages and logs: no credentials, no query string, no fragment."""
+    try:
+        parsed = URL(url)
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return url.split("?", 1)[0].split("#", 1)[0]
+
+
+def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
+    """Query parameters as strings: ``None`` dropped, booleans as ``true``/``false``, a list
+    or tuple repeats the key."""
+    if params is None:
+        return None
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if item is None:
+                continue
+            if isinstance(item, bool):
+                pairs.append((key, "true" if item else "false"))
+            else:
+                pairs.append((key, str(item)))
+    return pairs
+
+
+def _retry_after(headers: Mapping[str, str], clock: Callable[[], float]) -> float | None:
+    """Seconds the server asked to wait: ``Retry-After`` (seconds or HTTP date), else
+    ``x-ratelimit-reset`` (seconds)."""
+    value = headers.get("Retry-After")
+    if value is not None:
+        value = value.strip()
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                when = None
+            if when is not None:
+                if when.tzinfo is None:  # "-0000": UTC all the same
+                    when = when.replace(tzinfo=UTC)
+                return max(0.0, when.timestamp() - clock())
+        else:
+            if math.isfinite(seconds):
+                return max(0.0, seconds)
+    reset = headers.get("x-ratelimit-reset")
+    if reset is not None:
+        try:
+            seconds = float(reset.strip())
+        except ValueError:
+            return None
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def _detail(response: Response) -> object:
+    """The remote's error document: parsed JSON, or the first 500 characters of text."""
+    if response.body:
+        try:
+            return jsonlib.loads(response.body)
+        except ValueError:
+            pass
+    return response.text()[:_DETAIL]
+
+
+_MESSAGE_KEYS = ("message", "error_description", "errorMessage", "error", "detail", "title")
+
+
+def _snippet(detail: object) -> str:
+    """A short one-line summary of an error document."""
+    if isinstance(detail, dict):
+        for key in _MESSAGE_KEYS:
+            value = detail.get(key)
+            if isinstance(value, str) and value.strip():
+                return _one_line(value, _SNIPPET)
+            if isinstance(value, dict):
+                return _snippet(value)
+    if isinstance(detail, str):
+        return _one_line(detail, _SNIPPET) or "(empty body)"
+    return _one_line(jsonlib.dumps(detail, separators=(",", ":"), default=str), _SNIPPET)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tls_reason(exc: Exception) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        why = getattr(cert, "verify_message", None) or type(cert).__name__
+        return (
+            f"TLS certificate verification failed for {exc.host}:{exc.port} ({why}); "
+            "set ca_file to the remote's CA bundle, or verify_tls = false"
+        )
+    return f"TLS handshake failed ({type(exc).__name__})"
+
+
+def _transport_reason(exc: BaseException, deadline: float) -> str:
+    """What went wrong on the wire, in words that carry no headers, query or credentials."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        why = os_error.strerror or type(os_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port} ({why})"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "timed out connecting"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the response body was cut short"
+    if isinstance(exc, TimeoutError):
+        return f"no complete answer within {deadline:g}s"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"malformed response ({type(exc).__name__})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"connection error ({exc.strerror})"
+    return f"connection error ({type(exc).__name__})"
