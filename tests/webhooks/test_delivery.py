@@ -145,7 +145,7 @@ async def test_signed_with_standard_webhooks_and_rotation(receiver: Receiver) ->
     for secret in (SECRET, old):
         StandardWebhook(secret).verify(got.body, headers)  # raises if it does not verify
     tampered = got.body.replace(b"succeeded", b"failed")
-    with pytest.raises(Exception, match="[Ss]ignature"):
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
         StandardWebhook(SECRET).verify(tampered, headers)
 
 
@@ -159,7 +159,8 @@ async def test_retries_after_503_and_429_honour_retry_after_and_keep_the_id(
     await run(dag, store, webhook_wait=10)
     got = await receiver.wait_for("/h", 3)
     assert len({r.headers["webhook-id"] for r in got}) == 1
-    assert got[1].at - got[0].at >= 0.95 and got[2].at - got[1].at >= 0.95
+    assert got[1].at - got[0].at >= 0.95
+    assert got[2].at - got[1].at >= 0.95
     ((delivery, attempts),) = await store.list_deliveries()
     assert delivery.state == "delivered"
     assert [a.status for a in attempts] == [503, 429, 200]
@@ -229,7 +230,8 @@ async def test_get_sends_no_body_and_template_escapes_json(receiver: Receiver) -
     await run(dag)
     (get,) = await receiver.wait_for("/get")
     (tmpl,) = await receiver.wait_for("/tmpl")
-    assert get.method == "GET" and get.body == b""
+    assert get.method == "GET"
+    assert get.body == b""
     assert json.loads(tmpl.body) == {"msg": 'j failed: bad "quote"\nnewline', "attempt": "1"}
     assert tmpl.headers["X-Team"] == "data"
     assert tmpl.headers["Content-Type"] == "application/json"
@@ -265,7 +267,7 @@ async def test_private_destinations_are_refused_unless_allowed(
             ],
         )
     await run(dag, store, webhook_wait=1)
-    ((delivery, attempts),) = await store.list_deliveries()
+    ((_delivery, attempts),) = await store.list_deliveries()
     assert "not a public address" in (attempts[0].error or "")
     assert receiver.received == []
 
