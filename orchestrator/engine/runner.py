@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +14,7 @@ from ..connections import Connection
 from ..connectors.base import Connector
 from ..dag import DAG
 from ..errors import ConfigError, DagValidationError
+from ..store.base import Store
 from .connectors import ConnectorSet, check_connections
 from .executor import Observer, RunExecutor
 from .records import Run
@@ -61,15 +64,38 @@ async def run_dag(
     observers: list[Observer] | None = None,
     rng: random.Random | None = None,
     run_id: str | None = None,
+    store: Store | None = None,
+    webhook_wait: float = 10.0,
 ) -> Run:
     """Run ``dag`` to its end and return the finished :class:`Run`.
 
-    ``connectors`` replaces the connector of a job type (tests pass fakes).
+    ``connectors`` replaces the connector of a job type (tests pass fakes). With a ``store``
+    the run is recorded there (and can be resumed). Webhooks are delivered through the store's
+    outbox (an in-memory one if none is given); the call waits up to ``webhook_wait`` seconds
+    for them.
     """
     conns = dict(connections or {})
     run = prepare_run(dag, params=params, connections=conns, run_id=run_id)
+    has_hooks = bool(dag.webhooks) or any(job.webhooks for job in dag)
+    if store is None and has_hooks:
+        from ..store.memory import MemoryStore
+
+        store = MemoryStore()  # webhooks go through an outbox
+    if store is not None:
+        from ..store.owner import this_owner
+        from .durable import record_new_run
+
+        await record_new_run(store, run, owner=this_owner(), at=time.time(), exclusive=False)
     limits = {c.name: c.concurrency for c in conns.values() if c.concurrency}
-    async with ConnectorSet(dag, conns, connectors) as connector_set:
+    deliverer = None
+    if store is not None and has_hooks:
+        from ..webhooks.deliver import Deliverer
+
+        deliverer = Deliverer(store)
+    async with (
+        ConnectorSet(dag, conns, connectors) as connector_set,
+        deliverer or contextlib.nullcontext(),
+    ):
         executor = RunExecutor(
             run,
             connector_set,
@@ -78,5 +104,11 @@ async def run_dag(
             connection_limits=limits,
             rng=rng,
             observers=observers,
+            store=store,
         )
-        return await executor.execute()
+        if deliverer is not None:
+            executor.on_deliveries = deliverer.notify
+        await executor.execute()
+        if deliverer is not None:
+            await deliverer.drain(run.id, webhook_wait)
+        return run
