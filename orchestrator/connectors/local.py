@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -81,6 +82,7 @@ class CommandConnector(_TaskGroupOwner):
 
     def __init__(self, log_dir: str | None = None) -> None:
         super().__init__()
+        self._own_dir = log_dir is None  # a temporary folder, removed on exit
         self._log_dir = Path(log_dir or tempfile.mkdtemp(prefix="orchestrator-logs-"))
         self._processes: dict[int, _Process] = {}
 
@@ -167,6 +169,8 @@ class CommandConnector(_TaskGroupOwner):
         for entry in list(self._processes.values()):
             if not entry.done.is_set():
                 _signal_group(entry.process, signal.SIGKILL)
+        if self._own_dir:  # the log tails are in the run's record already
+            await anyio.to_thread.run_sync(shutil.rmtree, self._log_dir, True)
 
 
 def _signal_group(process: anyio.abc.Process, sig: signal.Signals) -> None:
