@@ -38,10 +38,10 @@ class MemoryStore:
         self.commits = 0
 
     async def apply(self, ops: Sequence[Operation]) -> None:
-        # validate the whole batch on copies first: all or nothing
-        runs = dict(self.runs)
-        jobs = {r: dict(js) for r, js in self.jobs.items()}
-        attempts = dict(self.attempts)
+        # write into overlays of what the batch touches: all or nothing
+        runs = _Overlay(self.runs)
+        jobs = _JobsOverlay(self.jobs)
+        attempts = _Overlay(self.attempts)
         deliveries: dict[str, DeliveryRecord] = {}
         events: list[Event] = []
         seq = len(self.events)
@@ -143,7 +143,9 @@ class MemoryStore:
                 events.append(
                     Event(seq, op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
                 )
-        self.runs, self.jobs, self.attempts = runs, jobs, attempts
+        runs.commit()
+        jobs.commit()
+        attempts.commit()
         self.deliveries.update(deliveries)
         self.events.extend(events)
         self.commits += 1
@@ -248,6 +250,47 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+
+class _Overlay(dict[Any, Any]):
+    """Reads fall through to ``base``; writes stay here until :meth:`commit`."""
+
+    def __init__(self, base: dict[Any, Any]) -> None:
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, key: Any) -> Any:
+        return self.base[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        return self.base.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self.base
+
+    def values(self) -> Any:
+        merged = dict(self.base)
+        merged.update(self.items())
+        return merged.values()
+
+    def commit(self) -> None:
+        self.base.update(self.items())
+
+
+class _JobsOverlay(_Overlay):
+    """Per-run job tables: a touched run's table is copied once."""
+
+    def __getitem__(self, run_id: Any) -> Any:
+        if not dict.__contains__(self, run_id):
+            dict.__setitem__(self, run_id, dict(self.base[run_id]))
+        return dict.__getitem__(self, run_id)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self.base or dict.__contains__(self, key):
+            return self[key]
+        return default
 
 
 def _update_job(job: JobRecord, op: JobTransition) -> None:
