@@ -17,6 +17,14 @@ ROOT = Path(__file__).parents[2]
 DAGS = ROOT / "dags"
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test keeps its runs in a store of its own."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    return home
+
+
 def cli(
     *args: str, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -194,3 +202,36 @@ def test_graph_json_round_trips(tmp_path: Path) -> None:
     second = cli("graph", str(path))
     assert second.returncode == 0
     assert json.loads(second.stdout) == json.loads(first.stdout)
+
+
+def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", str(DAGS / "quickstart.json")],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        cwd=ROOT,
+        env={**os.environ, "ORCHESTRATOR_HOME": str(tmp_path)},
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert "quickstart run" in screen
+    assert "✓ extract" in screen
+    assert "▶" in screen or "…" in screen  # something was seen running or queued
+    assert "profile" in screen
+    assert "(attempt 2)" in screen
+    assert "\x1b[" in screen  # redrawn in place
