@@ -599,13 +599,22 @@ class RunExecutor:
                 self._remaining -= 1
 
     async def _cancel_remote(self, jr: JobRun, connector: Connector, handle: RemoteHandle) -> None:
+        """Cancel on the remote, retried with backoff until it acknowledges; the caller bounds
+        the time. A permanent refusal (the job is gone, say) ends the tries."""
         fields = {"job": jr.id, "attempt": jr.attempts}
-        try:
-            outcome = await connector.cancel(handle)
-        except ConnectorError as exc:
-            jr.notes.append(f"remote cancel failed: {exc}")
-            self._log.warning("job.cancel_failed", error=str(exc), **fields)
-            return
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                outcome = await connector.cancel(handle)
+                break
+            except TransientError as exc:
+                self._log.warning("job.cancel_retrying", error=str(exc), tries=tries, **fields)
+                await self._clock.sleep(min(30.0, 0.5 * 2 ** min(tries - 1, 10)))
+            except ConnectorError as exc:
+                jr.notes.append(f"remote cancel failed: {exc}")
+                self._log.warning("job.cancel_failed", error=str(exc), **fields)
+                return
         if not outcome.supported:
             jr.notes.append(f"not cancelled on the remote: {outcome.message}")
             self._log.warning("job.cancel_unsupported", message=outcome.message, **fields)

@@ -377,3 +377,29 @@ async def test_ten_thousand_nodes(run: RunFn) -> None:
     for job_id, jr in result.jobs.items():
         for parent in dag.upstream(job_id):
             assert result.jobs[parent].ended_at <= jr.started_at  # type: ignore[operator]
+
+
+class FlakyCancel(Scripted):
+    def __init__(self) -> None:
+        super().__init__([RemoteStatus.RUNNING] * 1000)
+        self.cancel_calls = 0
+
+    async def cancel(self, handle: RemoteHandle) -> CancelResult:
+        self.cancel_calls += 1
+        if self.cancel_calls <= 2:
+            raise TransientError("cancel endpoint answered 503")
+        return CancelResult(True, "acknowledged")
+
+
+async def test_remote_cancel_is_retried_until_acknowledged(clock: FakeClock) -> None:
+    connector = FlakyCancel()
+    with DAG("flaky_cancel", timeout="1m") as dag:
+        Job("j", "fake")
+    dag.validate()
+    run = prepare_run(dag)
+    async with clock, ConnectorSet(dag, {}, {"fake": connector}) as connectors:
+        await RunExecutor(run, connectors, clock=clock).execute()
+    assert connector.cancel_calls == 3
+    assert run.jobs["j"].state is C
+    assert run.jobs["j"].notes == []
+    assert clock.sleeps == [0.5, 1.0]
