@@ -71,6 +71,7 @@ class FakeClock:
         self._seq = itertools.count()
         self._cancelled: set[int] = set()
         self._tg: anyio.abc.TaskGroup | None = None
+        self.settle = 12  # loop turns without progress before time jumps
         self.sleeps: list[float] = []  # every sleep asked for, in order
         self.waits: list[float] = []  # every timeout of a wait (poll delays), in order
 
@@ -89,9 +90,10 @@ class FakeClock:
 
     async def _drive(self) -> None:
         while True:
-            for _ in range(30):
+            # every turn of the loop also polls I/O, so ready sockets and finished threads get
+            # their turn before time jumps
+            for _ in range(self.settle):
                 await anyio.lowlevel.checkpoint()
-            await anyio.sleep(0.0005)  # let real I/O (subprocess pipes, threads) progress
             self._fire_next()
 
     def _fire_next(self) -> None:
