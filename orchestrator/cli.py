@@ -470,6 +470,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_receive(args: argparse.Namespace) -> int:
+    from .testing.receiver import serve as receive
+
+    try:
+        anyio.run(receive, args.host, args.port, args.secret or os.environ.get("WEBHOOK_SECRET"))
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -555,6 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--log-level", choices=sorted(logs.LEVELS))
     simulate.set_defaults(func=cmd_simulate)
+
+    receive = sub.add_parser("receive", help="print the webhooks sent to this port (for trying)")
+    receive.add_argument("--host", default="127.0.0.1")
+    receive.add_argument("--port", type=int, default=9000)
+    receive.add_argument("--secret", help="check signatures with this secret (or $WEBHOOK_SECRET)")
+    receive.set_defaults(func=cmd_receive)
     return parser
 
 

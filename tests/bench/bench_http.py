@@ -1,0 +1,127 @@
+"""Engine against a plain aiohttp client, both driving the generic `http` simulator.
+
+    python tests/bench/bench_http.py [--jobs 1000] [--concurrency 32] [--repeat 3]
+
+Each of N jobs submits (POST /jobs) and polls once (GET /jobs/{id}: the simulator's jobs take no
+time, so the first poll answers done). The simulator runs in its own process
+(`orchestrator simulate`). The baseline is a plain aiohttp client making the same two requests
+per job at the same concurrency, with one session. Reported: jobs per second for both, and the
+engine's share of the baseline. Best of ``--repeat``, alternating the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import anyio
+
+from orchestrator import logs
+from orchestrator.connections import Connection
+from orchestrator.dag import DAG, Job
+from orchestrator.engine.runner import run_dag
+from orchestrator.states import RunState
+
+TOKEN = "sim-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_simulator(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "simulate", "--port", str(port), "--log-level", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the simulator did not start")
+
+
+def job_fields() -> dict[str, Any]:
+    return {
+        "submit": {"method": "POST", "path": "/jobs", "body": {"name": "bench"}},
+        "idPath": "$.id",
+        "poll": {"method": "GET", "path": "/jobs/{id}"},
+        "statusPath": "$.state",
+        "running": ["queued", "running"],
+        "success": ["done"],
+        "failure": ["error", "cancelled"],
+    }
+
+
+async def plain_client(base: str, n: int, concurrency: int) -> None:
+    limit = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def one(i: int) -> None:
+            async with limit:
+                key = {"Idempotency-Key": f"plain/{i}"}
+                async with session.post(f"{base}/jobs", json={"name": "bench"}, headers=key) as r:
+                    job = await r.json()
+                async with session.get(f"{base}/jobs/{job['id']}") as r:
+                    state = (await r.json())["state"]
+                    assert state == "done", state
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def engine(base: str, n: int, concurrency: int) -> None:
+    connection = Connection("sim", "http", base, {"token": TOKEN}, max_connections=concurrency)
+    with DAG("bench_http", concurrency=concurrency) as dag:
+        for i in range(n):
+            Job(f"j{i}", "http", connection="sim", **job_fields())
+    dag.validate()
+    run = await run_dag(dag, connections={"sim": connection})
+    assert run.state is RunState.SUCCEEDED, run.error
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    logs.configure("warning", stream=io.StringIO(), json=True)
+    port = free_port()
+    sim = start_simulator(port)
+    base = f"http://127.0.0.1:{port}/generic"
+    try:
+        best = {"plain aiohttp client": float("inf"), "engine (http job type)": float("inf")}
+        for _ in range(args.repeat):
+            for name, fn in (("plain aiohttp client", plain_client), ("engine (http job type)", engine)):
+                start = time.perf_counter()
+                anyio.run(fn, base, args.jobs, args.concurrency)
+                best[name] = min(best[name], time.perf_counter() - start)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    base_t = best["plain aiohttp client"]
+    print(f"{'client':26} {'jobs':>6} {'conc.':>6} {'jobs/s':>9} {'vs plain client':>16}")
+    for name, t in best.items():
+        print(f"{name:26} {args.jobs:6d} {args.concurrency:6d} {args.jobs / t:9,.0f} {base_t / t:15.1%}")
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
