@@ -155,13 +155,16 @@ class RunExecutor:
         await self._commit()
         timeout = self.dag.timeout_seconds
         deadline = self._clock.deadline(timeout)
-        with deadline, self._scope:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                self._start_ready()
-                if self._remaining:
-                    tg.start_soon(self._spawner)
-                    self._start_worker()
+        try:
+            with deadline, self._scope:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    self._start_ready()
+                    if self._remaining:
+                        tg.start_soon(self._spawner)
+                        self._start_worker()
+        except* StoreError as group:  # the store refused a write: stop, say why
+            raise group.exceptions[0] from None
         if deadline.cancelled_caught and self._stop_state is None:
             self._stop_state, self._stop_reason = (
                 RunState.FAILED,
@@ -496,6 +499,13 @@ class RunExecutor:
                     handle = found
                 except ConnectorError as exc:
                     return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
+                except Exception as exc:  # a connector bug: the request may have gone out
+                    self._log.exception("job.connector_bug", job=jr.id, attempt=jr.attempts)
+                    why = f"connector error {type(exc).__name__}: {exc}"
+                    found = await self._reconcile(jr, connector, submission, why)
+                    if isinstance(found, _Attempt):
+                        return found
+                    handle = found
                 crash.reached("after_accept")
                 await self._accepted(jr, handle)
                 result = await self._follow(jr, connector, handle)
@@ -638,6 +648,9 @@ class RunExecutor:
                 continue
             except ConnectorError as exc:
                 return _Attempt(Outcome.ERROR, f"polling failed: {exc}")
+            except Exception as exc:  # a connector bug must not take the run down
+                self._log.exception("job.connector_bug", job=jr.id, attempt=jr.attempts)
+                return _Attempt(Outcome.ERROR, f"polling failed: {type(exc).__name__}: {exc}")
             errors = 0
             jr.remote_status = result.remote_status
             if result.status is RemoteStatus.SUCCEEDED:

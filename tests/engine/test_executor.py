@@ -403,3 +403,20 @@ async def test_remote_cancel_is_retried_until_acknowledged(clock: FakeClock) -> 
     assert run.jobs["j"].state is C
     assert run.jobs["j"].notes == []
     assert clock.sleeps == [0.5, 1.0]
+
+
+class Buggy(Scripted):
+    async def poll(self, handle: RemoteHandle) -> PollResult:
+        raise KeyError("status")
+
+
+async def test_a_connector_bug_fails_the_attempt_not_the_run(clock: FakeClock) -> None:
+    with DAG("bug") as dag:
+        Job("j", "fake", retries=2)
+    dag.validate()
+    run = prepare_run(dag)
+    async with clock, ConnectorSet(dag, {}, {"fake": Buggy([])}) as connectors:
+        await RunExecutor(run, connectors, clock=clock).execute()
+    assert run.jobs["j"].state is F
+    assert run.jobs["j"].attempts == 2
+    assert run.jobs["j"].error == "polling failed: KeyError: 'status'"
