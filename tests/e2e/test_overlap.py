@@ -1,0 +1,136 @@
+"""The overlap policy between processes, through the store; orphaned runs do not block."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def dag_file(tmp_path: Path, seconds: float, overlap: str | None = None) -> Path:
+    data: dict[str, Any] = {
+        "name": "nightly",
+        "jobs": {
+            "work": {"type": "command", "command": ["sleep", str(seconds)]},
+            "after": {"type": "fake"},
+        },
+        "jobGraph": {
+            "vertices": ["work", "after"],
+            "edges": [{"source": "work", "target": "after"}],
+        },
+    }
+    if overlap:
+        data["schedule"] = {"overlap": overlap}
+    path = tmp_path / f"nightly-{overlap or 'default'}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def wait_started(proc: subprocess.Popen[str]) -> str:
+    """Read stderr until the run started; return its id."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stderr:
+        if '"run.started"' in line:
+            return str(json.loads(line)["run"])
+        assert time.monotonic() < deadline, "the run did not start"
+    raise AssertionError("the process ended before its run started")
+
+
+def runs(*args: str) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "list", "--json", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return list(json.loads(proc.stdout))
+
+
+def test_second_run_is_refused_while_the_first_is_active(home: Path) -> None:
+    path = dag_file(home, 3)
+    first = start("run", str(path), "--json")
+    first_id = wait_started(first)
+    second = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert second.returncode == 4
+    assert first_id in second.stderr
+    assert "overlap policy is skip" in second.stderr
+    _out, _ = first.communicate(timeout=30)
+    assert first.returncode == 0
+    assert [r["id"] for r in runs("--dag", "nightly")] == [first_id]
+
+
+def test_queue_waits_for_the_active_run(home: Path) -> None:
+    path = dag_file(home, 2, overlap="queue")
+    first = start("run", str(path))
+    wait_started(first)
+    second = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    first.communicate(timeout=30)
+    assert second.returncode == 0, second.stderr
+    listed = runs("--dag", "nightly")
+    assert [r["status"] for r in listed] == ["succeeded", "succeeded"]
+    newest, oldest = listed
+    assert newest["startedAt"] >= oldest["endedAt"]
+
+
+def test_a_run_whose_process_died_is_resumed_by_the_next_run(home: Path) -> None:
+    path = dag_file(home, 30)
+    first = start("run", str(path))
+    first_id = wait_started(first)
+    time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert [r["status"] for r in runs()] == ["running"]
+    second = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(dag_file(home, 0.1)), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ},
+    )
+    assert second.returncode == 0, second.stderr
+    assert '"run.orphaned"' in second.stderr
+    by_id = {r["id"]: r for r in runs()}
+    # the orphan was resumed to its end: its command's process was gone, so that job failed
+    assert by_id[first_id]["status"] == "failed"
+    assert len(by_id) == 2
