@@ -55,15 +55,11 @@ def job_to_json(job: Job, *, mask: bool = True) -> dict[str, Any]:
 
 
 def job_graph(dag: DAG) -> dict[str, Any]:
-    order = list(dag.topological())
-    vertex = {job_id: dag.jobs[job_id].vertex for job_id in order}
+    """Vertices and edges in the order they were written."""
+    vertex = {job_id: job.vertex for job_id, job in dag.jobs.items()}
     return {
-        "vertices": [vertex[j] for j in order],
-        "edges": [
-            {"source": vertex[s], "target": vertex[t]}
-            for s in order
-            for t in sorted(dag.graph.successors(s), key=order.index)
-        ],
+        "vertices": list(vertex.values()),
+        "edges": [{"source": vertex[s], "target": vertex[t]} for s, t in dag.graph.edges],
     }
 
 
@@ -85,7 +81,7 @@ def to_json(dag: DAG, *, mask: bool = True) -> dict[str, Any]:
         out["timeout"] = format_duration(dag.timeout_seconds or 0)
     if dag.webhooks:
         out["webhooks"] = mask_webhooks(dag.webhooks) if mask else dag.webhooks
-    out["jobs"] = {job_id: job_to_json(dag.jobs[job_id], mask=mask) for job_id in dag.topological()}
+    out["jobs"] = {job_id: job_to_json(job, mask=mask) for job_id, job in dag.jobs.items()}
     out["jobGraph"] = job_graph(dag)
     return out
 

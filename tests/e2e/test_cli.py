@@ -210,7 +210,7 @@ def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "run", str(DAGS / "quickstart.json")],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=slave,
         cwd=ROOT,
         env={**os.environ, "ORCHESTRATOR_HOME": str(tmp_path)},

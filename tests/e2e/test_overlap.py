@@ -118,7 +118,7 @@ def test_a_run_whose_process_died_is_resumed_by_the_next_run(home: Path) -> None
     first_id = wait_started(first)
     time.sleep(0.5)
     first.send_signal(signal.SIGKILL)
-    first.wait(10)
+    first.communicate(timeout=10)
     assert [r["status"] for r in runs()] == ["running"]
     second = subprocess.run(
         [sys.executable, "-m", "orchestrator", "run", str(dag_file(home, 0.1)), "--json"],

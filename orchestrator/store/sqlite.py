@@ -1,0 +1,755 @@
+"""The SQLite store, the embedded default.
+
+WAL mode, ``synchronous=NORMAL`` (a commit survives a crash of the process; ``durable=True``
+uses ``FULL`` for power loss too), a busy timeout, ``BEGIN IMMEDIATE`` for every write. One
+writer thread owns the write connection: ``apply`` queues its batch and awaits; the writer takes
+every batch waiting, applies each in a savepoint (a compare-and-set failure rolls back that batch
+only and fails only its caller), commits once (a group commit), then answers. Reads use their own
+connection in a worker thread. Nothing blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from .. import crash
+from ..errors import StoreError
+from ..states import JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
+from .base import (
+    ActiveRunExists,
+    AttemptRecord,
+    AttemptWrite,
+    CreateRun,
+    DeliveryAttempt,
+    DeliveryRecord,
+    EnqueueDelivery,
+    Event,
+    JobRecord,
+    JobTransition,
+    Operation,
+    RunRecord,
+    RunTransition,
+    StaleWrite,
+)
+from .migrations import LATEST, MIGRATIONS
+
+T = TypeVar("T")
+_ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
+MAX_GROUP = 256  # batches in one commit at most
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class _Request:
+    ops: Sequence[Operation] | None  # None: a function to run in the write transaction
+    fn: Callable[[sqlite3.Connection], Any] | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+class SQLiteStore:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, durable: bool = False
+    ) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._synchronous = "FULL" if durable else "NORMAL"
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._read: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._stats = {"batches": 0, "commits": 0}
+        self._closed = False
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], **kwargs: Any) -> SQLiteStore:
+        store = cls(path, **kwargs)
+        await anyio.to_thread.run_sync(store._open)
+        return store
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+        return conn
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "file is not a database" in text or "malformed" in text:
+            return StoreError(f"{self.path}: not an orchestrator database ({text})")
+        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+            return StoreError(f"{self.path}: cannot write the database ({text})")
+        return StoreError(f"{self.path}: {text}")
+
+    def _open(self) -> None:
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(
+                f"{directory}: cannot create the state folder ({exc.strerror})"
+            ) from None
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path}: cannot write the database (permission denied)")
+        if not self.path.exists() and not os.access(directory, os.W_OK):
+            raise StoreError(f"{directory}: cannot write the database here (permission denied)")
+        write = self._connect()
+        try:
+            self._migrate(write)
+        except BaseException:
+            write.close()
+            raise
+        self._read = self._connect()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(write,), name="orchestrator-store", daemon=True
+        )
+        self._writer.start()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                current = row[0] if row else 0
+                if current > LATEST:
+                    raise StoreError(
+                        f"{self.path}: database schema version {current} is newer than this "
+                        f"orchestrator (knows up to {LATEST}); upgrade orchestrator"
+                    )
+                for version, script in MIGRATIONS:
+                    if version > current:
+                        for statement in script.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                if row is None:
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (LATEST,))
+                else:
+                    conn.execute("UPDATE schema_version SET version = ?", (LATEST,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            await anyio.to_thread.run_sync(self._writer.join)
+        if self._read is not None:
+            with self._read_lock:
+                self._read.close()
+
+    def statistics(self) -> dict[str, int]:
+        return dict(self._stats)
+
+    # -- writing -------------------------------------------------------------------------
+    async def apply(self, ops: Sequence[Operation]) -> None:
+        await self._submit(ops, None)
+
+    async def _write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        result: T = await self._submit(None, fn)
+        return result
+
+    async def _submit(
+        self, ops: Sequence[Operation] | None, fn: Callable[[sqlite3.Connection], Any] | None
+    ) -> Any:
+        if self._closed or self._writer is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Request(ops, fn, loop, future))
+        return await asyncio.shield(future)
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                group = [first]
+                stop = False
+                while len(group) < MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    group.append(item)
+                self._commit_group(conn, group)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_group(self, conn: sqlite3.Connection, group: list[_Request]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for i, request in enumerate(group):
+                conn.execute(f"SAVEPOINT b{i}")
+                try:
+                    if request.ops is not None:
+                        self._apply_ops(conn, request.ops)
+                        value = None
+                    else:
+                        assert request.fn is not None
+                        value = request.fn(conn)
+                    conn.execute(f"RELEASE b{i}")
+                    results.append((True, value))
+                except (StaleWrite, StoreError, sqlite3.IntegrityError) as exc:
+                    conn.execute(f"ROLLBACK TO b{i}")
+                    conn.execute(f"RELEASE b{i}")
+                    error: Exception = (
+                        exc if not isinstance(exc, sqlite3.IntegrityError) else StaleWrite(str(exc))
+                    )
+                    results.append((False, error))
+            crash.reached("mid_commit")
+            conn.execute("COMMIT")
+            self._stats["commits"] += 1
+            self._stats["batches"] += len(group)
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            failure = self._error(exc)
+            results = [(False, failure)] * len(group)
+        for request, (ok, value) in zip(group, results, strict=True):
+            request.loop.call_soon_threadsafe(_settle, request.future, ok, value)
+
+    def _apply_ops(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> None:
+        for op in ops:
+            if isinstance(op, JobTransition):
+                self._job_transition(conn, op)
+            elif isinstance(op, AttemptWrite):
+                self._attempt_write(conn, op)
+            elif isinstance(op, RunTransition):
+                self._run_transition(conn, op)
+            elif isinstance(op, CreateRun):
+                self._create_run(conn, op)
+            else:
+                self._enqueue(conn, op)
+
+    def _event(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        job_id: str | None,
+        kind: str,
+        old: str | None,
+        new: str,
+        at: float,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO events (run_id, job_id, kind, old, new, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, job_id, kind, old, new, at, _dumps(data) if data else None),
+        )
+
+    def _create_run(self, conn: sqlite3.Connection, op: CreateRun) -> None:
+        run = op.run
+        if op.exclusive:
+            row = conn.execute(
+                "SELECT id FROM runs WHERE dag = ? AND state IN (?, ?) ORDER BY created_at LIMIT 1",
+                (run.dag, *_ACTIVE),
+            ).fetchone()
+            if row is not None:
+                raise ActiveRunExists(row[0])
+        conn.execute(
+            "INSERT OR IGNORE INTO dags (hash, name, definition, created_at) VALUES (?, ?, ?, ?)",
+            (run.dag_hash, run.dag, _dumps(op.dag_definition), run.created_at),
+        )
+        try:
+            conn.execute(
+                "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, owner, epoch, heartbeat_at, "
+                "created_at, started_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id,
+                    run.dag,
+                    run.dag_hash,
+                    _dumps(run.params),
+                    run.trigger,
+                    run.state.value,
+                    run.owner,
+                    run.epoch,
+                    run.heartbeat_at,
+                    run.created_at,
+                    run.started_at,
+                    run.ended_at,
+                    run.error,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise StaleWrite(f"run {run.id} exists") from None
+        conn.executemany(
+            "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
+            [(run.id, job_id) for job_id in op.job_ids],
+        )
+        self._event(conn, run.id, None, "run", None, run.state.value, run.created_at)
+
+    def _run_transition(self, conn: sqlite3.Connection, op: RunTransition) -> None:
+        if op.new not in RUN_TRANSITIONS[op.expected]:
+            raise StaleWrite(
+                f"run {op.run_id}: {op.expected.value} -> {op.new.value} is not a transition"
+            )
+        sets = ["state = ?"]
+        args: list[Any] = [op.new.value]
+        if op.error is not None:
+            sets.append("error = ?")
+            args.append(op.error)
+        if op.new is RunState.RUNNING:
+            sets.append("started_at = COALESCE(started_at, ?)")
+            args.append(op.at)
+        if op.new.terminal:
+            sets.append("ended_at = ?")
+            args.append(op.at)
+        cursor = conn.execute(
+            f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND state = ?",
+            (*args, op.run_id, op.expected.value),
+        )
+        if cursor.rowcount != 1:
+            raise StaleWrite(f"run {op.run_id}: expected {op.expected.value}")
+        self._event(conn, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
+
+    def _job_transition(self, conn: sqlite3.Connection, op: JobTransition) -> None:
+        if op.new is not op.expected and op.new not in JOB_TRANSITIONS[op.expected]:
+            raise StaleWrite(
+                f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a transition"
+            )
+        sets = ["state = ?"]
+        args: list[Any] = [op.new.value]
+        if op.attempts is not None:
+            sets.append("attempts = ?")
+            args.append(op.attempts)
+        if op.clear_error:
+            sets.append("error = NULL")
+        if op.error is not None:
+            sets.append("error = ?")
+            args.append(op.error)
+        for column, value in (
+            ("remote_status", op.remote_status),
+            ("log_tail", op.log_tail),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        if op.outputs is not None:
+            sets.append("outputs = ?")
+            args.append(_dumps(op.outputs))
+        if op.notes is not None:
+            sets.append("notes = ?")
+            args.append(_dumps(op.notes))
+        if op.new is JobState.SUBMITTING:
+            sets.append("started_at = COALESCE(started_at, ?)")
+            args.append(op.at)
+        if op.new.terminal:
+            sets.append("ended_at = ?")
+            args.append(op.at)
+        cursor = conn.execute(
+            f"UPDATE jobs SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND state = ?",
+            (*args, op.run_id, op.job_id, op.expected.value),
+        )
+        if cursor.rowcount != 1:
+            raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {op.expected.value}")
+        self._event(
+            conn,
+            op.run_id,
+            op.job_id,
+            "job",
+            op.expected.value,
+            op.new.value,
+            op.at,
+            {"error": op.error} if op.error else None,
+        )
+
+    def _attempt_write(self, conn: sqlite3.Connection, op: AttemptWrite) -> None:
+        data: dict[str, Any] = {"attempt": op.attempt}
+        if op.state == "submitting" and op.key is not None:
+            try:
+                conn.execute(
+                    "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at) VALUES (?, ?, ?, ?, 'submitting', ?)",
+                    (op.run_id, op.job_id, op.attempt, op.key, op.at),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StaleWrite(f"attempt {op.key}: {exc}") from None
+            old = None
+        else:
+            row = conn.execute(
+                "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
+                (op.run_id, op.job_id, op.attempt),
+            ).fetchone()
+            if row is None:
+                raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} does not exist")
+            old = row[0]
+            if old not in ("submitting", "running"):
+                raise StaleWrite(
+                    f"attempt {op.run_id}/{op.job_id}/{op.attempt} already ended ({old})"
+                )
+            sets = ["state = ?"]
+            args: list[Any] = [op.state]
+            if op.handle is not None:
+                sets += ["handle = ?", "accepted_at = ?"]
+                args += [_dumps(op.handle), op.at]
+                data["handle"] = op.handle
+            if op.state not in ("submitting", "running"):
+                sets.append("ended_at = ?")
+                args.append(op.at)
+            if op.error is not None:
+                sets.append("error = ?")
+                args.append(op.error)
+                data["error"] = op.error
+            conn.execute(
+                f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND attempt = ? AND state = ?",
+                (*args, op.run_id, op.job_id, op.attempt, old),
+            )
+        self._event(conn, op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
+
+    def _enqueue(self, conn: sqlite3.Connection, op: EnqueueDelivery) -> None:
+        d = op.delivery
+        disabled = conn.execute(
+            "SELECT 1 FROM disabled_webhooks WHERE dag = ? AND webhook = ?", (d.dag, d.webhook)
+        ).fetchone()
+        try:
+            conn.execute(
+                "INSERT INTO outbox (id, run_id, job_id, dag, webhook, event, url, method, headers, body, "
+                "secret_refs, ssl_verification, state, attempts, next_at, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    d.id,
+                    d.run_id,
+                    d.job_id,
+                    d.dag,
+                    d.webhook,
+                    d.event,
+                    d.url,
+                    d.method,
+                    _dumps(d.headers),
+                    d.body,
+                    _dumps(d.secret_refs),
+                    int(d.ssl_verification),
+                    "disabled" if disabled else d.state,
+                    d.attempts,
+                    d.next_at,
+                    d.created_at,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise StaleWrite(f"delivery {d.id} exists") from None
+
+    # -- reading -------------------------------------------------------------------------
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._read is not None
+            with self._read_lock:
+                try:
+                    return fn(self._read)
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from None
+
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
+        return await anyio.to_thread.run_sync(run)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._query(
+            lambda c: c.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            ).fetchall()
+        )
+        return _run(rows[0]) if rows else None
+
+    async def list_runs(
+        self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        where, args = [], []
+        if dag is not None:
+            where.append("dag = ?")
+            args.append(dag)
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(s.value for s in states)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        rows = await self._query(lambda c: c.execute(sql, (*args, limit)).fetchall())
+        return [_run(r) for r in rows]
+
+    async def get_jobs(self, run_id: str) -> dict[str, JobRecord]:
+        rows = await self._query(
+            lambda c: c.execute(
+                "SELECT job_id, state, attempts, error, remote_status, outputs, log_tail, notes, started_at, ended_at "
+                "FROM jobs WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
+        )
+        return {
+            r[0]: JobRecord(
+                run_id,
+                r[0],
+                JobState(r[1]),
+                r[2],
+                r[3],
+                r[4],
+                json.loads(r[5]) if r[5] else {},
+                r[6],
+                json.loads(r[7]) if r[7] else [],
+                r[8],
+                r[9],
+            )
+            for r in rows
+        }
+
+    async def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        rows = await self._query(
+            lambda c: c.execute(
+                "SELECT job_id, attempt, key, state, handle, submitted_at, accepted_at, ended_at, error "
+                "FROM attempts WHERE run_id = ? ORDER BY job_id, attempt",
+                (run_id,),
+            ).fetchall()
+        )
+        return [
+            AttemptRecord(
+                run_id,
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                json.loads(r[4]) if r[4] else None,
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+            )
+            for r in rows
+        ]
+
+    async def get_events(self, run_id: str) -> list[Event]:
+        rows = await self._query(
+            lambda c: c.execute(
+                "SELECT seq, job_id, kind, old, new, at, data FROM events WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            ).fetchall()
+        )
+        return [
+            Event(r[0], run_id, r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
+            for r in rows
+        ]
+
+    async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
+        rows = await self._query(
+            lambda c: c.execute(
+                "SELECT definition FROM dags WHERE hash = ?", (dag_hash,)
+            ).fetchall()
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    async def claim_run(
+        self, run_id: str, owner: str, *, expected_owner: str | None, at: float
+    ) -> int:
+        def claim(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE runs SET owner = ?, epoch = epoch + 1, heartbeat_at = ? WHERE id = ? AND owner IS ?",
+                (owner, at, run_id, expected_owner),
+            )
+            if cursor.rowcount != 1:
+                raise StaleWrite(f"run {run_id} is not owned by {expected_owner}")
+            return int(conn.execute("SELECT epoch FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
+        return await self._write_fn(claim)
+
+    async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None:
+        def beat(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ?",
+                [(at, r, owner) for r in run_ids],
+            )
+
+        await self._write_fn(beat)
+
+    # -- outbox --------------------------------------------------------------------------
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+        rows = await self._query(
+            lambda c: c.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND (next_at IS NULL OR next_at <= ?) "
+                "ORDER BY next_at, created_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        )
+        return [_delivery(r) for r in rows]
+
+    async def record_delivery(
+        self, attempt: DeliveryAttempt, *, state: str, next_at: float | None
+    ) -> None:
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, status, error, duration) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    attempt.delivery_id,
+                    attempt.number,
+                    attempt.at,
+                    attempt.status,
+                    attempt.error,
+                    attempt.duration,
+                ),
+            )
+            conn.execute(
+                "UPDATE outbox SET state = ?, attempts = MAX(attempts, ?), next_at = ?, last_status = ?, last_error = ?, "
+                "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
+                (
+                    state,
+                    attempt.number,
+                    next_at,
+                    attempt.status,
+                    attempt.error,
+                    state,
+                    attempt.at,
+                    attempt.delivery_id,
+                ),
+            )
+
+        await self._write_fn(record)
+
+    async def list_deliveries(
+        self, run_id: str | None = None
+    ) -> list[tuple[DeliveryRecord, list[DeliveryAttempt]]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[DeliveryRecord, list[DeliveryAttempt]]]:
+            sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+            args: tuple[Any, ...] = ()
+            if run_id is not None:
+                sql += " WHERE run_id = ?"
+                args = (run_id,)
+            deliveries = [
+                _delivery(r)
+                for r in conn.execute(sql + " ORDER BY created_at, rowid", args).fetchall()
+            ]
+            out = []
+            for d in deliveries:
+                attempts = [
+                    DeliveryAttempt(d.id, r[0], r[1], r[2], r[3], r[4])
+                    for r in conn.execute(
+                        "SELECT number, at, status, error, duration FROM delivery_attempts WHERE delivery_id = ? ORDER BY number",
+                        (d.id,),
+                    ).fetchall()
+                ]
+                out.append((d, attempts))
+            return out
+
+        return await self._query(read)
+
+    async def redeliver(self, delivery_id: str, now: float) -> bool:
+        def again(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE outbox SET state = 'pending', next_at = ? WHERE id = ?", (now, delivery_id)
+            )
+            return cursor.rowcount == 1
+
+        return await self._write_fn(again)
+
+    async def disable_webhook(self, dag: str, webhook: str, reason: str, at: float) -> None:
+        def disable(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO disabled_webhooks (dag, webhook, reason, at) VALUES (?, ?, ?, ?)",
+                (dag, webhook, reason, at),
+            )
+            conn.execute(
+                "UPDATE outbox SET state = 'disabled', last_error = ? WHERE dag = ? AND webhook = ? AND state = 'pending'",
+                (reason, dag, webhook),
+            )
+
+        await self._write_fn(disable)
+
+    async def disabled_webhooks(self, dag: str) -> set[str]:
+        rows = await self._query(
+            lambda c: c.execute(
+                "SELECT webhook FROM disabled_webhooks WHERE dag = ?", (dag,)
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+
+_RUN_COLUMNS = "id, dag, dag_hash, params, trigger, state, created_at, owner, epoch, heartbeat_at, started_at, ended_at, error"
+_OUTBOX_COLUMNS = (
+    "id, run_id, job_id, dag, webhook, event, url, method, headers, body, secret_refs, ssl_verification, "
+    "created_at, state, attempts, next_at, last_status, last_error, delivered_at"
+)
+
+
+def _run(r: Any) -> RunRecord:
+    return RunRecord(
+        r[0],
+        r[1],
+        r[2],
+        json.loads(r[3]),
+        r[4],
+        RunState(r[5]),
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+    )
+
+
+def _delivery(r: Any) -> DeliveryRecord:
+    return DeliveryRecord(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        json.loads(r[8]),
+        bytes(r[9]),
+        json.loads(r[10]),
+        bool(r[11]),
+        r[12],
+        r[13],
+        r[14],
+        r[15],
+        r[16],
+        r[17],
+        r[18],
+    )
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
