@@ -271,7 +271,8 @@ class SQLiteStore:
         data: dict[str, Any] | None = None,
     ) -> None:
         conn.execute(
-            "INSERT INTO events (run_id, job_id, kind, old, new, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (run_id, job_id, kind, old, new, at, data) VALUES (?, ?, ?, ?, ?, "
+            "?, ?)",
             (run_id, job_id, kind, old, new, at, _dumps(data) if data else None),
         )
 
@@ -290,8 +291,10 @@ class SQLiteStore:
         )
         try:
             conn.execute(
-                "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, owner, epoch, heartbeat_at, "
-                "created_at, started_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, owner, epoch, "
+                "heartbeat_at, "
+                "created_at, started_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?)",
                 (
                     run.id,
                     run.dag,
@@ -343,7 +346,8 @@ class SQLiteStore:
     def _job_transition(self, conn: sqlite3.Connection, op: JobTransition) -> None:
         if op.new is not op.expected and op.new not in JOB_TRANSITIONS[op.expected]:
             raise StaleWrite(
-                f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a transition"
+                f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a "
+                "transition"
             )
         sets = ["state = ?"]
         args: list[Any] = [op.new.value]
@@ -396,7 +400,8 @@ class SQLiteStore:
         if op.state == "submitting" and op.key is not None:
             try:
                 conn.execute(
-                    "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at) VALUES (?, ?, ?, ?, 'submitting', ?)",
+                    "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at) "
+                    "VALUES (?, ?, ?, ?, 'submitting', ?)",
                     (op.run_id, op.job_id, op.attempt, op.key, op.at),
                 )
             except sqlite3.IntegrityError as exc:
@@ -428,7 +433,8 @@ class SQLiteStore:
                 args.append(op.error)
                 data["error"] = op.error
             conn.execute(
-                f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND attempt = ? AND state = ?",
+                f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND "
+                "attempt = ? AND state = ?",
                 (*args, op.run_id, op.job_id, op.attempt, old),
             )
         self._event(conn, op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
@@ -440,7 +446,8 @@ class SQLiteStore:
         ).fetchone()
         try:
             conn.execute(
-                "INSERT INTO outbox (id, run_id, job_id, dag, webhook, event, url, method, headers, body, "
+                "INSERT INTO outbox (id, run_id, job_id, dag, webhook, event, url, method, "
+                "headers, body, "
                 "secret_refs, ssl_verification, state, attempts, next_at, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -507,7 +514,8 @@ class SQLiteStore:
     async def get_jobs(self, run_id: str) -> dict[str, JobRecord]:
         rows = await self._query(
             lambda c: c.execute(
-                "SELECT job_id, state, attempts, error, remote_status, outputs, log_tail, notes, started_at, ended_at "
+                "SELECT job_id, state, attempts, error, remote_status, outputs, log_tail, notes, "
+                "started_at, ended_at "
                 "FROM jobs WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             ).fetchall()
@@ -532,7 +540,8 @@ class SQLiteStore:
     async def get_attempts(self, run_id: str) -> list[AttemptRecord]:
         rows = await self._query(
             lambda c: c.execute(
-                "SELECT job_id, attempt, key, state, handle, submitted_at, accepted_at, ended_at, error "
+                "SELECT job_id, attempt, key, state, handle, submitted_at, accepted_at, ended_at, "
+                "error "
                 "FROM attempts WHERE run_id = ? ORDER BY job_id, attempt",
                 (run_id,),
             ).fetchall()
@@ -556,7 +565,8 @@ class SQLiteStore:
     async def get_events(self, run_id: str) -> list[Event]:
         rows = await self._query(
             lambda c: c.execute(
-                "SELECT seq, job_id, kind, old, new, at, data FROM events WHERE run_id = ? ORDER BY seq",
+                "SELECT seq, job_id, kind, old, new, at, data FROM events WHERE run_id = ? ORDER "
+                "BY seq",
                 (run_id,),
             ).fetchall()
         )
@@ -578,7 +588,8 @@ class SQLiteStore:
     ) -> int:
         def claim(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "UPDATE runs SET owner = ?, epoch = epoch + 1, heartbeat_at = ? WHERE id = ? AND owner IS ?",
+                "UPDATE runs SET owner = ?, epoch = epoch + 1, heartbeat_at = ? WHERE id = ? AND "
+                "owner IS ?",
                 (owner, at, run_id, expected_owner),
             )
             if cursor.rowcount != 1:
@@ -600,7 +611,8 @@ class SQLiteStore:
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         rows = await self._query(
             lambda c: c.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND (next_at IS NULL OR next_at <= ?) "
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND (next_at IS "
+                "NULL OR next_at <= ?) "
                 "ORDER BY next_at, created_at LIMIT ?",
                 (now, limit),
             ).fetchall()
@@ -612,7 +624,8 @@ class SQLiteStore:
     ) -> None:
         def record(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, status, error, duration) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, status, "
+                "error, duration) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     attempt.delivery_id,
                     attempt.number,
@@ -623,8 +636,10 @@ class SQLiteStore:
                 ),
             )
             conn.execute(
-                "UPDATE outbox SET state = ?, attempts = MAX(attempts, ?), next_at = ?, last_status = ?, last_error = ?, "
-                "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
+                "UPDATE outbox SET state = ?, attempts = MAX(attempts, ?), next_at = ?, "
+                "last_status = ?, last_error = ?, "
+                "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = "
+                "?",
                 (
                     state,
                     attempt.number,
@@ -657,7 +672,8 @@ class SQLiteStore:
                 attempts = [
                     DeliveryAttempt(d.id, r[0], r[1], r[2], r[3], r[4])
                     for r in conn.execute(
-                        "SELECT number, at, status, error, duration FROM delivery_attempts WHERE delivery_id = ? ORDER BY number",
+                        "SELECT number, at, status, error, duration FROM delivery_attempts WHERE "
+                        "delivery_id = ? ORDER BY number",
                         (d.id,),
                     ).fetchall()
                 ]
@@ -678,11 +694,13 @@ class SQLiteStore:
     async def disable_webhook(self, dag: str, webhook: str, reason: str, at: float) -> None:
         def disable(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO disabled_webhooks (dag, webhook, reason, at) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO disabled_webhooks (dag, webhook, reason, at) VALUES (?, "
+                "?, ?, ?)",
                 (dag, webhook, reason, at),
             )
             conn.execute(
-                "UPDATE outbox SET state = 'disabled', last_error = ? WHERE dag = ? AND webhook = ? AND state = 'pending'",
+                "UPDATE outbox SET state = 'disabled', last_error = ? WHERE dag = ? AND webhook = "
+                "? AND state = 'pending'",
                 (reason, dag, webhook),
             )
 
@@ -697,9 +715,13 @@ class SQLiteStore:
         return {r[0] for r in rows}
 
 
-_RUN_COLUMNS = "id, dag, dag_hash, params, trigger, state, created_at, owner, epoch, heartbeat_at, started_at, ended_at, error"
+_RUN_COLUMNS = (
+    "id, dag, dag_hash, params, trigger, state, created_at, owner, epoch, heartbeat_at, "
+    "started_at, ended_at, error"
+)
 _OUTBOX_COLUMNS = (
-    "id, run_id, job_id, dag, webhook, event, url, method, headers, body, secret_refs, ssl_verification, "
+    "id, run_id, job_id, dag, webhook, event, url, method, headers, body, secret_refs, "
+    "ssl_verification, "
     "created_at, state, attempts, next_at, last_status, last_error, delivered_at"
 )
 

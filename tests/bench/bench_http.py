@@ -41,7 +41,16 @@ def free_port() -> int:
 
 def start_simulator(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "simulate", "--port", str(port), "--log-level", "error"],
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "simulate",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -109,7 +118,10 @@ def main() -> None:
     try:
         best = {"plain aiohttp client": float("inf"), "engine (http job type)": float("inf")}
         for _ in range(args.repeat):
-            for name, fn in (("plain aiohttp client", plain_client), ("engine (http job type)", engine)):
+            for name, fn in (
+                ("plain aiohttp client", plain_client),
+                ("engine (http job type)", engine),
+            ):
                 start = time.perf_counter()
                 anyio.run(fn, base, args.jobs, args.concurrency)
                 best[name] = min(best[name], time.perf_counter() - start)
@@ -119,7 +131,9 @@ def main() -> None:
     base_t = best["plain aiohttp client"]
     print(f"{'client':26} {'jobs':>6} {'conc.':>6} {'jobs/s':>9} {'vs plain client':>16}")
     for name, t in best.items():
-        print(f"{name:26} {args.jobs:6d} {args.concurrency:6d} {args.jobs / t:9,.0f} {base_t / t:15.1%}")
+        print(
+            f"{name:26} {args.jobs:6d} {args.concurrency:6d} {args.jobs / t:9,.0f} {base_t / t:15.1%}"
+        )
     os._exit(0)
 
 
