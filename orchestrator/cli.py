@@ -352,7 +352,7 @@ async def _webhooks(args: argparse.Namespace) -> int:
     try:
         if args.webhooks_command == "list":
             rows = await store.list_deliveries(args.run)
-            data = [
+            data: list[dict[str, Any]] = [
                 {
                     "id": d.id,
                     "run": d.run_id,

@@ -131,9 +131,8 @@ def main() -> None:
     base_t = best["plain aiohttp client"]
     print(f"{'client':26} {'jobs':>6} {'conc.':>6} {'jobs/s':>9} {'vs plain client':>16}")
     for name, t in best.items():
-        print(
-            f"{name:26} {args.jobs:6d} {args.concurrency:6d} {args.jobs / t:9,.0f} {base_t / t:15.1%}"
-        )
+        rate, share = args.jobs / t, base_t / t
+        print(f"{name:26} {args.jobs:6d} {args.concurrency:6d} {rate:9,.0f} {share:15.1%}")
     os._exit(0)
 
 
