@@ -104,6 +104,8 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
         attempt = last.get(job_id)
         if attempt is not None:
             jr.handle = attempt.handle
+            if attempt.state in ("submitting", "running"):
+                jr.attempt_state = attempt.state
             if record.state in (JobState.SUBMITTING, JobState.RUNNING) and attempt.state not in (
                 "submitting",
                 "running",

@@ -119,6 +119,7 @@ class RunExecutor:
         self._store = store
         self._ops: list[Operation] = []
         self.on_deliveries: Callable[[], None] | None = None  # new webhook deliveries committed
+        self._store_failure: StoreError | None = None
         self._deliveries_pending = False
         self._job_hooks: dict[str, list[Webhook]] = {
             job.id: [Webhook.from_json(h) for h in job.webhooks] for job in dag if job.webhooks
@@ -165,6 +166,8 @@ class RunExecutor:
                         self._start_worker()
         except* StoreError as group:  # the store refused a write: stop, say why
             raise group.exceptions[0] from None
+        if self._store_failure is not None:
+            raise self._store_failure
         if deadline.cancelled_caught and self._stop_state is None:
             self._stop_state, self._stop_reason = (
                 RunState.FAILED,
@@ -259,8 +262,18 @@ class RunExecutor:
 
     def _attempt_write(self, jr: JobRun, state: str, **fields: Any) -> None:
         if self._store is not None:
+            expected = jr.attempt_state
+            jr.attempt_state = state if state in ("submitting", "running") else None
             self._ops.append(
-                AttemptWrite(self.run.id, jr.id, jr.attempts, state, self._clock.time(), **fields)
+                AttemptWrite(
+                    self.run.id,
+                    jr.id,
+                    jr.attempts,
+                    state,
+                    self._clock.time(),
+                    expected=expected,
+                    **fields,
+                )
             )
 
     async def _commit(self) -> None:
@@ -276,6 +289,28 @@ class RunExecutor:
         except StaleWrite as exc:
             self._log.error("run.lost", error=str(exc))
             raise StoreError(f"run {self.run.id}: another process changed it: {exc}") from exc
+
+    def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
+        """Hand what changed to the store now without waiting for the commit."""
+        if self._store is None or not self._ops:
+            return
+        ops, self._ops = self._ops, []
+        notify, self._deliveries_pending = self._deliveries_pending, False
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                self._log.error("run.lost", error=str(error))
+                self._store_failure = StoreError(
+                    f"run {self.run.id}: the store refused a write: {error}"
+                )
+                self._stop(RunState.FAILED, str(self._store_failure))
+                return
+            if notify and self.on_deliveries is not None:
+                self.on_deliveries()
+            if after is not None:
+                after()
+
+        self._store.apply_nowait(ops, done)
 
     def _finish_run(self) -> None:
         run = self.run
@@ -522,8 +557,9 @@ class RunExecutor:
         if self._store is not None:
             self._attempt_write(jr, "running", handle=handle)
             self._set(jr, JobState.RUNNING)
-            await self._commit()
-            crash.reached("after_store")
+            # written with the next group commit, in order; polling needs no wait for it (a
+            # crash before it leaves the attempt `submitting`, reconciled by its key)
+            self._commit_soon(after=lambda: crash.reached("after_store"))
         else:
             self._set(jr, JobState.RUNNING)
 

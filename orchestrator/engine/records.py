@@ -27,6 +27,7 @@ class JobRun:
 
     __slots__ = (
         "adopt",
+        "attempt_state",
         "attempts",
         "children",
         "counts",
@@ -76,6 +77,7 @@ class JobRun:
         self.ended_at: float | None = None
         self.held = False
         self.adopt = False  # in flight when the process stopped: follow it, never resubmit
+        self.attempt_state: str | None = None  # the stored state of the current attempt
         self.wake_event: anyio.Event | None = None
         self.woken = False
         self.has_tokens = _has_tokens(job.params)

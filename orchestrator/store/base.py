@@ -10,7 +10,7 @@ webhook deliveries are an outbox table written in the transaction of the state c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -183,6 +183,7 @@ class AttemptWrite:
     key: str | None = None
     handle: dict[str, Any] | None = None
     error: str | None = None
+    expected: str | None = None  # the attempt's current state, when the writer knows it
 
 
 @dataclass(slots=True)
@@ -212,6 +213,13 @@ class Store(Protocol):
         """Apply ``ops`` in order in one transaction, committed when this returns. A transition
         whose current state is not its ``expected`` state raises :class:`StaleWrite` and
         nothing of the batch is written. A terminal state is never overwritten."""
+        ...
+
+    def apply_nowait(
+        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
+    ) -> None:
+        """Queue ``ops`` behind every batch queued before them, without waiting; ``done`` is
+        called on the event loop once they are committed (``None``) or refused (the error)."""
         ...
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...

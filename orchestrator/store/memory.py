@@ -4,7 +4,7 @@ started with ``--db memory:`` (nothing survives the process)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..states import JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
@@ -124,6 +124,8 @@ class MemoryStore:
                 else:
                     if current.state not in ("submitting", "running"):
                         raise StaleWrite(f"attempt {key} already ended ({current.state})")
+                    if op.expected is not None and current.state != op.expected:
+                        raise StaleWrite(f"attempt {key}: expected {op.expected}")
                     current = attempts[key] = copy.copy(current)
                     old = current.state
                     current.state = op.state
@@ -149,6 +151,20 @@ class MemoryStore:
         self.deliveries.update(deliveries)
         self.events.extend(events)
         self.commits += 1
+
+    def apply_nowait(
+        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
+    ) -> None:
+        coro = self.apply(ops)
+        try:
+            coro.send(None)  # apply never suspends: it runs to its end here
+        except StopIteration:
+            done(None)
+        except StaleWrite as exc:
+            done(exc)
+        else:  # pragma: no cover - apply suspended
+            coro.close()
+            raise RuntimeError("MemoryStore.apply suspended")
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         run = self.runs.get(run_id)

@@ -25,7 +25,7 @@ import anyio
 
 from .. import crash
 from ..errors import StoreError
-from ..states import JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
+from ..states import JOB_TERMINAL, JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
 from .base import (
     ActiveRunExists,
     AttemptRecord,
@@ -58,7 +58,7 @@ class _Request:
     ops: Sequence[Operation] | None  # None: a function to run in the write transaction
     fn: Callable[[sqlite3.Connection], Any] | None
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | Callable[[BaseException | None], None]
 
 
 class SQLiteStore:
@@ -73,6 +73,7 @@ class SQLiteStore:
         self._read: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._stats = {"batches": 0, "commits": 0}
+        self._events: list[tuple[Any, ...]] = []  # of the transaction being written
         self._closed = False
 
     # -- opening -------------------------------------------------------------------------
@@ -91,6 +92,8 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: writes stay in memory
+            conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
         return conn
@@ -173,6 +176,14 @@ class SQLiteStore:
     async def apply(self, ops: Sequence[Operation]) -> None:
         await self._submit(ops, None)
 
+    def apply_nowait(
+        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
+    ) -> None:
+        if self._closed or self._writer is None:
+            done(StoreError(f"{self.path}: the store is closed"))
+            return
+        self._queue.put(_Request(ops, None, asyncio.get_running_loop(), done))
+
     async def _write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         result: T = await self._submit(None, fn)
         return result
@@ -211,27 +222,15 @@ class SQLiteStore:
             conn.close()
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Request]) -> None:
-        results: list[tuple[bool, Any]] = []
+        """One transaction for the whole group. Fast path without savepoints; if a batch fails
+        its compare-and-set, the transaction is redone with a savepoint per batch so that only
+        that batch fails."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for i, request in enumerate(group):
-                conn.execute(f"SAVEPOINT b{i}")
-                try:
-                    if request.ops is not None:
-                        self._apply_ops(conn, request.ops)
-                        value = None
-                    else:
-                        assert request.fn is not None
-                        value = request.fn(conn)
-                    conn.execute(f"RELEASE b{i}")
-                    results.append((True, value))
-                except (StaleWrite, StoreError, sqlite3.IntegrityError) as exc:
-                    conn.execute(f"ROLLBACK TO b{i}")
-                    conn.execute(f"RELEASE b{i}")
-                    error: Exception = (
-                        exc if not isinstance(exc, sqlite3.IntegrityError) else StaleWrite(str(exc))
-                    )
-                    results.append((False, error))
+            try:
+                results = self._run_group(conn, group, savepoints=False)
+            except _BatchFailed:
+                conn.execute("ROLLBACK")
+                results = self._run_group(conn, group, savepoints=True)
             crash.reached("mid_commit")
             conn.execute("COMMIT")
             self._stats["commits"] += 1
@@ -243,8 +242,76 @@ class SQLiteStore:
                 pass
             failure = self._error(exc)
             results = [(False, failure)] * len(group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
         for request, (ok, value) in zip(group, results, strict=True):
-            request.loop.call_soon_threadsafe(_settle, request.future, ok, value)
+            by_loop.setdefault(request.loop, []).append((request.future, ok, value))
+        for loop, settled in by_loop.items():  # one wake-up of each loop per commit
+            loop.call_soon_threadsafe(_settle_all, settled)
+
+    def _run_group(
+        self, conn: sqlite3.Connection, group: list[_Request], *, savepoints: bool
+    ) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        self._events = []
+        wave = _Wave()
+        conn.execute("BEGIN IMMEDIATE")
+        for i, request in enumerate(group):
+            if savepoints:
+                conn.execute(f"SAVEPOINT b{i}")
+            mark = len(self._events)
+            try:
+                if request.ops is not None:
+                    if savepoints:
+                        self._apply_ops(conn, request.ops)
+                    else:
+                        self._apply_waved(conn, request.ops, wave)
+                    value = None
+                else:
+                    assert request.fn is not None
+                    wave.flush(conn)
+                    value = request.fn(conn)
+            except (StaleWrite, StoreError, sqlite3.IntegrityError) as exc:
+                if not savepoints:
+                    raise _BatchFailed from exc
+                conn.execute(f"ROLLBACK TO b{i}")
+                conn.execute(f"RELEASE b{i}")
+                del self._events[mark:]
+                error: Exception = (
+                    exc if not isinstance(exc, sqlite3.IntegrityError) else StaleWrite(str(exc))
+                )
+                results.append((False, error))
+                continue
+            if savepoints:
+                conn.execute(f"RELEASE b{i}")
+            results.append((True, value))
+        if not savepoints:
+            try:
+                wave.flush(conn)
+            except (StaleWrite, sqlite3.IntegrityError) as exc:
+                raise _BatchFailed from exc
+        if self._events:
+            conn.executemany(
+                "INSERT INTO events (run_id, job_id, kind, old, new, at, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self._events,
+            )
+        return results
+
+    def _apply_waved(self, conn: sqlite3.Connection, ops: Sequence[Operation], wave: _Wave) -> None:
+        """The fast path: job and attempt writes of many batches go out together, one
+        ``executemany`` per statement shape, in waves where no row is written twice (so that
+        order within a row is kept); anything else first flushes the wave."""
+        for op in ops:
+            if isinstance(op, JobTransition):
+                wave.add(conn, ("j", op.run_id, op.job_id), *self._job_sql(op))
+            elif isinstance(op, AttemptWrite):
+                key = ("a", op.run_id, op.job_id, op.attempt)
+                if op.expected is None and op.state != "submitting":
+                    wave.flush(conn)  # it reads the attempt's state
+                wave.add(conn, key, *self._attempt_sql(conn, op))
+            else:
+                wave.flush(conn)
+                self._apply_ops(conn, [op])
 
     def _apply_ops(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> None:
         for op in ops:
@@ -270,11 +337,8 @@ class SQLiteStore:
         at: float,
         data: dict[str, Any] | None = None,
     ) -> None:
-        conn.execute(
-            "INSERT INTO events (run_id, job_id, kind, old, new, at, data) VALUES (?, ?, ?, ?, ?, "
-            "?, ?)",
-            (run_id, job_id, kind, old, new, at, _dumps(data) if data else None),
-        )
+        """Events are written together at the end of the transaction (in order)."""
+        self._events.append((run_id, job_id, kind, old, new, at, _dumps(data) if data else None))
 
     def _create_run(self, conn: sqlite3.Connection, op: CreateRun) -> None:
         run = op.run
@@ -344,13 +408,20 @@ class SQLiteStore:
         self._event(conn, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
 
     def _job_transition(self, conn: sqlite3.Connection, op: JobTransition) -> None:
+        sql, args = self._job_sql(op)
+        if conn.execute(sql, args).rowcount != 1:
+            raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {op.expected.value}")
+
+    def _job_sql(self, op: JobTransition) -> tuple[str, tuple[Any, ...]]:
+        """The compare-and-set UPDATE of a job transition (its event is recorded here)."""
         if op.new is not op.expected and op.new not in JOB_TRANSITIONS[op.expected]:
             raise StaleWrite(
                 f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a "
                 "transition"
             )
+        new = op.new.value
         sets = ["state = ?"]
-        args: list[Any] = [op.new.value]
+        args: list[Any] = [new]
         if op.attempts is not None:
             sets.append("attempts = ?")
             args.append(op.attempts)
@@ -359,13 +430,12 @@ class SQLiteStore:
         if op.error is not None:
             sets.append("error = ?")
             args.append(op.error)
-        for column, value in (
-            ("remote_status", op.remote_status),
-            ("log_tail", op.log_tail),
-        ):
-            if value is not None:
-                sets.append(f"{column} = ?")
-                args.append(value)
+        if op.remote_status is not None:
+            sets.append("remote_status = ?")
+            args.append(op.remote_status)
+        if op.log_tail is not None:
+            sets.append("log_tail = ?")
+            args.append(op.log_tail)
         if op.outputs is not None:
             sets.append("outputs = ?")
             args.append(_dumps(op.outputs))
@@ -375,39 +445,50 @@ class SQLiteStore:
         if op.new is JobState.SUBMITTING:
             sets.append("started_at = COALESCE(started_at, ?)")
             args.append(op.at)
-        if op.new.terminal:
+        if op.new in JOB_TERMINAL:
             sets.append("ended_at = ?")
             args.append(op.at)
-        cursor = conn.execute(
-            f"UPDATE jobs SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND state = ?",
-            (*args, op.run_id, op.job_id, op.expected.value),
-        )
-        if cursor.rowcount != 1:
-            raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {op.expected.value}")
-        self._event(
-            conn,
-            op.run_id,
-            op.job_id,
-            "job",
-            op.expected.value,
-            op.new.value,
-            op.at,
-            {"error": op.error} if op.error else None,
-        )
+        expected = op.expected.value
+        args += (op.run_id, op.job_id, expected)
+        data = _dumps({"error": op.error}) if op.error else None
+        self._events.append((op.run_id, op.job_id, "job", expected, new, op.at, data))
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND state = ?"
+        return sql, tuple(args)
 
     def _attempt_write(self, conn: sqlite3.Connection, op: AttemptWrite) -> None:
-        data: dict[str, Any] = {"attempt": op.attempt}
+        sql, args = self._attempt_sql(conn, op)
+        try:
+            cursor = conn.execute(sql, args)
+        except sqlite3.IntegrityError as exc:
+            raise StaleWrite(f"attempt {op.key}: {exc}") from None
+        if cursor.rowcount != 1:
+            raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt}: not written")
+
+    def _attempt_sql(
+        self, conn: sqlite3.Connection, op: AttemptWrite
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The INSERT or compare-and-set UPDATE of an attempt (its event is recorded here)."""
         if op.state == "submitting" and op.key is not None:
-            try:
-                conn.execute(
-                    "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at) "
-                    "VALUES (?, ?, ?, ?, 'submitting', ?)",
-                    (op.run_id, op.job_id, op.attempt, op.key, op.at),
+            self._events.append(
+                (
+                    op.run_id,
+                    op.job_id,
+                    "attempt",
+                    None,
+                    "submitting",
+                    op.at,
+                    _ATTEMPT_DATA[op.attempt]
+                    if op.attempt < len(_ATTEMPT_DATA)
+                    else _dumps({"attempt": op.attempt}),
                 )
-            except sqlite3.IntegrityError as exc:
-                raise StaleWrite(f"attempt {op.key}: {exc}") from None
-            old = None
-        else:
+            )
+            return (
+                "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at) "
+                "VALUES (?, ?, ?, ?, 'submitting', ?)",
+                (op.run_id, op.job_id, op.attempt, op.key, op.at),
+            )
+        old = op.expected
+        if old is None:
             row = conn.execute(
                 "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
                 (op.run_id, op.job_id, op.attempt),
@@ -415,29 +496,33 @@ class SQLiteStore:
             if row is None:
                 raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} does not exist")
             old = row[0]
-            if old not in ("submitting", "running"):
-                raise StaleWrite(
-                    f"attempt {op.run_id}/{op.job_id}/{op.attempt} already ended ({old})"
-                )
-            sets = ["state = ?"]
-            args: list[Any] = [op.state]
-            if op.handle is not None:
-                sets += ["handle = ?", "accepted_at = ?"]
-                args += [_dumps(op.handle), op.at]
-                data["handle"] = op.handle
-            if op.state not in ("submitting", "running"):
-                sets.append("ended_at = ?")
-                args.append(op.at)
-            if op.error is not None:
-                sets.append("error = ?")
-                args.append(op.error)
-                data["error"] = op.error
-            conn.execute(
-                f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND "
-                "attempt = ? AND state = ?",
-                (*args, op.run_id, op.job_id, op.attempt, old),
-            )
-        self._event(conn, op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
+        if old not in ("submitting", "running"):
+            raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} already ended ({old})")
+        data: dict[str, Any] = {"attempt": op.attempt}
+        sets = ["state = ?"]
+        args: list[Any] = [op.state]
+        if op.handle is not None:
+            sets += ["handle = ?", "accepted_at = ?"]
+            args += [_dumps(op.handle), op.at]
+            data["handle"] = op.handle
+        if op.state not in ("submitting", "running"):
+            sets.append("ended_at = ?")
+            args.append(op.at)
+        if op.error is not None:
+            sets.append("error = ?")
+            args.append(op.error)
+            data["error"] = op.error
+        encoded = (
+            _ATTEMPT_DATA[op.attempt]
+            if len(data) == 1 and op.attempt < len(_ATTEMPT_DATA)
+            else _dumps(data)
+        )
+        self._events.append((op.run_id, op.job_id, "attempt", old, op.state, op.at, encoded))
+        sql = (
+            f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND "
+            "attempt = ? AND state = ?"
+        )
+        return sql, (*args, op.run_id, op.job_id, op.attempt, old)
 
     def _enqueue(self, conn: sqlite3.Connection, op: EnqueueDelivery) -> None:
         d = op.delivery
@@ -768,10 +853,53 @@ def _delivery(r: Any) -> DeliveryRecord:
     )
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+_ATTEMPT_DATA = [_dumps({"attempt": n}) for n in range(64)]
+
+
+class _Wave:
+    """Writes of distinct rows, grouped by statement."""
+
+    __slots__ = ("buckets", "touched")
+
+    def __init__(self) -> None:
+        self.touched: set[tuple[Any, ...]] = set()
+        self.buckets: dict[str, list[tuple[Any, ...]]] = {}
+
+    def add(
+        self, conn: sqlite3.Connection, key: tuple[Any, ...], sql: str, args: tuple[Any, ...]
+    ) -> None:
+        if key in self.touched:
+            self.flush(conn)
+        self.touched.add(key)
+        bucket = self.buckets.get(sql)
+        if bucket is None:
+            self.buckets[sql] = [args]
+        else:
+            bucket.append(args)
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        for sql, rows in self.buckets.items():
+            if len(rows) == 1:
+                count = conn.execute(sql, rows[0]).rowcount
+            else:
+                count = conn.executemany(sql, rows).rowcount
+            if count != len(rows):
+                raise StaleWrite(f"{len(rows) - count} compare-and-set writes found another state")
+        self.buckets.clear()
+        self.touched.clear()
+
+
+class _BatchFailed(Exception):
+    """A batch of the fast path failed: redo the group with savepoints."""
+
+
+def _settle_all(settled: list[tuple[Any, bool, Any]]) -> None:
+    for future, ok, value in settled:
+        if not isinstance(future, asyncio.Future):
+            future(None if ok else value)  # apply_nowait's callback
+        elif future.cancelled():
+            continue
+        elif ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
