@@ -218,6 +218,13 @@ async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: 
                 codes.append(EXIT_INVALID)
                 continue
             codes.append(_report(run, args, interactive))
+        # deliveries left in the outbox by processes that stopped (of any run) go out now
+        from .webhooks.deliver import Deliverer
+
+        async with Deliverer(store) as deliverer:
+            left = await deliverer.drain_due(args.webhook_wait)
+        if left:
+            print(f"{left} webhook deliveries still pending (retried later)", file=sys.stderr)
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
@@ -521,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--log-level", choices=sorted(logs.LEVELS))
     resume.add_argument("--log-file")
     resume.add_argument("--no-progress", action="store_true")
+    resume.add_argument(
+        "--webhook-wait",
+        type=float,
+        default=10.0,
+        help="seconds to spend delivering pending webhooks (default 10)",
+    )
     resume.set_defaults(func=cmd_resume)
 
     runs = sub.add_parser("runs", help="read runs from the store")

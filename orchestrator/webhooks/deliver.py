@@ -141,6 +141,21 @@ class Deliverer:
                 await anyio.sleep(0.05)
         return False
 
+    async def drain_due(self, timeout: float) -> int:
+        """Deliver what is pending and falls due within ``timeout`` seconds (of any run);
+        return how many deliveries are still pending afterwards."""
+        deadline = time.time() + timeout
+        with anyio.move_on_after(timeout):
+            while True:
+                pending = [
+                    d for d, _ in await self._store.list_deliveries() if d.state == "pending"
+                ]
+                if not any((d.next_at or 0.0) <= deadline for d in pending) and not self._in_flight:
+                    return len(pending)
+                self.notify()
+                await anyio.sleep(0.05)
+        return len([d for d, _ in await self._store.list_deliveries() if d.state == "pending"])
+
     async def _loop(self) -> None:
         while True:
             try:
