@@ -197,6 +197,9 @@ class Deliverer:
         try:
             async with self._lane(delivery):
                 await self._attempt(delivery)
+        except Exception:  # never let one delivery take the deliverer down; it stays pending
+            log.exception("webhook.deliverer_error", delivery=delivery.id)
+            await anyio.sleep(1.0)
         finally:
             self._in_flight.discard(delivery.id)
 
@@ -242,10 +245,10 @@ class Deliverer:
             error = f"no answer within {self._timeout:g}s"
         except PermanentError as exc:
             error = str(exc)
-        except ssl.SSLError as exc:
-            error = f"TLS error: {exc.reason or exc}"
         except aiohttp.ClientSSLError as exc:
             error = f"TLS error: {exc}"
+        except ssl.SSLError as exc:
+            error = f"TLS error: {getattr(exc, 'reason', None) or exc}"
         except (aiohttp.ClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         attempt = DeliveryAttempt(d.id, number, started, status, error, time.time() - started)
