@@ -9,6 +9,7 @@ from .base import JobType
 
 _MODULES = (
     "orchestrator.connectors.local",
+    "orchestrator.connectors.rest",
     "orchestrator.testing.fake",
 )
 

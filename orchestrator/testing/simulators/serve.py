@@ -11,14 +11,7 @@ from aiohttp import web
 from .base import Simulator
 
 # module, prefix
-SIMULATORS = (
-    ("trifacta", "/trifacta"),
-    ("ocapi", "/ocapi"),
-    ("celonis", "/celonis"),
-    ("granta", "/granta"),
-    ("alation", "/alation"),
-    ("generic", "/generic"),
-)
+SIMULATORS = (("jobs_api", "/generic"),)
 
 
 def build_simulators() -> list[Simulator]:
