@@ -124,13 +124,22 @@ def test_bad_params_exit_2(tmp_path: Path) -> None:
 
 def test_missing_connection_is_invalid_before_the_run(tmp_path: Path) -> None:
     toml = tmp_path / "connections.toml"
-    toml.write_text('[other]\ntype = "trifacta"\nbase_url = "http://127.0.0.1:9"\ntoken = "t"\n')
-    path = write_dag(
-        tmp_path, dag({"a": {"type": "http", "connection": "nowhere", "submit": {"path": "/jobs"}}})
-    )
+    toml.write_text('[other]\ntype = "http"\nbase_url = "http://127.0.0.1:9"\ntoken = "t"\n')
+    job = {
+        "type": "http",
+        "connection": "nowhere",
+        "submit": {"path": "/jobs"},
+        "idPath": "$.id",
+        "poll": {"path": "/jobs/{id}"},
+        "statusPath": "$.state",
+        "running": ["running"],
+        "success": ["done"],
+        "failure": ["error"],
+    }
+    path = write_dag(tmp_path, dag({"a": job}))
     proc = cli("run", str(path), "--connections", str(toml))
     assert proc.returncode == 2
-    assert "unknown connection 'nowhere'" in proc.stderr
+    assert "job 'a': field 'connection': unknown connection 'nowhere' (known: other)" in proc.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
