@@ -22,6 +22,7 @@ a 3xx outside ``ok`` is a :class:`PermanentError`.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json as jsonlib
 import math
 import random
@@ -165,6 +166,7 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
         self._open_lock = anyio.Lock()
         self._closed = False
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._stats = {
             "requests": 0,  # calls of request()
             "sent": 0,  # tries sent
@@ -248,6 +250,15 @@ class HttpClient:
                 f"connection {self.connection.name!r}: cannot load ca_file {ca_file}: "
                 f"{type(exc).__name__}"
             ) from None
+
+    def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(deadline)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=deadline, sock_connect=self.connection.connect_timeout
+            )
+            self._timeouts[deadline] = timeout
+        return timeout
 
     def url(self, path: str) -> str:
         """``path`` joined to the connection's base URL (its path prefix kept); absolute
@@ -364,22 +375,24 @@ class HttpClient:
                 data=data,
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=deadline, sock_connect=self.connection.connect_timeout
-                ),
+                timeout=self._timeout(deadline),
             ) as resp:
                 length = resp.content_length
                 if length is not None and length > self._max_body:
                     self._too_large(method, shown, resp.status, length)
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > self._max_body:
-                        self._too_large(method, shown, resp.status, size)
-                    chunks.append(chunk)
-                self._stats["bytes_received"] += size
-                response = Response(resp.status, resp.headers, b"".join(chunks), shown)
+                if length is not None:  # announced and small enough: one read
+                    body = await resp.content.readexactly(length) if length else b""
+                else:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        size += len(chunk)
+                        if size > self._max_body:
+                            self._too_large(method, shown, resp.status, size)
+                        chunks.append(chunk)
+                    body = b"".join(chunks)
+                self._stats["bytes_received"] += len(body)
+                response = Response(resp.status, resp.headers, body, shown)
         except aiohttp.InvalidURL:
             raise PermanentError(f"{method} {shown}: not a valid http or https URL") from None
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
@@ -429,6 +442,7 @@ def _give_up(fault: _Retry, method: str, shown: str, why: str) -> NoReturn:
 # -- helpers --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def _display(url: str) -> str:
     """The URL fit for messages and logs: no credentials, no query string, no fragment."""
     try:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 _PART = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[\"([^\"]+)\"\]")
 
 
-def parse(path: str) -> list[str | int]:
+@functools.lru_cache(maxsize=512)
+def parse(path: str) -> tuple[str | int, ...]:
     """The steps of ``path``; ``ValueError`` naming the path if it is not in the subset."""
     text = path[1:] if path.startswith("$") else path
     steps: list[str | int] = []
@@ -22,7 +24,7 @@ def parse(path: str) -> list[str | int]:
         pos = m.end()
     if not steps:
         raise ValueError(f"bad JSON path {path!r}: empty")
-    return steps
+    return tuple(steps)
 
 
 class Missing(LookupError):

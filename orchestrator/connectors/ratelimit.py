@@ -84,6 +84,9 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         """Take one token, waiting for the pause to end and the token to be due."""
+        if math.isinf(self.rate) and not self._lock.locked() and self.now() >= self._paused_until:
+            self._acquired += 1  # no limit, no pause, nobody waiting: nothing to wait for
+            return
         async with self._lock:
             while True:
                 now = self.now()

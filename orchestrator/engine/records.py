@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..states import JobState, RunState
+from .tokens import _TOKEN
 from ..trigger_rules import TriggerRule, UpstreamCounts
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class JobRun:
 
 def _has_tokens(value: Any) -> bool:
     if isinstance(value, str):
-        return "$" in value
+        return "$" in value and _TOKEN.search(value) is not None
     if isinstance(value, dict):
         return any(_has_tokens(v) for v in value.values())
     if isinstance(value, list | tuple):

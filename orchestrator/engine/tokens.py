@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_TOKEN = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_]*)")
+_TOKEN = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_]*)")  # $name, or $$ for a literal $
 
 
 def substitute(value: Any, tokens: Mapping[str, Any]) -> Any:
