@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..states import JobState, RunState
-from .tokens import _TOKEN
 from ..trigger_rules import TriggerRule, UpstreamCounts
+from .tokens import _TOKEN
 
 if TYPE_CHECKING:
     from ..connectors.base import JobType
