@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -53,11 +54,15 @@ def test_the_webhook_example_reaches_the_receiver(tmp_path: Path) -> None:
         )
         assert run.returncode == 0  # flaky fails, but the final job (all_done) succeeds
         report = json.loads(run.stdout.strip().splitlines()[-1])
-        time.sleep(0.5)
+        lines: list[str] = []
+        deadline = time.monotonic() + 15
+        while len(lines) < 4 and time.monotonic() < deadline:
+            ready, _, _ = select.select([receiver.stdout], [], [], 0.2)
+            if ready:
+                lines.append(receiver.stdout.readline().rstrip("\n"))
     finally:
         receiver.terminate()
-        out, _ = receiver.communicate(timeout=10)
-    lines = out.splitlines()
+        receiver.communicate(timeout=10)
     assert len(lines) == 4, lines
     assert sorted(line.split()[2] for line in lines) == ["/alerts", "/jobs", "/jobs", "/runs"]
     signed = [line for line in lines if "signature=ok" in line]
