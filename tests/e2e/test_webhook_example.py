@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import threading
 import socket
 import subprocess
 import sys
@@ -55,11 +55,15 @@ def test_the_webhook_example_reaches_the_receiver(tmp_path: Path) -> None:
         assert run.returncode == 0  # flaky fails, but the final job (all_done) succeeds
         report = json.loads(run.stdout.strip().splitlines()[-1])
         lines: list[str] = []
+        stdout = receiver.stdout
+        reader = threading.Thread(
+            target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True
+        )
+        reader.start()
         deadline = time.monotonic() + 15
         while len(lines) < 4 and time.monotonic() < deadline:
-            ready, _, _ = select.select([receiver.stdout], [], [], 0.2)
-            if ready:
-                lines.append(receiver.stdout.readline().rstrip("\n"))
+            time.sleep(0.05)
+        lines = [line.rstrip("\n") for line in lines]
     finally:
         receiver.terminate()
         receiver.communicate(timeout=10)
