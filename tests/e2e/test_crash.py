@@ -8,6 +8,7 @@ idempotency key, and the event log must hold an unbroken chain of every job's st
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -159,11 +160,12 @@ def check_history(setup: dict[str, Any]) -> None:
             assert set(jobs.values()) == {"succeeded"}, jobs
             for job_id in jobs:
                 chain = conn.execute(
-                    "SELECT old, new FROM events WHERE run_id = ? AND job_id = ? AND kind = 'job' ORDER BY seq",
+                    "SELECT old, new FROM events WHERE run_id = ? AND job_id = ? AND kind = 'job' "
+                    "ORDER BY seq",
                     (run_id, job_id),
                 ).fetchall()
                 assert chain[0][0] == "pending", chain
-                for (_, new), (old, _) in zip(chain, chain[1:], strict=False):
+                for (_, new), (old, _) in itertools.pairwise(chain):
                     assert old == new, (
                         f"{job_id}: a state change is missing from the event log: {chain}"
                     )
