@@ -244,3 +244,28 @@ def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
     assert "profile" in screen
     assert "(attempt 2)" in screen
     assert "\x1b[" in screen  # redrawn in place
+
+
+def test_every_example_dag_validates() -> None:
+    paths = sorted(str(p) for p in DAGS.iterdir() if p.suffix in (".json", ".py"))
+    proc = cli("validate", *paths, env={"ORCHESTRATOR_WEBHOOK_ALLOW": "loopback"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("ok: ") == len(paths)
+
+
+def test_the_main_example_runs_against_the_simulators() -> None:
+    proc = cli(
+        "run",
+        str(DAGS / "pipeline.json"),
+        "--connections",
+        str(DAGS / "connections.toml"),
+        "--simulate",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["status"] == "succeeded"
+    jobs = {j["id"]: j for j in report["jobs"]["data"]}
+    assert jobs["ingest_orders"]["remote"]["id"].startswith("job-")
+    assert jobs["cleanup"]["logTail"] == f"cleaning up after {report['id']}\n"
+    assert "sim-token" not in proc.stdout + proc.stderr  # secrets never shown
