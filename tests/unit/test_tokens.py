@@ -1,0 +1,71 @@
+"""``$tokens`` in job fields: run tokens and parameters replaced, everything else left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.engine.tokens import substitute
+
+TOKENS = {
+    "runId": "run-42",
+    "dagName": "nightly",
+    "jobId": "load",
+    "attempt": 2,
+    "region": "02",
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$runId", "run-42"),
+        ("--run=$runId", "--run=run-42"),
+        ("$dagName/$jobId#$attempt", "nightly/load#2"),  # non-string values are str()-ed
+        ("region $region", "region 02"),  # a run parameter by its name
+        ("$runId$runId", "run-42run-42"),
+        ("${HOME}", "${HOME}"),  # environment interpolation is not a run token
+        ("${runId}", "${runId}"),
+        ("$unknown and $runId", "$unknown and run-42"),  # unknown tokens stay
+        ("$runIdx", "$runIdx"),  # the longest name is the token
+        ("$$", "$"),
+        ("$$runId", "$runId"),  # an escaped dollar is not a token start
+        ("cost: $$5", "cost: $5"),
+        ("$$$runId", "$run-42"),
+        ("$", "$"),
+        ("5$", "5$"),
+        ("$1", "$1"),  # a token name starts with a letter or _
+        ("no tokens", "no tokens"),
+        ("", ""),
+    ],
+)
+def test_substitute_strings(text: str, expected: str) -> None:
+    assert substitute(text, TOKENS) == expected
+
+
+def test_substitute_nested_lists_and_dicts() -> None:
+    value = {
+        "command": ["python", "report.py", "--run", "$runId", "--region=$region"],
+        "env": {"RUN": "$runId", "HOME": "${HOME}", "PRICE": "$$3"},
+        "deep": [{"x": ["$jobId", {"y": "$attempt"}]}],
+        "count": 3,
+        "flag": True,
+        "none": None,
+    }
+    assert substitute(value, TOKENS) == {
+        "command": ["python", "report.py", "--run", "run-42", "--region=02"],
+        "env": {"RUN": "run-42", "HOME": "${HOME}", "PRICE": "$3"},
+        "deep": [{"x": ["load", {"y": "2"}]}],
+        "count": 3,
+        "flag": True,
+        "none": None,
+    }
+
+
+def test_substitute_leaves_keys_and_input_untouched() -> None:
+    value = {"$runId": ["$runId"]}
+    assert substitute(value, TOKENS) == {"$runId": ["run-42"]}
+    assert value == {"$runId": ["$runId"]}  # a copy, not an in-place edit
+
+
+def test_substitute_with_no_tokens_only_unescapes() -> None:
+    assert substitute("$runId costs $$1", {}) == "$runId costs $1"
