@@ -44,4 +44,5 @@ def format_duration(seconds: float) -> str:
             if whole % size == 0:
                 return f"{whole // size}{unit}"
         return f"{whole}s"
-    return f"{seconds}s"
+    text = f"{seconds:.6f}".rstrip("0")  # never an exponent: parse_duration reads it back
+    return f"{text}s" if float(text) == seconds else f"{seconds * 1000:.6f}".rstrip("0") + "ms"

@@ -42,7 +42,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.cap, self.base * self.factor ** min(attempt - 1, 64))
+        try:
+            ceiling = min(self.cap, self.base * self.factor ** min(attempt - 1, 64))
+        except OverflowError:  # a huge backoff: the cap is the ceiling
+            ceiling = self.cap
         if not self.jitter:
             return ceiling
         return (rng or random).uniform(0.0, ceiling)

@@ -97,7 +97,10 @@ class PollSchedule:
 
     def delay(self, poll_number: int, rnd: float) -> float:
         """Delay after the ``poll_number``-th poll (1-based); ``rnd`` in [0, 1) jitters ±20%."""
-        base = min(self.cap, self.initial * self.factor ** min(poll_number - 1, 64))
+        try:
+            base = min(self.cap, self.initial * self.factor ** min(poll_number - 1, 64))
+        except OverflowError:
+            base = self.cap
         return base * (0.8 + 0.4 * rnd)
 
 

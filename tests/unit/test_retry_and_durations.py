@@ -83,11 +83,6 @@ def test_format_duration_parses_back(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 
 
-@pytest.mark.xfail(
-    reason="BUG: format_duration(1e-05) gives '1e-05s' (float repr), which parse_duration "
-    "rejects, so a tiny retries.base/timeout written by `graph` does not load back",
-    strict=True,
-)
 def test_format_duration_of_tiny_value_parses_back() -> None:
     assert parse_duration(format_duration(0.00001)) == 0.00001
 
@@ -136,12 +131,6 @@ def test_jitter_is_deterministic_with_a_seeded_rng() -> None:
     assert first == expected
 
 
-@pytest.mark.xfail(
-    reason="BUG: RetryPolicy.delay computes factor ** min(attempt - 1, 64) as a float power, "
-    "which raises OverflowError for a large backoff that from_json accepts (e.g. 1e5 at "
-    "attempt 70) instead of returning the cap",
-    strict=True,
-)
 def test_delay_with_large_backoff_returns_cap() -> None:
     policy = RetryPolicy.from_json({"attempts": 100, "backoff": 1e5, "cap": "10m", "jitter": False})
     assert policy.delay(70) == 600.0
