@@ -20,9 +20,15 @@ def mask_webhooks(webhooks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         hook = dict(hook)
         secret = hook.get("secretKey")
         if isinstance(secret, str) and secret:
-            hook["secretKey"] = f"{SECRET_MASK}{secret[-4:]}" if len(secret) > 12 else "…"
+            hook["secretKey"] = _mask(secret)
+        elif isinstance(secret, list):
+            hook["secretKey"] = [_mask(s) if isinstance(s, str) else "…" for s in secret]
         masked.append(hook)
     return masked
+
+
+def _mask(secret: str) -> str:
+    return f"{SECRET_MASK}{secret[-4:]}" if len(secret) > 12 else "…"
 
 
 def job_to_json(job: Job, *, mask: bool = True) -> dict[str, Any]:
@@ -93,8 +99,8 @@ def _quote(text: str) -> str:
 def to_dot(dag: DAG) -> str:
     lines = [f"digraph {_quote(dag.name)} {{", "  rankdir=LR;"]
     for job_id in dag.topological():
-        text = job_id + "\\n" + dag.jobs[job_id].type
-        lines.append(f"  {_quote(job_id)} [label={_quote(text)}];")
+        label = _quote(job_id)[:-1] + "\\n" + _quote(dag.jobs[job_id].type)[1:]  # a line break
+        lines.append(f"  {_quote(job_id)} [label={label}];")
     for s, t in dag.graph.edges:
         rule = TriggerRule(dag.jobs[t].trigger_rule)
         attr = "" if rule is TriggerRule.ALL_SUCCESS else f" [label={_quote(rule.value)}]"

@@ -132,22 +132,22 @@ def dag_from_json(data: Any, *, source: str = "<json>") -> DAG:
             bad(f"job {job_id!r}: field 'webhooks': expected a list")
             job_webhooks = []
         priority = spec.get("priority", 0)
-        dag.add(
-            Job(
-                job_id,
-                job_type,
-                connection=spec.get("connection"),
-                trigger_rule=spec.get("triggerRule", "all_success"),
-                retries=spec.get("retries"),
-                timeout=spec.get("timeout"),
-                priority=priority,
-                pool=pool,
-                on_ambiguous_submit=spec.get("onAmbiguousSubmit"),
-                description=spec.get("description"),
-                webhooks=job_webhooks,
-                **{k: v for k, v in spec.items() if k not in ENGINE_FIELDS},
-            )
+        job = Job(
+            job_id,
+            job_type,
+            connection=spec.get("connection"),
+            trigger_rule=spec.get("triggerRule", "all_success"),
+            retries=spec.get("retries"),
+            timeout=spec.get("timeout"),
+            priority=priority,
+            pool=pool,
+            on_ambiguous_submit=spec.get("onAmbiguousSubmit"),
+            description=spec.get("description"),
+            webhooks=job_webhooks,
         )
+        # the job type's fields, as they are: never taken for Job's own arguments
+        job.params = {k: v for k, v in spec.items() if k not in ENGINE_FIELDS}
+        dag.add(job)
     _read_job_graph(data.get("jobGraph"), dag, bad)
     if problems:
         raise DagValidationError(problems)
