@@ -8,7 +8,9 @@ from functools import cache
 from .base import JobType
 
 _MODULES = (
+    "orchestrator.connectors.celonis",
     "orchestrator.connectors.local",
+    "orchestrator.connectors.ocapi",
     "orchestrator.connectors.rest",
     "orchestrator.testing.fake",
 )

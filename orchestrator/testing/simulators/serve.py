@@ -11,7 +11,11 @@ from aiohttp import web
 from .base import Simulator
 
 # module, prefix
-SIMULATORS = (("jobs_api", "/generic"),)
+SIMULATORS = (
+    ("jobs_api", "/generic"),
+    ("ocapi", "/ocapi"),
+    ("celonis", "/celonis"),
+)
 
 
 def build_simulators() -> list[Simulator]:
