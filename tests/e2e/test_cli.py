@@ -253,6 +253,24 @@ def test_every_example_dag_validates() -> None:
     assert proc.stdout.count("ok: ") == len(paths)
 
 
+@pytest.mark.parametrize("name", ["ocapi_import", "celonis_reload"])
+def test_api_examples_run_against_the_simulators(name: str) -> None:
+    proc = cli(
+        "run",
+        str(DAGS / f"{name}.json"),
+        "--connections",
+        str(DAGS / "connections.toml"),
+        "--simulate",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["status"] == "succeeded"
+    assert all(j["status"] == "succeeded" and j["remote"] for j in report["jobs"]["data"])
+    for secret in ("sim-secret", "sim-app-key"):
+        assert secret not in proc.stdout + proc.stderr
+
+
 def test_the_main_example_runs_against_the_simulators() -> None:
     proc = cli(
         "run",
