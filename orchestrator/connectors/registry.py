@@ -8,10 +8,12 @@ from functools import cache
 from .base import JobType
 
 _MODULES = (
+    "orchestrator.connectors.alation",
     "orchestrator.connectors.celonis",
     "orchestrator.connectors.local",
     "orchestrator.connectors.ocapi",
     "orchestrator.connectors.rest",
+    "orchestrator.connectors.trifacta",
     "orchestrator.testing.fake",
 )
 

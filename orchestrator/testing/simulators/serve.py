@@ -15,6 +15,8 @@ SIMULATORS = (
     ("jobs_api", "/generic"),
     ("ocapi", "/ocapi"),
     ("celonis", "/celonis"),
+    ("trifacta", "/trifacta"),
+    ("alation", "/alation"),
 )
 
 
