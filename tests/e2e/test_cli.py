@@ -253,7 +253,9 @@ def test_every_example_dag_validates() -> None:
     assert proc.stdout.count("ok: ") == len(paths)
 
 
-@pytest.mark.parametrize("name", ["ocapi_import", "celonis_reload"])
+@pytest.mark.parametrize(
+    "name", ["ocapi_import", "celonis_reload", "trifacta_wrangle", "alation_fields", "chain"]
+)
 def test_api_examples_run_against_the_simulators(name: str) -> None:
     proc = cli(
         "run",
