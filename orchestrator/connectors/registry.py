@@ -10,6 +10,7 @@ from .base import JobType
 _MODULES = (
     "orchestrator.connectors.alation",
     "orchestrator.connectors.celonis",
+    "orchestrator.connectors.granta",
     "orchestrator.connectors.local",
     "orchestrator.connectors.ocapi",
     "orchestrator.connectors.rest",

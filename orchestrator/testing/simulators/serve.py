@@ -13,6 +13,7 @@ from .base import Simulator
 # module, prefix
 SIMULATORS = (
     ("jobs_api", "/generic"),
+    ("granta", "/granta"),
     ("ocapi", "/ocapi"),
     ("celonis", "/celonis"),
     ("trifacta", "/trifacta"),
