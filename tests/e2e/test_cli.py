@@ -254,7 +254,15 @@ def test_every_example_dag_validates() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["ocapi_import", "celonis_reload", "trifacta_wrangle", "alation_fields", "chain"]
+    "name",
+    [
+        "ocapi_import",
+        "celonis_reload",
+        "trifacta_wrangle",
+        "alation_fields",
+        "granta_import",
+        "chain",
+    ],
 )
 def test_api_examples_run_against_the_simulators(name: str) -> None:
     proc = cli(
