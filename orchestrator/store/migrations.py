@@ -1,6 +1,17 @@
-"""Schema migrations of the SQLite store: an ordered list, the version recorded in the file."""
+"""Schema migrations of the SQLite store: an ordered list, the version recorded in the file.
+
+On open, an empty database gets every migration; an older one gets the ones above its version,
+all in one transaction with the new version (an upgrade that fails leaves the file as it was);
+a newer one is refused. A migration is never edited once released: a change is a new entry.
+"""
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from os import PathLike
+
+from ..errors import StoreError
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -112,3 +123,73 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 LATEST = MIGRATIONS[-1][0]
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of ``script``, split where SQLite says one is complete (a ``;`` inside a
+    string or a trigger body does not end it)."""
+    *pieces, rest = script.split(";")
+    statement = ""
+    for piece in pieces:
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip() != ";":
+                yield statement.strip()
+            statement = ""
+    statement += rest
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {statement.strip()[:80]}")
+
+
+def schema_version(conn: sqlite3.Connection, path: str | PathLike[str]) -> int:
+    """The database's schema version, 0 when it is empty. Refuses another program's database
+    and one newer than this orchestrator knows. Reads only."""
+    known = MIGRATIONS[-1][0]
+    tables = {
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    if "schema_version" not in tables:
+        if tables:
+            shown = ", ".join(sorted(tables)[:5])
+            raise StoreError(f"{path}: not an orchestrator database (it has other tables: {shown})")
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    current = int(row[0]) if row and row[0] is not None else 0
+    if current > known:
+        raise StoreError(
+            f"{path}: database schema version {current} is newer than this orchestrator "
+            f"(knows up to {known}); upgrade orchestrator"
+        )
+    return current
+
+
+def migrate(conn: sqlite3.Connection, path: str | PathLike[str]) -> int:
+    """Bring the database up to the last migration in one ``BEGIN IMMEDIATE`` transaction;
+    return the version it had. ``conn`` is in autocommit mode (``isolation_level=None``).
+
+    A database already at the last version is not locked at all: a store opens while another
+    connection writes (its own writes then wait for the busy timeout like any other)."""
+    current = schema_version(conn, path)
+    if current == MIGRATIONS[-1][0]:
+        return current
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(conn, path)  # again, under the write lock: another may migrate
+        target = MIGRATIONS[-1][0]
+        if current < target:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            for version, script in MIGRATIONS:
+                if version > current:
+                    for statement in statements(script):
+                        conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return current

@@ -1,11 +1,17 @@
 """The SQLite store, the embedded default.
 
 WAL mode, ``synchronous=NORMAL`` (a commit survives a crash of the process; ``durable=True``
-uses ``FULL`` for power loss too), a busy timeout, ``BEGIN IMMEDIATE`` for every write. One
-writer thread owns the write connection: ``apply`` queues its batch and awaits; the writer takes
-every batch waiting, applies each in a savepoint (a compare-and-set failure rolls back that batch
-only and fails only its caller), commits once (a group commit), then answers. Reads use their own
-connection in a worker thread. Nothing blocks the event loop.
+uses ``FULL``, which survives a power loss too, at the cost of an fsync per commit), a busy
+timeout (5 s by default), ``BEGIN IMMEDIATE`` for every write, foreign keys on. One writer thread
+owns the write connection: ``apply`` queues its batch and awaits; the writer takes every batch
+waiting, applies each in a savepoint (a compare-and-set failure rolls back that batch only and
+fails only its caller), commits once (a group commit), then answers on the caller's event loop.
+Reads use their own connection in a worker thread, behind a lock. Nothing blocks the event loop.
+
+Failures are :class:`~orchestrator.errors.StoreError` naming the file: not a database (or
+another program's database), not writable, locked by another writer past the busy timeout
+(the batches of that transaction fail and nothing of them is written; the store stays usable),
+or a schema newer than this orchestrator.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import anyio
 from .. import crash
 from ..errors import StoreError
 from ..states import JOB_TERMINAL, JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
+from . import migrations
 from .base import (
     ActiveRunExists,
     AttemptRecord,
@@ -42,7 +49,6 @@ from .base import (
     RunTransition,
     StaleWrite,
 )
-from .migrations import LATEST, MIGRATIONS
 
 T = TypeVar("T")
 _ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
@@ -79,23 +85,38 @@ class SQLiteStore:
     # -- opening -------------------------------------------------------------------------
     @classmethod
     async def open(cls, path: str | os.PathLike[str], **kwargs: Any) -> SQLiteStore:
+        """Open (creating or upgrading) the database at ``path`` and start the writer."""
         store = cls(path, **kwargs)
         await anyio.to_thread.run_sync(store._open)
         return store
 
+    async def __aenter__(self) -> SQLiteStore:
+        if self._writer is None and not self._closed:
+            await anyio.to_thread.run_sync(self._open)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            migrations.schema_version(conn, self.path)  # before anything is written
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: writes stay in memory
             conn.execute("PRAGMA temp_store = MEMORY")
-        except sqlite3.DatabaseError as exc:
-            raise self._error(exc) from None
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from None
+            raise
         return conn
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
@@ -103,7 +124,7 @@ class SQLiteStore:
         if "file is not a database" in text or "malformed" in text:
             return StoreError(f"{self.path}: not an orchestrator database ({text})")
         if "readonly" in text or "unable to open" in text or "disk I/O" in text:
-            return StoreError(f"{self.path}: cannot write the database ({text})")
+            return StoreError(f"{self.path}: cannot write {self.path} ({text})")
         return StoreError(f"{self.path}: {text}")
 
     def _open(self) -> None:
@@ -111,20 +132,21 @@ class SQLiteStore:
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise StoreError(
-                f"{directory}: cannot create the state folder ({exc.strerror})"
-            ) from None
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise StoreError(f"{self.path}: cannot write {directory}: {reason}") from None
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: not an orchestrator database (it is a folder)")
         if self.path.exists() and not os.access(self.path, os.W_OK):
-            raise StoreError(f"{self.path}: cannot write the database (permission denied)")
-        if not self.path.exists() and not os.access(directory, os.W_OK):
-            raise StoreError(f"{directory}: cannot write the database here (permission denied)")
+            raise StoreError(f"cannot write {self.path}: permission denied")
+        if not os.access(directory, os.W_OK | os.X_OK):  # the file, its -wal and -shm files
+            raise StoreError(f"{self.path}: cannot write {directory}: permission denied")
         write = self._connect()
         try:
             self._migrate(write)
+            self._read = self._connect()
         except BaseException:
             write.close()
             raise
-        self._read = self._connect()
         self._writer = threading.Thread(
             target=self._write_loop, args=(write,), name="orchestrator-store", daemon=True
         )
@@ -132,30 +154,8 @@ class SQLiteStore:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                row = conn.execute("SELECT version FROM schema_version").fetchone()
-                current = row[0] if row else 0
-                if current > LATEST:
-                    raise StoreError(
-                        f"{self.path}: database schema version {current} is newer than this "
-                        f"orchestrator (knows up to {LATEST}); upgrade orchestrator"
-                    )
-                for version, script in MIGRATIONS:
-                    if version > current:
-                        for statement in script.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-                if row is None:
-                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (LATEST,))
-                else:
-                    conn.execute("UPDATE schema_version SET version = ?", (LATEST,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
+            migrations.migrate(conn, self.path)
+        except sqlite3.Error as exc:
             raise self._error(exc) from None
 
     async def aclose(self) -> None:
@@ -166,10 +166,16 @@ class SQLiteStore:
             self._queue.put(None)
             await anyio.to_thread.run_sync(self._writer.join)
         if self._read is not None:
-            with self._read_lock:
-                self._read.close()
+            await anyio.to_thread.run_sync(self._close_read)
+
+    def _close_read(self) -> None:
+        assert self._read is not None
+        with self._read_lock:  # after the read in flight, if any
+            self._read.close()
 
     def statistics(self) -> dict[str, int]:
+        """``batches`` applied (or refused) in committed transactions and ``commits``: fewer
+        commits than batches is group commit at work."""
         return dict(self._stats)
 
     # -- writing -------------------------------------------------------------------------
@@ -235,18 +241,30 @@ class SQLiteStore:
             conn.execute("COMMIT")
             self._stats["commits"] += 1
             self._stats["batches"] += len(group)
-        except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            failure = self._error(exc)
-            results = [(False, failure)] * len(group)
+        except Exception as exc:  # the database failed (locked, full, I/O): the whole group fails
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            results = [(False, self._group_failure(exc)) for _ in group]
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
         for request, (ok, value) in zip(group, results, strict=True):
             by_loop.setdefault(request.loop, []).append((request.future, ok, value))
         for loop, settled in by_loop.items():  # one wake-up of each loop per commit
-            loop.call_soon_threadsafe(_settle_all, settled)
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+    def _group_failure(self, exc: Exception) -> Exception:
+        """One exception per caller (a shared one would collect every caller's traceback)."""
+        if isinstance(exc, sqlite3.Error):
+            failure = self._error(exc)
+        else:  # pragma: no cover - a bug of this module: still answer every caller
+            failure = StoreError(f"{self.path}: the write failed ({exc!r})")
+        failure.__cause__ = exc
+        return failure
 
     def _run_group(
         self, conn: sqlite3.Connection, group: list[_Request], *, savepoints: bool
@@ -270,7 +288,9 @@ class SQLiteStore:
                     assert request.fn is not None
                     wave.flush(conn)
                     value = request.fn(conn)
-            except (StaleWrite, StoreError, sqlite3.IntegrityError) as exc:
+            except Exception as exc:
+                if not _fault_of_the_batch(exc):
+                    raise  # a fault of the database: the whole group fails
                 if not savepoints:
                     raise _BatchFailed from exc
                 conn.execute(f"ROLLBACK TO b{i}")
@@ -571,13 +591,17 @@ class SQLiteStore:
             raise StoreError(f"{self.path}: the store is closed")
         return await anyio.to_thread.run_sync(run)
 
+    # rows are decoded into records in the worker thread too: a long event log decoded on the
+    # loop would stall it as surely as the query would
+
     async def get_run(self, run_id: str) -> RunRecord | None:
-        rows = await self._query(
-            lambda c: c.execute(
+        def read(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
-            ).fetchall()
-        )
-        return _run(rows[0]) if rows else None
+            ).fetchone()
+            return _run(row) if row else None
+
+        return await self._query(read)
 
     async def list_runs(
         self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
@@ -593,80 +617,79 @@ class SQLiteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        rows = await self._query(lambda c: c.execute(sql, (*args, limit)).fetchall())
-        return [_run(r) for r in rows]
+        return await self._query(lambda c: [_run(r) for r in c.execute(sql, (*args, limit))])
 
     async def get_jobs(self, run_id: str) -> dict[str, JobRecord]:
-        rows = await self._query(
-            lambda c: c.execute(
+        def read(conn: sqlite3.Connection) -> dict[str, JobRecord]:
+            rows = conn.execute(
                 "SELECT job_id, state, attempts, error, remote_status, outputs, log_tail, notes, "
-                "started_at, ended_at "
-                "FROM jobs WHERE run_id = ? ORDER BY rowid",
+                "started_at, ended_at FROM jobs WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
-            ).fetchall()
-        )
-        return {
-            r[0]: JobRecord(
-                run_id,
-                r[0],
-                JobState(r[1]),
-                r[2],
-                r[3],
-                r[4],
-                json.loads(r[5]) if r[5] else {},
-                r[6],
-                json.loads(r[7]) if r[7] else [],
-                r[8],
-                r[9],
             )
-            for r in rows
-        }
+            return {
+                r[0]: JobRecord(
+                    run_id,
+                    r[0],
+                    JobState(r[1]),
+                    r[2],
+                    r[3],
+                    r[4],
+                    json.loads(r[5]) if r[5] else {},
+                    r[6],
+                    json.loads(r[7]) if r[7] else [],
+                    r[8],
+                    r[9],
+                )
+                for r in rows
+            }
+
+        return await self._query(read)
 
     async def get_attempts(self, run_id: str) -> list[AttemptRecord]:
-        rows = await self._query(
-            lambda c: c.execute(
+        def read(conn: sqlite3.Connection) -> list[AttemptRecord]:
+            rows = conn.execute(
                 "SELECT job_id, attempt, key, state, handle, submitted_at, accepted_at, ended_at, "
-                "error "
-                "FROM attempts WHERE run_id = ? ORDER BY job_id, attempt",
+                "error FROM attempts WHERE run_id = ? ORDER BY job_id, attempt",
                 (run_id,),
-            ).fetchall()
-        )
-        return [
-            AttemptRecord(
-                run_id,
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                json.loads(r[4]) if r[4] else None,
-                r[5],
-                r[6],
-                r[7],
-                r[8],
             )
-            for r in rows
-        ]
+            return [
+                AttemptRecord(
+                    run_id,
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    json.loads(r[4]) if r[4] else None,
+                    r[5],
+                    r[6],
+                    r[7],
+                    r[8],
+                )
+                for r in rows
+            ]
+
+        return await self._query(read)
 
     async def get_events(self, run_id: str) -> list[Event]:
-        rows = await self._query(
-            lambda c: c.execute(
-                "SELECT seq, job_id, kind, old, new, at, data FROM events WHERE run_id = ? ORDER "
-                "BY seq",
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            rows = conn.execute(
+                "SELECT seq, job_id, kind, old, new, at, data FROM events WHERE run_id = ? "
+                "ORDER BY seq",
                 (run_id,),
-            ).fetchall()
-        )
-        return [
-            Event(r[0], run_id, r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
-            for r in rows
-        ]
+            )
+            return [
+                Event(r[0], run_id, r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
+                for r in rows
+            ]
+
+        return await self._query(read)
 
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
-        rows = await self._query(
-            lambda c: c.execute(
-                "SELECT definition FROM dags WHERE hash = ?", (dag_hash,)
-            ).fetchall()
-        )
-        return json.loads(rows[0][0]) if rows else None
+        def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT definition FROM dags WHERE hash = ?", (dag_hash,)).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await self._query(read)
 
     async def claim_run(
         self, run_id: str, owner: str, *, expected_owner: str | None, at: float
@@ -694,15 +717,11 @@ class SQLiteStore:
 
     # -- outbox --------------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
-        rows = await self._query(
-            lambda c: c.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND (next_at IS "
-                "NULL OR next_at <= ?) "
-                "ORDER BY next_at, created_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
+        sql = (
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND (next_at IS NULL "
+            "OR next_at <= ?) ORDER BY COALESCE(next_at, 0), created_at LIMIT ?"
         )
-        return [_delivery(r) for r in rows]
+        return await self._query(lambda c: [_delivery(r) for r in c.execute(sql, (now, limit))])
 
     async def record_delivery(
         self, attempt: DeliveryAttempt, *, state: str, next_at: float | None
@@ -748,22 +767,11 @@ class SQLiteStore:
             if run_id is not None:
                 sql += " WHERE run_id = ?"
                 args = (run_id,)
-            deliveries = [
-                _delivery(r)
-                for r in conn.execute(sql + " ORDER BY created_at, rowid", args).fetchall()
-            ]
-            out = []
-            for d in deliveries:
-                attempts = [
-                    DeliveryAttempt(d.id, r[0], r[1], r[2], r[3], r[4])
-                    for r in conn.execute(
-                        "SELECT number, at, status, error, duration FROM delivery_attempts WHERE "
-                        "delivery_id = ? ORDER BY number",
-                        (d.id,),
-                    ).fetchall()
-                ]
-                out.append((d, attempts))
-            return out
+            conn.execute("BEGIN")  # one snapshot for the deliveries and their attempts
+            try:
+                return _deliveries_with_attempts(conn, sql + " ORDER BY created_at, rowid", args)
+            finally:
+                conn.execute("COMMIT")
 
         return await self._query(read)
 
@@ -853,6 +861,23 @@ def _delivery(r: Any) -> DeliveryRecord:
     )
 
 
+def _deliveries_with_attempts(
+    conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]
+) -> list[tuple[DeliveryRecord, list[DeliveryAttempt]]]:
+    out = []
+    for d in [_delivery(r) for r in conn.execute(sql, args).fetchall()]:
+        attempts = [
+            DeliveryAttempt(d.id, r[0], r[1], r[2], r[3], r[4])
+            for r in conn.execute(
+                "SELECT number, at, status, error, duration FROM delivery_attempts WHERE "
+                "delivery_id = ? ORDER BY number",
+                (d.id,),
+            ).fetchall()
+        ]
+        out.append((d, attempts))
+    return out
+
+
 _ATTEMPT_DATA = [_dumps({"attempt": n}) for n in range(64)]
 
 
@@ -893,13 +918,30 @@ class _BatchFailed(Exception):
     """A batch of the fast path failed: redo the group with savepoints."""
 
 
+def _fault_of_the_batch(exc: Exception) -> bool:
+    """A stale compare-and-set, a duplicate row or a value that cannot be stored fails its own
+    batch; any other database error (locked, full, I/O) fails the whole transaction."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
+        return True
+    return not isinstance(exc, sqlite3.Error)
+
+
 def _settle_all(settled: list[tuple[Any, bool, Any]]) -> None:
+    callbacks = []
     for future, ok, value in settled:
         if not isinstance(future, asyncio.Future):
-            future(None if ok else value)  # apply_nowait's callback
+            callbacks.append((future, None if ok else value))  # apply_nowait's callback
         elif future.cancelled():
             continue
         elif ok:
             future.set_result(value)
         else:
             future.set_exception(value)
+    failed: BaseException | None = None
+    for callback, outcome in callbacks:  # one callback that raises does not starve the others
+        try:
+            callback(outcome)
+        except Exception as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed  # the event loop's exception handler reports it

@@ -1,0 +1,607 @@
+"""The SQLite store's own behaviour, beyond the contract suite: durability, migrations, clear
+errors that write nothing, a locked database, and an event loop that never waits for SQLite."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from orchestrator.errors import StoreError
+from orchestrator.states import JobState, RunState
+from orchestrator.store import migrations
+from orchestrator.store.base import (
+    AttemptWrite,
+    CreateRun,
+    JobTransition,
+    Operation,
+    RunRecord,
+    RunTransition,
+    StaleWrite,
+)
+from orchestrator.store.memory import MemoryStore
+from orchestrator.store.migrations import LATEST, MIGRATIONS, statements
+from orchestrator.store.open import default_db_path, open_store, sqlite_path, without_password
+from orchestrator.store.sqlite import SQLiteStore
+
+J = JobState
+TABLES = {"schema_version", "dags", "runs", "jobs", "attempts", "events", "outbox"}
+
+
+def create(run_id: str = "r1", jobs: tuple[str, ...] = ("a", "b")) -> CreateRun:
+    record = RunRecord(run_id, "d", "hash", {"p": 1}, "manual", RunState.QUEUED, created_at=1.0)
+    return CreateRun(record, {"name": "d"}, list(jobs))
+
+
+def queue(job_id: str = "a", at: float = 2.0) -> JobTransition:
+    return JobTransition("r1", job_id, J.PENDING, J.QUEUED, at)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def siblings(path: Path) -> set[str]:
+    return {p.name for p in path.parent.iterdir()}
+
+
+@pytest.fixture
+def restore_mode() -> Iterator[list[Path]]:
+    """Paths whose permissions a test takes away get them back (so tmp_path can be removed)."""
+    paths: list[Path] = []
+    yield paths
+    for path in paths:
+        path.chmod(stat.S_IRWXU)
+
+
+# -- durability -------------------------------------------------------------------------------
+
+
+async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with await SQLiteStore.open(path) as store:
+        await store.apply([create(), queue()])
+        await store.apply(
+            [
+                RunTransition("r1", RunState.QUEUED, RunState.RUNNING, 2.0),
+                JobTransition("r1", "a", J.QUEUED, J.SUBMITTING, 3.0, attempts=1),
+                AttemptWrite("r1", "a", 1, "submitting", 3.0, key="r1/a/1"),
+            ]
+        )
+        await store.apply([AttemptWrite("r1", "a", 1, "running", 4.0, handle={"id": "x"})])
+        await store.claim_run("r1", "me", expected_owner=None, at=5.0)
+        before = (
+            await store.get_run("r1"),
+            await store.get_jobs("r1"),
+            await store.get_attempts("r1"),
+            await store.get_events("r1"),
+        )
+    assert "state.db-wal" not in siblings(path)  # the last close checkpointed the log
+    async with await SQLiteStore.open(path) as again:
+        after = (
+            await again.get_run("r1"),
+            await again.get_jobs("r1"),
+            await again.get_attempts("r1"),
+            await again.get_events("r1"),
+        )
+        assert after == before
+        assert await again.get_dag_definition("hash") == {"name": "d"}
+        await again.apply([JobTransition("r1", "a", J.SUBMITTING, J.RUNNING, 6.0)])
+        events = await again.get_events("r1")
+        assert events[-1].seq > before[3][-1].seq  # seq goes on across a reopen
+
+
+async def test_aclose_flushes_the_writes_still_queued(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = await SQLiteStore.open(path)
+    jobs = tuple(f"j{i}" for i in range(300))
+    await store.apply([create(jobs=jobs)])
+    answers: list[BaseException | None] = []
+    for job_id in jobs:
+        store.apply_nowait([queue(job_id)], answers.append)
+    await store.aclose()  # without waiting for any of them
+    await anyio.sleep(0)  # the answers were scheduled on this loop before aclose returned
+    assert answers == [None] * len(jobs)
+    async with await SQLiteStore.open(path) as again:
+        assert {j.state for j in (await again.get_jobs("r1")).values()} == {J.QUEUED}
+
+
+async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    await store.aclose()
+    await store.aclose()  # twice is fine
+    with pytest.raises(StoreError, match="closed"):
+        await store.apply([create()])
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_run("r1")
+    answers: list[BaseException | None] = []
+    store.apply_nowait([create()], answers.append)
+    assert len(answers) == 1
+    assert isinstance(answers[0], StoreError)
+
+
+@pytest.mark.parametrize(("durable", "synchronous"), [(False, 1), (True, 2)])
+async def test_connection_settings(tmp_path: Path, durable: bool, synchronous: int) -> None:
+    async with await SQLiteStore.open(tmp_path / "s.db", durable=durable, busy_timeout=2.5) as s:
+
+        def settings(conn: sqlite3.Connection) -> tuple[Any, ...]:
+            return tuple(
+                conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            )
+
+        # the write connection, reached through the writer thread (a private hook, for tests)
+        assert await s._write_fn(settings) == ("wal", synchronous, 1, 2500)
+
+
+async def test_a_value_that_cannot_be_stored_fails_only_its_batch(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "s.db") as store:
+        await store.apply([create()])
+        bad = JobTransition("r1", "b", J.PENDING, J.QUEUED, 2.0, outputs={"x": object()})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.apply, [queue("a")])
+            with pytest.raises(TypeError, match="not JSON serializable"):
+                await store.apply([bad])
+        jobs = await store.get_jobs("r1")
+        assert (jobs["a"].state, jobs["b"].state) == (J.QUEUED, J.PENDING)
+        await store.apply([queue("b")])  # the writer is alive
+        assert (await store.get_jobs("r1"))["b"].state is J.QUEUED
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+def schema(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    conn = raw(path)
+    try:
+        objects = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+    finally:
+        conn.close()
+    return objects, versions
+
+
+async def test_a_fresh_database_gets_every_migration(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    await (await SQLiteStore.open(path)).aclose()
+    objects, versions = schema(path)
+    assert versions == [(LATEST,)]
+    assert {name for kind, name, _ in objects if kind == "table"} >= TABLES
+    indexes = {name for kind, name, _ in objects if kind == "index"}
+    assert {"runs_dag_state", "runs_created", "events_run"} <= indexes
+    conn = raw(path)
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(attempts)")}
+    unique = [r for r in conn.execute("PRAGMA index_list(attempts)") if r[2] == 1]
+    conn.close()
+    assert {"key", "handle", "submitted_at", "accepted_at"} <= columns
+    assert unique  # the idempotency key (and the primary key)
+
+
+async def test_a_current_database_is_opened_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await SQLiteStore.open(path) as store:
+        await store.apply([create()])
+    before = schema(path)
+    async with await SQLiteStore.open(path) as store:
+        assert await store.get_run("r1") is not None
+    assert schema(path) == before
+
+
+@pytest.mark.parametrize("recorded", [None, 0], ids=["empty-version-table", "version-0"])
+async def test_a_version_0_database_is_upgraded(tmp_path: Path, recorded: int | None) -> None:
+    path = tmp_path / "old.db"
+    conn = raw(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    if recorded is not None:
+        conn.execute("INSERT INTO schema_version VALUES (?)", (recorded,))
+    conn.close()
+    async with await SQLiteStore.open(path) as store:
+        await store.apply([create()])
+        assert await store.get_run("r1") is not None
+    assert schema(path)[1] == [(LATEST,)]
+
+
+V2 = (
+    LATEST + 1,
+    """
+    ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'it''s; new';
+    CREATE INDEX runs_note ON runs(note);
+    """,
+)
+
+
+async def test_an_older_version_is_upgraded_and_keeps_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v1.db"
+    async with await SQLiteStore.open(path) as store:  # this orchestrator's last version...
+        await store.apply([create()])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, V2])  # ...is a newer one's older
+    async with await SQLiteStore.open(path) as store:
+        assert await store.get_run("r1") is not None
+    conn = raw(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(LATEST + 1,)]
+    assert conn.execute("SELECT id, note FROM runs").fetchall() == [("r1", "it's; new")]
+    conn.close()
+
+
+async def test_a_failed_upgrade_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v1.db"
+    async with await SQLiteStore.open(path) as store:
+        await store.apply([create()])
+    before = schema(path)
+    broken = (LATEST + 1, "ALTER TABLE runs ADD COLUMN note TEXT; CREATE TABLE runs (x);")
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, broken])
+    with pytest.raises(StoreError, match=r"v1\.db: table runs already exists"):
+        await SQLiteStore.open(path)
+    assert schema(path) == before  # the added column was rolled back with the rest
+
+
+async def test_a_newer_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    await (await SQLiteStore.open(path)).aclose()
+    conn = raw(path)
+    conn.execute("UPDATE schema_version SET version = ?", (LATEST + 5,))
+    conn.close()
+    content = path.read_bytes()
+    with pytest.raises(StoreError) as caught:
+        await SQLiteStore.open(path)
+    assert str(caught.value) == (
+        f"{path}: database schema version {LATEST + 5} is newer than this orchestrator "
+        f"(knows up to {LATEST}); upgrade orchestrator"
+    )
+    assert path.read_bytes() == content
+
+
+async def test_another_programs_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "theirs.db"
+    conn = raw(path)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    conn.close()
+    content = path.read_bytes()
+    with pytest.raises(StoreError, match=r"theirs\.db: not an orchestrator database .*customers"):
+        await SQLiteStore.open(path)
+    assert path.read_bytes() == content
+    assert siblings(path) == {"theirs.db"}  # not even switched to WAL
+
+
+def test_migration_scripts_split_where_sqlite_says() -> None:
+    assert list(statements(V2[1])) == [
+        "ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'it''s; new';",
+        "CREATE INDEX runs_note ON runs(note);",
+    ]
+    with pytest.raises(ValueError, match="incomplete"):
+        list(statements("CREATE TABLE x (a)"))
+    versions = [v for v, _ in MIGRATIONS]
+    assert versions == sorted(set(versions))
+    assert versions[0] == 1
+
+
+# -- files that are not a database ------------------------------------------------------------
+
+
+def real_database_bytes(tmp_path: Path) -> bytes:
+    conn = raw(tmp_path / "real.db")
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 100)
+    conn.close()
+    return (tmp_path / "real.db").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated", "garbage-after-header"])
+async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path, kind: str) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    path = folder / "bad.db"
+    if kind == "text":
+        content = b"this is not a database, just some text\n" * 100
+    elif kind == "truncated":
+        content = real_database_bytes(tmp_path)[:3000]
+    else:
+        content = real_database_bytes(tmp_path)[:100] + bytes(range(256)) * 40
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=r"bad\.db: not an orchestrator database \("):
+        await SQLiteStore.open(path)
+    assert path.read_bytes() == content  # nothing written
+    assert siblings(path) == {"bad.db"}  # no -wal, no -shm, no journal
+
+
+async def test_a_folder_is_not_a_database(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"not an orchestrator database \(it is a folder\)"):
+        await SQLiteStore.open(tmp_path)
+
+
+# -- files that cannot be written -------------------------------------------------------------
+
+
+async def test_a_folder_that_is_not_writable(tmp_path: Path, restore_mode: list[Path]) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    restore_mode.append(folder)
+    if os.access(folder, os.W_OK):
+        pytest.skip("this user writes a read-only folder anyway (root): permissions do not bind")
+    with pytest.raises(StoreError, match=r"cannot write .*ro: permission denied"):
+        await SQLiteStore.open(folder / "s.db")
+    assert list(folder.iterdir()) == []
+
+
+async def test_a_file_that_is_not_writable(tmp_path: Path, restore_mode: list[Path]) -> None:
+    path = tmp_path / "ro.db"
+    await (await SQLiteStore.open(path)).aclose()
+    path.chmod(stat.S_IRUSR)
+    restore_mode.append(path)
+    if os.access(path, os.W_OK):
+        pytest.skip("this user writes a read-only file anyway (root): permissions do not bind")
+    with pytest.raises(StoreError, match=r"cannot write .*ro\.db: permission denied"):
+        await SQLiteStore.open(path)
+
+
+async def test_the_permission_check_names_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check above, for root too: what ``os.access`` refuses is refused before SQLite."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        return Path(path) != folder and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(StoreError) as caught:
+        await SQLiteStore.open(folder / "s.db")
+    assert str(caught.value) == f"{folder / 's.db'}: cannot write {folder}: permission denied"
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+async def test_a_place_where_no_file_can_be_made(tmp_path: Path) -> None:
+    """Holds for root too: no one creates files in /proc."""
+    with pytest.raises(StoreError, match=r"^/proc/orchestrator\.db: cannot write"):
+        await SQLiteStore.open("/proc/orchestrator.db")
+
+
+# -- a locked database ------------------------------------------------------------------------
+
+
+async def test_a_locked_database_fails_the_batch_writes_nothing_and_recovers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    store = await SQLiteStore.open(path, busy_timeout=0.3)
+    await store.apply([create()])
+    events_before = await store.get_events("r1")
+    gaps: list[float] = []
+    other = raw(path)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the timeout
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_tick, gaps, 0.01)
+            with pytest.raises(StoreError, match=r"locked\.db: database is locked"):
+                await store.apply([queue("a"), queue("b")])
+            tg.cancel_scope.cancel()
+        # reads go on meanwhile (WAL): a reader never waits for the writer
+        assert (await store.get_jobs("r1"))["a"].state is J.PENDING
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert max(gaps) < 0.2  # the loop kept running while the writer waited
+    jobs = await store.get_jobs("r1")
+    assert (jobs["a"].state, jobs["b"].state) == (J.PENDING, J.PENDING)  # nothing half-written
+    assert await store.get_events("r1") == events_before
+    await store.apply([queue("a", at=3.0)])  # usable again
+    assert (await store.get_jobs("r1"))["a"].state is J.QUEUED
+    await store.aclose()
+
+
+async def test_a_current_database_opens_while_another_writes(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    await (await SQLiteStore.open(path)).aclose()
+    other = raw(path)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        async with await SQLiteStore.open(path, busy_timeout=0.1) as store:
+            assert await store.list_runs() == []  # no migration to run: no lock to wait for
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+async def test_a_fresh_database_locked_during_its_migration(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    other = raw(path)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match=r"fresh\.db: database is locked"):
+            await SQLiteStore.open(path, busy_timeout=0.1)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    conn = raw(path)
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []  # nothing migrated
+    conn.close()
+    async with await SQLiteStore.open(path) as store:  # the next try migrates
+        await store.apply([create()])
+
+
+# -- the event loop never waits ---------------------------------------------------------------
+
+
+async def _tick(gaps: list[float], every: float) -> None:
+    last = time.monotonic()
+    while True:
+        await anyio.sleep(every)
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+
+
+def lifecycle(job_id: str) -> list[list[Operation]]:
+    """Five single-operation batches that take one job from pending to succeeded."""
+    return [
+        [JobTransition("r1", job_id, J.PENDING, J.QUEUED, 2.0)],
+        [JobTransition("r1", job_id, J.QUEUED, J.SUBMITTING, 3.0, attempts=1)],
+        [AttemptWrite("r1", job_id, 1, "submitting", 3.0, key=f"r1/{job_id}/1")],
+        [JobTransition("r1", job_id, J.SUBMITTING, J.RUNNING, 4.0, remote_status="RUNNING")],
+        [JobTransition("r1", job_id, J.RUNNING, J.SUCCEEDED, 5.0, outputs={"n": 1})],
+    ]
+
+
+async def run_lifecycles(
+    store: SQLiteStore | MemoryStore, jobs: tuple[str, ...], writers: int = 200
+) -> None:
+    """``writers`` concurrent tasks (like the jobs of a wide DAG) take the jobs one by one."""
+    todo = list(reversed(jobs))
+
+    async def writer() -> None:
+        while todo:
+            for batch in lifecycle(todo.pop()):
+                await store.apply(batch)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(writers):
+            tg.start_soon(writer)
+
+
+async def test_the_event_loop_never_blocks_on_5000_writes(tmp_path: Path) -> None:
+    jobs = tuple(f"j{i}" for i in range(1000))  # x 5 batches = 5,000 operations
+    async with await SQLiteStore.open(tmp_path / "g.db") as store:
+        await store.apply([create(jobs=jobs)])
+        gaps: list[float] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_tick, gaps, 0.01)
+            await run_lifecycles(store, jobs)
+            for _ in range(5):  # reads too
+                assert len(await store.get_events("r1")) > 5000
+            tg.cancel_scope.cancel()
+        stats = store.statistics()
+        assert stats["batches"] == 1 + 5 * len(jobs)
+        assert stats["commits"] < stats["batches"]
+        assert len(gaps) > 3, "the loop never got a turn"
+        assert max(gaps) < 0.2, f"the loop was blocked for {max(gaps):.3f} s"
+        assert {j.state for j in (await store.get_jobs("r1")).values()} == {J.SUCCEEDED}
+
+
+async def test_throughput_is_reported_not_asserted(
+    tmp_path: Path, record_property: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rough figure for the README and for regressions seen by eye; no timing is asserted
+    (CI machines vary too much)."""
+    jobs = tuple(f"j{i}" for i in range(400))
+    async with await SQLiteStore.open(tmp_path / "t.db") as store:
+        await store.apply([create(jobs=jobs)])
+        started = time.perf_counter()
+        await run_lifecycles(store, jobs)
+        elapsed = time.perf_counter() - started
+        stats = store.statistics()
+    batches = 5 * len(jobs)
+    rate = batches / elapsed if elapsed > 0 else float("inf")
+    record_property("sqlite_batches_per_second", round(rate))
+    record_property("sqlite_batches_per_commit", round(stats["batches"] / stats["commits"], 1))
+    with capsys.disabled():
+        print(f"\nSQLite store: {rate:,.0f} single-operation batches/s, {stats}")
+    assert stats["batches"] == 1 + batches
+
+
+async def test_blocking_work_runs_off_the_loop_thread(tmp_path: Path) -> None:
+    import threading
+
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    async with await SQLiteStore.open(tmp_path / "s.db") as store:
+        await store.apply([create()])
+        await store._query(lambda conn: seen.append(threading.get_ident()))
+        await store._write_fn(lambda conn: seen.append(threading.get_ident()))
+    assert loop_thread not in seen
+
+
+# -- opening from a URL -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///abs/path.db", Path("/abs/path.db")),
+        ("sqlite:relative.db", Path("relative.db")),
+        ("sqlite:sub/relative.db", Path("sub/relative.db")),
+        ("plain.db", Path("plain.db")),
+        ("./with:colon.db", Path("./with:colon.db")),
+        ("/abs/plain.db", Path("/abs/plain.db")),
+        ("~/x.db", Path("~/x.db").expanduser()),
+    ],
+)
+def test_sqlite_urls(url: str, expected: Path) -> None:
+    assert sqlite_path(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u:secret@h/db", r"^postgresql://u:\*\*\*@h/db: the PostgreSQL store is not"),
+        ("postgres://h/db", "PostgreSQL store is not built yet"),
+        ("redis://u:p@ss@h:6379", r"^redis://u:\*\*\*@h:6379: unknown store"),
+        ("memroy:", r"^memroy:: unknown store"),
+        ("sqlite://host/x.db", "unknown store"),
+        ("sqlite:", "no database file named"),
+    ],
+)
+def test_urls_that_are_refused(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message) as caught:
+        sqlite_path(url)
+    assert "secret" not in str(caught.value)
+
+
+def test_passwords_are_masked() -> None:
+    assert without_password("postgresql://me:pw@db:5432/x") == "postgresql://me:***@db:5432/x"
+    assert without_password("postgresql://me@db/x") == "postgresql://me@db/x"
+    assert without_password("memory:") == "memory:"
+
+
+async def test_open_store_opens_each_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home" / "orchestrator"
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert default_db_path() == home / "orchestrator.db"
+    store = await open_store()
+    assert isinstance(store, SQLiteStore)
+    await store.aclose()
+    assert (home / "orchestrator.db").is_file()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    memory = await open_store("memory:")
+    assert isinstance(memory, MemoryStore)
+    await memory.aclose()
+    for url, file in [
+        (f"sqlite:///{tmp_path}/a.db", tmp_path / "a.db"),
+        ("sqlite:b.db", tmp_path / "b.db"),
+        (str(tmp_path / "c.db"), tmp_path / "c.db"),
+    ]:
+        opened = await open_store(url)
+        await opened.apply([create()])
+        await opened.aclose()
+        assert file.is_file()
+    with pytest.raises(StoreError, match="PostgreSQL store is not built yet"):
+        await open_store("postgresql://u:secret@h/db")
+
+
+def test_the_default_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORCHESTRATOR_HOME", raising=False)
+    assert default_db_path() == Path.home() / ".local/state/orchestrator/orchestrator.db"
+
+
+async def test_a_stale_write_is_not_a_store_error(tmp_path: Path) -> None:
+    """The engine tells a lost run (StaleWrite) from a broken database (StoreError)."""
+    async with await SQLiteStore.open(tmp_path / "s.db") as store:
+        await store.apply([create()])
+        with pytest.raises(StaleWrite) as caught:
+            await store.apply([JobTransition("r1", "a", J.QUEUED, J.SUBMITTING, 2.0)])
+        assert not isinstance(caught.value, StoreError)
