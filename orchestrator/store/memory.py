@@ -82,11 +82,7 @@ class MemoryStore:
                 )
             elif isinstance(op, JobTransition):
                 job = jobs.get(op.run_id, {}).get(op.job_id)
-                if (
-                    job is None
-                    or job.state is not op.expected
-                    or (op.new is not op.expected and op.new not in JOB_TRANSITIONS[job.state])
-                ):
+                if job is None or job.state is not op.expected or not _allowed(job.state, op.new):
                     raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {op.expected.value}")
                 job = jobs[op.run_id][op.job_id] = copy.copy(job)
                 _update_job(job, op)
@@ -307,6 +303,12 @@ class _JobsOverlay(_Overlay):
         if key in self.base or dict.__contains__(self, key):
             return self[key]
         return default
+
+
+def _allowed(current: JobState, new: JobState) -> bool:
+    """A transition of the table, or the same non-terminal state (its other fields move on);
+    a terminal state has no way out, not even to itself."""
+    return new in JOB_TRANSITIONS[current] or (new is current and not current.terminal)
 
 
 def _update_job(job: JobRecord, op: JobTransition) -> None:

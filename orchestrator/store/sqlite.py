@@ -434,7 +434,9 @@ class SQLiteStore:
 
     def _job_sql(self, op: JobTransition) -> tuple[str, tuple[Any, ...]]:
         """The compare-and-set UPDATE of a job transition (its event is recorded here)."""
-        if op.new is not op.expected and op.new not in JOB_TRANSITIONS[op.expected]:
+        if op.new not in JOB_TRANSITIONS[op.expected] and not (
+            op.new is op.expected and not op.expected.terminal  # same state: fields move on
+        ):  # a terminal state has no way out, not even to itself
             raise StaleWrite(
                 f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a "
                 "transition"

@@ -634,3 +634,15 @@ async def test_a_disabled_webhook_stops_its_deliveries(store: Store) -> None:
         "msg_3": ("disabled", None),
     }
     assert [d.id for d in await store.due_deliveries(now=100.0)] == ["msg_2"]
+
+
+async def test_a_terminal_job_record_never_changes_again(store: Store) -> None:
+    await store.apply([create()])
+    await store.apply([job(J.PENDING, J.SKIPPED, at=2.0)])
+    for new in (J.SKIPPED, J.SUCCEEDED, J.QUEUED):  # not even to the same state
+        with pytest.raises(StaleWrite):
+            await store.apply([job(J.SKIPPED, new, at=9.0, error="late")])
+    record = (await store.get_jobs("r1"))["a"]
+    assert record.state is J.SKIPPED
+    assert record.error is None
+    assert record.ended_at == 2.0
