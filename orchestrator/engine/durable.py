@@ -25,9 +25,9 @@ def dag_definition(dag: DAG) -> tuple[dict[str, Any], str]:
     """The DAG as stored with a run (secrets as written, i.e. ``${ENV}`` references), and its
     hash."""
     definition = to_json(dag, mask=False)
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     if dag.source:
         definition = {**definition, "x-source": str(Path(dag.source).resolve())}
-    canonical = json.dumps(to_json(dag, mask=False), sort_keys=True, separators=(",", ":"))
     return definition, hashlib.sha256(canonical.encode()).hexdigest()
 
 

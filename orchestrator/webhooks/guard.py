@@ -8,9 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
@@ -101,7 +99,3 @@ def check_literal(host: str, egress: Egress) -> None:
     ip = literal_ip(host)
     if ip is not None:
         check_address(ip, egress, host)
-
-
-def addresses(results: Iterable[dict[str, Any]]) -> list[str]:
-    return [str(r["host"]) for r in results]
