@@ -163,6 +163,7 @@ class HttpClient:
         self._limiter = limiter or RateLimiter(
             connection.rate or math.inf, connection.burst, sleep=sleep
         )
+        self._base = connection.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._open_lock = anyio.Lock()
         self._closed = False
@@ -265,8 +266,7 @@ class HttpClient:
         URLs as they are."""
         if path.startswith(("http://", "https://")):
             return path
-        base = self.connection.base_url.rstrip("/")
-        return f"{base}/{path.lstrip('/')}" if path else base
+        return f"{self._base}/{path.lstrip('/')}" if path else self._base
 
     # -- requests --
 
@@ -293,19 +293,21 @@ class HttpClient:
         deadline = timeout if timeout is not None else self.connection.timeout
         query = _query(params)
         self._stats["requests"] += 1
+        limiter = self._limiter
         try:
-            session = await self._open()
+            session = self._session if self._session is not None else await self._open()
             attempt = 0
             while True:
                 attempt += 1
-                paused = self._limiter.paused_for()
-                if paused > self._retry.max_wait:
-                    raise TransientError(
-                        f"{method} {shown}: the remote asked for a pause of {paused:.0f}s "
-                        f"(longer than {self._retry.max_wait:.0f}s)",
-                        retry_after=paused,
-                    )
-                await self._limiter.acquire()
+                if not limiter.try_acquire():  # paused, throttled or others waiting
+                    paused = limiter.paused_for()
+                    if paused > self._retry.max_wait:
+                        raise TransientError(
+                            f"{method} {shown}: the remote asked for a pause of {paused:.0f}s "
+                            f"(longer than {self._retry.max_wait:.0f}s)",
+                            retry_after=paused,
+                        )
+                    await limiter.acquire()
                 try:
                     return await self._try(
                         session, method, url, shown, query, json, data, headers, ok, deadline
@@ -442,9 +444,15 @@ def _give_up(fault: _Retry, method: str, shown: str, why: str) -> NoReturn:
 # -- helpers --------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
 def _display(url: str) -> str:
     """The URL fit for messages and logs: no credentials, no query string, no fragment."""
+    if "@" not in url and "?" not in url and "#" not in url:
+        return url  # nothing to hide (most URLs: a poll path differs per job, so no cache)
+    return _display_parsed(url)
+
+
+@functools.lru_cache(maxsize=256)
+def _display_parsed(url: str) -> str:
     try:
         parsed = URL(url)
         return str(parsed.with_user(None).with_query(None).with_fragment(None))

@@ -44,6 +44,7 @@ class RateLimiter:
         if burst < 1:
             raise ValueError(f"burst must be at least 1, not {burst!r}")
         self.rate = float(rate)
+        self._unlimited = math.isinf(self.rate)
         self.burst = int(burst)
         self._clock = clock
         self._sleep = sleep
@@ -58,7 +59,9 @@ class RateLimiter:
 
     def now(self) -> float:
         """The limiter's time: its clock, or later if it knows more time has passed."""
-        self._floor = max(self._floor, self._clock())
+        now = self._clock()
+        if now > self._floor:
+            self._floor = now
         return self._floor
 
     async def sleep(self, delay: float) -> None:
@@ -80,12 +83,24 @@ class RateLimiter:
 
     def paused_for(self) -> float:
         """Seconds left in the current pause (0.0 when not paused)."""
+        if self._paused_until == -math.inf:
+            return 0.0  # never paused: no need to read the clock
         return max(0.0, self._paused_until - self.now())
+
+    def try_acquire(self) -> bool:
+        """Take one token if that needs no wait (not paused, nobody waiting, a token in the
+        bucket); ``False`` leaves the bucket as it was. The caller's fast path: no coroutine."""
+        if self._lock.locked():
+            return False  # someone is waiting: newcomers queue behind them
+        now = self.now()
+        if now < self._paused_until or not self._take(now):
+            return False
+        self._acquired += 1
+        return True
 
     async def acquire(self) -> None:
         """Take one token, waiting for the pause to end and the token to be due."""
-        if math.isinf(self.rate) and not self._lock.locked() and self.now() >= self._paused_until:
-            self._acquired += 1  # no limit, no pause, nobody waiting: nothing to wait for
+        if self.try_acquire():
             return
         async with self._lock:
             while True:
@@ -93,16 +108,22 @@ class RateLimiter:
                 if now < self._paused_until:
                     await self._wait(self._paused_until - now)
                     continue
-                if math.isinf(self.rate):
-                    break
-                elapsed = max(0.0, now - self._updated)
-                self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
-                self._updated = max(self._updated, now)
-                if self._tokens >= 1.0 - _EPSILON:
-                    self._tokens = max(0.0, self._tokens - 1.0)
+                if self._take(now):
                     break
                 await self._wait((1.0 - self._tokens) / self.rate)
             self._acquired += 1
+
+    def _take(self, now: float) -> bool:
+        """Refill the bucket up to ``now`` and take a token if there is one."""
+        if self._unlimited:
+            return True
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+        self._updated = max(self._updated, now)
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
+            return True
+        return False
 
     async def _wait(self, delay: float) -> None:
         self._waits += 1

@@ -593,3 +593,25 @@ async def test_tls_verification_off_warns_once(tls_remote: tuple[str, Path]) -> 
 def test_response_repr_hides_headers_and_body() -> None:
     resp = Response(200, {"Set-Cookie": SECRET}, SECRET.encode(), "http://h/x")
     assert SECRET not in repr(resp)
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/jobs/j-1", "{base}/api/jobs/j-1"),
+        ("/jobs?token=SECRET", "{base}/api/jobs"),
+        ("/jobs#SECRET", "{base}/api/jobs"),
+        ("http://user:SECRET@127.0.0.1:9/jobs?k=SECRET", "http://127.0.0.1:9/jobs"),
+    ],
+)
+async def test_messages_name_the_url_without_credentials_or_query(
+    remote: Remote, path: str, shown: str
+) -> None:
+    remote.on("/api/jobs", reply(404, {"message": "no such job"}))
+    remote.on("/api/jobs/j-1", reply(404, {"message": "no such job"}))
+    async with client(conn(remote.base_url), Recorder(), attempts=1) as http:
+        with pytest.raises(ConnectorError) as info:
+            await http.request("GET", path.replace("SECRET", SECRET))
+    message = str(info.value)
+    assert SECRET not in message
+    assert f"GET {shown.format(base=remote.base_url.removesuffix('/api'))}:" in message

@@ -94,6 +94,41 @@ async def test_pause_arriving_while_waiting_for_a_token() -> None:
     assert t.now - 1000.0 == pytest.approx(6.0)  # paused at t=1 for 5 s
 
 
+async def test_try_acquire_takes_only_what_needs_no_wait() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(1.0, burst=2, clock=t.clock, sleep=t.sleep)
+    assert limiter.try_acquire()
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()  # the bucket is empty; refused without taking anything
+    t.now += 1.0
+    assert limiter.try_acquire()
+    limiter.pause_for(3.0)
+    t.now += 1.0
+    assert not limiter.try_acquire()  # a token is due, but the connection is paused
+    t.now += 2.0
+    assert limiter.try_acquire()
+    assert limiter.statistics()["acquired"] == 4
+    assert t.sleeps == []
+
+
+async def test_try_acquire_does_not_jump_the_queue() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(1.0, clock=t.clock, sleep=t.sleep)
+    await limiter.acquire()
+    order: list[str] = []
+
+    async def waiter() -> None:
+        await limiter.acquire()  # holds the lock while it sleeps for its token
+        order.append("waiter")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.lowlevel.checkpoint()
+        t.now += 5.0  # a token is due, but the waiter came first
+        assert not limiter.try_acquire()
+    assert order == ["waiter"]
+
+
 async def test_no_op_sleep_does_not_spin() -> None:
     """A recording sleep that returns at once: the limiter's own time still moves."""
     recorded: list[float] = []
