@@ -60,7 +60,9 @@ _SNIPPET = 200
 _DETAIL = 500
 
 
-@dataclass(frozen=True, slots=True)
+# One per request on the engine's hot path: slotted but not frozen (a frozen dataclass costs
+# several times as much to build), like Submission and PollResult. Treat it as a value.
+@dataclass(slots=True)
 class Response:
     """A complete answer: status, headers (case-insensitive), the whole body, and the URL
     it came from without its query string."""

@@ -59,13 +59,11 @@ class RestConnector(ConnectorBase):
     async def submit(self, submission: Submission) -> RemoteHandle:
         p = submission.params
         submit = p["submit"]
-        headers = {**dict(submit.get("headers", {})), "Idempotency-Key": submission.idempotency_key}
-        body = submit.get("body")
+        key = submission.idempotency_key
+        extra = submit.get("headers")
+        headers = {**extra, "Idempotency-Key": key} if extra else {"Idempotency-Key": key}
         response = await self.client.request(
-            submit.get("method", "POST").upper(),
-            submit["path"],
-            json=body,
-            headers=headers,
+            submit.get("method", "POST"), submit["path"], json=submit.get("body"), headers=headers
         )
         document = response.json()
         try:
@@ -74,17 +72,19 @@ class RestConnector(ConnectorBase):
             raise PermanentError(
                 f"submit answer has no id at {p['idPath']!r}: {response.text()[:200]}"
             ) from None
-        return self._handle(p, str(remote_id), submission.idempotency_key)
+        return self._handle(p, str(remote_id), key)
 
     def _handle(self, p: Mapping[str, Any], remote_id: str, key: str) -> RemoteHandle:
+        # The status lists are the job's own (validated as lists), not copies: a handle is only
+        # read and stored, never changed, and it lives as long as the run.
         handle: RemoteHandle = {
             "id": remote_id,
             "key": key,
             "poll": {"method": p["poll"].get("method", "GET").upper(), "path": p["poll"]["path"]},
             "statusPath": p["statusPath"],
-            "running": list(p["running"]),
-            "success": list(p["success"]),
-            "failure": list(p["failure"]),
+            "running": p["running"],
+            "success": p["success"],
+            "failure": p["failure"],
         }
         for name in ("errorPath", "outputsPath"):
             if p.get(name):
