@@ -24,11 +24,23 @@ OVERLAP_POLICIES = ("skip", "queue", "allow")
 def dag_definition(dag: DAG) -> tuple[dict[str, Any], str]:
     """The DAG as stored with a run (secrets as written, i.e. ``${ENV}`` references), and its
     hash."""
+    definition, digest, _ = encoded_definition(dag)
+    return definition, digest
+
+
+def encoded_definition(dag: DAG) -> tuple[dict[str, Any], str, str]:
+    """:func:`dag_definition` and the definition as JSON, encoded once: the hash is that of
+    the canonical JSON (keys sorted) without ``x-source``, which is appended to it for the
+    store."""
     definition = to_json(dag, mask=False)
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-    if dag.source:
-        definition = {**definition, "x-source": str(Path(dag.source).resolve())}
-    return definition, hashlib.sha256(canonical.encode()).hexdigest()
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    if not dag.source:
+        return definition, digest, canonical
+    source = str(Path(dag.source).resolve())
+    comma = "," if canonical != "{}" else ""
+    stored = f"{canonical[:-1]}{comma}{json.dumps('x-source')}:{json.dumps(source)}}}"
+    return {**definition, "x-source": source}, digest, stored
 
 
 def overlap_policy(dag: DAG, override: str | None = None) -> str:
@@ -44,7 +56,7 @@ def overlap_policy(dag: DAG, override: str | None = None) -> str:
 async def record_new_run(store: Store, run: Run, *, owner: str, at: float, exclusive: bool) -> None:
     """Store a new run, its DAG and its pending jobs; ``exclusive`` refuses it (raising
     ActiveRunExists) if another run of the DAG is active."""
-    definition, digest = dag_definition(run.dag)
+    definition, digest, encoded = encoded_definition(run.dag)
     record = RunRecord(
         id=run.id,
         dag=run.dag.name,
@@ -56,7 +68,7 @@ async def record_new_run(store: Store, run: Run, *, owner: str, at: float, exclu
         owner=owner,
         heartbeat_at=at,
     )
-    await store.apply([CreateRun(record, definition, list(run.dag.jobs), exclusive)])
+    await store.apply([CreateRun(record, definition, list(run.dag.jobs), exclusive, encoded)])
 
 
 async def load_dag_for(store: Store, record: RunRecord) -> DAG:

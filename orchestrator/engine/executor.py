@@ -10,6 +10,7 @@ do not pay for a task each.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import itertools
@@ -118,6 +119,9 @@ class RunExecutor:
         self._scope = anyio.CancelScope()
         self._store = store
         self._ops: list[Operation] = []
+        self._flush_scheduled = False  # a batch of this turn of the loop is due
+        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._after_flush: list[Callable[[], None]] = []
         self.on_deliveries: Callable[[], None] | None = None  # new webhook deliveries committed
         self._store_failure: StoreError | None = None
         self._deliveries_pending = False
@@ -217,24 +221,26 @@ class RunExecutor:
             jr.ended_at = self._clock.time()
             self._log_end(jr)
         if self._store is not None:
-            self._ops.append(
-                JobTransition(
+            at = self._clock.time()
+            if terminal:
+                op = JobTransition(
                     self.run.id,
                     jr.id,
                     old,
                     new,
-                    self._clock.time(),
-                    attempts=jr.attempts,
-                    error=error,
-                    clear_error=new is JobState.SUCCEEDED,
-                    remote_status=jr.remote_status if terminal else None,
-                    outputs=jr.outputs if terminal and jr.outputs else None,
-                    log_tail=jr.log_tail if terminal else None,
-                    notes=jr.notes if terminal and jr.notes else None,
+                    at,
+                    jr.attempts,
+                    error,
+                    new is JobState.SUCCEEDED,
+                    jr.remote_status,
+                    jr.outputs or None,
+                    jr.log_tail,
+                    jr.notes or None,
                 )
-            )
+            else:
+                op = JobTransition(self.run.id, jr.id, old, new, at, jr.attempts, error)
+            self._ops.append(op)
             if terminal and jr.id in self._job_hooks:
-                at = self._clock.time()
                 for delivery in job_deliveries(self._job_hooks[jr.id], self.run, jr, at):
                     self._ops.append(EnqueueDelivery(delivery))
                     self._deliveries_pending = True
@@ -277,39 +283,65 @@ class RunExecutor:
             )
 
     async def _commit(self) -> None:
-        """Write what changed since the last commit; returns once it is durable."""
+        """Write what changed; returns once it is durable. The commits asked for in one turn of
+        the event loop go to the store as one batch (see :meth:`_flush`)."""
         if self._store is None or not self._ops:
             return
-        ops, self._ops = self._ops, []
-        notify, self._deliveries_pending = self._deliveries_pending, False
-        try:
-            await self._store.apply(ops)
-            if notify and self.on_deliveries is not None:
-                self.on_deliveries()
-        except StaleWrite as exc:
-            self._log.error("run.lost", error=str(exc))
-            raise StoreError(f"run {self.run.id}: another process changed it: {exc}") from exc
+        waiter = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append(waiter)  # a waiter cancelled alone leaves the others waiting
+        self._schedule_flush()
+        await waiter
 
     def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
-        """Hand what changed to the store now without waiting for the commit."""
+        """Hand what changed to the store with the next batch, without waiting for it."""
         if self._store is None or not self._ops:
             return
+        self._schedule_flush()
+        if after is not None:
+            self._after_flush.append(after)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """One store batch for every write of this turn of the loop: the workers that wait for
+        durability wait together, and the store sees a few large batches instead of one per
+        write. Writes stay in the order they were made."""
+        assert self._store is not None
+        self._flush_scheduled = False
+        waiters, self._flush_waiters = self._flush_waiters, []
         ops, self._ops = self._ops, []
+        after, self._after_flush = self._after_flush, []
         notify, self._deliveries_pending = self._deliveries_pending, False
 
         def done(error: BaseException | None) -> None:
             if error is not None:
                 self._log.error("run.lost", error=str(error))
-                self._store_failure = StoreError(
-                    f"run {self.run.id}: the store refused a write: {error}"
-                )
-                self._stop(RunState.FAILED, str(self._store_failure))
+                if isinstance(error, StaleWrite):
+                    failure = StoreError(f"run {self.run.id}: another process changed it: {error}")
+                elif isinstance(error, StoreError):
+                    failure = error
+                else:
+                    failure = StoreError(f"run {self.run.id}: the store refused a write: {error}")
+                self._store_failure = self._store_failure or failure
+                for waiter in waiters:
+                    if not waiter.cancelled():
+                        waiter.set_exception(failure)
+                self._stop(RunState.FAILED, str(failure))
                 return
+            for waiter in waiters:
+                if not waiter.cancelled():
+                    waiter.set_result(None)
             if notify and self.on_deliveries is not None:
                 self.on_deliveries()
-            if after is not None:
-                after()
+            for callback in after:
+                callback()
 
+        if not ops:
+            done(None)
+            return
         self._store.apply_nowait(ops, done)
 
     def _finish_run(self) -> None:

@@ -141,6 +141,8 @@ class CreateRun:
     # refuse (ActiveRunExists) when another run of the same DAG is queued or running: the
     # check and the insert are one transaction, so two processes cannot both pass it
     exclusive: bool = False
+    # the definition already encoded as JSON (a store may write it as it is)
+    definition_json: str | None = None
 
 
 @dataclass(slots=True)

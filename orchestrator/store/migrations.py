@@ -120,6 +120,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # events are written in chunks, one row per run and transaction (a JSON array of
+        # [job_id, kind, old, new, at, data]): one row instead of seven per job and no index
+        # entry per event; the view ``events`` still shows one row per event
+        """
+        CREATE TABLE event_chunks (
+            first INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            events TEXT NOT NULL
+        );
+        CREATE INDEX event_chunks_run ON event_chunks(run_id, first);
+        INSERT INTO event_chunks (first, run_id, n, events)
+            SELECT seq, run_id, 1, json_array(json_array(job_id, kind, old, new, at, data))
+            FROM events ORDER BY seq;
+        DROP TABLE events;
+        CREATE VIEW events (seq, run_id, job_id, kind, old, new, at, data) AS
+            SELECT c.first + e.key, c.run_id, json_extract(e.value, '$[0]'),
+                json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]'),
+                json_extract(e.value, '$[3]'), json_extract(e.value, '$[4]'),
+                json_extract(e.value, '$[5]')
+            FROM event_chunks AS c, json_each(c.events) AS e;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -271,7 +271,7 @@ class SQLiteStore:
     ) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
         self._events = []
-        wave = _Wave()
+        merged = _Merged(self._events)
         conn.execute("BEGIN IMMEDIATE")
         for i, request in enumerate(group):
             if savepoints:
@@ -282,11 +282,11 @@ class SQLiteStore:
                     if savepoints:
                         self._apply_ops(conn, request.ops)
                     else:
-                        self._apply_waved(conn, request.ops, wave)
+                        self._apply_merged(conn, request.ops, merged)
                     value = None
                 else:
                     assert request.fn is not None
-                    wave.flush(conn)
+                    merged.flush(conn)
                     value = request.fn(conn)
             except Exception as exc:
                 if not _fault_of_the_batch(exc):
@@ -306,31 +306,25 @@ class SQLiteStore:
             results.append((True, value))
         if not savepoints:
             try:
-                wave.flush(conn)
+                merged.flush(conn)
             except (StaleWrite, sqlite3.IntegrityError) as exc:
                 raise _BatchFailed from exc
         if self._events:
-            conn.executemany(
-                "INSERT INTO events (run_id, job_id, kind, old, new, at, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                self._events,
-            )
+            _write_events(conn, self._events)
         return results
 
-    def _apply_waved(self, conn: sqlite3.Connection, ops: Sequence[Operation], wave: _Wave) -> None:
-        """The fast path: job and attempt writes of many batches go out together, one
-        ``executemany`` per statement shape, in waves where no row is written twice (so that
-        order within a row is kept); anything else first flushes the wave."""
+    def _apply_merged(
+        self, conn: sqlite3.Connection, ops: Sequence[Operation], merged: _Merged
+    ) -> None:
+        """The fast path: the job and attempt writes of every batch of the group are merged
+        (see :class:`_Merged`); anything else first writes out what is merged so far."""
         for op in ops:
             if isinstance(op, JobTransition):
-                wave.add(conn, ("j", op.run_id, op.job_id), *self._job_sql(op))
+                merged.job(op)
             elif isinstance(op, AttemptWrite):
-                key = ("a", op.run_id, op.job_id, op.attempt)
-                if op.expected is None and op.state != "submitting":
-                    wave.flush(conn)  # it reads the attempt's state
-                wave.add(conn, key, *self._attempt_sql(conn, op))
+                merged.attempt(conn, op)
             else:
-                wave.flush(conn)
+                merged.flush(conn)
                 self._apply_ops(conn, [op])
 
     def _apply_ops(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> None:
@@ -371,7 +365,12 @@ class SQLiteStore:
                 raise ActiveRunExists(row[0])
         conn.execute(
             "INSERT OR IGNORE INTO dags (hash, name, definition, created_at) VALUES (?, ?, ?, ?)",
-            (run.dag_hash, run.dag, _dumps(op.dag_definition), run.created_at),
+            (
+                run.dag_hash,
+                run.dag,
+                op.definition_json or _dumps(op.dag_definition),
+                run.created_at,
+            ),
         )
         try:
             conn.execute(
@@ -434,16 +433,9 @@ class SQLiteStore:
 
     def _job_sql(self, op: JobTransition) -> tuple[str, tuple[Any, ...]]:
         """The compare-and-set UPDATE of a job transition (its event is recorded here)."""
-        if op.new not in JOB_TRANSITIONS[op.expected] and not (
-            op.new is op.expected and not op.expected.terminal  # same state: fields move on
-        ):  # a terminal state has no way out, not even to itself
-            raise StaleWrite(
-                f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a "
-                "transition"
-            )
-        new = op.new.value
+        _check_job(op)
         sets = ["state = ?"]
-        args: list[Any] = [new]
+        args: list[Any] = [op.new.value]
         if op.attempts is not None:
             sets.append("attempts = ?")
             args.append(op.attempts)
@@ -470,10 +462,8 @@ class SQLiteStore:
         if op.new in JOB_TERMINAL:
             sets.append("ended_at = ?")
             args.append(op.at)
-        expected = op.expected.value
-        args += (op.run_id, op.job_id, expected)
-        data = _dumps({"error": op.error}) if op.error else None
-        self._events.append((op.run_id, op.job_id, "job", expected, new, op.at, data))
+        args += (op.run_id, op.job_id, op.expected.value)
+        self._events.append(_job_event(op))
         sql = f"UPDATE jobs SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND state = ?"
         return sql, tuple(args)
 
@@ -491,55 +481,26 @@ class SQLiteStore:
     ) -> tuple[str, tuple[Any, ...]]:
         """The INSERT or compare-and-set UPDATE of an attempt (its event is recorded here)."""
         if op.state == "submitting" and op.key is not None:
-            self._events.append(
-                (
-                    op.run_id,
-                    op.job_id,
-                    "attempt",
-                    None,
-                    "submitting",
-                    op.at,
-                    _ATTEMPT_DATA[op.attempt]
-                    if op.attempt < len(_ATTEMPT_DATA)
-                    else _dumps({"attempt": op.attempt}),
-                )
-            )
+            self._events.append(_attempt_event(op, None))
             return (
                 "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at) "
                 "VALUES (?, ?, ?, ?, 'submitting', ?)",
                 (op.run_id, op.job_id, op.attempt, op.key, op.at),
             )
-        old = op.expected
-        if old is None:
-            row = conn.execute(
-                "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
-                (op.run_id, op.job_id, op.attempt),
-            ).fetchone()
-            if row is None:
-                raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} does not exist")
-            old = row[0]
-        if old not in ("submitting", "running"):
-            raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} already ended ({old})")
-        data: dict[str, Any] = {"attempt": op.attempt}
+        old = op.expected if op.expected is not None else _attempt_state(conn, op)
+        _check_attempt(op, old)
         sets = ["state = ?"]
         args: list[Any] = [op.state]
         if op.handle is not None:
             sets += ["handle = ?", "accepted_at = ?"]
             args += [_dumps(op.handle), op.at]
-            data["handle"] = op.handle
         if op.state not in ("submitting", "running"):
             sets.append("ended_at = ?")
             args.append(op.at)
         if op.error is not None:
             sets.append("error = ?")
             args.append(op.error)
-            data["error"] = op.error
-        encoded = (
-            _ATTEMPT_DATA[op.attempt]
-            if len(data) == 1 and op.attempt < len(_ATTEMPT_DATA)
-            else _dumps(data)
-        )
-        self._events.append((op.run_id, op.job_id, "attempt", old, op.state, op.at, encoded))
+        self._events.append(_attempt_event(op, old))
         sql = (
             f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND "
             "attempt = ? AND state = ?"
@@ -675,13 +636,22 @@ class SQLiteStore:
     async def get_events(self, run_id: str) -> list[Event]:
         def read(conn: sqlite3.Connection) -> list[Event]:
             rows = conn.execute(
-                "SELECT seq, job_id, kind, old, new, at, data FROM events WHERE run_id = ? "
-                "ORDER BY seq",
+                "SELECT first, events FROM event_chunks WHERE run_id = ? ORDER BY first",
                 (run_id,),
             )
             return [
-                Event(r[0], run_id, r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
-                for r in rows
+                Event(
+                    first + i,
+                    run_id,
+                    e[0],
+                    e[1],
+                    e[2],
+                    e[3],
+                    e[4],
+                    json.loads(e[5]) if e[5] else {},
+                )
+                for first, chunk in rows
+                for i, e in enumerate(json.loads(chunk))
             ]
 
         return await self._query(read)
@@ -883,37 +853,280 @@ def _deliveries_with_attempts(
 _ATTEMPT_DATA = [_dumps({"attempt": n}) for n in range(64)]
 
 
-class _Wave:
-    """Writes of distinct rows, grouped by statement."""
+def _check_job(op: JobTransition) -> None:
+    if op.new not in JOB_TRANSITIONS[op.expected] and not (
+        op.new is op.expected and not op.expected.terminal  # same state: fields move on
+    ):  # a terminal state has no way out, not even to itself
+        raise StaleWrite(
+            f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a "
+            "transition"
+        )
 
-    __slots__ = ("buckets", "touched")
 
-    def __init__(self) -> None:
-        self.touched: set[tuple[Any, ...]] = set()
-        self.buckets: dict[str, list[tuple[Any, ...]]] = {}
+def _job_event(op: JobTransition) -> tuple[Any, ...]:
+    data = _dumps({"error": op.error}) if op.error else None
+    return (op.run_id, op.job_id, "job", op.expected._value_, op.new._value_, op.at, data)
 
-    def add(
-        self, conn: sqlite3.Connection, key: tuple[Any, ...], sql: str, args: tuple[Any, ...]
-    ) -> None:
-        if key in self.touched:
-            self.flush(conn)
-        self.touched.add(key)
-        bucket = self.buckets.get(sql)
-        if bucket is None:
-            self.buckets[sql] = [args]
+
+def _attempt_state(conn: sqlite3.Connection, op: AttemptWrite) -> str:
+    row = conn.execute(
+        "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
+        (op.run_id, op.job_id, op.attempt),
+    ).fetchone()
+    if row is None:
+        raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} does not exist")
+    return str(row[0])
+
+
+def _check_attempt(op: AttemptWrite, old: str) -> None:
+    if old not in ("submitting", "running"):
+        raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} already ended ({old})")
+
+
+def _attempt_event(op: AttemptWrite, old: str | None, handle: str | None = None) -> tuple[Any, ...]:
+    """The event of an attempt write: ``old`` is None for the insert (``submitting``);
+    ``handle`` is the handle already encoded."""
+    if old is None or (op.handle is None and op.error is None):
+        data = (
+            _ATTEMPT_DATA[op.attempt]
+            if op.attempt < len(_ATTEMPT_DATA)
+            else _dumps({"attempt": op.attempt})
+        )
+    else:
+        data = f'{{"attempt":{op.attempt:d}'
+        if op.handle is not None:
+            data += f',"handle":{handle if handle is not None else _dumps(op.handle)}'
+        if op.error is not None:
+            data += f',"error":{_dumps(op.error)}'
+        data += "}"
+    return (op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
+
+
+_JOB_COLUMNS = ("attempts", "error", "remote_status", "log_tail", "outputs", "notes")
+_JOB_SQL: dict[tuple[Any, ...], str] = {}
+_ATTEMPT_SQL: dict[tuple[bool, ...], str] = {}
+_ATTEMPT_INSERT = (
+    "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at, handle, "
+    "accepted_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class _JobWrite:
+    __slots__ = ("ended", "expected", "sets", "started", "state")
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+        self.state = expected
+        self.sets: dict[str, Any] = {}
+        self.started: float | None = None
+        self.ended: float | None = None
+
+
+class _AttemptWrite:
+    __slots__ = ("accepted", "ended", "error", "expected", "handle", "key", "state", "submitted")
+
+    def __init__(self, expected: str | None, key: str | None, submitted: float | None) -> None:
+        self.expected = expected  # None: a new row
+        self.key = key
+        self.submitted = submitted
+        self.state = expected or "submitting"
+        self.handle: str | None = None
+        self.accepted: float | None = None
+        self.ended: float | None = None
+        self.error: str | None = None
+
+
+class _Merged:
+    """The job and attempt writes of a group commit, one statement per row: consecutive
+    transitions of a row become one compare-and-set from the first expected state to the last
+    new state, each step checked here (a step that does not follow on raises StaleWrite, and
+    the group is redone batch by batch). Written with one ``executemany`` per statement shape;
+    the events, one per step, are recorded in order as the steps come."""
+
+    __slots__ = ("attempts", "events", "jobs")
+
+    def __init__(self, events: list[tuple[Any, ...]]) -> None:
+        self.events = events
+        self.jobs: dict[tuple[str, str], _JobWrite] = {}
+        self.attempts: dict[tuple[str, str, int], _AttemptWrite] = {}
+
+    def job(self, op: JobTransition) -> None:
+        _check_job(op)
+        key = (op.run_id, op.job_id)
+        expected = op.expected._value_
+        write = self.jobs.get(key)
+        if write is None:
+            write = self.jobs[key] = _JobWrite(expected)
+        elif write.state != expected:
+            raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {expected}")
+        write.state = op.new._value_
+        sets = write.sets
+        if op.attempts is not None:
+            sets["attempts"] = op.attempts
+        if op.clear_error:
+            sets["error"] = None
+        if op.error is not None:
+            sets["error"] = op.error
+        if op.remote_status is not None:
+            sets["remote_status"] = op.remote_status
+        if op.log_tail is not None:
+            sets["log_tail"] = op.log_tail
+        if op.outputs is not None:
+            sets["outputs"] = _dumps(op.outputs)
+        if op.notes is not None:
+            sets["notes"] = _dumps(op.notes)
+        if op.new is JobState.SUBMITTING and write.started is None:
+            write.started = op.at
+        if op.new in JOB_TERMINAL:
+            write.ended = op.at
+        self.events.append(_job_event(op))
+
+    def attempt(self, conn: sqlite3.Connection, op: AttemptWrite) -> None:
+        key = (op.run_id, op.job_id, op.attempt)
+        write = self.attempts.get(key)
+        if op.state == "submitting" and op.key is not None:
+            if write is not None:
+                raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} exists")
+            self.attempts[key] = _AttemptWrite(None, op.key, op.at)
+            self.events.append(_attempt_event(op, None))
+            return
+        if write is not None:
+            old = write.state
+            if op.expected is not None and op.expected != old:
+                raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt}: expected {old}")
         else:
-            bucket.append(args)
+            if op.expected is None:
+                self.flush(conn)  # the state is read from the database
+            old = op.expected if op.expected is not None else _attempt_state(conn, op)
+        _check_attempt(op, old)
+        if write is None:
+            write = self.attempts[key] = _AttemptWrite(old, None, None)
+        write.state = op.state
+        if op.handle is not None:
+            write.handle = _dumps(op.handle)
+            write.accepted = op.at
+        if op.state not in ("submitting", "running"):
+            write.ended = op.at
+        if op.error is not None:
+            write.error = op.error
+        self.events.append(_attempt_event(op, old, write.handle if op.handle else None))
 
     def flush(self, conn: sqlite3.Connection) -> None:
-        for sql, rows in self.buckets.items():
-            if len(rows) == 1:
-                count = conn.execute(sql, rows[0]).rowcount
-            else:
-                count = conn.executemany(sql, rows).rowcount
-            if count != len(rows):
-                raise StaleWrite(f"{len(rows) - count} compare-and-set writes found another state")
-        self.buckets.clear()
-        self.touched.clear()
+        if self.jobs:
+            self._flush_jobs(conn)
+        if self.attempts:
+            self._flush_attempts(conn)
+
+    def _flush_jobs(self, conn: sqlite3.Connection) -> None:
+        shapes: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        for (run_id, job_id), w in self.jobs.items():
+            columns = tuple(c for c in _JOB_COLUMNS if c in w.sets)
+            shape = (columns, w.started is not None, w.ended is not None)
+            args: list[Any] = [w.state, *(w.sets[c] for c in columns)]
+            if w.started is not None:
+                args.append(w.started)
+            if w.ended is not None:
+                args.append(w.ended)
+            args += (run_id, job_id, w.expected)
+            shapes.setdefault(shape, []).append(tuple(args))
+        self.jobs = {}
+        for shape, rows in shapes.items():
+            sql = _JOB_SQL.get(shape)
+            if sql is None:
+                sql = _JOB_SQL[shape] = _job_update(*shape)
+            _write_rows(conn, sql, rows)
+
+    def _flush_attempts(self, conn: sqlite3.Connection) -> None:
+        inserts: list[tuple[Any, ...]] = []
+        shapes: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+        for (run_id, job_id, attempt), w in self.attempts.items():
+            if w.expected is None:
+                inserts.append(
+                    (
+                        run_id,
+                        job_id,
+                        attempt,
+                        w.key,
+                        w.state,
+                        w.submitted,
+                        w.handle,
+                        w.accepted,
+                        w.ended,
+                        w.error,
+                    )
+                )
+                continue
+            shape = (w.handle is not None, w.ended is not None, w.error is not None)
+            args: list[Any] = [w.state]
+            if w.handle is not None:
+                args += (w.handle, w.accepted)
+            if w.ended is not None:
+                args.append(w.ended)
+            if w.error is not None:
+                args.append(w.error)
+            args += (run_id, job_id, attempt, w.expected)
+            shapes.setdefault(shape, []).append(tuple(args))
+        self.attempts = {}
+        if inserts:
+            _write_rows(conn, _ATTEMPT_INSERT, inserts)
+        for (handle, ended, error), rows in shapes.items():
+            sql = _ATTEMPT_SQL.get((handle, ended, error))
+            if sql is None:
+                sql = _ATTEMPT_SQL[handle, ended, error] = _attempt_update(handle, ended, error)
+            _write_rows(conn, sql, rows)
+
+
+def _job_update(columns: tuple[str, ...], started: bool, ended: bool) -> str:
+    sets = ["state = ?", *(f"{c} = ?" for c in columns)]
+    if started:
+        sets.append("started_at = COALESCE(started_at, ?)")
+    if ended:
+        sets.append("ended_at = ?")
+    return f"UPDATE jobs SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND state = ?"
+
+
+def _attempt_update(handle: bool, ended: bool, error: bool) -> str:
+    sets = ["state = ?"]
+    if handle:
+        sets += ["handle = ?", "accepted_at = ?"]
+    if ended:
+        sets.append("ended_at = ?")
+    if error:
+        sets.append("error = ?")
+    return (
+        f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND "
+        "attempt = ? AND state = ?"
+    )
+
+
+def _write_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Every row must be written: a compare-and-set that finds another state writes none."""
+    if len(rows) == 1:
+        count = conn.execute(sql, rows[0]).rowcount
+    else:
+        count = conn.executemany(sql, rows).rowcount
+    if count != len(rows):
+        raise StaleWrite(f"{len(rows) - count} compare-and-set writes found another state")
+
+
+def _write_events(conn: sqlite3.Connection, events: list[tuple[Any, ...]]) -> None:
+    """The transaction's events, in order: one chunk row per run (a JSON array of events
+    numbered on from the last one written; the ``events`` view shows one row per event)."""
+    row = conn.execute("SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1").fetchone()
+    seq = row[0] if row else 1
+    by_run: dict[str, list[tuple[Any, ...]]] = {}
+    for event in events:
+        chunk = by_run.get(event[0])
+        if chunk is None:
+            chunk = by_run[event[0]] = []
+        chunk.append(event[1:])
+    rows = []
+    for run_id, chunk in by_run.items():
+        rows.append((seq, run_id, len(chunk), _dumps(chunk)))
+        seq += len(chunk)
+    conn.executemany(
+        "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
+    )
 
 
 class _BatchFailed(Exception):

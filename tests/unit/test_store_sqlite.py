@@ -32,7 +32,7 @@ from orchestrator.store.open import default_db_path, open_store, sqlite_path, wi
 from orchestrator.store.sqlite import SQLiteStore
 
 J = JobState
-TABLES = {"schema_version", "dags", "runs", "jobs", "attempts", "events", "outbox"}
+TABLES = {"schema_version", "dags", "runs", "jobs", "attempts", "event_chunks", "outbox"}
 
 
 def create(run_id: str = "r1", jobs: tuple[str, ...] = ("a", "b")) -> CreateRun:
@@ -175,7 +175,8 @@ async def test_a_fresh_database_gets_every_migration(tmp_path: Path) -> None:
     assert versions == [(LATEST,)]
     assert {name for kind, name, _ in objects if kind == "table"} >= TABLES
     indexes = {name for kind, name, _ in objects if kind == "index"}
-    assert {"runs_dag_state", "runs_created", "events_run"} <= indexes
+    assert {"runs_dag_state", "runs_created", "event_chunks_run"} <= indexes
+    assert ("view", "events") in {(kind, name) for kind, name, _ in objects}
     conn = raw(path)
     columns = {r[1] for r in conn.execute("PRAGMA table_info(attempts)")}
     unique = [r for r in conn.execute("PRAGMA index_list(attempts)") if r[2] == 1]
@@ -192,6 +193,54 @@ async def test_a_current_database_is_opened_as_it_is(tmp_path: Path) -> None:
     async with await SQLiteStore.open(path) as store:
         assert await store.get_run("r1") is not None
     assert schema(path) == before
+
+
+async def test_a_version_1_database_keeps_its_events_in_order(tmp_path: Path) -> None:
+    """Version 2 moved events into chunks: the events of a version 1 file come through the
+    upgrade with their numbers, and the ones written after it follow them."""
+    path = tmp_path / "v1.db"
+    conn = raw(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    for statement in statements(MIGRATIONS[0][1]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO dags VALUES ('h', 'd', '{}', 0)")
+    conn.execute(
+        "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, created_at) "
+        "VALUES ('r1', 'd', 'h', '{}', 'manual', 'running', 0)"
+    )
+    conn.execute("INSERT INTO jobs (run_id, job_id, state) VALUES ('r1', 'a', 'queued')")
+    conn.executemany(
+        "INSERT INTO events (run_id, job_id, kind, old, new, at, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("r1", None, "run", None, "queued", 1.0, None),
+            ("r1", None, "run", "queued", "running", 2.0, None),
+            ("r1", "a", "job", "pending", "queued", 3.0, '{"error": "x"}'),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    async with await SQLiteStore.open(path) as store:
+        await store.apply([JobTransition("r1", "a", JobState.QUEUED, JobState.SUBMITTING, 4.0)])
+        events = await store.get_events("r1")
+    assert [(e.seq, e.job_id, e.old, e.new, e.at, e.data) for e in events] == [
+        (1, None, None, "queued", 1.0, {}),
+        (2, None, "queued", "running", 2.0, {}),
+        (3, "a", "pending", "queued", 3.0, {"error": "x"}),
+        (4, "a", "queued", "submitting", 4.0, {}),
+    ]
+    conn = raw(path)
+    try:  # the view shows one row per event, as the table did
+        rows = conn.execute("SELECT seq, job_id, new, data FROM events ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    assert rows == [
+        (1, None, "queued", None),
+        (2, None, "running", None),
+        (3, "a", "queued", '{"error": "x"}'),
+        (4, "a", "submitting", None),
+    ]
 
 
 @pytest.mark.parametrize("recorded", [None, 0], ids=["empty-version-table", "version-0"])
