@@ -75,7 +75,7 @@ class Response:
     def json(self) -> Any:
         """The body parsed as JSON; :class:`PermanentError` naming the URL if it is not JSON."""
         try:
-            return jsonlib.loads(self.body)
+            return _loads(self.body)
         except ValueError:
             kind = self.headers.get("Content-Type", "no content type")
             raise PermanentError(
@@ -511,11 +511,20 @@ def _retry_after(headers: Mapping[str, str], clock: Callable[[], float]) -> floa
     return None
 
 
+def _loads(body: bytes) -> Any:
+    """``json.loads(body)`` without its encoding sniffing in the usual case: a body starting
+    with an ASCII character not followed by NUL has no BOM and is not UTF-16 or UTF-32, so
+    ``json`` would decode it as UTF-8 (as aiohttp's own ``json()`` does)."""
+    if body and 0 < body[0] < 0x80 and body[1:2] != b"\x00":
+        return jsonlib.loads(body.decode("utf-8", "surrogatepass"))
+    return jsonlib.loads(body)
+
+
 def _detail(response: Response) -> object:
     """The remote's error document: parsed JSON, or the first 500 characters of text."""
     if response.body:
         try:
-            return jsonlib.loads(response.body)
+            return _loads(response.body)
         except ValueError:
             pass
     return response.text()[:_DETAIL]

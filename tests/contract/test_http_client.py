@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
 import socket
 import ssl
@@ -25,7 +26,7 @@ from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
 from orchestrator.connections import Connection
-from orchestrator.connectors.http_client import HttpClient, Response, TransientRetry
+from orchestrator.connectors.http_client import HttpClient, Response, TransientRetry, _loads
 from orchestrator.errors import (
     AuthError,
     ConnectorError,
@@ -615,3 +616,32 @@ async def test_messages_name_the_url_without_credentials_or_query(
     message = str(info.value)
     assert SECRET not in message
     assert f"GET {shown.format(base=remote.base_url.removesuffix('/api'))}:" in message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": "\xc3\xa9"}',
+        b"[1]",
+        b"12",
+        b" {}",
+        '{"a": 1}'.encode("utf-8-sig"),
+        '{"a": 1}'.encode("utf-16"),
+        '{"a": 1}'.encode("utf-16-le"),
+        '{"a": 1}'.encode("utf-16-be"),
+        '{"a": 1}'.encode("utf-32"),
+        b'{"a": "\xed\xa0\x80"}',  # a lone surrogate, as json lets through
+        b"1\x00",
+        b"\xe9",
+        b"nope",
+        b"",
+    ],
+)
+def test_json_decoding_matches_json_loads(body: bytes) -> None:
+    try:
+        expected: object = json.loads(body)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            _loads(body)
+    else:
+        assert _loads(body) == expected
