@@ -279,8 +279,10 @@ class SQLiteStore:
             mark = len(self._events)
             try:
                 if request.ops is not None:
-                    if savepoints:
-                        self._apply_ops(conn, request.ops)
+                    if savepoints:  # merged within the batch only
+                        merged = _Merged(self._events)
+                        self._apply_merged(conn, request.ops, merged)
+                        merged.flush(conn)
                     else:
                         self._apply_merged(conn, request.ops, merged)
                     value = None
@@ -316,8 +318,9 @@ class SQLiteStore:
     def _apply_merged(
         self, conn: sqlite3.Connection, ops: Sequence[Operation], merged: _Merged
     ) -> None:
-        """The fast path: the job and attempt writes of every batch of the group are merged
-        (see :class:`_Merged`); anything else first writes out what is merged so far."""
+        """Job and attempt writes are merged (see :class:`_Merged`): on the fast path those of
+        every batch of the group, on the savepoint path those of one batch. Anything else first
+        writes out what is merged so far."""
         for op in ops:
             if isinstance(op, JobTransition):
                 merged.job(op)
@@ -325,20 +328,12 @@ class SQLiteStore:
                 merged.attempt(conn, op)
             else:
                 merged.flush(conn)
-                self._apply_ops(conn, [op])
-
-    def _apply_ops(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> None:
-        for op in ops:
-            if isinstance(op, JobTransition):
-                self._job_transition(conn, op)
-            elif isinstance(op, AttemptWrite):
-                self._attempt_write(conn, op)
-            elif isinstance(op, RunTransition):
-                self._run_transition(conn, op)
-            elif isinstance(op, CreateRun):
-                self._create_run(conn, op)
-            else:
-                self._enqueue(conn, op)
+                if isinstance(op, RunTransition):
+                    self._run_transition(conn, op)
+                elif isinstance(op, CreateRun):
+                    self._create_run(conn, op)
+                else:
+                    self._enqueue(conn, op)
 
     def _event(
         self,
@@ -425,87 +420,6 @@ class SQLiteStore:
         if cursor.rowcount != 1:
             raise StaleWrite(f"run {op.run_id}: expected {op.expected.value}")
         self._event(conn, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
-
-    def _job_transition(self, conn: sqlite3.Connection, op: JobTransition) -> None:
-        sql, args = self._job_sql(op)
-        if conn.execute(sql, args).rowcount != 1:
-            raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {op.expected.value}")
-
-    def _job_sql(self, op: JobTransition) -> tuple[str, tuple[Any, ...]]:
-        """The compare-and-set UPDATE of a job transition (its event is recorded here)."""
-        _check_job(op)
-        sets = ["state = ?"]
-        args: list[Any] = [op.new.value]
-        if op.attempts is not None:
-            sets.append("attempts = ?")
-            args.append(op.attempts)
-        if op.clear_error:
-            sets.append("error = NULL")
-        if op.error is not None:
-            sets.append("error = ?")
-            args.append(op.error)
-        if op.remote_status is not None:
-            sets.append("remote_status = ?")
-            args.append(op.remote_status)
-        if op.log_tail is not None:
-            sets.append("log_tail = ?")
-            args.append(op.log_tail)
-        if op.outputs is not None:
-            sets.append("outputs = ?")
-            args.append(_dumps(op.outputs))
-        if op.notes is not None:
-            sets.append("notes = ?")
-            args.append(_dumps(op.notes))
-        if op.new is JobState.SUBMITTING:
-            sets.append("started_at = COALESCE(started_at, ?)")
-            args.append(op.at)
-        if op.new in JOB_TERMINAL:
-            sets.append("ended_at = ?")
-            args.append(op.at)
-        args += (op.run_id, op.job_id, op.expected.value)
-        self._events.append(_job_event(op))
-        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND state = ?"
-        return sql, tuple(args)
-
-    def _attempt_write(self, conn: sqlite3.Connection, op: AttemptWrite) -> None:
-        sql, args = self._attempt_sql(conn, op)
-        try:
-            cursor = conn.execute(sql, args)
-        except sqlite3.IntegrityError as exc:
-            raise StaleWrite(f"attempt {op.key}: {exc}") from None
-        if cursor.rowcount != 1:
-            raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt}: not written")
-
-    def _attempt_sql(
-        self, conn: sqlite3.Connection, op: AttemptWrite
-    ) -> tuple[str, tuple[Any, ...]]:
-        """The INSERT or compare-and-set UPDATE of an attempt (its event is recorded here)."""
-        if op.state == "submitting" and op.key is not None:
-            self._events.append(_attempt_event(op, None))
-            return (
-                "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at) "
-                "VALUES (?, ?, ?, ?, 'submitting', ?)",
-                (op.run_id, op.job_id, op.attempt, op.key, op.at),
-            )
-        old = op.expected if op.expected is not None else _attempt_state(conn, op)
-        _check_attempt(op, old)
-        sets = ["state = ?"]
-        args: list[Any] = [op.state]
-        if op.handle is not None:
-            sets += ["handle = ?", "accepted_at = ?"]
-            args += [_dumps(op.handle), op.at]
-        if op.state not in ("submitting", "running"):
-            sets.append("ended_at = ?")
-            args.append(op.at)
-        if op.error is not None:
-            sets.append("error = ?")
-            args.append(op.error)
-        self._events.append(_attempt_event(op, old))
-        sql = (
-            f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND "
-            "attempt = ? AND state = ?"
-        )
-        return sql, (*args, op.run_id, op.job_id, op.attempt, old)
 
     def _enqueue(self, conn: sqlite3.Connection, op: EnqueueDelivery) -> None:
         d = op.delivery
@@ -1034,7 +948,13 @@ class _Merged:
             sql = _JOB_SQL.get(shape)
             if sql is None:
                 sql = _JOB_SQL[shape] = _job_update(*shape)
-            _write_rows(conn, sql, rows)
+            if _write_rows(conn, sql, rows) != len(rows):
+                run_id, job_id, expected = rows[0][-3:]
+                raise StaleWrite(
+                    f"job {run_id}/{job_id}: expected {expected}"
+                    if len(rows) == 1
+                    else f"{len(rows)} jobs: a compare-and-set found another state"
+                )
 
     def _flush_attempts(self, conn: sqlite3.Connection) -> None:
         inserts: list[tuple[Any, ...]] = []
@@ -1068,12 +988,22 @@ class _Merged:
             shapes.setdefault(shape, []).append(tuple(args))
         self.attempts = {}
         if inserts:
-            _write_rows(conn, _ATTEMPT_INSERT, inserts)
+            try:
+                _write_rows(conn, _ATTEMPT_INSERT, inserts)
+            except sqlite3.IntegrityError as exc:  # the attempt or its key exists
+                key = inserts[0][3] if len(inserts) == 1 else f"{len(inserts)} attempts"
+                raise StaleWrite(f"attempt {key}: {exc}") from None
         for (handle, ended, error), rows in shapes.items():
             sql = _ATTEMPT_SQL.get((handle, ended, error))
             if sql is None:
                 sql = _ATTEMPT_SQL[handle, ended, error] = _attempt_update(handle, ended, error)
-            _write_rows(conn, sql, rows)
+            if _write_rows(conn, sql, rows) != len(rows):
+                run_id, job_id, attempt, expected = rows[0][-4:]
+                raise StaleWrite(
+                    f"attempt {run_id}/{job_id}/{attempt}: expected {expected}"
+                    if len(rows) == 1
+                    else f"{len(rows)} attempts: a compare-and-set found another state"
+                )
 
 
 def _job_update(columns: tuple[str, ...], started: bool, ended: bool) -> str:
@@ -1099,14 +1029,11 @@ def _attempt_update(handle: bool, ended: bool, error: bool) -> str:
     )
 
 
-def _write_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Every row must be written: a compare-and-set that finds another state writes none."""
+def _write_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    """How many rows were written (a compare-and-set that finds another state writes none)."""
     if len(rows) == 1:
-        count = conn.execute(sql, rows[0]).rowcount
-    else:
-        count = conn.executemany(sql, rows).rowcount
-    if count != len(rows):
-        raise StaleWrite(f"{len(rows) - count} compare-and-set writes found another state")
+        return int(conn.execute(sql, rows[0]).rowcount)
+    return int(conn.executemany(sql, rows).rowcount)
 
 
 def _write_events(conn: sqlite3.Connection, events: list[tuple[Any, ...]]) -> None:
