@@ -30,6 +30,7 @@ class MemoryStore:
         self.runs: dict[str, RunRecord] = {}
         self.jobs: dict[str, dict[str, JobRecord]] = {}
         self.attempts: dict[tuple[str, str, int], AttemptRecord] = {}
+        self.keys: set[str] = set()  # the attempts' idempotency keys
         self.events: list[Event] = []
         self.dags: dict[str, dict[str, Any]] = {}
         self.deliveries: dict[str, DeliveryRecord] = {}
@@ -43,6 +44,8 @@ class MemoryStore:
         jobs = _JobsOverlay(self.jobs)
         attempts = _Overlay(self.attempts)
         deliveries: dict[str, DeliveryRecord] = {}
+        dags: dict[str, dict[str, Any]] = {}
+        keys: set[str] = set()  # idempotency keys inserted by this batch
         events: list[Event] = []
         seq = len(self.events)
         for op in ops:
@@ -55,7 +58,8 @@ class MemoryStore:
                             raise ActiveRunExists(other.id)
                 runs[op.run.id] = copy.copy(op.run)
                 jobs[op.run.id] = {j: JobRecord(op.run.id, j, JobState.PENDING) for j in op.job_ids}
-                self.dags.setdefault(op.run.dag_hash, op.dag_definition)
+                if op.run.dag_hash not in self.dags:
+                    dags.setdefault(op.run.dag_hash, op.dag_definition)
                 seq += 1
                 events.append(
                     Event(seq, op.run.id, None, "run", None, op.run.state.value, op.run.created_at)
@@ -110,13 +114,18 @@ class MemoryStore:
             else:
                 key = (op.run_id, op.job_id, op.attempt)
                 current = attempts.get(key)
-                if current is None:
-                    if op.state != "submitting" or op.key is None:
-                        raise StaleWrite(f"attempt {key} does not exist")
+                if op.state == "submitting" and op.key is not None:  # an insert
+                    if current is not None:
+                        raise StaleWrite(f"attempt {key} exists")
+                    if op.key in keys or op.key in self.keys:
+                        raise StaleWrite(f"attempt {key}: idempotency key {op.key!r} is taken")
+                    keys.add(op.key)
                     attempts[key] = AttemptRecord(
                         op.run_id, op.job_id, op.attempt, op.key, "submitting", submitted_at=op.at
                     )
                     old = None
+                elif current is None:
+                    raise StaleWrite(f"attempt {key} does not exist")
                 else:
                     if current.state not in ("submitting", "running"):
                         raise StaleWrite(f"attempt {key} already ended ({current.state})")
@@ -145,6 +154,8 @@ class MemoryStore:
         jobs.commit()
         attempts.commit()
         self.deliveries.update(deliveries)
+        self.dags.update(dags)
+        self.keys |= keys
         self.events.extend(events)
         self.commits += 1
 

@@ -1,9 +1,6 @@
 """The ``Store`` contract, one suite for every store (saq's ``TestQueue`` habit): what
 ``MemoryStore`` (the reference) does, SQLite does too. A PostgreSQL store joins the ``store``
 fixture's parameters when it exists.
-
-Where the reference itself misses a rule of the protocol, the test is marked ``xfail(strict)``
-for memory only, with the reason: it starts failing (XPASS) the day memory is fixed.
 """
 
 from __future__ import annotations
@@ -48,13 +45,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
     finally:
         await opened.aclose()
-
-
-def memory_misses(store: Store, request: pytest.FixtureRequest, reason: str) -> None:
-    """Expect this test to fail on MemoryStore, which does not (yet) keep this rule."""
-    if isinstance(store, MemoryStore):
-        missed = (AssertionError, pytest.fail.Exception)  # an assert, or "DID NOT RAISE"
-        request.applymarker(pytest.mark.xfail(strict=True, raises=missed, reason=reason))
 
 
 def create(
@@ -196,10 +186,7 @@ async def test_a_stale_write_writes_nothing_of_its_batch(store: Store) -> None:
     assert (await store.get_jobs("r1"))["a"].state is J.QUEUED
 
 
-async def test_a_refused_batch_leaves_no_dag_definition(
-    store: Store, request: pytest.FixtureRequest
-) -> None:
-    memory_misses(store, request, "MemoryStore.apply writes dags before the batch is checked")
+async def test_a_refused_batch_leaves_no_dag_definition(store: Store) -> None:
     await store.apply([create("r1")])
     with pytest.raises(StaleWrite):
         await store.apply([create("r2", dag_hash="h2"), job(J.QUEUED, J.SUBMITTING)])
@@ -338,10 +325,7 @@ async def test_an_attempt_must_exist_and_be_in_its_expected_state(store: Store) 
     assert [a.state for a in await store.get_attempts("r1")] == ["submitting"]
 
 
-async def test_a_duplicate_idempotency_key_is_refused(
-    store: Store, request: pytest.FixtureRequest
-) -> None:
-    memory_misses(store, request, "MemoryStore does not keep attempt keys unique")
+async def test_a_duplicate_idempotency_key_is_refused(store: Store) -> None:
     await submitting(store)
     await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0, key="same")])
     with pytest.raises(StaleWrite):
@@ -349,8 +333,7 @@ async def test_a_duplicate_idempotency_key_is_refused(
     assert [a.attempt for a in await store.get_attempts("r1")] == [1]
 
 
-async def test_an_attempt_is_inserted_once(store: Store, request: pytest.FixtureRequest) -> None:
-    memory_misses(store, request, "MemoryStore takes a second insert as an update")
+async def test_an_attempt_is_inserted_once(store: Store) -> None:
     await submitting(store)
     await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0, key="k1")])
     with pytest.raises(StaleWrite):

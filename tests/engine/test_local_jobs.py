@@ -55,7 +55,8 @@ async def test_command_cancel_sends_sigterm_then_sigkill(
     tmp_path: os.PathLike[str], trap: bool
 ) -> None:
     marker = os.path.join(tmp_path, "started")
-    script = f"touch {marker}; " + ("trap '' TERM; " if trap else "") + "sleep 30 & wait; sleep 30"
+    # the trap is set before the marker exists: a SIGTERM cannot come between the two
+    script = ("trap '' TERM; " if trap else "") + f"touch {marker}; sleep 30 & wait; sleep 30"
     async with CommandConnector(str(tmp_path)) as connector:
         sub = Submission("d", "r", "j", 1, "r/j/1", {"command": script, "grace": 0.5})
         handle = await connector.submit(sub)
