@@ -79,7 +79,7 @@ class SQLiteStore:
         self._read: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._stats = {"batches": 0, "commits": 0}
-        self._events: list[tuple[Any, ...]] = []  # of the transaction being written
+        self._events = _Events()  # of the transaction being written
         self._closed = False
 
     # -- opening -------------------------------------------------------------------------
@@ -270,13 +270,13 @@ class SQLiteStore:
         self, conn: sqlite3.Connection, group: list[_Request], *, savepoints: bool
     ) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
-        self._events = []
+        self._events = _Events()
         merged = _Merged(self._events)
         conn.execute("BEGIN IMMEDIATE")
         for i, request in enumerate(group):
             if savepoints:
                 conn.execute(f"SAVEPOINT b{i}")
-            mark = len(self._events)
+            mark = self._events.mark()
             try:
                 if request.ops is not None:
                     if savepoints:  # merged within the batch only
@@ -297,7 +297,7 @@ class SQLiteStore:
                     raise _BatchFailed from exc
                 conn.execute(f"ROLLBACK TO b{i}")
                 conn.execute(f"RELEASE b{i}")
-                del self._events[mark:]
+                self._events.rollback(mark)
                 error: Exception = (
                     exc if not isinstance(exc, sqlite3.IntegrityError) else StaleWrite(str(exc))
                 )
@@ -311,8 +311,8 @@ class SQLiteStore:
                 merged.flush(conn)
             except (StaleWrite, sqlite3.IntegrityError) as exc:
                 raise _BatchFailed from exc
-        if self._events:
-            _write_events(conn, self._events)
+        if self._events.by_run:
+            self._events.write(conn)
         return results
 
     def _apply_merged(
@@ -347,7 +347,9 @@ class SQLiteStore:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Events are written together at the end of the transaction (in order)."""
-        self._events.append((run_id, job_id, kind, old, new, at, _dumps(data) if data else None))
+        self._events.add(
+            run_id, _event_json(job_id, kind, old, new, at, _dumps(data) if data else None)
+        )
 
     def _create_run(self, conn: sqlite3.Connection, op: CreateRun) -> None:
         run = op.run
@@ -764,7 +766,68 @@ def _deliveries_with_attempts(
     return out
 
 
-_ATTEMPT_DATA = [_dumps({"attempt": n}) for n in range(64)]
+_ATTEMPT_DATA = [_dumps(_dumps({"attempt": n})) for n in range(64)]  # as event data
+_JSON_STRINGS: dict[str, str] = {}
+
+
+def _json_string(text: str) -> str:
+    """``text`` as a JSON string (job ids and states recur: their encodings are kept)."""
+    encoded = _JSON_STRINGS.get(text)
+    if encoded is None:
+        encoded = _dumps(text)
+        if len(_JSON_STRINGS) < 100_000:
+            _JSON_STRINGS[text] = encoded
+    return encoded
+
+
+def _event_json(
+    job_id: str | None, kind: str, old: str | None, new: str, at: float, data: str | None
+) -> str:
+    """One event as stored in a chunk: ``[job_id, kind, old, new, at, data]``, ``data`` being
+    the event's data as JSON text (a JSON string in the array)."""
+    return _dumps([job_id, kind, old, new, at, data])
+
+
+class _Events:
+    """The events of the transaction being written, in order, by run: each one already JSON
+    (strings, not tuples: a long transaction adds nothing for the garbage collector)."""
+
+    __slots__ = ("by_run",)
+
+    def __init__(self) -> None:
+        self.by_run: dict[str, list[str]] = {}
+
+    def add(self, run_id: str, event: str) -> None:
+        chunk = self.by_run.get(run_id)
+        if chunk is None:
+            chunk = self.by_run[run_id] = []
+        chunk.append(event)
+
+    def mark(self) -> dict[str, int]:
+        return {run_id: len(chunk) for run_id, chunk in self.by_run.items()}
+
+    def rollback(self, mark: dict[str, int]) -> None:
+        for run_id in list(self.by_run):
+            if run_id in mark:
+                del self.by_run[run_id][mark[run_id] :]
+            else:
+                del self.by_run[run_id]
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """One chunk row per run, numbered on from the last event written; the ``events``
+        view shows one row per event."""
+        row = conn.execute(
+            "SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1"
+        ).fetchone()
+        seq = row[0] if row else 1
+        rows = []
+        for run_id, chunk in self.by_run.items():
+            if chunk:
+                rows.append((seq, run_id, len(chunk), f"[{','.join(chunk)}]"))
+                seq += len(chunk)
+        conn.executemany(
+            "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
+        )
 
 
 def _check_job(op: JobTransition) -> None:
@@ -777,9 +840,12 @@ def _check_job(op: JobTransition) -> None:
         )
 
 
-def _job_event(op: JobTransition) -> tuple[Any, ...]:
-    data = _dumps({"error": op.error}) if op.error else None
-    return (op.run_id, op.job_id, "job", op.expected._value_, op.new._value_, op.at, data)
+def _job_event(op: JobTransition) -> str:
+    data = _dumps(_dumps({"error": op.error})) if op.error else "null"
+    return (
+        f'[{_json_string(op.job_id)},"job","{op.expected._value_}","{op.new._value_}",'
+        f"{op.at!r},{data}]"
+    )
 
 
 def _attempt_state(conn: sqlite3.Connection, op: AttemptWrite) -> str:
@@ -797,23 +863,25 @@ def _check_attempt(op: AttemptWrite, old: str) -> None:
         raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} already ended ({old})")
 
 
-def _attempt_event(op: AttemptWrite, old: str | None, handle: str | None = None) -> tuple[Any, ...]:
+def _attempt_event(op: AttemptWrite, old: str | None, handle: str | None = None) -> str:
     """The event of an attempt write: ``old`` is None for the insert (``submitting``);
     ``handle`` is the handle already encoded."""
     if old is None or (op.handle is None and op.error is None):
-        data = (
-            _ATTEMPT_DATA[op.attempt]
-            if op.attempt < len(_ATTEMPT_DATA)
-            else _dumps({"attempt": op.attempt})
-        )
+        if op.attempt < len(_ATTEMPT_DATA):
+            data = _ATTEMPT_DATA[op.attempt]
+        else:
+            data = _dumps(_dumps({"attempt": op.attempt}))
     else:
-        data = f'{{"attempt":{op.attempt:d}'
+        text = f'{{"attempt":{op.attempt:d}'
         if op.handle is not None:
-            data += f',"handle":{handle if handle is not None else _dumps(op.handle)}'
+            text += f',"handle":{handle if handle is not None else _dumps(op.handle)}'
         if op.error is not None:
-            data += f',"error":{_dumps(op.error)}'
-        data += "}"
-    return (op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
+            text += f',"error":{_dumps(op.error)}'
+        data = _dumps(text + "}")
+    return (
+        f'[{_json_string(op.job_id)},"attempt",{_json_string(old) if old else "null"},'
+        f"{_json_string(op.state)},{op.at!r},{data}]"
+    )
 
 
 _JOB_COLUMNS = ("attempts", "error", "remote_status", "log_tail", "outputs", "notes")
@@ -859,7 +927,7 @@ class _Merged:
 
     __slots__ = ("attempts", "events", "jobs")
 
-    def __init__(self, events: list[tuple[Any, ...]]) -> None:
+    def __init__(self, events: _Events) -> None:
         self.events = events
         self.jobs: dict[tuple[str, str], _JobWrite] = {}
         self.attempts: dict[tuple[str, str, int], _AttemptWrite] = {}
@@ -893,7 +961,7 @@ class _Merged:
             write.started = op.at
         if op.new in JOB_TERMINAL:
             write.ended = op.at
-        self.events.append(_job_event(op))
+        self.events.add(op.run_id, _job_event(op))
 
     def attempt(self, conn: sqlite3.Connection, op: AttemptWrite) -> None:
         key = (op.run_id, op.job_id, op.attempt)
@@ -902,7 +970,7 @@ class _Merged:
             if write is not None:
                 raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} exists")
             self.attempts[key] = _AttemptWrite(None, op.key, op.at)
-            self.events.append(_attempt_event(op, None))
+            self.events.add(op.run_id, _attempt_event(op, None))
             return
         if write is not None:
             old = write.state
@@ -923,7 +991,7 @@ class _Merged:
             write.ended = op.at
         if op.error is not None:
             write.error = op.error
-        self.events.append(_attempt_event(op, old, write.handle if op.handle else None))
+        self.events.add(op.run_id, _attempt_event(op, old, write.handle if op.handle else None))
 
     def flush(self, conn: sqlite3.Connection) -> None:
         if self.jobs:
@@ -1034,26 +1102,6 @@ def _write_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]])
     if len(rows) == 1:
         return int(conn.execute(sql, rows[0]).rowcount)
     return int(conn.executemany(sql, rows).rowcount)
-
-
-def _write_events(conn: sqlite3.Connection, events: list[tuple[Any, ...]]) -> None:
-    """The transaction's events, in order: one chunk row per run (a JSON array of events
-    numbered on from the last one written; the ``events`` view shows one row per event)."""
-    row = conn.execute("SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1").fetchone()
-    seq = row[0] if row else 1
-    by_run: dict[str, list[tuple[Any, ...]]] = {}
-    for event in events:
-        chunk = by_run.get(event[0])
-        if chunk is None:
-            chunk = by_run[event[0]] = []
-        chunk.append(event[1:])
-    rows = []
-    for run_id, chunk in by_run.items():
-        rows.append((seq, run_id, len(chunk), _dumps(chunk)))
-        seq += len(chunk)
-    conn.executemany(
-        "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
-    )
 
 
 class _BatchFailed(Exception):
