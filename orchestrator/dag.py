@@ -80,6 +80,7 @@ class Job:
         self.call = call
         self.vertex = id if vertex is None else vertex
         self.params = params
+        self._tokens: tuple[dict[str, Any], bool] | None = None  # params and has_tokens
         self.dag: DAG | None = None
         dag = _current_dag.get()
         if dag is not None:
@@ -103,6 +104,17 @@ class Job:
     @property
     def timeout_seconds(self) -> float | None:
         return None if self.timeout is None else parse_duration(self.timeout)
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether a field holds a ``$token`` to substitute at each attempt: worked out once
+        for these params (:meth:`DAG.validate` works it out again)."""
+        cached = self._tokens
+        if cached is None or cached[0] is not self.params:
+            from .engine.tokens import has_tokens
+
+            cached = self._tokens = (self.params, has_tokens(self.params))
+        return cached[1]
 
     @property
     def pools(self) -> tuple[str, ...]:
@@ -223,3 +235,6 @@ class DAG:
         from .validation import validate_dag
 
         validate_dag(self, known_types)
+        for job in self:
+            job._tokens = None  # the params may have changed since a run
+            job.has_tokens  # noqa: B018 - worked out here, not in each run

@@ -9,7 +9,6 @@ import anyio
 
 from ..states import JobState, RunState
 from ..trigger_rules import TriggerRule, UpstreamCounts
-from .tokens import _TOKEN
 
 if TYPE_CHECKING:
     from ..connectors.base import JobType
@@ -81,7 +80,7 @@ class JobRun:
         self.attempt_state: str | None = None  # the stored state of the current attempt
         self.wake_event: anyio.Event | None = None
         self.woken = False
-        self.has_tokens = _has_tokens(job.params)
+        self.has_tokens = job.has_tokens
 
     def wake(self) -> None:
         """Called by a connector (or a callback) to ask for an immediate poll."""
@@ -110,16 +109,6 @@ class JobRun:
         if self.notes:
             out["notes"] = self.notes
         return out
-
-
-def _has_tokens(value: Any) -> bool:
-    if isinstance(value, str):
-        return "$" in value and _TOKEN.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_tokens(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_tokens(v) for v in value)
-    return False
 
 
 class Run:

@@ -11,6 +11,17 @@ from typing import Any
 _TOKEN = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_]*)")  # $name, or $$ for a literal $
 
 
+def has_tokens(value: Any) -> bool:
+    """Whether a string in ``value`` (nested dicts and lists) holds a token."""
+    if isinstance(value, str):
+        return "$" in value and _TOKEN.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_tokens(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_tokens(v) for v in value)
+    return False
+
+
 def substitute(value: Any, tokens: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         if "$" not in value:

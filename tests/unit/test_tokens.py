@@ -69,3 +69,16 @@ def test_substitute_leaves_keys_and_input_untouched() -> None:
 
 def test_substitute_with_no_tokens_only_unescapes() -> None:
     assert substitute("$runId costs $$1", {}) == "$runId costs $1"
+
+
+def test_a_job_works_out_whether_it_has_tokens_once_and_again_when_validated() -> None:
+    from orchestrator.dag import DAG, Job
+
+    with DAG("d") as dag:
+        job = Job("a", "fake", message="plain")
+    assert not job.has_tokens
+    job.params = {"message": "day $day"}  # new params: worked out again
+    assert job.has_tokens
+    job.params["message"] = "plain again"  # changed in place: seen by the next validate
+    dag.validate()
+    assert not job.has_tokens
