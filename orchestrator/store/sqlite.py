@@ -53,6 +53,7 @@ from .base import (
 T = TypeVar("T")
 _ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
 MAX_GROUP = 256  # batches in one commit at most
+CHECKPOINT_EVERY = 16  # commits between two checkpoints (in the checkpoint thread)
 
 
 def _dumps(value: Any) -> str:
@@ -80,6 +81,8 @@ class SQLiteStore:
         self._read_lock = threading.Lock()
         self._stats = {"batches": 0, "commits": 0}
         self._events = _Events()  # of the transaction being written
+        self._checkpointer: _Checkpointer | None = None
+        self._auto_checkpoint = False
         self._closed = False
 
     # -- opening -------------------------------------------------------------------------
@@ -144,9 +147,14 @@ class SQLiteStore:
         try:
             self._migrate(write)
             self._read = self._connect()
+            checkpoint = self._connect()
         except BaseException:
             write.close()
+            if self._read is not None:
+                self._read.close()
             raise
+        write.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
+        self._checkpointer = _Checkpointer(checkpoint)
         self._writer = threading.Thread(
             target=self._write_loop, args=(write,), name="orchestrator-store", daemon=True
         )
@@ -162,9 +170,11 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:
+            await anyio.to_thread.run_sync(self._checkpointer.close)
         if self._writer is not None:
             self._queue.put(None)
-            await anyio.to_thread.run_sync(self._writer.join)
+            await anyio.to_thread.run_sync(self._writer.join)  # its close checkpoints
         if self._read is not None:
             await anyio.to_thread.run_sync(self._close_read)
 
@@ -231,6 +241,10 @@ class SQLiteStore:
         """One transaction for the whole group. Fast path without savepoints; if a batch fails
         its compare-and-set, the transaction is redone with a savepoint per batch so that only
         that batch fails."""
+        checkpointer = self._checkpointer
+        if checkpointer is not None and checkpointer.failed and not self._auto_checkpoint:
+            conn.execute("PRAGMA wal_autocheckpoint = 1000")  # back to SQLite's own
+            self._auto_checkpoint = True
         try:
             try:
                 results = self._run_group(conn, group, savepoints=False)
@@ -239,6 +253,8 @@ class SQLiteStore:
                 results = self._run_group(conn, group, savepoints=True)
             crash.reached("mid_commit")
             conn.execute("COMMIT")
+            if checkpointer is not None:
+                checkpointer.committed()
             self._stats["commits"] += 1
             self._stats["batches"] += len(group)
         except Exception as exc:  # the database failed (locked, full, I/O): the whole group fails
@@ -1102,6 +1118,53 @@ def _write_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]])
     if len(rows) == 1:
         return int(conn.execute(sql, rows[0]).rowcount)
     return int(conn.executemany(sql, rows).rowcount)
+
+
+class _Checkpointer:
+    """Copies the write-ahead log into the database file in a thread of its own (a ``PASSIVE``
+    checkpoint every :data:`CHECKPOINT_EVERY` commits), so that no commit of the writer waits
+    for that copy and its fsyncs. A passive checkpoint blocks neither writers nor readers. If
+    it fails, the writer goes back to SQLite's automatic checkpoints."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._due = threading.Event()
+        self._commits = 0
+        self._stopping = False
+        self.failed = False
+        self._thread = threading.Thread(
+            target=self._run, name="orchestrator-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def committed(self) -> None:
+        """Called by the writer after each commit."""
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            self._due.set()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._due.wait()
+                self._due.clear()
+                if self._stopping:
+                    return
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+        except sqlite3.Error:
+            self.failed = True
+        finally:
+            self._conn.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
 
 
 class _BatchFailed(Exception):

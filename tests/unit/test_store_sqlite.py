@@ -29,7 +29,7 @@ from orchestrator.store.base import (
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.migrations import LATEST, MIGRATIONS, statements
 from orchestrator.store.open import default_db_path, open_store, sqlite_path, without_password
-from orchestrator.store.sqlite import SQLiteStore
+from orchestrator.store.sqlite import CHECKPOINT_EVERY, SQLiteStore
 
 J = JobState
 TABLES = {"schema_version", "dags", "runs", "jobs", "attempts", "event_chunks", "outbox"}
@@ -654,3 +654,34 @@ async def test_a_stale_write_is_not_a_store_error(tmp_path: Path) -> None:
         with pytest.raises(StaleWrite) as caught:
             await store.apply([JobTransition("r1", "a", J.QUEUED, J.SUBMITTING, 2.0)])
         assert not isinstance(caught.value, StoreError)
+
+
+async def test_the_log_is_checkpointed_by_its_own_thread(tmp_path: Path) -> None:
+    """The writer's commits leave the write-ahead log alone; every CHECKPOINT_EVERY commits the
+    checkpoint thread copies it into the database file, while the store stays open."""
+    path = tmp_path / "c.db"
+    jobs = tuple(f"job-{i:05d}" for i in range(2000))  # pages enough to see the file grow
+    async with await SQLiteStore.open(path) as store:
+        autocheckpoint = await store._write_fn(
+            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert autocheckpoint == 0
+        before = path.stat().st_size
+        await store.apply([create(jobs=jobs)])
+        for i in range(CHECKPOINT_EVERY):
+            await store.apply([JobTransition("r1", jobs[i], J.PENDING, J.QUEUED, 2.0)])
+        with anyio.fail_after(10):
+            while path.stat().st_size <= before:
+                await anyio.sleep(0.01)
+        assert len(await store.get_jobs("r1")) == len(jobs)
+
+
+async def test_a_failed_checkpoint_thread_hands_checkpoints_back_to_sqlite(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "f.db") as store:
+        assert store._checkpointer is not None
+        store._checkpointer.failed = True  # as after an error in the checkpoint thread
+        await store.apply([create()])
+        autocheckpoint = await store._write_fn(
+            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+    assert autocheckpoint == 1000
