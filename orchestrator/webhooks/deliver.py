@@ -100,6 +100,10 @@ class Deliverer:
         self._timeout = attempt_timeout
         self._wake = anyio.Event()
         self._in_flight: set[str] = set()
+        # a delivery whose attempt was recorded while outbox scan N was reading: scan N may
+        # still show it pending (its snapshot is older); scans after N do not
+        self._scans = 0
+        self._recorded: dict[str, int] = {}
         self._lanes: dict[str, anyio.Semaphore] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
@@ -158,17 +162,22 @@ class Deliverer:
 
     async def _loop(self) -> None:
         while True:
+            self._scans += 1
+            scan = self._scans
             try:
                 due = await self._store.due_deliveries(time.time(), limit=500)
             except Exception as exc:  # the store is down: try again later
                 log.warning("webhook.outbox_unreadable", error=str(exc))
                 due = []
             assert self._tg is not None
+            recorded = self._recorded
             for delivery in due:
-                if delivery.id in self._in_flight:
-                    continue
+                if delivery.id in self._in_flight or recorded.get(delivery.id, 0) >= scan:
+                    continue  # being sent, or just sent and this scan read too early
                 self._in_flight.add(delivery.id)
                 self._tg.start_soon(self._deliver, delivery)
+            if recorded:
+                self._recorded = {k: n for k, n in recorded.items() if n >= scan}
             with anyio.move_on_after(self._poll_interval):
                 await self._wake.wait()
             self._wake = anyio.Event()
@@ -201,6 +210,7 @@ class Deliverer:
             log.exception("webhook.deliverer_error", delivery=delivery.id)
             await anyio.sleep(1.0)
         finally:
+            self._recorded[delivery.id] = self._scans  # before it leaves the in-flight set
             self._in_flight.discard(delivery.id)
 
     async def _attempt(self, d: DeliveryRecord) -> None:

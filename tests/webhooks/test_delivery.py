@@ -304,3 +304,39 @@ def test_bad_definitions_are_validation_errors() -> None:
     assert "webhook 'b': field 'triggerEvent'" in text
     assert "webhook 'c': field 'method'" in text
     assert "webhook 'd': field 'body'" in text
+
+
+class SlowScans(MemoryStore):
+    """After the scan that starts a delivery, the next scan takes its snapshot while the
+    delivery is in flight and answers only once its attempt is recorded: the order a store
+    that reads in another thread can produce."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded = anyio.Event()
+        self.started = False
+        self.stale_answers = 0
+
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[Any]:
+        snapshot = await super().due_deliveries(now, limit)
+        if snapshot and not self.started:
+            self.started = True  # this scan starts the delivery
+        elif snapshot and not self.recorded.is_set():
+            await self.recorded.wait()
+            self.stale_answers += 1
+        return snapshot
+
+    async def record_delivery(self, attempt: Any, *, state: str, next_at: float | None) -> None:
+        await super().record_delivery(attempt, state=state, next_at=next_at)
+        self.recorded.set()
+
+
+async def test_a_delivery_is_not_sent_again_from_a_scan_older_than_its_record(
+    receiver: Receiver,
+) -> None:
+    store = SlowScans()
+    with DAG("once") as dag:
+        Job("j", "fake", webhooks=[hook("h", f"{receiver.base_url}/once", "onJobDone")])
+    await run(dag, store)
+    assert store.stale_answers >= 1  # the race did happen
+    assert len(receiver.on("/once")) == 1
