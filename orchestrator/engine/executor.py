@@ -248,15 +248,13 @@ class RunExecutor:
             observer(jr, old)
 
     def _log_end(self, jr: JobRun) -> None:
-        fields = {
-            "job": jr.id,
-            "attempt": jr.attempts,
-            "state": jr.state.value,
-        }
-        if jr.state is JobState.SUCCEEDED or jr.state is JobState.SKIPPED:
-            self._log.info("job.ended", **fields)
+        state = jr.state
+        if state is JobState.SUCCEEDED or state is JobState.SKIPPED:
+            self._log.info("job.ended", job=jr.id, attempt=jr.attempts, state=state.value)
         else:
-            self._log.warning("job.ended", error=jr.error, **fields)
+            self._log.warning(
+                "job.ended", error=jr.error, job=jr.id, attempt=jr.attempts, state=state.value
+            )
 
     def _set_run(self, new: RunState) -> None:
         old = self.run.state
@@ -574,7 +572,7 @@ class RunExecutor:
                         return found
                     handle = found
                 crash.reached("after_accept")
-                await self._accepted(jr, handle)
+                self._accepted(jr, handle)
                 result = await self._follow(jr, connector, handle)
             if scope is not None and scope.cancelled_caught:
                 return await self._timed_out(jr, connector, handle)
@@ -583,7 +581,7 @@ class RunExecutor:
             await self._cancelled(jr, connector, handle)
             raise
 
-    async def _accepted(self, jr: JobRun, handle: RemoteHandle) -> None:
+    def _accepted(self, jr: JobRun, handle: RemoteHandle) -> None:
         """Store the handle, then count the attempt as running."""
         jr.handle = handle
         if self._store is not None:
@@ -635,7 +633,7 @@ class RunExecutor:
                             return await self._resubmit_same_attempt(jr, connector, submission)
                         return found
                     handle = found
-                    await self._accepted(jr, handle)
+                    self._accepted(jr, handle)
                 result = await self._follow(jr, connector, handle)
             if scope is not None and scope.cancelled_caught:
                 return await self._timed_out(jr, connector, handle)
@@ -653,7 +651,7 @@ class RunExecutor:
             handle = await connector.submit(submission)
         except ConnectorError as exc:
             return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
-        await self._accepted(jr, handle)
+        self._accepted(jr, handle)
         return await self._follow(jr, connector, handle)
 
     async def _timed_out(
