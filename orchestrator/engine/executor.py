@@ -337,9 +337,6 @@ class RunExecutor:
             for callback in after:
                 callback()
 
-        if not ops:
-            done(None)
-            return
         self._store.apply_nowait(ops, done)
 
     def _finish_run(self) -> None:

@@ -292,7 +292,7 @@ class SQLiteStore:
         for i, request in enumerate(group):
             if savepoints:
                 conn.execute(f"SAVEPOINT b{i}")
-            mark = self._events.mark()
+            mark = self._events.mark() if savepoints else None
             try:
                 if request.ops is not None:
                     if savepoints:  # merged within the batch only
@@ -313,6 +313,7 @@ class SQLiteStore:
                     raise _BatchFailed from exc
                 conn.execute(f"ROLLBACK TO b{i}")
                 conn.execute(f"RELEASE b{i}")
+                assert mark is not None
                 self._events.rollback(mark)
                 error: Exception = (
                     exc if not isinstance(exc, sqlite3.IntegrityError) else StaleWrite(str(exc))
