@@ -70,6 +70,29 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     **{state: frozenset() for state in JOB_TERMINAL},
 }
 
+
+def _reachable() -> frozenset[tuple[str, str]]:
+    pairs: set[tuple[str, str]] = set()
+    for start in JobState:
+        seen: set[JobState] = set()
+        todo = list(JOB_TRANSITIONS[start])
+        while todo:
+            state = todo.pop()
+            if state not in seen:
+                seen.add(state)
+                todo.extend(JOB_TRANSITIONS[state])
+        if not start.terminal:
+            seen.add(start)  # no step, other fields moved on
+        pairs.update((start.value, state.value) for state in seen)
+    return frozenset(pairs)
+
+
+JOB_REACHABLE = _reachable()
+"""``(old, new)`` state values where ``new`` follows from ``old`` in zero or more steps of
+:data:`JOB_TRANSITIONS` (zero only for a state that is not terminal): what one stored row may
+move."""
+
+
 _R = RunState
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     _R.QUEUED: frozenset({_R.RUNNING, _R.CANCELLED}),

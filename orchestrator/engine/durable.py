@@ -15,7 +15,7 @@ from ..errors import DagError, StoreError
 from ..formats import to_json
 from ..loader import dag_from_json, load_path
 from ..states import JobState, RunState
-from ..store.base import AttemptRecord, CreateRun, JobRecord, RunRecord, Store
+from ..store.base import AttemptRecord, AttemptRow, CreateRun, JobRecord, RunRecord, Store
 from .records import Run
 
 OVERLAP_POLICIES = ("skip", "queue", "allow")
@@ -104,7 +104,7 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
         last[each.job_id] = each
     for job_id, record in jobs.items():
         jr = run.jobs[job_id]
-        jr.state = record.state
+        jr.state = jr.stored_state = record.state
         jr.attempts = record.attempts
         jr.error = record.error
         jr.remote_status = record.remote_status
@@ -116,8 +116,20 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
         attempt = last.get(job_id)
         if attempt is not None:
             jr.handle = attempt.handle
-            if attempt.state in ("submitting", "running"):
-                jr.attempt_state = attempt.state
+            jr.attempt_row = AttemptRow(
+                run.id,
+                job_id,
+                attempt.attempt,
+                attempt.state,
+                attempt.key,
+                attempt.state,
+                json.dumps(attempt.handle) if attempt.handle is not None else None,
+                attempt.submitted_at,
+                attempt.accepted_at,
+                attempt.ended_at,
+                attempt.error,
+            )
+            jr.attempt_stored = attempt.state
             if record.state in (JobState.SUBMITTING, JobState.RUNNING) and attempt.state not in (
                 "submitting",
                 "running",

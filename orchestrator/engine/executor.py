@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -39,9 +40,11 @@ from ..states import (
     check_run_transition,
 )
 from ..store.base import (
-    AttemptWrite,
+    AttemptRow,
+    Changes,
     EnqueueDelivery,
-    JobTransition,
+    EventTuple,
+    JobRow,
     Operation,
     RunTransition,
     StaleWrite,
@@ -60,6 +63,10 @@ MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt e
 SLICE = 0.01  # seconds a worker runs jobs back to back before yielding to the loop
 
 Observer = Callable[[JobRun, JobState], None]
+DIRTY_JOB = 1  # JobRun.dirty: the job's record changed since it was handed to the store
+DIRTY_ATTEMPT = 2  # its current attempt did
+_LIVE = ("submitting", "running")
+_ATTEMPT_DATA = [{"attempt": n} for n in range(64)]  # event data, shared: never changed
 
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
@@ -77,6 +84,9 @@ class _Attempt:
         self.outcome = outcome  # None: succeeded
         self.error = error
         self.result = result
+
+
+_new_row: Any = tuple.__new__  # a JobRow or AttemptRow from a tuple, without its __new__
 
 
 class RunExecutor:
@@ -119,6 +129,10 @@ class RunExecutor:
         self._scope = anyio.CancelScope()
         self._store = store
         self._ops: list[Operation] = []
+        # what changed since the last hand-over to the store (see _changes)
+        self._dirty: list[JobRun] = []
+        self._events: list[EventTuple] = []
+        self._attempt_rows: list[AttemptRow] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._after_flush: list[Callable[[], None]] = []
@@ -222,24 +236,12 @@ class RunExecutor:
             self._log_end(jr)
         if self._store is not None:
             at = self._clock.time()
-            if terminal:
-                op = JobTransition(
-                    self.run.id,
-                    jr.id,
-                    old,
-                    new,
-                    at,
-                    jr.attempts,
-                    error,
-                    new is JobState.SUCCEEDED,
-                    jr.remote_status,
-                    jr.outputs or None,
-                    jr.log_tail,
-                    jr.notes or None,
-                )
-            else:
-                op = JobTransition(self.run.id, jr.id, old, new, at, jr.attempts, error)
-            self._ops.append(op)
+            self._events.append(
+                (jr.id, "job", old._value_, new._value_, at, {"error": error} if error else None)
+            )
+            if not jr.dirty:
+                self._dirty.append(jr)
+            jr.dirty |= DIRTY_JOB
             if terminal and jr.id in self._job_hooks:
                 for delivery in job_deliveries(self._job_hooks[jr.id], self.run, jr, at):
                     self._ops.append(EnqueueDelivery(delivery))
@@ -262,28 +264,120 @@ class RunExecutor:
         self.run.state = new
         if self._store is not None:
             error = self.run.error if new.terminal else None
+            self._cut()  # the run's event after those of its jobs so far
             self._ops.append(RunTransition(self.run.id, old, new, self._clock.time(), error))
 
-    def _attempt_write(self, jr: JobRun, state: str, **fields: Any) -> None:
-        if self._store is not None:
-            expected = jr.attempt_state
-            jr.attempt_state = state if state in ("submitting", "running") else None
-            self._ops.append(
-                AttemptWrite(
-                    self.run.id,
-                    jr.id,
-                    jr.attempts,
-                    state,
-                    self._clock.time(),
-                    expected=expected,
-                    **fields,
-                )
+    def _attempt_write(
+        self,
+        jr: JobRun,
+        state: str,
+        *,
+        key: str | None = None,
+        handle: RemoteHandle | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a step of the current attempt (a ``key`` starts a new one, ``submitting``):
+        its row as it is now goes to the store with the next batch."""
+        if self._store is None:
+            return
+        at = self._clock.time()
+        row = jr.attempt_row
+        n = jr.attempts
+        if key is not None:
+            if row is not None and jr.dirty & DIRTY_ATTEMPT:  # the one before has a step
+                self._attempt_rows.append(row)
+            jr.attempt_stored = None
+            jr.attempt_row = _new_row(
+                AttemptRow, (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
             )
+            old = None
+            data: dict[str, Any] = _ATTEMPT_DATA[n] if n < len(_ATTEMPT_DATA) else {"attempt": n}
+        else:
+            if row is None:
+                raise StoreError(f"run {self.run.id}: job {jr.id} has no attempt {n} stored")
+            old = row.state
+            data = {"attempt": n}
+            handle_json = row.handle
+            accepted_at = row.accepted_at
+            if handle is not None:
+                handle_json = json.dumps(handle)
+                accepted_at = at
+                data["handle"] = handle
+            if error is not None:
+                data["error"] = error
+            jr.attempt_row = _new_row(
+                AttemptRow,
+                (
+                    row.run_id,
+                    row.job_id,
+                    row.attempt,
+                    jr.attempt_stored,
+                    row.key,
+                    state,
+                    handle_json,
+                    row.submitted_at,
+                    accepted_at,
+                    at if state not in _LIVE else None,
+                    error if error is not None else row.error,
+                ),
+            )
+        self._events.append((jr.id, "attempt", old, state, at, data))
+        if not jr.dirty:
+            self._dirty.append(jr)
+        jr.dirty |= DIRTY_ATTEMPT
+
+    def _changes(self) -> Changes:
+        """The rows of what changed since the last hand-over, one per job and attempt however
+        many steps it took, with the events of those steps in order."""
+        run_id = self.run.id
+        jobs: list[JobRow] = []
+        attempts, self._attempt_rows = self._attempt_rows, []
+        for jr in self._dirty:
+            if jr.dirty & DIRTY_JOB:
+                outputs, notes = jr.outputs, jr.notes
+                jobs.append(
+                    _new_row(
+                        JobRow,
+                        (
+                            run_id,
+                            jr.id,
+                            jr.stored_state._value_,
+                            jr.state._value_,
+                            jr.attempts,
+                            jr.error,
+                            jr.remote_status,
+                            json.dumps(outputs) if outputs else None,
+                            jr.log_tail,
+                            json.dumps(notes) if notes else None,
+                            jr.started_at,
+                            jr.ended_at,
+                        ),
+                    )
+                )
+                jr.stored_state = jr.state
+            if jr.dirty & DIRTY_ATTEMPT:
+                row = jr.attempt_row
+                assert row is not None
+                attempts.append(row)
+                jr.attempt_stored = row.state
+            jr.dirty = 0
+        self._dirty = []
+        events, self._events = self._events, []
+        return Changes(run_id, jobs, attempts, events)
+
+    def _cut(self) -> None:
+        """Put what changed so far into the next batch as it is, before an operation that
+        must follow it."""
+        if self._events:
+            self._ops.append(self._changes())
+
+    def _unwritten(self) -> bool:
+        return bool(self._ops or self._events)
 
     async def _commit(self) -> None:
         """Write what changed; returns once it is durable. The commits asked for in one turn of
         the event loop go to the store as one batch (see :meth:`_flush`)."""
-        if self._store is None or not self._ops:
+        if self._store is None or not self._unwritten():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._flush_waiters.append(waiter)  # a waiter cancelled alone leaves the others waiting
@@ -292,7 +386,7 @@ class RunExecutor:
 
     def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
         """Hand what changed to the store with the next batch, without waiting for it."""
-        if self._store is None or not self._ops:
+        if self._store is None or not self._unwritten():
             return
         self._schedule_flush()
         if after is not None:
@@ -310,6 +404,7 @@ class RunExecutor:
         assert self._store is not None
         self._flush_scheduled = False
         waiters, self._flush_waiters = self._flush_waiters, []
+        self._cut()
         ops, self._ops = self._ops, []
         after, self._after_flush = self._after_flush, []
         notify, self._deliveries_pending = self._deliveries_pending, False

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..connectors.base import JobType
     from ..dag import DAG, Job
     from ..retry import RetryPolicy
+    from ..store.base import AttemptRow
 
 
 def iso(ts: float | None) -> str | None:
@@ -27,10 +28,12 @@ class JobRun:
 
     __slots__ = (
         "adopt",
-        "attempt_state",
+        "attempt_row",
+        "attempt_stored",
         "attempts",
         "children",
         "counts",
+        "dirty",
         "ended_at",
         "error",
         "handle",
@@ -49,6 +52,7 @@ class JobRun:
         "rule",
         "started_at",
         "state",
+        "stored_state",
         "timeout",
         "wake_event",
         "woken",
@@ -77,7 +81,13 @@ class JobRun:
         self.ended_at: float | None = None
         self.held = False
         self.adopt = False  # in flight when the process stopped: follow it, never resubmit
-        self.attempt_state: str | None = None  # the stored state of the current attempt
+        # what the store has (see RunExecutor._changes): the job's state as last written, the
+        # current attempt as it is now and its state as last written (None: not yet), and
+        # what changed since
+        self.stored_state = JobState.PENDING
+        self.attempt_row: AttemptRow | None = None
+        self.attempt_stored: str | None = None
+        self.dirty = 0  # DIRTY_JOB | DIRTY_ATTEMPT
         self.wake_event: anyio.Event | None = None
         self.woken = False
         self.has_tokens = job.has_tokens

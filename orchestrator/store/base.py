@@ -2,7 +2,10 @@
 
 Writes are *operations* applied in order, in one transaction per batch, each state change
 compare-and-set on the state the engine expects; every state change appends an event in the same
-transaction. Batches from many jobs are group-committed: ``apply`` returns once the batch is
+transaction. Jobs and attempts are written as rows (what they are now, :class:`Changes`) rather
+than step by step: the engine hands over each changed row once per batch, and the store writes
+it with one compare-and-set, so that the cost of durability does not grow with the number of
+steps. Batches from many jobs are group-committed: ``apply`` returns once the batch is
 committed (durable against a crash of this process). The protocol is written so that a
 PostgreSQL implementation can follow: run ownership is a lease row (owner, epoch, heartbeat) and
 webhook deliveries are an outbox table written in the transaction of the state change.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..states import JobState, RunState
 
@@ -154,38 +157,60 @@ class RunTransition:
     error: str | None = None
 
 
-@dataclass(slots=True)
-class JobTransition:
-    """Move a job from ``expected`` to ``new`` and update its record's other fields."""
+class JobRow(NamedTuple):
+    """A job's record as the engine has it now, written only if the stored state is still
+    ``expected`` (compare-and-set). States are :class:`JobState` values; JSON fields are JSON
+    text. The fields are those of :class:`JobRecord`, all of them: a row replaces the record."""
 
     run_id: str
     job_id: str
-    expected: JobState
-    new: JobState
-    at: float
-    attempts: int | None = None
+    expected: str  # the stored state it moves from
+    state: str
+    attempts: int = 0
     error: str | None = None
-    clear_error: bool = False
     remote_status: str | None = None
-    outputs: dict[str, Any] | None = None
+    outputs: str | None = None  # JSON object, None for none
     log_tail: str | None = None
-    notes: list[str] | None = None
+    notes: str | None = None  # JSON array, None for none
+    started_at: float | None = None
+    ended_at: float | None = None
 
 
-@dataclass(slots=True)
-class AttemptWrite:
-    """Insert an attempt (``state="submitting"``) or move it on (``running`` with its handle,
-    then an end state)."""
+class AttemptRow(NamedTuple):
+    """An attempt as the engine has it now. ``expected`` None inserts it (its state is then
+    ``submitting``, its key unique); otherwise the stored attempt must still be in
+    ``expected``, a live state (``submitting`` or ``running``). ``key`` and ``submitted_at``
+    never change once inserted; a ``None`` handle or ``accepted_at`` keeps the stored one."""
 
     run_id: str
     job_id: str
     attempt: int
-    state: str
-    at: float
-    key: str | None = None
-    handle: dict[str, Any] | None = None
+    expected: str | None
+    key: str
+    state: str  # one of ATTEMPT_STATES
+    handle: str | None = None  # the remote handle as JSON text
+    submitted_at: float | None = None
+    accepted_at: float | None = None
+    ended_at: float | None = None
     error: str | None = None
-    expected: str | None = None  # the attempt's current state, when the writer knows it
+
+
+EventTuple = tuple[str | None, str, str | None, str, float, dict[str, Any] | None]
+"""``(job_id, kind, old, new, at, data)`` of an :class:`Event` yet to be numbered."""
+
+
+@dataclass(slots=True)
+class Changes:
+    """What changed in one run since the engine last wrote it: the rows of the jobs and
+    attempts that moved (each one compare-and-set on its stored state; a terminal state is
+    never left) and the state changes that led there, in the order they happened, appended to
+    the event log. Several steps of one job since the last write are one row and several
+    events."""
+
+    run_id: str
+    jobs: list[JobRow] = field(default_factory=list)
+    attempts: list[AttemptRow] = field(default_factory=list)
+    events: list[EventTuple] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -195,7 +220,7 @@ class EnqueueDelivery:
     delivery: DeliveryRecord
 
 
-Operation = CreateRun | RunTransition | JobTransition | AttemptWrite | EnqueueDelivery
+Operation = CreateRun | RunTransition | Changes | EnqueueDelivery
 
 
 class StaleWrite(Exception):

@@ -4,20 +4,23 @@ started with ``--db memory:`` (nothing survives the process)."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..states import JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
+from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
 from .base import (
     ActiveRunExists,
     AttemptRecord,
+    AttemptRow,
+    Changes,
     CreateRun,
     DeliveryAttempt,
     DeliveryRecord,
     EnqueueDelivery,
     Event,
     JobRecord,
-    JobTransition,
+    JobRow,
     Operation,
     RunRecord,
     RunTransition,
@@ -84,26 +87,39 @@ class MemoryStore:
                 events.append(
                     Event(seq, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
                 )
-            elif isinstance(op, JobTransition):
-                job = jobs.get(op.run_id, {}).get(op.job_id)
-                if job is None or job.state is not op.expected or not _allowed(job.state, op.new):
-                    raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {op.expected.value}")
-                job = jobs[op.run_id][op.job_id] = copy.copy(job)
-                _update_job(job, op)
-                seq += 1
-                job_data: dict[str, Any] = {"error": op.error} if op.error else {}
-                events.append(
-                    Event(
-                        seq,
-                        op.run_id,
-                        op.job_id,
-                        "job",
-                        op.expected.value,
-                        op.new.value,
-                        op.at,
-                        job_data,
+            elif isinstance(op, Changes):
+                for row in op.jobs:
+                    job = jobs.get(row.run_id, {}).get(row.job_id)
+                    if (
+                        job is None
+                        or job.state.value != row.expected
+                        or (row.expected, row.state) not in JOB_REACHABLE
+                    ):
+                        raise StaleWrite(f"job {row.run_id}/{row.job_id}: expected {row.expected}")
+                    jobs[row.run_id][row.job_id] = _job_record(row)
+                for a in op.attempts:
+                    key = (a.run_id, a.job_id, a.attempt)
+                    current = attempts.get(key)
+                    if a.expected is None:  # an insert
+                        if current is not None:
+                            raise StaleWrite(f"attempt {key} exists")
+                        if a.key in keys or a.key in self.keys:
+                            raise StaleWrite(f"attempt {key}: idempotency key {a.key!r} is taken")
+                        keys.add(a.key)
+                        attempts[key] = _attempt_record(a, None)
+                    elif current is None:
+                        raise StaleWrite(f"attempt {key} does not exist")
+                    elif current.state not in ("submitting", "running"):
+                        raise StaleWrite(f"attempt {key} already ended ({current.state})")
+                    elif current.state != a.expected:
+                        raise StaleWrite(f"attempt {key}: expected {a.expected}")
+                    else:
+                        attempts[key] = _attempt_record(a, current)
+                for job_id, kind, old, new, at, data in op.events:
+                    seq += 1
+                    events.append(
+                        Event(seq, op.run_id, job_id, kind, old, new, at, dict(data or {}))
                     )
-                )
             elif isinstance(op, EnqueueDelivery):
                 d = copy.copy(op.delivery)
                 if d.id in self.deliveries or d.id in deliveries:
@@ -111,45 +127,6 @@ class MemoryStore:
                 if d.webhook in self.disabled.get(d.dag, set()):
                     d.state = "disabled"
                 deliveries[d.id] = d
-            else:
-                key = (op.run_id, op.job_id, op.attempt)
-                current = attempts.get(key)
-                if op.state == "submitting" and op.key is not None:  # an insert
-                    if current is not None:
-                        raise StaleWrite(f"attempt {key} exists")
-                    if op.key in keys or op.key in self.keys:
-                        raise StaleWrite(f"attempt {key}: idempotency key {op.key!r} is taken")
-                    keys.add(op.key)
-                    attempts[key] = AttemptRecord(
-                        op.run_id, op.job_id, op.attempt, op.key, "submitting", submitted_at=op.at
-                    )
-                    old = None
-                elif current is None:
-                    raise StaleWrite(f"attempt {key} does not exist")
-                else:
-                    if current.state not in ("submitting", "running"):
-                        raise StaleWrite(f"attempt {key} already ended ({current.state})")
-                    if op.expected is not None and current.state != op.expected:
-                        raise StaleWrite(f"attempt {key}: expected {op.expected}")
-                    current = attempts[key] = copy.copy(current)
-                    old = current.state
-                    current.state = op.state
-                    if op.handle is not None:
-                        current.handle = op.handle
-                        current.accepted_at = op.at
-                    if op.state not in ("submitting", "running"):
-                        current.ended_at = op.at
-                    if op.error is not None:
-                        current.error = op.error
-                seq += 1
-                data: dict[str, Any] = {"attempt": op.attempt}
-                if op.handle is not None:
-                    data["handle"] = op.handle
-                if op.error is not None:
-                    data["error"] = op.error
-                events.append(
-                    Event(seq, op.run_id, op.job_id, "attempt", old, op.state, op.at, data)
-                )
         runs.commit()
         jobs.commit()
         attempts.commit()
@@ -316,29 +293,48 @@ class _JobsOverlay(_Overlay):
         return default
 
 
-def _allowed(current: JobState, new: JobState) -> bool:
-    """A transition of the table, or the same non-terminal state (its other fields move on);
-    a terminal state has no way out, not even to itself."""
-    return new in JOB_TRANSITIONS[current] or (new is current and not current.terminal)
+def _job_record(row: JobRow) -> JobRecord:
+    return JobRecord(
+        row.run_id,
+        row.job_id,
+        JobState(row.state),
+        row.attempts,
+        row.error,
+        row.remote_status,
+        json.loads(row.outputs) if row.outputs else {},
+        row.log_tail,
+        json.loads(row.notes) if row.notes else [],
+        row.started_at,
+        row.ended_at,
+    )
 
 
-def _update_job(job: JobRecord, op: JobTransition) -> None:
-    job.state = op.new
-    if op.attempts is not None:
-        job.attempts = op.attempts
-    if op.clear_error:
-        job.error = None
-    if op.error is not None:
-        job.error = op.error
-    if op.remote_status is not None:
-        job.remote_status = op.remote_status
-    if op.outputs is not None:
-        job.outputs = op.outputs
-    if op.log_tail is not None:
-        job.log_tail = op.log_tail
-    if op.notes is not None:
-        job.notes = op.notes
-    if op.new is JobState.SUBMITTING and job.started_at is None:
-        job.started_at = op.at
-    if op.new.terminal:
-        job.ended_at = op.at
+def _attempt_record(row: AttemptRow, stored: AttemptRecord | None) -> AttemptRecord:
+    """The attempt as stored after ``row``: its key and submission time never change, a
+    missing handle keeps the stored one."""
+    handle = json.loads(row.handle) if row.handle is not None else None
+    if stored is None:
+        return AttemptRecord(
+            row.run_id,
+            row.job_id,
+            row.attempt,
+            row.key,
+            row.state,
+            handle,
+            row.submitted_at,
+            row.accepted_at,
+            row.ended_at,
+            row.error,
+        )
+    return AttemptRecord(
+        row.run_id,
+        row.job_id,
+        row.attempt,
+        stored.key,
+        row.state,
+        handle if handle is not None else stored.handle,
+        stored.submitted_at,
+        row.accepted_at if row.accepted_at is not None else stored.accepted_at,
+        row.ended_at,
+        row.error if row.error is not None else stored.error,
+    )

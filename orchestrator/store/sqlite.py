@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import os
 import queue
 import sqlite3
@@ -31,19 +32,21 @@ import anyio
 
 from .. import crash
 from ..errors import StoreError
-from ..states import JOB_TERMINAL, JOB_TRANSITIONS, RUN_TRANSITIONS, JobState, RunState
+from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
 from . import migrations
 from .base import (
     ActiveRunExists,
     AttemptRecord,
-    AttemptWrite,
+    AttemptRow,
+    Changes,
     CreateRun,
     DeliveryAttempt,
     DeliveryRecord,
     EnqueueDelivery,
     Event,
+    EventTuple,
     JobRecord,
-    JobTransition,
+    JobRow,
     Operation,
     RunRecord,
     RunTransition,
@@ -287,7 +290,6 @@ class SQLiteStore:
     ) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
         self._events = _Events()
-        merged = _Merged(self._events)
         conn.execute("BEGIN IMMEDIATE")
         for i, request in enumerate(group):
             if savepoints:
@@ -295,16 +297,10 @@ class SQLiteStore:
             mark = self._events.mark() if savepoints else None
             try:
                 if request.ops is not None:
-                    if savepoints:  # merged within the batch only
-                        merged = _Merged(self._events)
-                        self._apply_merged(conn, request.ops, merged)
-                        merged.flush(conn)
-                    else:
-                        self._apply_merged(conn, request.ops, merged)
+                    self._apply_ops(conn, request.ops)
                     value = None
                 else:
                     assert request.fn is not None
-                    merged.flush(conn)
                     value = request.fn(conn)
             except Exception as exc:
                 if not _fault_of_the_batch(exc):
@@ -323,38 +319,47 @@ class SQLiteStore:
             if savepoints:
                 conn.execute(f"RELEASE b{i}")
             results.append((True, value))
-        if not savepoints:
-            try:
-                merged.flush(conn)
-            except (StaleWrite, sqlite3.IntegrityError) as exc:
-                raise _BatchFailed from exc
         if self._events.by_run:
             self._events.write(conn)
         return results
 
-    def _apply_merged(
-        self, conn: sqlite3.Connection, ops: Sequence[Operation], merged: _Merged
-    ) -> None:
-        """Job and attempt writes are merged (see :class:`_Merged`): on the fast path those of
-        every batch of the group, on the savepoint path those of one batch. Anything else first
-        writes out what is merged so far."""
+    def _apply_ops(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> None:
         for op in ops:
-            if isinstance(op, JobTransition):
-                merged.job(op)
-            elif isinstance(op, AttemptWrite):
-                merged.attempt(conn, op)
+            if isinstance(op, Changes):
+                self._changes(conn, op)
+            elif isinstance(op, RunTransition):
+                self._run_transition(conn, op)
+            elif isinstance(op, CreateRun):
+                self._create_run(conn, op)
             else:
-                merged.flush(conn)
-                if isinstance(op, RunTransition):
-                    self._run_transition(conn, op)
-                elif isinstance(op, CreateRun):
-                    self._create_run(conn, op)
-                else:
-                    self._enqueue(conn, op)
+                self._enqueue(conn, op)
+
+    def _changes(self, conn: sqlite3.Connection, op: Changes) -> None:
+        """One ``executemany`` per statement: the rows go to SQLite as they are."""
+        jobs = op.jobs
+        if jobs:
+            if not JOB_REACHABLE.issuperset(map(_MOVE, jobs)):
+                raise StaleWrite(_unreachable(jobs))
+            if _write_rows(conn, _JOB_UPDATE, jobs) != len(jobs):
+                raise StaleWrite(_stale_job(conn, jobs))
+        attempts = op.attempts
+        if attempts:
+            inserts = [a for a in attempts if a.expected is None]
+            if inserts:
+                try:
+                    _write_rows(conn, _ATTEMPT_INSERT, inserts)
+                except sqlite3.IntegrityError as exc:  # the attempt or its key exists
+                    key = inserts[0].key if len(inserts) == 1 else f"{len(inserts)} attempts"
+                    raise StaleWrite(f"attempt {key}: {exc}") from None
+            if len(inserts) < len(attempts):
+                updates = [a for a in attempts if a.expected is not None]
+                if _write_rows(conn, _ATTEMPT_UPDATE, updates) != len(updates):
+                    raise StaleWrite(_stale_attempt(conn, updates))
+        if op.events:
+            self._events.extend(op.run_id, op.events)
 
     def _event(
         self,
-        conn: sqlite3.Connection,
         run_id: str,
         job_id: str | None,
         kind: str,
@@ -364,9 +369,7 @@ class SQLiteStore:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Events are written together at the end of the transaction (in order)."""
-        self._events.add(
-            run_id, _event_json(job_id, kind, old, new, at, _dumps(data) if data else None)
-        )
+        self._events.extend(run_id, [(job_id, kind, old, new, at, data)])
 
     def _create_run(self, conn: sqlite3.Connection, op: CreateRun) -> None:
         run = op.run
@@ -414,7 +417,7 @@ class SQLiteStore:
             "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
             [(run.id, job_id) for job_id in op.job_ids],
         )
-        self._event(conn, run.id, None, "run", None, run.state.value, run.created_at)
+        self._event(run.id, None, "run", None, run.state.value, run.created_at)
 
     def _run_transition(self, conn: sqlite3.Connection, op: RunTransition) -> None:
         if op.new not in RUN_TRANSITIONS[op.expected]:
@@ -438,7 +441,7 @@ class SQLiteStore:
         )
         if cursor.rowcount != 1:
             raise StaleWrite(f"run {op.run_id}: expected {op.expected.value}")
-        self._event(conn, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
+        self._event(op.run_id, None, "run", op.expected.value, op.new.value, op.at)
 
     def _enqueue(self, conn: sqlite3.Connection, op: EnqueueDelivery) -> None:
         d = op.delivery
@@ -581,7 +584,7 @@ class SQLiteStore:
                     e[2],
                     e[3],
                     e[4],
-                    json.loads(e[5]) if e[5] else {},
+                    _event_data(e[5]),
                 )
                 for first, chunk in rows
                 for i, e in enumerate(json.loads(chunk))
@@ -783,338 +786,112 @@ def _deliveries_with_attempts(
     return out
 
 
-_ATTEMPT_DATA = [_dumps(_dumps({"attempt": n})) for n in range(64)]  # as event data
-_JSON_STRINGS: dict[str, str] = {}
-
-
-def _json_string(text: str) -> str:
-    """``text`` as a JSON string (job ids and states recur: their encodings are kept)."""
-    encoded = _JSON_STRINGS.get(text)
-    if encoded is None:
-        encoded = _dumps(text)
-        if len(_JSON_STRINGS) < 100_000:
-            _JSON_STRINGS[text] = encoded
-    return encoded
-
-
-def _event_json(
-    job_id: str | None, kind: str, old: str | None, new: str, at: float, data: str | None
-) -> str:
-    """One event as stored in a chunk: ``[job_id, kind, old, new, at, data]``, ``data`` being
-    the event's data as JSON text (a JSON string in the array)."""
-    return _dumps([job_id, kind, old, new, at, data])
-
-
 class _Events:
-    """The events of the transaction being written, in order, by run: each one already JSON
-    (strings, not tuples: a long transaction adds nothing for the garbage collector)."""
+    """The events of the transaction being written, by run, in order: each batch's already
+    JSON (encoded as the batch is applied, so that an event that cannot be encoded fails its
+    own batch only)."""
 
     __slots__ = ("by_run",)
 
     def __init__(self) -> None:
-        self.by_run: dict[str, list[str]] = {}
+        self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
 
-    def add(self, run_id: str, event: str) -> None:
-        chunk = self.by_run.get(run_id)
-        if chunk is None:
-            chunk = self.by_run[run_id] = []
-        chunk.append(event)
+    def extend(self, run_id: str, events: Sequence[EventTuple]) -> None:
+        pieces, counts = self.by_run.setdefault(run_id, ([], []))
+        pieces.append(_dumps(events)[1:-1])  # the array's items
+        counts.append(len(events))
 
     def mark(self) -> dict[str, int]:
-        return {run_id: len(chunk) for run_id, chunk in self.by_run.items()}
+        return {run_id: len(pieces) for run_id, (pieces, _) in self.by_run.items()}
 
     def rollback(self, mark: dict[str, int]) -> None:
         for run_id in list(self.by_run):
             if run_id in mark:
-                del self.by_run[run_id][mark[run_id] :]
+                pieces, counts = self.by_run[run_id]
+                del pieces[mark[run_id] :]
+                del counts[mark[run_id] :]
             else:
                 del self.by_run[run_id]
 
     def write(self, conn: sqlite3.Connection) -> None:
-        """One chunk row per run, numbered on from the last event written; the ``events``
-        view shows one row per event."""
+        """One chunk row per run, numbered on from the last event written: a JSON array of
+        ``[job_id, kind, old, new, at, data]``; the ``events`` view shows one row per event."""
         row = conn.execute(
             "SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1"
         ).fetchone()
         seq = row[0] if row else 1
         rows = []
-        for run_id, chunk in self.by_run.items():
-            if chunk:
-                rows.append((seq, run_id, len(chunk), f"[{','.join(chunk)}]"))
-                seq += len(chunk)
+        for run_id, (pieces, counts) in self.by_run.items():
+            n = sum(counts)
+            if n:
+                rows.append((seq, run_id, n, f"[{','.join(p for p in pieces if p)}]"))
+                seq += n
         conn.executemany(
             "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
         )
 
 
-def _check_job(op: JobTransition) -> None:
-    if op.new not in JOB_TRANSITIONS[op.expected] and not (
-        op.new is op.expected and not op.expected.terminal  # same state: fields move on
-    ):  # a terminal state has no way out, not even to itself
-        raise StaleWrite(
-            f"job {op.run_id}/{op.job_id}: {op.expected.value} -> {op.new.value} is not a "
-            "transition"
-        )
-
-
-def _job_event(op: JobTransition) -> str:
-    data = _dumps(_dumps({"error": op.error})) if op.error else "null"
-    return (
-        f'[{_json_string(op.job_id)},"job","{op.expected._value_}","{op.new._value_}",'
-        f"{op.at!r},{data}]"
-    )
-
-
-def _attempt_state(conn: sqlite3.Connection, op: AttemptWrite) -> str:
-    row = conn.execute(
-        "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
-        (op.run_id, op.job_id, op.attempt),
-    ).fetchone()
-    if row is None:
-        raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} does not exist")
-    return str(row[0])
-
-
-def _check_attempt(op: AttemptWrite, old: str) -> None:
-    if old not in ("submitting", "running"):
-        raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} already ended ({old})")
-
-
-def _attempt_event(op: AttemptWrite, old: str | None, handle: str | None = None) -> str:
-    """The event of an attempt write: ``old`` is None for the insert (``submitting``);
-    ``handle`` is the handle already encoded."""
-    if old is None or (op.handle is None and op.error is None):
-        if op.attempt < len(_ATTEMPT_DATA):
-            data = _ATTEMPT_DATA[op.attempt]
-        else:
-            data = _dumps(_dumps({"attempt": op.attempt}))
-    else:
-        text = f'{{"attempt":{op.attempt:d}'
-        if op.handle is not None:
-            text += f',"handle":{handle if handle is not None else _dumps(op.handle)}'
-        if op.error is not None:
-            text += f',"error":{_dumps(op.error)}'
-        data = _dumps(text + "}")
-    return (
-        f'[{_json_string(op.job_id)},"attempt",{_json_string(old) if old else "null"},'
-        f"{_json_string(op.state)},{op.at!r},{data}]"
-    )
-
-
-_JOB_COLUMNS = ("attempts", "error", "remote_status", "log_tail", "outputs", "notes")
-_JOB_SQL: dict[tuple[Any, ...], str] = {}
-_ATTEMPT_SQL: dict[tuple[bool, ...], str] = {}
-_ATTEMPT_INSERT = (
-    "INSERT INTO attempts (run_id, job_id, attempt, key, state, submitted_at, handle, "
-    "accepted_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# the rows of Changes bind as they are: ?N is the row's field N
+_JOB_UPDATE = (
+    "UPDATE jobs SET state = ?4, attempts = ?5, error = ?6, remote_status = ?7, outputs = ?8, "
+    "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12 "
+    "WHERE run_id = ?1 AND job_id = ?2 AND state = ?3"
 )
+_ATTEMPT_INSERT = (
+    "INSERT INTO attempts (run_id, job_id, attempt, key, state, handle, submitted_at, "
+    "accepted_at, ended_at, error) VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+)
+_ATTEMPT_UPDATE = (
+    "UPDATE attempts SET state = ?6, handle = COALESCE(?7, handle), "
+    "accepted_at = COALESCE(?9, accepted_at), ended_at = ?10, error = COALESCE(?11, error) "
+    "WHERE run_id = ?1 AND job_id = ?2 AND attempt = ?3 AND state = ?4 "
+    "AND ?4 IN ('submitting', 'running')"
+)
+_MOVE = operator.itemgetter(2, 3)  # (expected, state) of a JobRow
 
 
-class _JobWrite:
-    __slots__ = ("ended", "expected", "sets", "started", "state")
-
-    def __init__(self, expected: str) -> None:
-        self.expected = expected
-        self.state = expected
-        self.sets: dict[str, Any] = {}
-        self.started: float | None = None
-        self.ended: float | None = None
+def _unreachable(rows: list[JobRow]) -> str:
+    row = next(r for r in rows if (r.expected, r.state) not in JOB_REACHABLE)
+    return f"job {row.run_id}/{row.job_id}: {row.expected} -> {row.state} is not a transition"
 
 
-class _AttemptWrite:
-    __slots__ = ("accepted", "ended", "error", "expected", "handle", "key", "state", "submitted")
-
-    def __init__(self, expected: str | None, key: str | None, submitted: float | None) -> None:
-        self.expected = expected  # None: a new row
-        self.key = key
-        self.submitted = submitted
-        self.state = expected or "submitting"
-        self.handle: str | None = None
-        self.accepted: float | None = None
-        self.ended: float | None = None
-        self.error: str | None = None
-
-
-class _Merged:
-    """The job and attempt writes of a group commit, one statement per row: consecutive
-    transitions of a row become one compare-and-set from the first expected state to the last
-    new state, each step checked here (a step that does not follow on raises StaleWrite, and
-    the group is redone batch by batch). Written with one ``executemany`` per statement shape;
-    the events, one per step, are recorded in order as the steps come."""
-
-    __slots__ = ("attempts", "events", "jobs")
-
-    def __init__(self, events: _Events) -> None:
-        self.events = events
-        self.jobs: dict[tuple[str, str], _JobWrite] = {}
-        self.attempts: dict[tuple[str, str, int], _AttemptWrite] = {}
-
-    def job(self, op: JobTransition) -> None:
-        _check_job(op)
-        key = (op.run_id, op.job_id)
-        expected = op.expected._value_
-        write = self.jobs.get(key)
-        if write is None:
-            write = self.jobs[key] = _JobWrite(expected)
-        elif write.state != expected:
-            raise StaleWrite(f"job {op.run_id}/{op.job_id}: expected {expected}")
-        write.state = op.new._value_
-        sets = write.sets
-        if op.attempts is not None:
-            sets["attempts"] = op.attempts
-        if op.clear_error:
-            sets["error"] = None
-        if op.error is not None:
-            sets["error"] = op.error
-        if op.remote_status is not None:
-            sets["remote_status"] = op.remote_status
-        if op.log_tail is not None:
-            sets["log_tail"] = op.log_tail
-        if op.outputs is not None:
-            sets["outputs"] = _dumps(op.outputs)
-        if op.notes is not None:
-            sets["notes"] = _dumps(op.notes)
-        if op.new is JobState.SUBMITTING and write.started is None:
-            write.started = op.at
-        if op.new in JOB_TERMINAL:
-            write.ended = op.at
-        self.events.add(op.run_id, _job_event(op))
-
-    def attempt(self, conn: sqlite3.Connection, op: AttemptWrite) -> None:
-        key = (op.run_id, op.job_id, op.attempt)
-        write = self.attempts.get(key)
-        if op.state == "submitting" and op.key is not None:
-            if write is not None:
-                raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt} exists")
-            self.attempts[key] = _AttemptWrite(None, op.key, op.at)
-            self.events.add(op.run_id, _attempt_event(op, None))
-            return
-        if write is not None:
-            old = write.state
-            if op.expected is not None and op.expected != old:
-                raise StaleWrite(f"attempt {op.run_id}/{op.job_id}/{op.attempt}: expected {old}")
-        else:
-            if op.expected is None:
-                self.flush(conn)  # the state is read from the database
-            old = op.expected if op.expected is not None else _attempt_state(conn, op)
-        _check_attempt(op, old)
-        if write is None:
-            write = self.attempts[key] = _AttemptWrite(old, None, None)
-        write.state = op.state
-        if op.handle is not None:
-            write.handle = _dumps(op.handle)
-            write.accepted = op.at
-        if op.state not in ("submitting", "running"):
-            write.ended = op.at
-        if op.error is not None:
-            write.error = op.error
-        self.events.add(op.run_id, _attempt_event(op, old, write.handle if op.handle else None))
-
-    def flush(self, conn: sqlite3.Connection) -> None:
-        if self.jobs:
-            self._flush_jobs(conn)
-        if self.attempts:
-            self._flush_attempts(conn)
-
-    def _flush_jobs(self, conn: sqlite3.Connection) -> None:
-        shapes: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-        for (run_id, job_id), w in self.jobs.items():
-            columns = tuple(c for c in _JOB_COLUMNS if c in w.sets)
-            shape = (columns, w.started is not None, w.ended is not None)
-            args: list[Any] = [w.state, *(w.sets[c] for c in columns)]
-            if w.started is not None:
-                args.append(w.started)
-            if w.ended is not None:
-                args.append(w.ended)
-            args += (run_id, job_id, w.expected)
-            shapes.setdefault(shape, []).append(tuple(args))
-        self.jobs = {}
-        for shape, rows in shapes.items():
-            sql = _JOB_SQL.get(shape)
-            if sql is None:
-                sql = _JOB_SQL[shape] = _job_update(*shape)
-            if _write_rows(conn, sql, rows) != len(rows):
-                run_id, job_id, expected = rows[0][-3:]
-                raise StaleWrite(
-                    f"job {run_id}/{job_id}: expected {expected}"
-                    if len(rows) == 1
-                    else f"{len(rows)} jobs: a compare-and-set found another state"
-                )
-
-    def _flush_attempts(self, conn: sqlite3.Connection) -> None:
-        inserts: list[tuple[Any, ...]] = []
-        shapes: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        for (run_id, job_id, attempt), w in self.attempts.items():
-            if w.expected is None:
-                inserts.append(
-                    (
-                        run_id,
-                        job_id,
-                        attempt,
-                        w.key,
-                        w.state,
-                        w.submitted,
-                        w.handle,
-                        w.accepted,
-                        w.ended,
-                        w.error,
-                    )
-                )
-                continue
-            shape = (w.handle is not None, w.ended is not None, w.error is not None)
-            args: list[Any] = [w.state]
-            if w.handle is not None:
-                args += (w.handle, w.accepted)
-            if w.ended is not None:
-                args.append(w.ended)
-            if w.error is not None:
-                args.append(w.error)
-            args += (run_id, job_id, attempt, w.expected)
-            shapes.setdefault(shape, []).append(tuple(args))
-        self.attempts = {}
-        if inserts:
-            try:
-                _write_rows(conn, _ATTEMPT_INSERT, inserts)
-            except sqlite3.IntegrityError as exc:  # the attempt or its key exists
-                key = inserts[0][3] if len(inserts) == 1 else f"{len(inserts)} attempts"
-                raise StaleWrite(f"attempt {key}: {exc}") from None
-        for (handle, ended, error), rows in shapes.items():
-            sql = _ATTEMPT_SQL.get((handle, ended, error))
-            if sql is None:
-                sql = _ATTEMPT_SQL[handle, ended, error] = _attempt_update(handle, ended, error)
-            if _write_rows(conn, sql, rows) != len(rows):
-                run_id, job_id, attempt, expected = rows[0][-4:]
-                raise StaleWrite(
-                    f"attempt {run_id}/{job_id}/{attempt}: expected {expected}"
-                    if len(rows) == 1
-                    else f"{len(rows)} attempts: a compare-and-set found another state"
-                )
+def _stale_job(conn: sqlite3.Connection, rows: list[JobRow]) -> str:
+    """Which row's compare-and-set failed (read inside the transaction, before its rollback)."""
+    for row in rows:
+        found = conn.execute(
+            "SELECT state FROM jobs WHERE run_id = ? AND job_id = ?", (row.run_id, row.job_id)
+        ).fetchone()
+        if found is None:
+            return f"job {row.run_id}/{row.job_id} does not exist"
+        if found[0] != row.state:  # not written
+            return f"job {row.run_id}/{row.job_id}: expected {row.expected}, found {found[0]}"
+    return f"{len(rows)} jobs: a compare-and-set found another state"
 
 
-def _job_update(columns: tuple[str, ...], started: bool, ended: bool) -> str:
-    sets = ["state = ?", *(f"{c} = ?" for c in columns)]
-    if started:
-        sets.append("started_at = COALESCE(started_at, ?)")
-    if ended:
-        sets.append("ended_at = ?")
-    return f"UPDATE jobs SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND state = ?"
+def _stale_attempt(conn: sqlite3.Connection, rows: list[AttemptRow]) -> str:
+    for row in rows:
+        name = f"attempt {row.run_id}/{row.job_id}/{row.attempt}"
+        found = conn.execute(
+            "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
+            (row.run_id, row.job_id, row.attempt),
+        ).fetchone()
+        if found is None:
+            return f"{name} does not exist"
+        if row.expected not in ("submitting", "running"):
+            return f"{name} already ended ({row.expected})"
+        if found[0] != row.state:
+            return f"{name}: expected {row.expected}, found {found[0]}"
+    return f"{len(rows)} attempts: a compare-and-set found another state"
 
 
-def _attempt_update(handle: bool, ended: bool, error: bool) -> str:
-    sets = ["state = ?"]
-    if handle:
-        sets += ["handle = ?", "accepted_at = ?"]
-    if ended:
-        sets.append("ended_at = ?")
-    if error:
-        sets.append("error = ?")
-    return (
-        f"UPDATE attempts SET {', '.join(sets)} WHERE run_id = ? AND job_id = ? AND "
-        "attempt = ? AND state = ?"
-    )
+def _event_data(data: Any) -> dict[str, Any]:
+    """An event's data in a chunk: an object, or (in chunks written before) JSON text."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    return dict(data) if data else {}
 
 
-def _write_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+def _write_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
     """How many rows were written (a compare-and-set that finds another state writes none)."""
     if len(rows) == 1:
         return int(conn.execute(sql, rows[0]).rowcount)

@@ -15,12 +15,12 @@ import pytest
 from orchestrator.states import JobState, RunState
 from orchestrator.store.base import (
     ActiveRunExists,
-    AttemptWrite,
+    Changes,
     CreateRun,
     DeliveryAttempt,
     DeliveryRecord,
     EnqueueDelivery,
-    JobTransition,
+    JobRow,
     Operation,
     RunRecord,
     RunTransition,
@@ -29,6 +29,8 @@ from orchestrator.store.base import (
 )
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.sqlite import SQLiteStore
+
+from ..store_ops import attempt, job
 
 J = JobState
 R = RunState
@@ -61,12 +63,6 @@ def create(
         run_id, dag, dag_hash, {"day": "2024-01-01"}, "manual", R.QUEUED, created_at=created_at
     )
     return CreateRun(record, definition or {"name": dag, "jobs": list(jobs)}, jobs, exclusive)
-
-
-def job(
-    old: JobState, new: JobState, job_id: str = "a", run_id: str = "r1", at: float = 2.0, **kw: Any
-) -> JobTransition:
-    return JobTransition(run_id, job_id, old, new, at, **kw)
 
 
 def run(
@@ -127,11 +123,15 @@ async def test_creating_a_run_twice_is_a_stale_write(store: Store) -> None:
 async def test_job_and_run_transitions_compare_and_set(store: Store) -> None:
     await store.apply([create()])
     await store.apply([run(R.QUEUED, R.RUNNING, at=2.0), job(J.PENDING, J.QUEUED, at=2.0)])
-    await store.apply([job(J.QUEUED, J.SUBMITTING, at=3.0, attempts=1, error="old")])
-    await store.apply([job(J.SUBMITTING, J.RUNNING, at=4.0, remote_status="QUEUED")])
+    await store.apply(
+        [job(J.QUEUED, J.SUBMITTING, at=3.0, attempts=1, error="old", started_at=3.0)]
+    )
+    await store.apply(
+        [job(J.SUBMITTING, J.RUNNING, at=4.0, attempts=1, remote_status="QUEUED", started_at=3.0)]
+    )
     # the same state again: the record's other fields move on
     await store.apply(
-        [job(J.RUNNING, J.RUNNING, at=5.0, remote_status="RUNNING", clear_error=True)]
+        [job(J.RUNNING, J.RUNNING, at=5.0, attempts=1, remote_status="RUNNING", started_at=3.0)]
     )
     await store.apply(
         [
@@ -139,11 +139,15 @@ async def test_job_and_run_transitions_compare_and_set(store: Store) -> None:
                 J.RUNNING,
                 J.SUCCEEDED,
                 at=6.0,
+                attempts=1,
+                remote_status="RUNNING",
                 outputs={"rows": 3},
                 log_tail="done",
                 notes=["slow start"],
+                started_at=3.0,
+                ended_at=6.0,
             ),
-            job(J.PENDING, J.SKIPPED, "b", at=6.0),
+            job(J.PENDING, J.SKIPPED, "b", at=6.0, ended_at=6.0),
             run(R.RUNNING, R.FAILED, at=7.0, error="b skipped"),
         ]
     )
@@ -162,6 +166,21 @@ async def test_job_and_run_transitions_compare_and_set(store: Store) -> None:
     )
 
 
+async def test_one_row_may_move_several_steps_with_an_event_each(store: Store) -> None:
+    await store.apply([create()])
+    steps = [(J.PENDING, J.QUEUED), (J.QUEUED, J.SUBMITTING), (J.SUBMITTING, J.SUCCEEDED)]
+    events = [("a", "job", o.value, n.value, 2.0 + i, None) for i, (o, n) in enumerate(steps)]
+    row = JobRow("r1", "a", "pending", "succeeded", 1, started_at=3.0, ended_at=4.0)
+    await store.apply([Changes("r1", jobs=[row], events=events)])
+    a = (await store.get_jobs("r1"))["a"]
+    assert (a.state, a.attempts, a.started_at, a.ended_at) == (J.SUCCEEDED, 1, 3.0, 4.0)
+    assert (await event_tuples(store))[1:] == [
+        ("job", "a", "pending", "queued"),
+        ("job", "a", "queued", "submitting"),
+        ("job", "a", "submitting", "succeeded"),
+    ]
+
+
 async def test_a_stale_write_writes_nothing_of_its_batch(store: Store) -> None:
     await store.apply([create()])
     before_events = await store.get_events("r1")
@@ -170,7 +189,7 @@ async def test_a_stale_write_writes_nothing_of_its_batch(store: Store) -> None:
             [
                 run(R.QUEUED, R.RUNNING),
                 job(J.PENDING, J.QUEUED, "a"),
-                AttemptWrite("r1", "a", 1, "submitting", 2.0, key="r1/a/1"),
+                attempt(1, None, "submitting", 2.0),
                 job(J.QUEUED, J.SUBMITTING, "b"),  # b is pending: stale
             ]
         )
@@ -196,17 +215,24 @@ async def test_a_refused_batch_leaves_no_dag_definition(store: Store) -> None:
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [(J.PENDING, J.RUNNING), (J.PENDING, J.SUCCEEDED), (J.QUEUED, J.RUNNING)],
+    [(J.QUEUED, J.PENDING), (J.RUNNING, J.PENDING), (J.RETRY_WAIT, J.PENDING)],
 )
-async def test_a_job_edge_not_in_the_table_is_refused(
+async def test_a_move_no_steps_lead_to_is_refused(
     store: Store, old: JobState, new: JobState
 ) -> None:
     await store.apply([create()])
-    if old is J.QUEUED:
-        await store.apply([job(J.PENDING, J.QUEUED)])
+    await store.apply([job(J.PENDING, old)])
     with pytest.raises(StaleWrite):
         await store.apply([job(old, new)])
     assert (await store.get_jobs("r1"))["a"].state is old
+
+
+async def test_a_row_that_expects_another_state_is_refused(store: Store) -> None:
+    await store.apply([create()])
+    with pytest.raises(StaleWrite):
+        await store.apply([job(J.QUEUED, J.SUBMITTING)])  # it is pending
+    await store.apply([job(J.PENDING, J.SUBMITTING, attempts=1)])  # several steps at once
+    assert (await store.get_jobs("r1"))["a"].state is J.SUBMITTING
 
 
 async def test_a_run_edge_not_in_the_table_is_refused(store: Store) -> None:
@@ -261,9 +287,9 @@ async def submitting(store: Store) -> None:
 
 async def test_attempt_lifecycle(store: Store) -> None:
     await submitting(store)
-    await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0, key="r1/a/1")])
-    [attempt] = await store.get_attempts("r1")
-    assert (attempt.key, attempt.state, attempt.handle, attempt.submitted_at) == (
+    await store.apply([attempt(1, None, "submitting", 3.0)])
+    [stored] = await store.get_attempts("r1")
+    assert (stored.key, stored.state, stored.handle, stored.submitted_at) == (
         "r1/a/1",
         "submitting",
         None,
@@ -271,15 +297,20 @@ async def test_attempt_lifecycle(store: Store) -> None:
     )
     await store.apply(
         [
-            AttemptWrite("r1", "a", 1, "running", 4.0, handle={"id": "x-1"}, expected="submitting"),
-            job(J.SUBMITTING, J.RUNNING, at=4.0),
+            attempt(1, "submitting", "running", 4.0, handle={"id": "x-1"}),
+            job(J.SUBMITTING, J.RUNNING, at=4.0, attempts=1),
         ]
     )
-    await store.apply([AttemptWrite("r1", "a", 1, "failed", 5.0, error="boom", expected="running")])
-    [attempt] = await store.get_attempts("r1")
-    assert attempt.state == "failed"
-    assert attempt.handle == {"id": "x-1"}
-    assert (attempt.accepted_at, attempt.ended_at, attempt.error) == (4.0, 5.0, "boom")
+    await store.apply([attempt(1, "running", "failed", 5.0, error="boom")])  # no handle: kept
+    [stored] = await store.get_attempts("r1")
+    assert stored.state == "failed"
+    assert stored.handle == {"id": "x-1"}
+    assert (stored.submitted_at, stored.accepted_at, stored.ended_at, stored.error) == (
+        3.0,
+        4.0,
+        5.0,
+        "boom",
+    )
     attempt_events = [e for e in await store.get_events("r1") if e.kind == "attempt"]
     assert [(e.old, e.new, e.data) for e in attempt_events] == [
         (None, "submitting", {"attempt": 1}),
@@ -293,9 +324,9 @@ async def test_attempts_are_listed_by_job_then_number(store: Store) -> None:
     await store.apply([job(J.PENDING, J.QUEUED, j) for j in ("b", "a")])
     await store.apply(
         [
-            AttemptWrite("r1", "b", 1, "submitting", 2.0, key="b1"),
-            AttemptWrite("r1", "a", 2, "submitting", 2.0, key="a2"),
-            AttemptWrite("r1", "a", 1, "submitting", 2.0, key="a1"),
+            attempt(1, None, "submitting", 2.0, job_id="b", key="b1"),
+            attempt(2, None, "submitting", 2.0, key="a2"),
+            attempt(1, None, "submitting", 2.0, key="a1"),
         ]
     )
     assert [a.key for a in await store.get_attempts("r1")] == ["a1", "a2", "b1"]
@@ -303,43 +334,41 @@ async def test_attempts_are_listed_by_job_then_number(store: Store) -> None:
 
 async def test_an_ended_attempt_does_not_move(store: Store) -> None:
     await submitting(store)
-    await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0, key="k")])
-    await store.apply([AttemptWrite("r1", "a", 1, "succeeded", 4.0)])  # expected read from the row
-    with pytest.raises(StaleWrite):
-        await store.apply([AttemptWrite("r1", "a", 1, "running", 5.0)])
-    with pytest.raises(StaleWrite):
-        await store.apply([AttemptWrite("r1", "a", 1, "failed", 5.0, expected="running")])
-    [attempt] = await store.get_attempts("r1")
-    assert (attempt.state, attempt.ended_at) == ("succeeded", 4.0)
+    await store.apply([attempt(1, None, "submitting", 3.0, key="k")])
+    await store.apply([attempt(1, "submitting", "succeeded", 4.0)])
+    with pytest.raises(StaleWrite):  # a writer that did not see the end
+        await store.apply([attempt(1, "running", "failed", 5.0)])
+    with pytest.raises(StaleWrite):  # from an end state: never
+        await store.apply([attempt(1, "succeeded", "failed", 5.0)])
+    [stored] = await store.get_attempts("r1")
+    assert (stored.state, stored.ended_at) == ("succeeded", 4.0)
 
 
 async def test_an_attempt_must_exist_and_be_in_its_expected_state(store: Store) -> None:
     await submitting(store)
     with pytest.raises(StaleWrite):  # no such attempt
-        await store.apply([AttemptWrite("r1", "a", 1, "running", 3.0, handle={"id": "x"})])
-    with pytest.raises(StaleWrite):  # a new attempt needs its key
-        await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0)])
-    await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0, key="k")])
+        await store.apply([attempt(1, "submitting", "running", 3.0, handle={"id": "x"})])
+    await store.apply([attempt(1, None, "submitting", 3.0, key="k")])
     with pytest.raises(StaleWrite):
-        await store.apply([AttemptWrite("r1", "a", 1, "succeeded", 4.0, expected="running")])
+        await store.apply([attempt(1, "running", "succeeded", 4.0)])
     assert [a.state for a in await store.get_attempts("r1")] == ["submitting"]
 
 
 async def test_a_duplicate_idempotency_key_is_refused(store: Store) -> None:
     await submitting(store)
-    await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0, key="same")])
+    await store.apply([attempt(1, None, "submitting", 3.0, key="same")])
     with pytest.raises(StaleWrite):
-        await store.apply([AttemptWrite("r1", "a", 2, "submitting", 4.0, key="same")])
+        await store.apply([attempt(2, None, "submitting", 4.0, key="same")])
     assert [a.attempt for a in await store.get_attempts("r1")] == [1]
 
 
 async def test_an_attempt_is_inserted_once(store: Store) -> None:
     await submitting(store)
-    await store.apply([AttemptWrite("r1", "a", 1, "submitting", 3.0, key="k1")])
+    await store.apply([attempt(1, None, "submitting", 3.0, key="k1")])
     with pytest.raises(StaleWrite):
-        await store.apply([AttemptWrite("r1", "a", 1, "submitting", 4.0, key="k2")])
-    [attempt] = await store.get_attempts("r1")
-    assert (attempt.key, attempt.submitted_at) == ("k1", 3.0)
+        await store.apply([attempt(1, None, "submitting", 4.0, key="k2")])
+    [stored] = await store.get_attempts("r1")
+    assert (stored.key, stored.submitted_at) == ("k1", 3.0)
 
 
 # -- the event log ----------------------------------------------------------------------------
@@ -352,12 +381,12 @@ async def test_events_are_in_order_with_their_old_and_new_states(store: Store) -
     await store.apply(
         [
             job(J.QUEUED, J.SUBMITTING, attempts=1),
-            AttemptWrite("r1", "a", 1, "submitting", 3.0, key="k"),
+            attempt(1, None, "submitting", 3.0, key="k"),
         ]
     )
     await store.apply(
         [
-            AttemptWrite("r1", "a", 1, "running", 4.0, handle={"id": 1}, expected="submitting"),
+            attempt(1, "submitting", "running", 4.0, handle={"id": 1}),
             job(J.SUBMITTING, J.RUNNING, at=4.0),
         ]
     )
@@ -621,7 +650,7 @@ async def test_a_disabled_webhook_stops_its_deliveries(store: Store) -> None:
 
 async def test_a_terminal_job_record_never_changes_again(store: Store) -> None:
     await store.apply([create()])
-    await store.apply([job(J.PENDING, J.SKIPPED, at=2.0)])
+    await store.apply([job(J.PENDING, J.SKIPPED, at=2.0, ended_at=2.0)])
     for new in (J.SKIPPED, J.SUCCEEDED, J.QUEUED):  # not even to the same state
         with pytest.raises(StaleWrite):
             await store.apply([job(J.SKIPPED, new, at=9.0, error="late")])

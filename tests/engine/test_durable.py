@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import random
+from pathlib import Path
+
+import pytest
 
 from orchestrator.clock import FakeClock
 from orchestrator.connectors.base import Submission
@@ -15,9 +18,13 @@ from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.records import Run
 from orchestrator.engine.runner import prepare_run
 from orchestrator.states import JobState, RunState
-from orchestrator.store.base import AttemptWrite, JobTransition, RunTransition
+from orchestrator.store.base import Operation, RunTransition, Store
 from orchestrator.store.memory import MemoryStore
+from orchestrator.store.sqlite import SQLiteStore
 from orchestrator.testing.fake import FakeConnector, FakeRemote
+
+from ..store_ops import attempt
+from ..store_ops import job as job_step
 
 J = JobState
 
@@ -67,6 +74,45 @@ async def test_a_run_with_a_store_records_every_change(
     assert await store.get_dag_definition(dag_definition(dag)[1]) is not None
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_an_attempt_that_ends_in_the_batch_of_the_next_one_is_written_too(
+    clock: FakeClock, remote: FakeRemote, tmp_path: Path, kind: str
+) -> None:
+    """An attempt's end is written with the next commit, the next attempt's write-ahead: one
+    batch with two attempt rows of one job."""
+    with DAG("again") as dag:
+        Job("b", "fake", duration="1s", failTimes=2, retries={"attempts": 3, "base": 1})
+    dag.validate()
+    store: Store = MemoryStore() if kind == "memory" else await SQLiteStore.open(tmp_path / "s.db")
+    try:
+        run = prepare_run(dag)
+        await record_new_run(store, run, owner="me", at=clock.time(), exclusive=True)
+        async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+            await RunExecutor(run, connectors, clock=clock, store=store).execute()
+        assert run.state is RunState.SUCCEEDED
+        attempts = await store.get_attempts(run.id)
+        assert [(x.attempt, x.state) for x in attempts] == [
+            (1, "failed"),
+            (2, "failed"),
+            (3, "succeeded"),
+        ]
+        assert all(x.ended_at is not None and x.handle is not None for x in attempts)
+        events = [(e.old, e.new) for e in await store.get_events(run.id) if e.kind == "attempt"]
+        assert events == [
+            (None, "submitting"),
+            ("submitting", "running"),
+            ("running", "failed"),
+        ] * 2 + [
+            (None, "submitting"),
+            ("submitting", "running"),
+            ("running", "succeeded"),
+        ]
+        [record] = (await store.get_jobs(run.id)).values()
+        assert (record.state, record.attempts, record.error) == (J.SUCCEEDED, 3, None)
+    finally:
+        await store.aclose()
+
+
 async def test_write_ahead_the_attempt_is_durable_before_the_request_leaves(
     clock: FakeClock,
 ) -> None:
@@ -94,30 +140,34 @@ async def _crashed_run(store: MemoryStore, dag: DAG, remote: FakeRemote) -> Run:
     run = prepare_run(dag)
     await record_new_run(store, run, owner="dead-host:1:1", at=0, exclusive=False)
     r = run.id
-    ops = [RunTransition(r, RunState.QUEUED, RunState.RUNNING, 1)]
+    ops: list[Operation] = [RunTransition(r, RunState.QUEUED, RunState.RUNNING, 1)]
 
     def move(job: str, *states: J) -> None:
         for old, new in itertools.pairwise(states):
-            ops.append(JobTransition(r, job, old, new, 1, attempts=1))
+            ops.append(job_step(old, new, job, run_id=r, at=1, attempts=1))
 
     # "done" ended before the crash
     move("done", J.PENDING, J.QUEUED, J.SUBMITTING)
-    ops.append(AttemptWrite(r, "done", 1, "submitting", 1, key=f"{r}/done/1"))
-    ops.append(AttemptWrite(r, "done", 1, "running", 1, handle={"id": "old-done"}))
+    ops.append(attempt(1, None, "submitting", 1, job_id="done", run_id=r))
+    ops.append(
+        attempt(1, "submitting", "running", 1, job_id="done", run_id=r, handle={"id": "old-done"})
+    )
     move("done", J.SUBMITTING, J.RUNNING, J.SUCCEEDED)
-    ops.append(AttemptWrite(r, "done", 1, "succeeded", 2))
+    ops.append(attempt(1, "running", "succeeded", 2, job_id="done", run_id=r))
     # "running" was polled: its handle is stored
     move("running", J.PENDING, J.QUEUED, J.SUBMITTING)
-    ops.append(AttemptWrite(r, "running", 1, "submitting", 1, key=f"{r}/running/1"))
-    ops.append(AttemptWrite(r, "running", 1, "running", 1, handle={"id": "fake-0"}))
+    ops.append(attempt(1, None, "submitting", 1, job_id="running", run_id=r))
+    ops.append(
+        attempt(1, "submitting", "running", 1, job_id="running", run_id=r, handle={"id": "fake-0"})
+    )
     move("running", J.SUBMITTING, J.RUNNING)
     # "accepted" reached the remote, the process died before storing the handle
     move("accepted", J.PENDING, J.QUEUED, J.SUBMITTING)
-    ops.append(AttemptWrite(r, "accepted", 1, "submitting", 1, key=f"{r}/accepted/1"))
+    ops.append(attempt(1, None, "submitting", 1, job_id="accepted", run_id=r))
     # "never_sent" and "ambiguous" died before their request left
     for job in ("never_sent", "ambiguous"):
         move(job, J.PENDING, J.QUEUED, J.SUBMITTING)
-        ops.append(AttemptWrite(r, job, 1, "submitting", 1, key=f"{r}/{job}/1"))
+        ops.append(attempt(1, None, "submitting", 1, job_id=job, run_id=r))
     await store.apply(ops)
     # the remote side of that history
     fake = FakeConnector(remote)

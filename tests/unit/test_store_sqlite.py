@@ -18,9 +18,8 @@ from orchestrator.errors import StoreError
 from orchestrator.states import JobState, RunState
 from orchestrator.store import migrations
 from orchestrator.store.base import (
-    AttemptWrite,
+    Changes,
     CreateRun,
-    JobTransition,
     Operation,
     RunRecord,
     RunTransition,
@@ -31,6 +30,8 @@ from orchestrator.store.migrations import LATEST, MIGRATIONS, statements
 from orchestrator.store.open import default_db_path, open_store, sqlite_path, without_password
 from orchestrator.store.sqlite import CHECKPOINT_EVERY, SQLiteStore
 
+from ..store_ops import attempt, job
+
 J = JobState
 TABLES = {"schema_version", "dags", "runs", "jobs", "attempts", "event_chunks", "outbox"}
 
@@ -40,8 +41,8 @@ def create(run_id: str = "r1", jobs: tuple[str, ...] = ("a", "b")) -> CreateRun:
     return CreateRun(record, {"name": "d"}, list(jobs))
 
 
-def queue(job_id: str = "a", at: float = 2.0) -> JobTransition:
-    return JobTransition("r1", job_id, J.PENDING, J.QUEUED, at)
+def queue(job_id: str = "a", at: float = 2.0) -> Changes:
+    return job(J.PENDING, J.QUEUED, job_id, at=at)
 
 
 def raw(path: Path) -> sqlite3.Connection:
@@ -71,11 +72,11 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         await store.apply(
             [
                 RunTransition("r1", RunState.QUEUED, RunState.RUNNING, 2.0),
-                JobTransition("r1", "a", J.QUEUED, J.SUBMITTING, 3.0, attempts=1),
-                AttemptWrite("r1", "a", 1, "submitting", 3.0, key="r1/a/1"),
+                job(J.QUEUED, J.SUBMITTING, at=3.0, attempts=1),
+                attempt(1, None, "submitting", 3.0),
             ]
         )
-        await store.apply([AttemptWrite("r1", "a", 1, "running", 4.0, handle={"id": "x"})])
+        await store.apply([attempt(1, "submitting", "running", 4.0, handle={"id": "x"})])
         await store.claim_run("r1", "me", expected_owner=None, at=5.0)
         before = (
             await store.get_run("r1"),
@@ -93,7 +94,7 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         )
         assert after == before
         assert await again.get_dag_definition("hash") == {"name": "d"}
-        await again.apply([JobTransition("r1", "a", J.SUBMITTING, J.RUNNING, 6.0)])
+        await again.apply([job(J.SUBMITTING, J.RUNNING, at=6.0, attempts=1)])
         events = await again.get_events("r1")
         assert events[-1].seq > before[3][-1].seq  # seq goes on across a reopen
 
@@ -144,7 +145,8 @@ async def test_connection_settings(tmp_path: Path, durable: bool, synchronous: i
 async def test_a_value_that_cannot_be_stored_fails_only_its_batch(tmp_path: Path) -> None:
     async with await SQLiteStore.open(tmp_path / "s.db") as store:
         await store.apply([create()])
-        bad = JobTransition("r1", "b", J.PENDING, J.QUEUED, 2.0, outputs={"x": object()})
+        bad = job(J.PENDING, J.QUEUED, "b")
+        bad.events = [("b", "job", "pending", "queued", 2.0, {"x": object()})]
         async with anyio.create_task_group() as tg:
             tg.start_soon(store.apply, [queue("a")])
             with pytest.raises(TypeError, match="not JSON serializable"):
@@ -222,7 +224,7 @@ async def test_a_version_1_database_keeps_its_events_in_order(tmp_path: Path) ->
     conn.commit()
     conn.close()
     async with await SQLiteStore.open(path) as store:
-        await store.apply([JobTransition("r1", "a", JobState.QUEUED, JobState.SUBMITTING, 4.0)])
+        await store.apply([job(JobState.QUEUED, JobState.SUBMITTING, at=4.0)])
         events = await store.get_events("r1")
     assert [(e.seq, e.job_id, e.old, e.new, e.at, e.data) for e in events] == [
         (1, None, None, "queued", 1.0, {}),
@@ -498,11 +500,11 @@ async def _tick(gaps: list[float], every: float) -> None:
 def lifecycle(job_id: str) -> list[list[Operation]]:
     """Five single-operation batches that take one job from pending to succeeded."""
     return [
-        [JobTransition("r1", job_id, J.PENDING, J.QUEUED, 2.0)],
-        [JobTransition("r1", job_id, J.QUEUED, J.SUBMITTING, 3.0, attempts=1)],
-        [AttemptWrite("r1", job_id, 1, "submitting", 3.0, key=f"r1/{job_id}/1")],
-        [JobTransition("r1", job_id, J.SUBMITTING, J.RUNNING, 4.0, remote_status="RUNNING")],
-        [JobTransition("r1", job_id, J.RUNNING, J.SUCCEEDED, 5.0, outputs={"n": 1})],
+        [job(J.PENDING, J.QUEUED, job_id, at=2.0)],
+        [job(J.QUEUED, J.SUBMITTING, job_id, at=3.0, attempts=1)],
+        [attempt(1, None, "submitting", 3.0, job_id=job_id)],
+        [job(J.SUBMITTING, J.RUNNING, job_id, at=4.0, attempts=1, remote_status="RUNNING")],
+        [job(J.RUNNING, J.SUCCEEDED, job_id, at=5.0, attempts=1, outputs={"n": 1})],
     ]
 
 
@@ -652,7 +654,7 @@ async def test_a_stale_write_is_not_a_store_error(tmp_path: Path) -> None:
     async with await SQLiteStore.open(tmp_path / "s.db") as store:
         await store.apply([create()])
         with pytest.raises(StaleWrite) as caught:
-            await store.apply([JobTransition("r1", "a", J.QUEUED, J.SUBMITTING, 2.0)])
+            await store.apply([job(J.QUEUED, J.SUBMITTING, at=2.0)])
         assert not isinstance(caught.value, StoreError)
 
 
@@ -669,7 +671,7 @@ async def test_the_log_is_checkpointed_by_its_own_thread(tmp_path: Path) -> None
         before = path.stat().st_size
         await store.apply([create(jobs=jobs)])
         for i in range(CHECKPOINT_EVERY):
-            await store.apply([JobTransition("r1", jobs[i], J.PENDING, J.QUEUED, 2.0)])
+            await store.apply([job(J.PENDING, J.QUEUED, jobs[i])])
         with anyio.fail_after(10):
             while path.stat().st_size <= before:
                 await anyio.sleep(0.01)
