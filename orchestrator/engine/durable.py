@@ -15,7 +15,15 @@ from ..errors import DagError, StoreError
 from ..formats import to_json
 from ..loader import dag_from_json, load_path
 from ..states import JobState, RunState
-from ..store.base import AttemptRecord, AttemptRow, CreateRun, JobRecord, RunRecord, Store
+from ..store.base import (
+    AttemptRecord,
+    AttemptRow,
+    CreateRun,
+    JobRecord,
+    RunRecord,
+    Store,
+    json_text,
+)
 from .records import Run
 
 OVERLAP_POLICIES = ("skip", "queue", "allow")
@@ -123,7 +131,7 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
                 attempt.state,
                 attempt.key,
                 attempt.state,
-                json.dumps(attempt.handle) if attempt.handle is not None else None,
+                json_text(attempt.handle) if attempt.handle is not None else None,
                 attempt.submitted_at,
                 attempt.accepted_at,
                 attempt.ended_at,

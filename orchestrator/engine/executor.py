@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -43,12 +42,13 @@ from ..store.base import (
     AttemptRow,
     Changes,
     EnqueueDelivery,
-    EventTuple,
     JobRow,
     Operation,
     RunTransition,
     StaleWrite,
     Store,
+    json_string,
+    json_text,
 )
 from ..trigger_rules import Decision, evaluate
 from ..webhooks.definitions import Webhook
@@ -66,7 +66,6 @@ Observer = Callable[[JobRun, JobState], None]
 DIRTY_JOB = 1  # JobRun.dirty: the job's record changed since it was handed to the store
 DIRTY_ATTEMPT = 2  # its current attempt did
 _LIVE = ("submitting", "running")
-_ATTEMPT_DATA = [{"attempt": n} for n in range(64)]  # event data, shared: never changed
 
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
@@ -131,7 +130,7 @@ class RunExecutor:
         self._ops: list[Operation] = []
         # what changed since the last hand-over to the store (see _changes)
         self._dirty: list[JobRun] = []
-        self._events: list[EventTuple] = []
+        self._events: list[str] = []  # as event_json makes them
         self._attempt_rows: list[AttemptRow] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due
         self._flush_waiters: list[asyncio.Future[None]] = []
@@ -236,9 +235,9 @@ class RunExecutor:
             self._log_end(jr)
         if self._store is not None:
             at = self._clock.time()
-            self._events.append(
-                (jr.id, "job", old._value_, new._value_, at, {"error": error} if error else None)
-            )
+            jid = jr.id_json or self._id_json(jr)
+            data = f'{{"error":{json_string(error)}}}' if error else "null"
+            self._events.append(f'[{jid},"job","{old._value_}","{new._value_}",{at!r},{data}]')
             if not jr.dirty:
                 self._dirty.append(jr)
             jr.dirty |= DIRTY_JOB
@@ -290,21 +289,22 @@ class RunExecutor:
             jr.attempt_row = _new_row(
                 AttemptRow, (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
             )
-            old = None
-            data: dict[str, Any] = _ATTEMPT_DATA[n] if n < len(_ATTEMPT_DATA) else {"attempt": n}
+            old = "null"
+            data = f'{{"attempt":{n:d}}}'
         else:
             if row is None:
                 raise StoreError(f"run {self.run.id}: job {jr.id} has no attempt {n} stored")
-            old = row.state
-            data = {"attempt": n}
+            old = f'"{row.state}"'
+            data = f'{{"attempt":{n:d}'
             handle_json = row.handle
             accepted_at = row.accepted_at
             if handle is not None:
-                handle_json = json.dumps(handle)
+                handle_json = json_text(handle)
                 accepted_at = at
-                data["handle"] = handle
+                data += f',"handle":{handle_json}'
             if error is not None:
-                data["error"] = error
+                data += f',"error":{json_string(error)}'
+            data += "}"
             jr.attempt_row = _new_row(
                 AttemptRow,
                 (
@@ -321,10 +321,16 @@ class RunExecutor:
                     error if error is not None else row.error,
                 ),
             )
-        self._events.append((jr.id, "attempt", old, state, at, data))
+        jid = jr.id_json or self._id_json(jr)
+        self._events.append(f'[{jid},"attempt",{old},"{state}",{at!r},{data}]')
         if not jr.dirty:
             self._dirty.append(jr)
         jr.dirty |= DIRTY_ATTEMPT
+
+    @staticmethod
+    def _id_json(jr: JobRun) -> str:
+        jr.id_json = json_string(jr.id)
+        return jr.id_json
 
     def _changes(self) -> Changes:
         """The rows of what changed since the last hand-over, one per job and attempt however
@@ -346,9 +352,9 @@ class RunExecutor:
                             jr.attempts,
                             jr.error,
                             jr.remote_status,
-                            json.dumps(outputs) if outputs else None,
+                            json_text(outputs) if outputs else None,
                             jr.log_tail,
-                            json.dumps(notes) if notes else None,
+                            json_text(notes) if notes else None,
                             jr.started_at,
                             jr.ended_at,
                         ),

@@ -13,6 +13,8 @@ webhook deliveries are an outbox table written in the transaction of the state c
 
 from __future__ import annotations
 
+import json
+import json.encoder
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -195,8 +197,39 @@ class AttemptRow(NamedTuple):
     error: str | None = None
 
 
-EventTuple = tuple[str | None, str, str | None, str, float, dict[str, Any] | None]
-"""``(job_id, kind, old, new, at, data)`` of an :class:`Event` yet to be numbered."""
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_ENCODE = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+    if getattr(json.encoder, "c_make_encoder", None) is not None
+    else None
+)
+json_string = json.encoder.encode_basestring_ascii  # a str as a JSON string
+
+
+def json_text(value: Any) -> str:
+    """``value`` (plain JSON: no cycles) as compact JSON text, in one call of the C encoder
+    (``json.dumps`` makes an encoder per call)."""
+    if _ENCODE is None:  # pragma: no cover - a Python without the json accelerator
+        return json.dumps(value, separators=(",", ":"))
+    return "".join(_ENCODE(value, 0))
+
+
+def event_json(
+    job_id: str | None,
+    kind: str,
+    old: str | None,
+    new: str,
+    at: float,
+    data: dict[str, Any] | None = None,
+) -> str:
+    """An event as :class:`Changes` carries it: the JSON array
+    ``[job_id, kind, old, new, at, data]``, to be numbered by the store."""
+    return json_text([job_id, kind, old, new, at, data])
 
 
 @dataclass(slots=True)
@@ -210,7 +243,7 @@ class Changes:
     run_id: str
     jobs: list[JobRow] = field(default_factory=list)
     attempts: list[AttemptRow] = field(default_factory=list)
-    events: list[EventTuple] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)  # each one from event_json (or as it)
 
 
 @dataclass(slots=True)

@@ -115,7 +115,8 @@ class MemoryStore:
                         raise StaleWrite(f"attempt {key}: expected {a.expected}")
                     else:
                         attempts[key] = _attempt_record(a, current)
-                for job_id, kind, old, new, at, data in op.events:
+                for text in op.events:
+                    job_id, kind, old, new, at, data = json.loads(text)
                     seq += 1
                     events.append(
                         Event(seq, op.run_id, job_id, kind, old, new, at, dict(data or {}))

@@ -44,13 +44,13 @@ from .base import (
     DeliveryRecord,
     EnqueueDelivery,
     Event,
-    EventTuple,
     JobRecord,
     JobRow,
     Operation,
     RunRecord,
     RunTransition,
     StaleWrite,
+    event_json,
 )
 
 T = TypeVar("T")
@@ -369,7 +369,7 @@ class SQLiteStore:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Events are written together at the end of the transaction (in order)."""
-        self._events.extend(run_id, [(job_id, kind, old, new, at, data)])
+        self._events.extend(run_id, [event_json(job_id, kind, old, new, at, data)])
 
     def _create_run(self, conn: sqlite3.Connection, op: CreateRun) -> None:
         run = op.run
@@ -796,9 +796,10 @@ class _Events:
     def __init__(self) -> None:
         self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
 
-    def extend(self, run_id: str, events: Sequence[EventTuple]) -> None:
+    def extend(self, run_id: str, events: Sequence[str]) -> None:
+        """``events`` as :func:`~orchestrator.store.base.event_json` makes them."""
         pieces, counts = self.by_run.setdefault(run_id, ([], []))
-        pieces.append(_dumps(events)[1:-1])  # the array's items
+        pieces.append(",".join(events))
         counts.append(len(events))
 
     def mark(self) -> dict[str, int]:
@@ -950,9 +951,16 @@ class _BatchFailed(Exception):
 
 
 def _fault_of_the_batch(exc: Exception) -> bool:
-    """A stale compare-and-set, a duplicate row or a value that cannot be stored fails its own
-    batch; any other database error (locked, full, I/O) fails the whole transaction."""
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
+    """A stale compare-and-set, a duplicate row or a value that cannot be stored (or bound)
+    fails its own batch; any other database error (locked, full, I/O) fails the whole
+    transaction."""
+    if isinstance(
+        exc,
+        sqlite3.IntegrityError
+        | sqlite3.DataError
+        | sqlite3.InterfaceError
+        | sqlite3.ProgrammingError,  # a value of a type SQLite cannot bind
+    ):
         return True
     return not isinstance(exc, sqlite3.Error)
 
