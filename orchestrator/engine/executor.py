@@ -235,9 +235,11 @@ class RunExecutor:
             self._log_end(jr)
         if self._store is not None:
             at = self._clock.time()
+            # an event as event_json makes it, built here: its time to the microsecond
+            # (shorter to write than the float's shortest repr, and as precise as a log needs)
             jid = jr.id_json or self._id_json(jr)
             data = f'{{"error":{json_string(error)}}}' if error else "null"
-            self._events.append(f'[{jid},"job","{old._value_}","{new._value_}",{at!r},{data}]')
+            self._events.append(f'[{jid},"job","{old._value_}","{new._value_}",{at:.6f},{data}]')
             if not jr.dirty:
                 self._dirty.append(jr)
             jr.dirty |= DIRTY_JOB
@@ -322,7 +324,7 @@ class RunExecutor:
                 ),
             )
         jid = jr.id_json or self._id_json(jr)
-        self._events.append(f'[{jid},"attempt",{old},"{state}",{at!r},{data}]')
+        self._events.append(f'[{jid},"attempt",{old},"{state}",{at:.6f},{data}]')
         if not jr.dirty:
             self._dirty.append(jr)
         jr.dirty |= DIRTY_ATTEMPT
