@@ -88,6 +88,13 @@ class _Attempt:
 _new_row: Any = tuple.__new__  # a JobRow or AttemptRow from a tuple, without its __new__
 
 
+def _json_time(at: float) -> str:
+    """A time to the microsecond as a JSON number, in integer arithmetic (formatting the float
+    would be most of the cost of an event)."""
+    us = round(at * 1_000_000)
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -235,14 +242,11 @@ class RunExecutor:
             self._log_end(jr)
         if self._store is not None:
             at = self._clock.time()
-            # an event as event_json makes it, built here: its time to the microsecond, written
-            # with integer arithmetic (formatting a float is most of the cost of an event)
+            # an event as event_json makes it, built here
             jid = jr.id_json or self._id_json(jr)
             data = f'{{"error":{json_string(error)}}}' if error else "null"
-            us = round(at * 1_000_000)
             self._events.append(
-                f'[{jid},"job","{old._value_}","{new._value_}",'
-                f"{us // 1_000_000}.{us % 1_000_000:06d},{data}]"
+                f'[{jid},"job","{old._value_}","{new._value_}",{_json_time(at)},{data}]'
             )
             if not jr.dirty:
                 self._dirty.append(jr)
@@ -328,10 +332,7 @@ class RunExecutor:
                 ),
             )
         jid = jr.id_json or self._id_json(jr)
-        us = round(at * 1_000_000)
-        self._events.append(
-            f'[{jid},"attempt",{old},"{state}",{us // 1_000_000}.{us % 1_000_000:06d},{data}]'
-        )
+        self._events.append(f'[{jid},"attempt",{old},"{state}",{_json_time(at)},{data}]')
         if not jr.dirty:
             self._dirty.append(jr)
         jr.dirty |= DIRTY_ATTEMPT

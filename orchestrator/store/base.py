@@ -179,10 +179,11 @@ class JobRow(NamedTuple):
 
 
 class AttemptRow(NamedTuple):
-    """An attempt as the engine has it now. ``expected`` None inserts it (its state is then
-    ``submitting``, its key unique); otherwise the stored attempt must still be in
-    ``expected``, a live state (``submitting`` or ``running``). ``key`` and ``submitted_at``
-    never change once inserted; a ``None`` handle or ``accepted_at`` keeps the stored one."""
+    """An attempt as the engine has it now. ``expected`` None inserts it (the engine inserts
+    it ``submitting``, before its request leaves; its key is unique); otherwise the stored
+    attempt must still be in ``expected``, a live state (``submitting`` or ``running``).
+    ``key`` and ``submitted_at`` never change once inserted; a ``None`` handle, ``accepted_at``
+    or ``error`` keeps the stored one."""
 
     run_id: str
     job_id: str
