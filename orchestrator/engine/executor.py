@@ -39,6 +39,7 @@ from ..states import (
     check_run_transition,
 )
 from ..store.base import (
+    LIVE_ATTEMPT_STATES,
     AttemptRow,
     Changes,
     EnqueueDelivery,
@@ -65,7 +66,6 @@ SLICE = 0.01  # seconds a worker runs jobs back to back before yielding to the l
 Observer = Callable[[JobRun, JobState], None]
 DIRTY_JOB = 1  # JobRun.dirty: the job's record changed since it was handed to the store
 DIRTY_ATTEMPT = 2  # its current attempt did
-_LIVE = ("submitting", "running")
 
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
@@ -327,7 +327,7 @@ class RunExecutor:
                     handle_json,
                     row.submitted_at,
                     accepted_at,
-                    at if state not in _LIVE else None,
+                    at if state not in LIVE_ATTEMPT_STATES else None,
                     error if error is not None else row.error,
                 ),
             )

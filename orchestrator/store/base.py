@@ -66,6 +66,7 @@ ATTEMPT_STATES = (
     "cancelled",
     "unknown",
 )
+LIVE_ATTEMPT_STATES = ATTEMPT_STATES[:2]  # the attempt may still move on
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
 from .base import (
+    LIVE_ATTEMPT_STATES,
     ActiveRunExists,
     AttemptRecord,
     AttemptRow,
@@ -109,7 +110,7 @@ class MemoryStore:
                         attempts[key] = _attempt_record(a, None)
                     elif current is None:
                         raise StaleWrite(f"attempt {key} does not exist")
-                    elif current.state not in ("submitting", "running"):
+                    elif current.state not in LIVE_ATTEMPT_STATES:
                         raise StaleWrite(f"attempt {key} already ended ({current.state})")
                     elif current.state != a.expected:
                         raise StaleWrite(f"attempt {key}: expected {a.expected}")
@@ -311,31 +312,24 @@ def _job_record(row: JobRow) -> JobRecord:
 
 
 def _attempt_record(row: AttemptRow, stored: AttemptRecord | None) -> AttemptRecord:
-    """The attempt as stored after ``row``: its key and submission time never change, a
-    missing handle keeps the stored one."""
-    handle = json.loads(row.handle) if row.handle is not None else None
-    if stored is None:
-        return AttemptRecord(
-            row.run_id,
-            row.job_id,
-            row.attempt,
-            row.key,
-            row.state,
-            handle,
-            row.submitted_at,
-            row.accepted_at,
-            row.ended_at,
-            row.error,
-        )
-    return AttemptRecord(
+    """The attempt as stored after ``row`` (``stored`` None: an insert): its key and
+    submission time never change, a missing handle, acceptance time or error keeps the
+    stored one."""
+    record = AttemptRecord(
         row.run_id,
         row.job_id,
         row.attempt,
-        stored.key,
+        row.key,
         row.state,
-        handle if handle is not None else stored.handle,
-        stored.submitted_at,
-        row.accepted_at if row.accepted_at is not None else stored.accepted_at,
+        json.loads(row.handle) if row.handle is not None else None,
+        row.submitted_at,
+        row.accepted_at,
         row.ended_at,
-        row.error if row.error is not None else stored.error,
+        row.error,
     )
+    if stored is not None:
+        record.key, record.submitted_at = stored.key, stored.submitted_at
+        for name in ("handle", "accepted_at", "error"):
+            if getattr(record, name) is None:
+                setattr(record, name, getattr(stored, name))
+    return record

@@ -35,6 +35,7 @@ from ..errors import StoreError
 from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
 from . import migrations
 from .base import (
+    LIVE_ATTEMPT_STATES,
     ActiveRunExists,
     AttemptRecord,
     AttemptRow,
@@ -363,19 +364,6 @@ class SQLiteStore:
         if op.events:
             self._events.extend(op.run_id, op.events)
 
-    def _event(
-        self,
-        run_id: str,
-        job_id: str | None,
-        kind: str,
-        old: str | None,
-        new: str,
-        at: float,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        """Events are written together at the end of the transaction (in order)."""
-        self._events.extend(run_id, [event_json(job_id, kind, old, new, at, data)])
-
     def _create_run(self, conn: sqlite3.Connection, op: CreateRun) -> None:
         run = op.run
         if op.exclusive:
@@ -422,7 +410,9 @@ class SQLiteStore:
             "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
             [(run.id, job_id) for job_id in op.job_ids],
         )
-        self._event(run.id, None, "run", None, run.state.value, run.created_at)
+        self._events.extend(
+            run.id, [event_json(None, "run", None, run.state.value, run.created_at)]
+        )
 
     def _run_transition(self, conn: sqlite3.Connection, op: RunTransition) -> None:
         if op.new not in RUN_TRANSITIONS[op.expected]:
@@ -446,7 +436,8 @@ class SQLiteStore:
         )
         if cursor.rowcount != 1:
             raise StaleWrite(f"run {op.run_id}: expected {op.expected.value}")
-        self._event(op.run_id, None, "run", op.expected.value, op.new.value, op.at)
+        event = event_json(None, "run", op.expected.value, op.new.value, op.at)
+        self._events.extend(op.run_id, [event])
 
     def _enqueue(self, conn: sqlite3.Connection, op: EnqueueDelivery) -> None:
         d = op.delivery
@@ -830,7 +821,7 @@ class _Events:
         for run_id, (pieces, counts) in self.by_run.items():
             n = sum(counts)
             if n:
-                rows.append((seq, run_id, n, f"[{','.join(p for p in pieces if p)}]"))
+                rows.append((seq, run_id, n, f"[{','.join(pieces)}]"))
                 seq += n
         conn.executemany(
             "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
@@ -883,7 +874,7 @@ def _stale_attempt(conn: sqlite3.Connection, rows: list[AttemptRow]) -> str:
         ).fetchone()
         if found is None:
             return f"{name} does not exist"
-        if row.expected not in ("submitting", "running"):
+        if row.expected not in LIVE_ATTEMPT_STATES:
             return f"{name} already ended ({row.expected})"
         if found[0] != row.state:
             return f"{name}: expected {row.expected}, found {found[0]}"
