@@ -33,6 +33,17 @@ def _load() -> None:
 _load()
 
 
+def remaining(point: str) -> int:
+    """How many more times ``point`` may be reached before the process ends (0: never); for a
+    crash point reached in another process (the SQLite store's writer)."""
+    return _remaining if _target == point else 0
+
+
+def end_now() -> None:
+    """End the process at once, as a crash point does."""
+    os._exit(CRASH_EXIT)
+
+
 def reached(point: str) -> None:
     """Call at a crash point; ends the process if the environment names it."""
     global _remaining
@@ -40,4 +51,4 @@ def reached(point: str) -> None:
         return
     _remaining -= 1
     if _remaining <= 0:
-        os._exit(CRASH_EXIT)
+        end_now()

@@ -43,12 +43,12 @@ from ..store.base import (
     AttemptRow,
     Changes,
     EnqueueDelivery,
+    EventRow,
     JobRow,
     Operation,
     RunTransition,
     StaleWrite,
     Store,
-    json_string,
     json_text,
 )
 from ..trigger_rules import Decision, evaluate
@@ -61,7 +61,7 @@ from .tokens import substitute
 DEFAULT_CONCURRENCY = 64
 CANCEL_GRACE = 30.0  # seconds a remote cancel may take once the run is being cancelled
 MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt errors
-SLICE = 0.01  # seconds a worker runs jobs back to back before yielding to the loop
+SLICE = 0.01  # seconds the workers run jobs back to back before one yields to the loop
 
 Observer = Callable[[JobRun, JobState], None]
 DIRTY_JOB = 1  # JobRun.dirty: the job's record changed since it was handed to the store
@@ -86,13 +86,6 @@ class _Attempt:
 
 
 _new_row: Any = tuple.__new__  # a JobRow or AttemptRow from a tuple, without its __new__
-
-
-def _json_time(at: float) -> str:
-    """A time to the microsecond as a JSON number, in integer arithmetic (formatting the float
-    would be most of the cost of an event)."""
-    us = round(at * 1_000_000)
-    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
 
 
 class RunExecutor:
@@ -130,6 +123,7 @@ class RunExecutor:
         self._running = 0
         self._workers = 0
         self._busy = 0
+        self._slice_start = time.perf_counter()  # of the workers' run since one last yielded
         self._remaining = 0
         self._need = anyio.Event()
         self._scope = anyio.CancelScope()
@@ -137,10 +131,13 @@ class RunExecutor:
         self._ops: list[Operation] = []
         # what changed since the last hand-over to the store (see _changes)
         self._dirty: list[JobRun] = []
-        self._events: list[str] = []  # as event_json makes them
+        self._events: list[EventRow] = []
         self._attempt_rows: list[AttemptRow] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due
         self._flush_waiters: list[asyncio.Future[None]] = []
+        # waiters enough for a batch of their own: the next ones make a second batch, written
+        # while the first one's jobs go on (the writer and the event loop work side by side)
+        self._cohort = max(1, self._limit // 2)
         self._after_flush: list[Callable[[], None]] = []
         self.on_deliveries: Callable[[], None] | None = None  # new webhook deliveries committed
         self._store_failure: StoreError | None = None
@@ -242,11 +239,8 @@ class RunExecutor:
             self._log_end(jr)
         if self._store is not None:
             at = self._clock.time()
-            # an event as event_json makes it, built here
-            jid = jr.id_json or self._id_json(jr)
-            data = f'{{"error":{json_string(error)}}}' if error else "null"
             self._events.append(
-                f'[{jid},"job","{old._value_}","{new._value_}",{_json_time(at)},{data}]'
+                (jr.id, "job", old._value_, new._value_, at, {"error": error} if error else None)
             )
             if not jr.dirty:
                 self._dirty.append(jr)
@@ -299,22 +293,21 @@ class RunExecutor:
             jr.attempt_row = _new_row(
                 AttemptRow, (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
             )
-            old = "null"
-            data = f'{{"attempt":{n:d}}}'
+            old = None
+            data: dict[str, Any] = {"attempt": n}
         else:
             if row is None:
                 raise StoreError(f"run {self.run.id}: job {jr.id} has no attempt {n} stored")
-            old = f'"{row.state}"'
-            data = f'{{"attempt":{n:d}'
+            old = row.state
+            data = {"attempt": n}
             handle_json = row.handle
             accepted_at = row.accepted_at
             if handle is not None:
                 handle_json = json_text(handle)
                 accepted_at = at
-                data += f',"handle":{handle_json}'
+                data["handle"] = handle
             if error is not None:
-                data += f',"error":{json_string(error)}'
-            data += "}"
+                data["error"] = error
             jr.attempt_row = _new_row(
                 AttemptRow,
                 (
@@ -331,16 +324,10 @@ class RunExecutor:
                     error if error is not None else row.error,
                 ),
             )
-        jid = jr.id_json or self._id_json(jr)
-        self._events.append(f'[{jid},"attempt",{old},"{state}",{_json_time(at)},{data}]')
+        self._events.append((jr.id, "attempt", old, state, at, data))
         if not jr.dirty:
             self._dirty.append(jr)
         jr.dirty |= DIRTY_ATTEMPT
-
-    @staticmethod
-    def _id_json(jr: JobRun) -> str:
-        jr.id_json = json_string(jr.id)
-        return jr.id_json
 
     def _changes(self) -> Changes:
         """The rows of what changed since the last hand-over, one per job and attempt however
@@ -397,7 +384,10 @@ class RunExecutor:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._flush_waiters.append(waiter)  # a waiter cancelled alone leaves the others waiting
-        self._schedule_flush()
+        if len(self._flush_waiters) >= self._cohort:
+            self._flush()  # now: these wait for their commit while the others go on
+        else:
+            self._schedule_flush()
         await waiter
 
     def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
@@ -419,6 +409,8 @@ class RunExecutor:
         write. Writes stay in the order they were made."""
         assert self._store is not None
         self._flush_scheduled = False
+        if not (self._flush_waiters or self._after_flush or self._unwritten()):
+            return  # flushed early, in this turn of the loop
         waiters, self._flush_waiters = self._flush_waiters, []
         self._cut()
         ops, self._ops = self._ops, []
@@ -578,7 +570,6 @@ class RunExecutor:
         self._tg.start_soon(self._worker)
 
     async def _worker(self) -> None:
-        last = time.perf_counter()
         try:
             while True:
                 jr = self._pop_runnable()
@@ -590,10 +581,11 @@ class RunExecutor:
                 finally:
                     self._busy -= 1
                     self._release(jr)
-                now = time.perf_counter()
-                if now - last > SLICE:
+                # a job that never waited (an instantaneous remote) returns without yielding;
+                # the slice is shared, so a worker whose job did wait does not yield again
+                if time.perf_counter() - self._slice_start > SLICE:
+                    self._slice_start = time.perf_counter()
                     await anyio.lowlevel.checkpoint()
-                    last = time.perf_counter()
         finally:
             self._workers -= 1
 

@@ -40,7 +40,6 @@ class JobRun:
         "has_tokens",
         "held",
         "id",
-        "id_json",
         "job",
         "job_type",
         "log_tail",
@@ -89,7 +88,6 @@ class JobRun:
         self.attempt_row: AttemptRow | None = None
         self.attempt_stored: str | None = None
         self.dirty = 0  # DIRTY_JOB | DIRTY_ATTEMPT
-        self.id_json: str | None = None  # the id as a JSON string, for the store's events
         self.wake_event: anyio.Event | None = None
         self.woken = False
         self.has_tokens = job.has_tokens

@@ -221,17 +221,9 @@ def json_text(value: Any) -> str:
     return "".join(_ENCODE(value, 0))
 
 
-def event_json(
-    job_id: str | None,
-    kind: str,
-    old: str | None,
-    new: str,
-    at: float,
-    data: dict[str, Any] | None = None,
-) -> str:
-    """An event as :class:`Changes` carries it: the JSON array
-    ``[job_id, kind, old, new, at, data]``, to be numbered by the store."""
-    return json_text([job_id, kind, old, new, at, data])
+# An event as :class:`Changes` carries it, to be numbered by the store: ``(job_id, kind, old,
+# new, at, data)``, job_id None for the run's own; data plain JSON (a dict) or None.
+EventRow = tuple[str | None, str, str | None, str, float, dict[str, Any] | None]
 
 
 @dataclass(slots=True)
@@ -245,7 +237,7 @@ class Changes:
     run_id: str
     jobs: list[JobRow] = field(default_factory=list)
     attempts: list[AttemptRow] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)  # each one from event_json (or as it)
+    events: list[EventRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -116,8 +116,7 @@ class MemoryStore:
                         raise StaleWrite(f"attempt {key}: expected {a.expected}")
                     else:
                         attempts[key] = _attempt_record(a, current)
-                for text in op.events:
-                    job_id, kind, old, new, at, data = json.loads(text)
+                for job_id, kind, old, new, at, data in op.events:
                     seq += 1
                     events.append(
                         Event(seq, op.run_id, job_id, kind, old, new, at, dict(data or {}))

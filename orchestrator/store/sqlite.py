@@ -2,26 +2,32 @@
 
 WAL mode, ``synchronous=NORMAL`` (a commit survives a crash of the process; ``durable=True``
 uses ``FULL``, which survives a power loss too, at the cost of an fsync per commit), a busy
-timeout (5 s by default), ``BEGIN IMMEDIATE`` for every write, foreign keys on. One writer thread
-owns the write connection: ``apply`` queues its batch and awaits; the writer takes every batch
-waiting, applies each in a savepoint (a compare-and-set failure rolls back that batch only and
-fails only its caller), commits once (a group commit), then answers on the caller's event loop.
-Reads use their own connection in a worker thread, behind a lock. Nothing blocks the event loop.
+timeout (5 s by default), ``BEGIN IMMEDIATE`` for every write, foreign keys on. One writer owns
+the write connection: a process of its own (:mod:`orchestrator.store.sqlite_writer`), so that
+the event loop and the writing run side by side on two cores. ``apply`` sends its batch down a
+pipe and awaits; the writer takes every batch waiting, applies each (a compare-and-set failure
+rolls back that batch only and fails only its caller), commits once (a group commit), then
+answers; a thread of this process hands the answers to the caller's event loop. Reads use their
+own connection in a worker thread, behind a lock. Nothing blocks the event loop: a batch that
+does not fit in the pipe waits in a sender thread.
 
 Failures are :class:`~orchestrator.errors.StoreError` naming the file: not a database (or
 another program's database), not writable, locked by another writer past the busy timeout
 (the batches of that transaction fail and nothing of them is written; the store stays usable),
-or a schema newer than this orchestrator.
+a schema newer than this orchestrator, or a writer process that ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import itertools
 import json
-import operator
 import os
-import queue
+import select
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,46 +39,160 @@ import anyio
 from .. import crash
 from ..errors import StoreError
 from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
-from . import migrations
+from . import migrations, sqlite_writer
 from .base import (
-    LIVE_ATTEMPT_STATES,
     ActiveRunExists,
     AttemptRecord,
-    AttemptRow,
     Changes,
     CreateRun,
     DeliveryAttempt,
     DeliveryRecord,
-    EnqueueDelivery,
     Event,
     JobRecord,
-    JobRow,
     Operation,
     RunRecord,
     RunTransition,
     StaleWrite,
-    event_json,
 )
+from .sqlite_writer import CHECKPOINT_EVERY, MAX_GROUP, Frames, frame
+
+__all__ = ["CHECKPOINT_EVERY", "MAX_GROUP", "SQLiteStore"]
 
 T = TypeVar("T")
-# The sqlite3 module binds None through its adapter protocol (two failed attribute lookups per
-# parameter, most of the cost of binding a row of mostly empty fields) unless an adapter is
-# registered for its type: this one returns None itself, so what is stored does not change.
-_NONE: dict[None, None] = {}
-sqlite3.register_adapter(type(None), _NONE.get)  # a call in C
-_ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
-MAX_GROUP = 256  # batches in one commit at most
-CHECKPOINT_EVERY = 16  # commits between two checkpoints (in the checkpoint thread)
+_WRITER = [sys.executable, "-I", "-S", sqlite_writer.__file__]  # stdlib only: starts at once
+_PIPE_SIZE = 1 << 20  # bytes a pipe holds (Linux), so that a batch seldom waits to be sent
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
+    """The operations as the writer process takes them: plain data (see sqlite_writer)."""
+    out: list[tuple[Any, ...]] = []
+    for op in ops:
+        if isinstance(op, Changes):
+            out.append(
+                (
+                    "changes",
+                    op.run_id,
+                    list(map(tuple, op.jobs)),
+                    list(map(tuple, op.attempts)),
+                    op.events,
+                )
+            )
+        elif isinstance(op, RunTransition):
+            out.append(("run", op.run_id, op.expected.value, op.new.value, op.at, op.error))
+        elif isinstance(op, CreateRun):
+            run = op.run
+            row = (
+                run.id,
+                run.dag,
+                run.dag_hash,
+                _dumps(run.params),
+                run.trigger,
+                run.state.value,
+                run.owner,
+                run.epoch,
+                run.heartbeat_at,
+                run.created_at,
+                run.started_at,
+                run.ended_at,
+                run.error,
+            )
+            definition = op.definition_json or _dumps(op.dag_definition)
+            out.append(("create", row, definition, list(op.job_ids), op.exclusive))
+        else:
+            d = op.delivery
+            outbox = (
+                d.id,
+                d.run_id,
+                d.job_id,
+                d.dag,
+                d.webhook,
+                d.event,
+                d.url,
+                d.method,
+                _dumps(d.headers),
+                d.body,
+                _dumps(d.secret_refs),
+                int(d.ssl_verification),
+                d.state,
+                d.attempts,
+                d.next_at,
+                d.created_at,
+            )
+            out.append(("enqueue", outbox))
+    return out
+
+
+class _Sender:
+    """Writes frames to the writer's pipe without blocking: what the pipe cannot take now
+    waits, in order, for a thread that sends it as the writer reads."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self._fd: int = pipe.fileno()
+        self._backlog: list[bytes] = []
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def send(self, data: bytes) -> None:
+        """Called with the store's lock held (one sender at a time)."""
+        if not self._backlog:
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        with self._wake:
+            self._backlog.append(data)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._drain, name="orchestrator-store-send", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def _drain(self) -> None:
+        while True:
+            with self._wake:
+                while not self._backlog and not self._closing:
+                    self._wake.wait()
+                if not self._backlog:
+                    return
+                data = self._backlog[0]
+            view = memoryview(data)
+            try:
+                while view:
+                    select.select([], [self._fd], [])
+                    try:
+                        view = view[os.write(self._fd, view) :]
+                    except BlockingIOError:
+                        pass
+            except OSError:  # the writer is gone: the answer thread fails what waits
+                with self._wake:
+                    self._backlog.clear()
+                return
+            with self._wake:
+                self._backlog.pop(0)
+
+    def close(self) -> None:
+        """Send what waits, then end the writer's input."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._pipe.close()
+
+
 @dataclass(slots=True)
 class _Request:
-    ops: Sequence[Operation] | None  # None: a function to run in the write transaction
-    fn: Callable[[sqlite3.Connection], Any] | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any] | Callable[[BaseException | None], None]
 
@@ -84,14 +204,16 @@ class SQLiteStore:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
         self._synchronous = "FULL" if durable else "NORMAL"
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._sender: _Sender | None = None
+        self._answers: threading.Thread | None = None
+        self._pending: dict[int, _Request] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()  # the pending requests, the order of what is sent
+        self._ended: StoreError | None = None  # the writer process ended
         self._read: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._stats = {"batches": 0, "commits": 0}
-        self._events = _Events()  # of the transaction being written
-        self._checkpointer: _Checkpointer | None = None
-        self._auto_checkpoint = False
         self._closed = False
 
     # -- opening -------------------------------------------------------------------------
@@ -103,7 +225,7 @@ class SQLiteStore:
         return store
 
     async def __aenter__(self) -> SQLiteStore:
-        if self._writer is None and not self._closed:
+        if self._process is None and not self._closed:
             await anyio.to_thread.run_sync(self._open)
         return self
 
@@ -119,10 +241,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             migrations.schema_version(conn, self.path)  # before anything is written
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: writes stay in memory
-            conn.execute("PRAGMA temp_store = MEMORY")
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -132,12 +251,7 @@ class SQLiteStore:
         return conn
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
-        text = str(exc)
-        if "file is not a database" in text or "malformed" in text:
-            return StoreError(f"{self.path}: not an orchestrator database ({text})")
-        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
-            return StoreError(f"{self.path}: cannot write {self.path} ({text})")
-        return StoreError(f"{self.path}: {text}")
+        return StoreError(sqlite_writer.error_text(str(self.path), str(exc)))
 
     def _open(self) -> None:
         directory = self.path.parent
@@ -152,22 +266,14 @@ class SQLiteStore:
             raise StoreError(f"cannot write {self.path}: permission denied")
         if not os.access(directory, os.W_OK | os.X_OK):  # the file, its -wal and -shm files
             raise StoreError(f"{self.path}: cannot write {directory}: permission denied")
-        write = self._connect()
+        conn = self._connect()
         try:
-            self._migrate(write)
-            self._read = self._connect()
-            checkpoint = self._connect()
+            self._migrate(conn)
+            self._start_writer()
         except BaseException:
-            write.close()
-            if self._read is not None:
-                self._read.close()
+            conn.close()
             raise
-        write.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
-        self._checkpointer = _Checkpointer(checkpoint)
-        self._writer = threading.Thread(
-            target=self._write_loop, args=(write,), name="orchestrator-store", daemon=True
-        )
-        self._writer.start()
+        self._read = conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         try:
@@ -175,17 +281,63 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
+    def _start_writer(self) -> None:
+        process = subprocess.Popen(
+            _WRITER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        config = {
+            "path": str(self.path),
+            "parent": os.getpid(),
+            "busy_timeout": self._busy_timeout,
+            "synchronous": self._synchronous,
+            "crash_mid_commit": crash.remaining("mid_commit"),
+            "job_reachable": [list(pair) for pair in JOB_REACHABLE],
+            "run_transitions": {
+                old.value: [new.value for new in news] for old, news in RUN_TRANSITIONS.items()
+            },
+        }
+        try:
+            os.write(process.stdin.fileno(), frame(config))  # its answer: the answer thread's
+        except OSError as exc:
+            process.kill()
+            process.wait()
+            process.stdin.close()
+            process.stdout.close()
+            why = f"{self.path}: the store's writer process did not start ({exc})"
+            raise StoreError(why) from None
+        answers = Frames(process.stdout.fileno())
+        fd = process.stdin.fileno()
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:  # a system without it, or above its limit: the default size
+            pass
+        os.set_blocking(fd, False)
+        self._process = process
+        self._sender = _Sender(process.stdin)
+        self._answers = threading.Thread(
+            target=self._read_answers, args=(answers,), name="orchestrator-store", daemon=True
+        )
+        self._answers.start()
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._checkpointer is not None:
-            await anyio.to_thread.run_sync(self._checkpointer.close)
-        if self._writer is not None:
-            self._queue.put(None)
-            await anyio.to_thread.run_sync(self._writer.join)  # its close checkpoints
+        if self._process is not None:
+            await anyio.to_thread.run_sync(self._stop_writer)
         if self._read is not None:
             await anyio.to_thread.run_sync(self._close_read)
+
+    def _stop_writer(self) -> None:
+        """The writer commits what it has and answers, then closes its connection (which
+        checkpoints the log) and exits on its own: nothing here waits for that checkpoint."""
+        assert self._process is not None
+        assert self._sender is not None
+        self._sender.close()
+        if self._answers is not None:
+            self._answers.join()
 
     def _close_read(self) -> None:
         assert self._read is not None
@@ -199,278 +351,93 @@ class SQLiteStore:
 
     # -- writing -------------------------------------------------------------------------
     async def apply(self, ops: Sequence[Operation]) -> None:
-        await self._submit(ops, None)
+        await self._submit("ops", _encode_ops(ops))
 
     def apply_nowait(
         self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
     ) -> None:
-        if self._closed or self._writer is None:
-            done(StoreError(f"{self.path}: the store is closed"))
-            return
-        self._queue.put(_Request(ops, None, asyncio.get_running_loop(), done))
+        try:
+            self._send("ops", _encode_ops(ops), _Request(asyncio.get_running_loop(), done))
+        except StoreError as exc:  # closed, or a value that is not plain data
+            done(exc)
 
-    async def _write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        result: T = await self._submit(None, fn)
-        return result
+    async def _call(self, kind: str, *args: Any) -> Any:
+        """One of the writer's other writes, by name, in its own batch."""
+        return await self._submit(kind, args)
 
-    async def _submit(
-        self, ops: Sequence[Operation] | None, fn: Callable[[sqlite3.Connection], Any] | None
-    ) -> Any:
-        if self._closed or self._writer is None:
-            raise StoreError(f"{self.path}: the store is closed")
+    async def _submit(self, kind: str, payload: Any) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Request(ops, fn, loop, future))
+        self._send(kind, payload, _Request(loop, future))
         return await asyncio.shield(future)
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
+    def _send(self, kind: str, payload: Any, request: _Request) -> None:
+        if self._closed or self._sender is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        request_id = next(self._ids)
         try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                group = [first]
-                stop = False
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    group.append(item)
-                self._commit_group(conn, group)
-                if stop:
-                    return
-        finally:
-            conn.close()
+            data = frame((request_id, kind, payload))
+        except ValueError as exc:  # marshal: a value that is not plain data
+            raise StoreError(f"{self.path}: a value cannot be stored ({exc})") from None
+        with self._lock:  # sent in the order asked
+            if self._ended is not None:
+                raise self._ended
+            self._pending[request_id] = request
+            self._sender.send(data)
 
-    def _commit_group(self, conn: sqlite3.Connection, group: list[_Request]) -> None:
-        """One transaction for the whole group. Fast path without savepoints; if a batch fails
-        its compare-and-set, the transaction is redone with a savepoint per batch so that only
-        that batch fails."""
-        checkpointer = self._checkpointer
-        if checkpointer is not None and checkpointer.failed and not self._auto_checkpoint:
-            conn.execute("PRAGMA wal_autocheckpoint = 1000")  # back to SQLite's own
-            self._auto_checkpoint = True
-        try:
+    def _read_answers(self, answers: Frames) -> None:
+        """Hand each commit's answers to the loops of their callers (the answer thread)."""
+        assert self._process is not None
+        process = self._process
+        why = ""
+        while True:
             try:
-                results = self._run_group(conn, group, savepoints=False)
-            except _BatchFailed:
-                conn.execute("ROLLBACK")
-                results = self._run_group(conn, group, savepoints=True)
-            crash.reached("mid_commit")
-            conn.execute("COMMIT")
-            if checkpointer is not None:
-                checkpointer.committed()
-            self._stats["commits"] += 1
-            self._stats["batches"] += len(group)
-        except Exception as exc:  # the database failed (locked, full, I/O): the whole group fails
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            results = [(False, self._group_failure(exc)) for _ in group]
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-        for request, (ok, value) in zip(group, results, strict=True):
-            by_loop.setdefault(request.loop, []).append((request.future, ok, value))
-        for loop, settled in by_loop.items():  # one wake-up of each loop per commit
-            try:
-                loop.call_soon_threadsafe(_settle_all, settled)
-            except RuntimeError:  # that loop is closed: nobody waits any more
-                pass
-
-    def _group_failure(self, exc: Exception) -> Exception:
-        """One exception per caller (a shared one would collect every caller's traceback)."""
-        if isinstance(exc, sqlite3.Error):
-            failure = self._error(exc)
-        else:  # pragma: no cover - a bug of this module: still answer every caller
-            failure = StoreError(f"{self.path}: the write failed ({exc!r})")
-        failure.__cause__ = exc
-        return failure
-
-    def _run_group(
-        self, conn: sqlite3.Connection, group: list[_Request], *, savepoints: bool
-    ) -> list[tuple[bool, Any]]:
-        results: list[tuple[bool, Any]] = []
-        self._events = _Events()
-        conn.execute("BEGIN IMMEDIATE")
-        for i, request in enumerate(group):
-            if savepoints:
-                conn.execute(f"SAVEPOINT b{i}")
-            mark = self._events.mark() if savepoints else None
-            try:
-                if request.ops is not None:
-                    self._apply_ops(conn, request.ops)
-                    value = None
-                else:
-                    assert request.fn is not None
-                    value = request.fn(conn)
-            except Exception as exc:
-                if not _fault_of_the_batch(exc):
-                    raise  # a fault of the database: the whole group fails
-                if not savepoints:
-                    raise _BatchFailed from exc
-                conn.execute(f"ROLLBACK TO b{i}")
-                conn.execute(f"RELEASE b{i}")
-                assert mark is not None
-                self._events.rollback(mark)
-                error: Exception = (
-                    exc if not isinstance(exc, sqlite3.IntegrityError) else StaleWrite(str(exc))
-                )
-                results.append((False, error))
+                answer = answers.next()
+            except OSError:
+                answer = None
+            if answer is None or answer[0] == "error":  # it ended, or could not start
+                why = answer[1] if answer else ""
+                break
+            if answer[0] == "crash":  # the crash point mid_commit: this process ends too
+                crash.end_now()
+            if answer[0] == "ready":
                 continue
-            if savepoints:
-                conn.execute(f"RELEASE b{i}")
-            results.append((True, value))
-        if self._events.by_run:
-            self._events.write(conn)
-        return results
-
-    def _apply_ops(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> None:
-        for op in ops:
-            if isinstance(op, Changes):
-                self._changes(conn, op)
-            elif isinstance(op, RunTransition):
-                self._run_transition(conn, op)
-            elif isinstance(op, CreateRun):
-                self._create_run(conn, op)
-            else:
-                self._enqueue(conn, op)
-
-    def _changes(self, conn: sqlite3.Connection, op: Changes) -> None:
-        """One ``executemany`` per statement: the rows go to SQLite as they are."""
-        jobs = op.jobs
-        if jobs:
-            if not JOB_REACHABLE.issuperset(map(_MOVE, jobs)):
-                raise StaleWrite(_unreachable(jobs))
-            if _write_rows(conn, _JOB_UPDATE, jobs) != len(jobs):
-                raise StaleWrite(_stale_job(conn, jobs))
-        attempts = op.attempts
-        if attempts:
-            inserts = [a for a in attempts if a.expected is None]
-            if inserts:
-                try:
-                    _write_rows(conn, _ATTEMPT_INSERT, inserts)
-                except sqlite3.IntegrityError as exc:  # the attempt or its key exists
-                    key = inserts[0].key if len(inserts) == 1 else f"{len(inserts)} attempts"
-                    raise StaleWrite(f"attempt {key}: {exc}") from None
-            if len(inserts) < len(attempts):
-                updates = [a for a in attempts if a.expected is not None]
-                if _write_rows(conn, _ATTEMPT_UPDATE, updates) != len(updates):
-                    raise StaleWrite(_stale_attempt(conn, updates))
-        if op.events:
-            self._events.extend(op.run_id, op.events)
-
-    def _create_run(self, conn: sqlite3.Connection, op: CreateRun) -> None:
-        run = op.run
-        if op.exclusive:
-            row = conn.execute(
-                "SELECT id FROM runs WHERE dag = ? AND state IN (?, ?) ORDER BY created_at LIMIT 1",
-                (run.dag, *_ACTIVE),
-            ).fetchone()
-            if row is not None:
-                raise ActiveRunExists(row[0])
-        conn.execute(
-            "INSERT OR IGNORE INTO dags (hash, name, definition, created_at) VALUES (?, ?, ?, ?)",
-            (
-                run.dag_hash,
-                run.dag,
-                op.definition_json or _dumps(op.dag_definition),
-                run.created_at,
-            ),
-        )
-        try:
-            conn.execute(
-                "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, owner, epoch, "
-                "heartbeat_at, "
-                "created_at, started_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?)",
-                (
-                    run.id,
-                    run.dag,
-                    run.dag_hash,
-                    _dumps(run.params),
-                    run.trigger,
-                    run.state.value,
-                    run.owner,
-                    run.epoch,
-                    run.heartbeat_at,
-                    run.created_at,
-                    run.started_at,
-                    run.ended_at,
-                    run.error,
-                ),
+            if answer[0] == "closed":  # all answered; it checkpoints and exits by itself
+                threading.Thread(target=process.wait, daemon=True).start()  # then reaped
+                break
+            _, results, batches, commits = answer
+            self._stats["batches"], self._stats["commits"] = batches, commits
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+            with self._lock:
+                requests = [self._pending.pop(request_id) for request_id, _, _ in results]
+            for request, (_, ok, value) in zip(requests, results, strict=True):
+                outcome = value if ok else self._failure(value)
+                by_loop.setdefault(request.loop, []).append((request.future, ok, outcome))
+            _settle_by_loop(by_loop)
+        assert process.stdout is not None
+        process.stdout.close()
+        if answer is None or answer[0] != "closed":
+            why = (
+                why
+                or f"{self.path}: the store's writer process ended (exit status {process.wait()})"
             )
-        except sqlite3.IntegrityError:
-            raise StaleWrite(f"run {run.id} exists") from None
-        conn.executemany(
-            "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
-            [(run.id, job_id) for job_id in op.job_ids],
-        )
-        self._events.extend(
-            run.id, [event_json(None, "run", None, run.state.value, run.created_at)]
-        )
+        with self._lock:
+            self._ended = StoreError(why or f"{self.path}: the store is closed")
+            pending, self._pending = self._pending, {}
+        by_loop = {}
+        for request in pending.values():
+            by_loop.setdefault(request.loop, []).append((request.future, False, self._ended))
+        _settle_by_loop(by_loop)
 
-    def _run_transition(self, conn: sqlite3.Connection, op: RunTransition) -> None:
-        if op.new not in RUN_TRANSITIONS[op.expected]:
-            raise StaleWrite(
-                f"run {op.run_id}: {op.expected.value} -> {op.new.value} is not a transition"
-            )
-        sets = ["state = ?"]
-        args: list[Any] = [op.new.value]
-        if op.error is not None:
-            sets.append("error = ?")
-            args.append(op.error)
-        if op.new is RunState.RUNNING:
-            sets.append("started_at = COALESCE(started_at, ?)")
-            args.append(op.at)
-        if op.new.terminal:
-            sets.append("ended_at = ?")
-            args.append(op.at)
-        cursor = conn.execute(
-            f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND state = ?",
-            (*args, op.run_id, op.expected.value),
-        )
-        if cursor.rowcount != 1:
-            raise StaleWrite(f"run {op.run_id}: expected {op.expected.value}")
-        event = event_json(None, "run", op.expected.value, op.new.value, op.at)
-        self._events.extend(op.run_id, [event])
-
-    def _enqueue(self, conn: sqlite3.Connection, op: EnqueueDelivery) -> None:
-        d = op.delivery
-        disabled = conn.execute(
-            "SELECT 1 FROM disabled_webhooks WHERE dag = ? AND webhook = ?", (d.dag, d.webhook)
-        ).fetchone()
-        try:
-            conn.execute(
-                "INSERT INTO outbox (id, run_id, job_id, dag, webhook, event, url, method, "
-                "headers, body, "
-                "secret_refs, ssl_verification, state, attempts, next_at, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    d.id,
-                    d.run_id,
-                    d.job_id,
-                    d.dag,
-                    d.webhook,
-                    d.event,
-                    d.url,
-                    d.method,
-                    _dumps(d.headers),
-                    d.body,
-                    _dumps(d.secret_refs),
-                    int(d.ssl_verification),
-                    "disabled" if disabled else d.state,
-                    d.attempts,
-                    d.next_at,
-                    d.created_at,
-                ),
-            )
-        except sqlite3.IntegrityError:
-            raise StaleWrite(f"delivery {d.id} exists") from None
+    def _failure(self, value: tuple[str, str]) -> Exception:
+        kind, message = value
+        if kind == "stale":
+            return StaleWrite(message)
+        if kind == "active":
+            return ActiveRunExists(message)
+        if kind == "value":
+            return StoreError(f"{self.path}: a value cannot be stored ({message})")
+        return StoreError(message)
 
     # -- reading -------------------------------------------------------------------------
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -598,26 +565,11 @@ class SQLiteStore:
     async def claim_run(
         self, run_id: str, owner: str, *, expected_owner: str | None, at: float
     ) -> int:
-        def claim(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "UPDATE runs SET owner = ?, epoch = epoch + 1, heartbeat_at = ? WHERE id = ? AND "
-                "owner IS ?",
-                (owner, at, run_id, expected_owner),
-            )
-            if cursor.rowcount != 1:
-                raise StaleWrite(f"run {run_id} is not owned by {expected_owner}")
-            return int(conn.execute("SELECT epoch FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
-
-        return await self._write_fn(claim)
+        epoch: int = await self._call("claim_run", run_id, owner, expected_owner, at)
+        return epoch
 
     async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None:
-        def beat(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ?",
-                [(at, r, owner) for r in run_ids],
-            )
-
-        await self._write_fn(beat)
+        await self._call("heartbeat", list(run_ids), owner, at)
 
     # -- outbox --------------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
@@ -630,37 +582,15 @@ class SQLiteStore:
     async def record_delivery(
         self, attempt: DeliveryAttempt, *, state: str, next_at: float | None
     ) -> None:
-        def record(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, status, "
-                "error, duration) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    attempt.delivery_id,
-                    attempt.number,
-                    attempt.at,
-                    attempt.status,
-                    attempt.error,
-                    attempt.duration,
-                ),
-            )
-            conn.execute(
-                "UPDATE outbox SET state = ?, attempts = MAX(attempts, ?), next_at = ?, "
-                "last_status = ?, last_error = ?, "
-                "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = "
-                "?",
-                (
-                    state,
-                    attempt.number,
-                    next_at,
-                    attempt.status,
-                    attempt.error,
-                    state,
-                    attempt.at,
-                    attempt.delivery_id,
-                ),
-            )
-
-        await self._write_fn(record)
+        row = (
+            attempt.delivery_id,
+            attempt.number,
+            attempt.at,
+            attempt.status,
+            attempt.error,
+            attempt.duration,
+        )
+        await self._call("record_delivery", row, state, next_at)
 
     async def list_deliveries(
         self, run_id: str | None = None
@@ -680,28 +610,11 @@ class SQLiteStore:
         return await self._query(read)
 
     async def redeliver(self, delivery_id: str, now: float) -> bool:
-        def again(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE outbox SET state = 'pending', next_at = ? WHERE id = ?", (now, delivery_id)
-            )
-            return cursor.rowcount == 1
-
-        return await self._write_fn(again)
+        found: bool = await self._call("redeliver", delivery_id, now)
+        return found
 
     async def disable_webhook(self, dag: str, webhook: str, reason: str, at: float) -> None:
-        def disable(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO disabled_webhooks (dag, webhook, reason, at) VALUES (?, "
-                "?, ?, ?)",
-                (dag, webhook, reason, at),
-            )
-            conn.execute(
-                "UPDATE outbox SET state = 'disabled', last_error = ? WHERE dag = ? AND webhook = "
-                "? AND state = 'pending'",
-                (reason, dag, webhook),
-            )
-
-        await self._write_fn(disable)
+        await self._call("disable_webhook", dag, webhook, reason, at)
 
     async def disabled_webhooks(self, dag: str) -> set[str]:
         rows = await self._query(
@@ -782,105 +695,6 @@ def _deliveries_with_attempts(
     return out
 
 
-class _Events:
-    """The events of the transaction being written, by run, in order: each batch's already
-    JSON (encoded as the batch is applied, so that an event that cannot be encoded fails its
-    own batch only)."""
-
-    __slots__ = ("by_run",)
-
-    def __init__(self) -> None:
-        self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
-
-    def extend(self, run_id: str, events: Sequence[str]) -> None:
-        """``events`` as :func:`~orchestrator.store.base.event_json` makes them."""
-        pieces, counts = self.by_run.setdefault(run_id, ([], []))
-        pieces.append(",".join(events))
-        counts.append(len(events))
-
-    def mark(self) -> dict[str, int]:
-        return {run_id: len(pieces) for run_id, (pieces, _) in self.by_run.items()}
-
-    def rollback(self, mark: dict[str, int]) -> None:
-        for run_id in list(self.by_run):
-            if run_id in mark:
-                pieces, counts = self.by_run[run_id]
-                del pieces[mark[run_id] :]
-                del counts[mark[run_id] :]
-            else:
-                del self.by_run[run_id]
-
-    def write(self, conn: sqlite3.Connection) -> None:
-        """One chunk row per run, numbered on from the last event written: a JSON array of
-        ``[job_id, kind, old, new, at, data]``; the ``events`` view shows one row per event."""
-        row = conn.execute(
-            "SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1"
-        ).fetchone()
-        seq = row[0] if row else 1
-        rows = []
-        for run_id, (pieces, counts) in self.by_run.items():
-            n = sum(counts)
-            if n:
-                rows.append((seq, run_id, n, f"[{','.join(pieces)}]"))
-                seq += n
-        conn.executemany(
-            "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
-        )
-
-
-# the rows of Changes bind as they are: ?N is the row's field N
-_JOB_UPDATE = (
-    "UPDATE jobs SET state = ?4, attempts = ?5, error = ?6, remote_status = ?7, outputs = ?8, "
-    "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12 "
-    "WHERE run_id = ?1 AND job_id = ?2 AND state = ?3"
-)
-_ATTEMPT_INSERT = (
-    "INSERT INTO attempts (run_id, job_id, attempt, key, state, handle, submitted_at, "
-    "accepted_at, ended_at, error) VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-)
-_ATTEMPT_UPDATE = (
-    "UPDATE attempts SET state = ?6, handle = COALESCE(?7, handle), "
-    "accepted_at = COALESCE(?9, accepted_at), ended_at = ?10, error = COALESCE(?11, error) "
-    "WHERE run_id = ?1 AND job_id = ?2 AND attempt = ?3 AND state = ?4 "
-    "AND ?4 IN ('submitting', 'running')"
-)
-_MOVE = operator.itemgetter(2, 3)  # (expected, state) of a JobRow
-
-
-def _unreachable(rows: list[JobRow]) -> str:
-    row = next(r for r in rows if (r.expected, r.state) not in JOB_REACHABLE)
-    return f"job {row.run_id}/{row.job_id}: {row.expected} -> {row.state} is not a transition"
-
-
-def _stale_job(conn: sqlite3.Connection, rows: list[JobRow]) -> str:
-    """Which row's compare-and-set failed (read inside the transaction, before its rollback)."""
-    for row in rows:
-        found = conn.execute(
-            "SELECT state FROM jobs WHERE run_id = ? AND job_id = ?", (row.run_id, row.job_id)
-        ).fetchone()
-        if found is None:
-            return f"job {row.run_id}/{row.job_id} does not exist"
-        if found[0] != row.state:  # not written
-            return f"job {row.run_id}/{row.job_id}: expected {row.expected}, found {found[0]}"
-    return f"{len(rows)} jobs: a compare-and-set found another state"
-
-
-def _stale_attempt(conn: sqlite3.Connection, rows: list[AttemptRow]) -> str:
-    for row in rows:
-        name = f"attempt {row.run_id}/{row.job_id}/{row.attempt}"
-        found = conn.execute(
-            "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
-            (row.run_id, row.job_id, row.attempt),
-        ).fetchone()
-        if found is None:
-            return f"{name} does not exist"
-        if row.expected not in LIVE_ATTEMPT_STATES:
-            return f"{name} already ended ({row.expected})"
-        if found[0] != row.state:
-            return f"{name}: expected {row.expected}, found {found[0]}"
-    return f"{len(rows)} attempts: a compare-and-set found another state"
-
-
 def _event_data(data: Any) -> dict[str, Any]:
     """An event's data in a chunk: an object, or (in chunks written before) JSON text."""
     if isinstance(data, str):
@@ -888,79 +702,12 @@ def _event_data(data: Any) -> dict[str, Any]:
     return dict(data) if data else {}
 
 
-def _write_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
-    """How many rows were written (a compare-and-set that finds another state writes none).
-    The rows go as plain tuples: the sqlite3 module reads a tuple subclass (a JobRow) item by
-    item through the sequence protocol, several times slower."""
-    if len(rows) == 1:
-        return int(conn.execute(sql, tuple(rows[0])).rowcount)
-    return int(conn.executemany(sql, map(tuple, rows)).rowcount)
-
-
-class _Checkpointer:
-    """Copies the write-ahead log into the database file in a thread of its own (a ``PASSIVE``
-    checkpoint every :data:`CHECKPOINT_EVERY` commits), so that no commit of the writer waits
-    for that copy and its fsyncs. A passive checkpoint blocks neither writers nor readers. If
-    it fails, the writer goes back to SQLite's automatic checkpoints."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._due = threading.Event()
-        self._commits = 0
-        self._stopping = False
-        self.failed = False
-        self._thread = threading.Thread(
-            target=self._run, name="orchestrator-checkpoint", daemon=True
-        )
-        self._thread.start()
-
-    def committed(self) -> None:
-        """Called by the writer after each commit."""
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
-            self._commits = 0
-            self._due.set()
-
-    def _run(self) -> None:
+def _settle_by_loop(by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]]) -> None:
+    for loop, settled in by_loop.items():  # one wake-up of each loop per commit
         try:
-            while True:
-                self._due.wait()
-                self._due.clear()
-                if self._stopping:
-                    return
-                try:
-                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-        except sqlite3.Error:
-            self.failed = True
-        finally:
-            self._conn.close()
-
-    def close(self) -> None:
-        self._stopping = True
-        self._due.set()
-        self._thread.join()
-
-
-class _BatchFailed(Exception):
-    """A batch of the fast path failed: redo the group with savepoints."""
-
-
-def _fault_of_the_batch(exc: Exception) -> bool:
-    """A stale compare-and-set, a duplicate row or a value that cannot be stored (or bound)
-    fails its own batch; any other database error (locked, full, I/O) fails the whole
-    transaction."""
-    if isinstance(
-        exc,
-        sqlite3.IntegrityError
-        | sqlite3.DataError
-        | sqlite3.InterfaceError
-        | sqlite3.ProgrammingError,  # a value of a type SQLite cannot bind
-    ):
-        return True
-    return not isinstance(exc, sqlite3.Error)
+            loop.call_soon_threadsafe(_settle_all, settled)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
 
 
 def _settle_all(settled: list[tuple[Any, bool, Any]]) -> None:

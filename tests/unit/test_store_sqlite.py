@@ -139,17 +139,26 @@ async def test_connection_settings(tmp_path: Path, durable: bool, synchronous: i
                 for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
             )
 
-        # the write connection, reached through the writer thread (a private hook, for tests)
-        assert await s._write_fn(settings) == ("wal", synchronous, 1, 2500)
+        # the write connection, in the writer process (a private hook, for tests)
+        assert (await s._call("settings"))[:4] == ("wal", synchronous, 1, 2500)
 
 
-async def test_a_value_that_cannot_be_stored_fails_only_its_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (object(), "a value cannot be stored .*unmarshallable"),  # refused before it is sent
+        ({"a": 1}, "a value cannot be stored .*binding parameter"),  # refused by SQLite
+    ],
+)
+async def test_a_value_that_cannot_be_stored_fails_only_its_batch(
+    tmp_path: Path, value: Any, message: str
+) -> None:
     async with await SQLiteStore.open(tmp_path / "s.db") as store:
         await store.apply([create()])
-        bad = Changes("r1", [JobRow("r1", "b", "pending", "queued", error=object())])  # type: ignore[arg-type]
+        bad = Changes("r1", [JobRow("r1", "b", "pending", "queued", error=value)])
         async with anyio.create_task_group() as tg:
             tg.start_soon(store.apply, [queue("a")])
-            with pytest.raises(sqlite3.Error, match="binding parameter"):
+            with pytest.raises(StoreError, match=message):
                 await store.apply([bad])
         jobs = await store.get_jobs("r1")
         assert (jobs["a"].state, jobs["b"].state) == (J.QUEUED, J.PENDING)
@@ -572,8 +581,9 @@ async def test_blocking_work_runs_off_the_loop_thread(tmp_path: Path) -> None:
     async with await SQLiteStore.open(tmp_path / "s.db") as store:
         await store.apply([create()])
         await store._query(lambda conn: seen.append(threading.get_ident()))
-        await store._write_fn(lambda conn: seen.append(threading.get_ident()))
+        writer_pid = (await store._call("settings"))[-1]
     assert loop_thread not in seen
+    assert writer_pid != os.getpid()  # writes: in the writer process
 
 
 # -- opening from a URL -----------------------------------------------------------------------
@@ -664,9 +674,7 @@ async def test_the_log_is_checkpointed_by_its_own_thread(tmp_path: Path) -> None
     path = tmp_path / "c.db"
     jobs = tuple(f"job-{i:05d}" for i in range(2000))  # pages enough to see the file grow
     async with await SQLiteStore.open(path) as store:
-        autocheckpoint = await store._write_fn(
-            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        )
+        autocheckpoint = (await store._call("settings"))[4]
         assert autocheckpoint == 0
         before = path.stat().st_size
         await store.apply([create(jobs=jobs)])
@@ -680,10 +688,7 @@ async def test_the_log_is_checkpointed_by_its_own_thread(tmp_path: Path) -> None
 
 async def test_a_failed_checkpoint_thread_hands_checkpoints_back_to_sqlite(tmp_path: Path) -> None:
     async with await SQLiteStore.open(tmp_path / "f.db") as store:
-        assert store._checkpointer is not None
-        store._checkpointer.failed = True  # as after an error in the checkpoint thread
+        await store._call("checkpoints_failed")  # as after an error in the checkpoint thread
         await store.apply([create()])
-        autocheckpoint = await store._write_fn(
-            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        )
+        autocheckpoint = (await store._call("settings"))[4]
     assert autocheckpoint == 1000

@@ -1,0 +1,613 @@
+"""The SQLite store's writer: a process of its own, so that writing never holds the event loop.
+
+:class:`~orchestrator.store.sqlite.SQLiteStore` starts this file as a script (``python -I -S
+sqlite_writer.py``). It imports the standard library only, so that it starts in milliseconds
+and shares nothing with the process that started it but two pipes: requests come in on its
+stdin, answers go out on its stdout, each a frame (a 4-byte length, then a :mod:`marshal`
+value). A thread of the engine's process could not do this work beside the event loop: the
+sqlite3 module gives up and takes back the interpreter lock around every row it writes, and a
+busy loop makes each take-back wait.
+
+The writer owns the write connection. It takes every request waiting (up to
+:data:`MAX_GROUP`), applies each in one ``BEGIN IMMEDIATE`` transaction (a compare-and-set
+failure redoes the transaction with a savepoint per request, failing only that request),
+commits once (a group commit) and answers them all in one frame. It commits only while the
+process that started it is alive: once that one has died, what it had not seen committed is
+rolled back, as a crash of the engine would have left it. At the end of its input it closes
+its connection (which checkpoints the log) and exits.
+
+Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as :func:`encode_ops`
+in the engine's process makes them) or one of the store's other writes, by name. Answers are
+``("done", [(id, ok, value), ...], batches, commits)``; a failure's value is ``(kind,
+message)``, kind ``stale`` (a compare-and-set found another state), ``active`` (the message is
+the active run's id) or ``store`` (the database failed).
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import select
+import sqlite3
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+HEADER = struct.Struct("<I")
+MAX_GROUP = 256  # requests in one commit at most
+CHECKPOINT_EVERY = 16  # commits between two checkpoints (in the checkpoint thread)
+CRASH_EXIT = 70  # as orchestrator.crash
+_ACTIVE = ("queued", "running")
+_LIVE_ATTEMPT = ("submitting", "running")
+_NONE: dict[None, None] = {}
+# The sqlite3 module binds None through its adapter protocol (two failed attribute lookups per
+# parameter) unless an adapter is registered for its type: this one returns None itself.
+sqlite3.register_adapter(type(None), _NONE.get)  # a call in C
+
+
+def error_text(path: str, text: str) -> str:
+    """A database error as the store reports it, naming the file."""
+    if "file is not a database" in text or "malformed" in text:
+        return f"{path}: not an orchestrator database ({text})"
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+        return f"{path}: cannot write {path} ({text})"
+    return f"{path}: {text}"
+
+
+def frame(value: Any) -> bytes:
+    data = marshal.dumps(value)
+    return HEADER.pack(len(data)) + data
+
+
+class Frames:
+    """Frames read from a file descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+        self.eof = False
+
+    def _complete(self) -> bool:
+        buffer = self._buffer
+        return len(buffer) >= 4 and len(buffer) >= 4 + HEADER.unpack_from(buffer)[0]
+
+    def _fill(self) -> None:
+        data = os.read(self.fd, 1 << 20)
+        if not data:
+            self.eof = True
+        self._buffer += data
+
+    def next(self) -> Any:
+        """The next frame, waiting for it; ``None`` at the end of the input."""
+        while not self._complete():
+            if self.eof:
+                return None
+            self._fill()
+        return self._pop()
+
+    def next_ready(self) -> Any:
+        """The next frame if it is already here (read or readable), else ``None``."""
+        while not self._complete():
+            if self.eof or not select.select([self.fd], [], [], 0)[0]:
+                return None
+            self._fill()
+        return self._pop()
+
+    def _pop(self) -> Any:
+        buffer = self._buffer
+        size = HEADER.unpack_from(buffer)[0]
+        value = marshal.loads(memoryview(buffer)[4 : 4 + size])
+        del buffer[: 4 + size]
+        return value
+
+
+class Refused(Exception):
+    """A request fails alone: ``kind`` as in the module docstring."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _BatchFailed(Exception):
+    """A request of the fast path failed: redo the group with savepoints."""
+
+
+def _fault_of_the_batch(exc: Exception) -> bool:
+    """A refused compare-and-set, a duplicate row or a value that cannot be stored (or bound)
+    fails its own request; any other database error (locked, full, I/O) fails the whole
+    transaction."""
+    if isinstance(
+        exc,
+        sqlite3.IntegrityError
+        | sqlite3.DataError
+        | sqlite3.InterfaceError
+        | sqlite3.ProgrammingError,  # a value of a type SQLite cannot bind
+    ):
+        return True
+    return not isinstance(exc, sqlite3.Error)
+
+
+def _refusal(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, Refused):
+        return exc.kind, str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "stale", str(exc)
+    return "value", f"{type(exc).__name__}: {exc}"
+
+
+class Writer:
+    def __init__(self, conn: sqlite3.Connection, config: dict[str, Any]) -> None:
+        self.conn = conn
+        self.path = config["path"]
+        self.parent = config["parent"]
+        self.crash_in = config.get("crash_mid_commit", 0)  # commits until the crash point
+        self.job_reachable = {tuple(pair) for pair in config["job_reachable"]}
+        self.run_transitions = {k: set(v) for k, v in config["run_transitions"].items()}
+        self.batches = 0
+        self.commits = 0
+        self.events = _Events()
+        self.checkpointer: _Checkpointer | None = None
+        self.auto_checkpoint = False
+        self.calls: dict[str, Callable[..., Any]] = {
+            "claim_run": self.claim_run,
+            "heartbeat": self.heartbeat,
+            "record_delivery": self.record_delivery,
+            "redeliver": self.redeliver,
+            "disable_webhook": self.disable_webhook,
+            "settings": self.settings,
+            "checkpoints_failed": self.checkpoints_failed,
+        }
+
+    # -- a group of requests, one transaction -------------------------------------------
+    def commit(self, group: list[Any]) -> list[tuple[int, bool, Any]]:
+        conn = self.conn
+        checkpointer = self.checkpointer
+        if checkpointer is not None and checkpointer.failed and not self.auto_checkpoint:
+            conn.execute("PRAGMA wal_autocheckpoint = 1000")  # back to SQLite's own
+            self.auto_checkpoint = True
+        try:
+            try:
+                results = self._run_group(group, savepoints=False)
+            except _BatchFailed:
+                conn.execute("ROLLBACK")
+                results = self._run_group(group, savepoints=True)
+            if self.crash_in:
+                self.crash_in -= 1
+                if not self.crash_in:  # the crash point mid_commit: the engine ends, now
+                    os.write(1, frame(("crash",)))
+                    os._exit(CRASH_EXIT)
+            if os.getppid() != self.parent:  # the engine died: commit nothing it did not see
+                conn.execute("ROLLBACK")
+                os._exit(0)
+            conn.execute("COMMIT")
+            if checkpointer is not None:
+                checkpointer.committed()
+            self.commits += 1
+            self.batches += len(group)
+            return results
+        except sqlite3.Error as exc:  # the database failed (locked, full, I/O): all fail
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            failure = ("store", error_text(self.path, str(exc)))
+            return [(request[0], False, failure) for request in group]
+
+    def _run_group(self, group: list[Any], *, savepoints: bool) -> list[tuple[int, bool, Any]]:
+        conn = self.conn
+        results: list[tuple[int, bool, Any]] = []
+        self.events = events = _Events()
+        conn.execute("BEGIN IMMEDIATE")
+        for i, (request_id, kind, payload) in enumerate(group):
+            if savepoints:
+                conn.execute(f"SAVEPOINT b{i}")
+                mark = events.mark()
+            try:
+                if kind == "ops":
+                    self._apply_ops(payload)
+                    value = None
+                else:
+                    value = self.calls[kind](*payload)
+            except Exception as exc:
+                if not _fault_of_the_batch(exc):
+                    raise  # a fault of the database: the whole group fails
+                if not savepoints:
+                    raise _BatchFailed from exc
+                conn.execute(f"ROLLBACK TO b{i}")
+                conn.execute(f"RELEASE b{i}")
+                events.rollback(mark)
+                results.append((request_id, False, _refusal(exc)))
+                continue
+            if savepoints:
+                conn.execute(f"RELEASE b{i}")
+            results.append((request_id, True, value))
+        if events.by_run:
+            events.write(conn)
+        return results
+
+    def _apply_ops(self, ops: Sequence[Any]) -> None:
+        for op in ops:
+            kind = op[0]
+            if kind == "changes":
+                self._changes(*op[1:])
+            elif kind == "run":
+                self._run_transition(*op[1:])
+            elif kind == "create":
+                self._create_run(*op[1:])
+            else:
+                self._enqueue(*op[1:])
+
+    # -- the operations --------------------------------------------------------------------
+    def _changes(
+        self, run_id: str, jobs: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]], events: Any
+    ) -> None:
+        """One ``executemany`` per statement: the rows go to SQLite as they are."""
+        conn = self.conn
+        if jobs:
+            reachable = self.job_reachable
+            for row in jobs:
+                if (row[2], row[3]) not in reachable:
+                    raise Refused(
+                        "stale", f"job {row[0]}/{row[1]}: {row[2]} -> {row[3]} is not a transition"
+                    )
+            if _write_rows(conn, _JOB_UPDATE, jobs) != len(jobs):
+                raise Refused("stale", _stale_job(conn, jobs))
+        if attempts:
+            inserts = [a for a in attempts if a[3] is None]
+            if inserts:
+                try:
+                    _write_rows(conn, _ATTEMPT_INSERT, inserts)
+                except sqlite3.IntegrityError as exc:  # the attempt or its key exists
+                    key = inserts[0][4] if len(inserts) == 1 else f"{len(inserts)} attempts"
+                    raise Refused("stale", f"attempt {key}: {exc}") from None
+            if len(inserts) < len(attempts):
+                updates = [a for a in attempts if a[3] is not None]
+                if _write_rows(conn, _ATTEMPT_UPDATE, updates) != len(updates):
+                    raise Refused("stale", _stale_attempt(conn, updates))
+        if events:
+            self.events.extend(run_id, events)
+
+    def _create_run(
+        self,
+        run: tuple[Any, ...],
+        definition_json: str,
+        job_ids: list[str],
+        exclusive: bool,
+    ) -> None:
+        conn = self.conn
+        run_id, dag, dag_hash, state, created_at = run[0], run[1], run[2], run[5], run[9]
+        if exclusive:
+            row = conn.execute(
+                "SELECT id FROM runs WHERE dag = ? AND state IN (?, ?) ORDER BY created_at LIMIT 1",
+                (dag, *_ACTIVE),
+            ).fetchone()
+            if row is not None:
+                raise Refused("active", row[0])
+        conn.execute(
+            "INSERT OR IGNORE INTO dags (hash, name, definition, created_at) VALUES (?, ?, ?, ?)",
+            (dag_hash, dag, definition_json, created_at),
+        )
+        try:
+            conn.execute(
+                "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, owner, epoch, "
+                "heartbeat_at, created_at, started_at, ended_at, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                run,
+            )
+        except sqlite3.IntegrityError:
+            raise Refused("stale", f"run {run_id} exists") from None
+        conn.executemany(
+            "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
+            [(run_id, job_id) for job_id in job_ids],
+        )
+        self.events.extend(run_id, [(None, "run", None, state, created_at, None)])
+
+    def _run_transition(
+        self, run_id: str, expected: str, new: str, at: float, error: str | None
+    ) -> None:
+        if new not in self.run_transitions.get(expected, ()):
+            raise Refused("stale", f"run {run_id}: {expected} -> {new} is not a transition")
+        sets = ["state = ?"]
+        args: list[Any] = [new]
+        if error is not None:
+            sets.append("error = ?")
+            args.append(error)
+        if new == "running":
+            sets.append("started_at = COALESCE(started_at, ?)")
+            args.append(at)
+        if not self.run_transitions.get(new):  # a terminal state
+            sets.append("ended_at = ?")
+            args.append(at)
+        cursor = self.conn.execute(
+            f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND state = ?",
+            (*args, run_id, expected),
+        )
+        if cursor.rowcount != 1:
+            raise Refused("stale", f"run {run_id}: expected {expected}")
+        self.events.extend(run_id, [(None, "run", expected, new, at, None)])
+
+    def _enqueue(self, d: tuple[Any, ...]) -> None:
+        conn = self.conn
+        delivery_id, dag, webhook = d[0], d[3], d[4]
+        disabled = conn.execute(
+            "SELECT 1 FROM disabled_webhooks WHERE dag = ? AND webhook = ?", (dag, webhook)
+        ).fetchone()
+        if disabled:
+            d = (*d[:12], "disabled", *d[13:])
+        try:
+            conn.execute(
+                "INSERT INTO outbox (id, run_id, job_id, dag, webhook, event, url, method, "
+                "headers, body, secret_refs, ssl_verification, state, attempts, next_at, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                d,
+            )
+        except sqlite3.IntegrityError:
+            raise Refused("stale", f"delivery {delivery_id} exists") from None
+
+    # -- the store's other writes ---------------------------------------------------------
+    def claim_run(self, run_id: str, owner: str, expected_owner: str | None, at: float) -> int:
+        cursor = self.conn.execute(
+            "UPDATE runs SET owner = ?, epoch = epoch + 1, heartbeat_at = ? WHERE id = ? AND "
+            "owner IS ?",
+            (owner, at, run_id, expected_owner),
+        )
+        if cursor.rowcount != 1:
+            raise Refused("stale", f"run {run_id} is not owned by {expected_owner}")
+        row = self.conn.execute("SELECT epoch FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return int(row[0])
+
+    def heartbeat(self, run_ids: list[str], owner: str, at: float) -> None:
+        self.conn.executemany(
+            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ?",
+            [(at, r, owner) for r in run_ids],
+        )
+
+    def record_delivery(self, attempt: tuple[Any, ...], state: str, next_at: float | None) -> None:
+        delivery_id, number, at, status, error, _ = attempt
+        self.conn.execute(
+            "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, status, "
+            "error, duration) VALUES (?, ?, ?, ?, ?, ?)",
+            attempt,
+        )
+        self.conn.execute(
+            "UPDATE outbox SET state = ?, attempts = MAX(attempts, ?), next_at = ?, "
+            "last_status = ?, last_error = ?, "
+            "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
+            (state, number, next_at, status, error, state, at, delivery_id),
+        )
+
+    def redeliver(self, delivery_id: str, now: float) -> bool:
+        cursor = self.conn.execute(
+            "UPDATE outbox SET state = 'pending', next_at = ? WHERE id = ?", (now, delivery_id)
+        )
+        return cursor.rowcount == 1
+
+    def disable_webhook(self, dag: str, webhook: str, reason: str, at: float) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO disabled_webhooks (dag, webhook, reason, at) "
+            "VALUES (?, ?, ?, ?)",
+            (dag, webhook, reason, at),
+        )
+        self.conn.execute(
+            "UPDATE outbox SET state = 'disabled', last_error = ? WHERE dag = ? AND webhook = ? "
+            "AND state = 'pending'",
+            (reason, dag, webhook),
+        )
+
+    def settings(self) -> tuple[Any, ...]:
+        """The write connection's settings and this process's id (for tests)."""
+        names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        pragmas = tuple(self.conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names)
+        autocheckpoint = self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        return (*pragmas, autocheckpoint, os.getpid())
+
+    def checkpoints_failed(self) -> None:
+        """As after an error in the checkpoint thread (for tests)."""
+        if self.checkpointer is not None:
+            self.checkpointer.failed = True
+
+
+class _Events:
+    """The events of the transaction being written, by run, in order: each request's already
+    JSON (encoded as the request is applied, so that an event that cannot be encoded fails its
+    own request only)."""
+
+    __slots__ = ("by_run",)
+
+    def __init__(self) -> None:
+        self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
+
+    def extend(self, run_id: str, events: Sequence[Any]) -> None:
+        piece = json.dumps(events, separators=(",", ":"), allow_nan=False)
+        pieces, counts = self.by_run.setdefault(run_id, ([], []))
+        pieces.append(piece[1:-1])
+        counts.append(len(events))
+
+    def mark(self) -> dict[str, int]:
+        return {run_id: len(pieces) for run_id, (pieces, _) in self.by_run.items()}
+
+    def rollback(self, mark: dict[str, int]) -> None:
+        for run_id in list(self.by_run):
+            if run_id in mark:
+                pieces, counts = self.by_run[run_id]
+                del pieces[mark[run_id] :]
+                del counts[mark[run_id] :]
+            else:
+                del self.by_run[run_id]
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """One chunk row per run, numbered on from the last event written: a JSON array of
+        ``[job_id, kind, old, new, at, data]``; the ``events`` view shows one row per event."""
+        row = conn.execute(
+            "SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1"
+        ).fetchone()
+        seq = row[0] if row else 1
+        rows = []
+        for run_id, (pieces, counts) in self.by_run.items():
+            n = sum(counts)
+            if n:
+                rows.append((seq, run_id, n, f"[{','.join(pieces)}]"))
+                seq += n
+        conn.executemany(
+            "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
+        )
+
+
+# the rows bind as they are: ?N is the row's field N (JobRow and AttemptRow of the store)
+_JOB_UPDATE = (
+    "UPDATE jobs SET state = ?4, attempts = ?5, error = ?6, remote_status = ?7, outputs = ?8, "
+    "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12 "
+    "WHERE run_id = ?1 AND job_id = ?2 AND state = ?3"
+)
+_ATTEMPT_INSERT = (
+    "INSERT INTO attempts (run_id, job_id, attempt, key, state, handle, submitted_at, "
+    "accepted_at, ended_at, error) VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+)
+_ATTEMPT_UPDATE = (
+    "UPDATE attempts SET state = ?6, handle = COALESCE(?7, handle), "
+    "accepted_at = COALESCE(?9, accepted_at), ended_at = ?10, error = COALESCE(?11, error) "
+    "WHERE run_id = ?1 AND job_id = ?2 AND attempt = ?3 AND state = ?4 "
+    "AND ?4 IN ('submitting', 'running')"
+)
+
+
+def _write_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    """How many rows were written (a compare-and-set that finds another state writes none)."""
+    if len(rows) == 1:
+        return int(conn.execute(sql, rows[0]).rowcount)
+    return int(conn.executemany(sql, rows).rowcount)
+
+
+def _stale_job(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> str:
+    """Which row's compare-and-set failed (read inside the transaction, before its rollback)."""
+    for run_id, job_id, expected, state, *_ in rows:
+        found = conn.execute(
+            "SELECT state FROM jobs WHERE run_id = ? AND job_id = ?", (run_id, job_id)
+        ).fetchone()
+        if found is None:
+            return f"job {run_id}/{job_id} does not exist"
+        if found[0] != state:  # not written
+            return f"job {run_id}/{job_id}: expected {expected}, found {found[0]}"
+    return f"{len(rows)} jobs: a compare-and-set found another state"
+
+
+def _stale_attempt(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> str:
+    for run_id, job_id, attempt, expected, _, state, *_ in rows:
+        name = f"attempt {run_id}/{job_id}/{attempt}"
+        found = conn.execute(
+            "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
+            (run_id, job_id, attempt),
+        ).fetchone()
+        if found is None:
+            return f"{name} does not exist"
+        if expected not in _LIVE_ATTEMPT:
+            return f"{name} already ended ({expected})"
+        if found[0] != state:
+            return f"{name}: expected {expected}, found {found[0]}"
+    return f"{len(rows)} attempts: a compare-and-set found another state"
+
+
+class _Checkpointer:
+    """Copies the write-ahead log into the database file in a thread of its own (a ``PASSIVE``
+    checkpoint every :data:`CHECKPOINT_EVERY` commits), so that no commit waits for that copy
+    and its fsyncs. A passive checkpoint blocks neither writers nor readers. If it fails, the
+    writer goes back to SQLite's automatic checkpoints."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._due = threading.Event()
+        self._commits = 0
+        self._stopping = False
+        self.failed = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            self._due.set()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._due.wait()
+                self._due.clear()
+                if self._stopping:
+                    return
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+        except sqlite3.Error:
+            self.failed = True
+        finally:
+            self._conn.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
+
+
+def connect(config: dict[str, Any]) -> sqlite3.Connection:
+    timeout = config["busy_timeout"]
+    conn = sqlite3.connect(
+        config["path"], timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {config['synchronous']}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: writes stay in memory
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def main() -> None:
+    requests = Frames(0)
+    config = requests.next()
+    if config is None:
+        return
+    try:
+        conn = connect(config)
+        checkpoint_conn = connect(config)
+    except sqlite3.Error as exc:
+        os.write(1, frame(("error", error_text(config["path"], str(exc)))))
+        return
+    conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
+    writer = Writer(conn, config)
+    writer.checkpointer = _Checkpointer(checkpoint_conn)
+    os.write(1, frame(("ready", os.getpid())))
+    try:
+        while True:
+            first = requests.next()
+            if first is None:
+                os.write(1, frame(("closed",)))
+                return
+            group = [first]
+            while len(group) < MAX_GROUP:
+                more = requests.next_ready()
+                if more is None:
+                    break
+                group.append(more)
+            answer = frame(("done", writer.commit(group), writer.batches, writer.commits))
+            view = memoryview(answer)
+            while view:
+                view = view[os.write(1, view) :]
+    finally:
+        writer.checkpointer.close()
+        conn.close()  # the last connection checkpoints the log and removes it
+
+
+if __name__ == "__main__":
+    main()
