@@ -325,10 +325,12 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        if self._process is not None:
-            await anyio.to_thread.run_sync(self._stop_writer)
+        # the read connection first: the last connection to close checkpoints the log, and
+        # that one should be the writer's, which nothing waits for
         if self._read is not None:
             await anyio.to_thread.run_sync(self._close_read)
+        if self._process is not None:
+            await anyio.to_thread.run_sync(self._stop_writer)
 
     def _stop_writer(self) -> None:
         """The writer commits what it has and answers, then closes its connection (which
