@@ -40,12 +40,11 @@ from ..states import (
 )
 from ..store.base import (
     LIVE_ATTEMPT_STATES,
-    AttemptRow,
     Changes,
     EnqueueDelivery,
     EventRow,
-    JobRow,
     Operation,
+    Row,
     RunTransition,
     StaleWrite,
     Store,
@@ -83,9 +82,6 @@ class _Attempt:
         self.outcome = outcome  # None: succeeded
         self.error = error
         self.result = result
-
-
-_new_row: Any = tuple.__new__  # a JobRow or AttemptRow from a tuple, without its __new__
 
 
 class RunExecutor:
@@ -132,7 +128,7 @@ class RunExecutor:
         # what changed since the last hand-over to the store (see _changes)
         self._dirty: list[JobRun] = []
         self._events: list[EventRow] = []
-        self._attempt_rows: list[AttemptRow] = []  # of attempts no longer current
+        self._attempt_rows: list[Row] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due
         self._flush_waiters: list[asyncio.Future[None]] = []
         # waiters enough for a batch of their own: the next ones make a second batch, written
@@ -290,39 +286,35 @@ class RunExecutor:
             if row is not None and jr.dirty & DIRTY_ATTEMPT:  # the one before has a step
                 self._attempt_rows.append(row)
             jr.attempt_stored = None
-            jr.attempt_row = _new_row(
-                AttemptRow, (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
-            )
+            jr.attempt_row = (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
             old = None
             data: dict[str, Any] = {"attempt": n}
         else:
             if row is None:
                 raise StoreError(f"run {self.run.id}: job {jr.id} has no attempt {n} stored")
-            old = row.state
+            # the row's fields by position (AttemptRow's order)
+            old = row[5]
             data = {"attempt": n}
-            handle_json = row.handle
-            accepted_at = row.accepted_at
+            handle_json = row[6]
+            accepted_at = row[8]
             if handle is not None:
                 handle_json = json_text(handle)
                 accepted_at = at
                 data["handle"] = handle
             if error is not None:
                 data["error"] = error
-            jr.attempt_row = _new_row(
-                AttemptRow,
-                (
-                    row.run_id,
-                    row.job_id,
-                    row.attempt,
-                    jr.attempt_stored,
-                    row.key,
-                    state,
-                    handle_json,
-                    row.submitted_at,
-                    accepted_at,
-                    at if state not in LIVE_ATTEMPT_STATES else None,
-                    error if error is not None else row.error,
-                ),
+            jr.attempt_row = (
+                row[0],
+                row[1],
+                row[2],
+                jr.attempt_stored,
+                row[4],
+                state,
+                handle_json,
+                row[7],
+                accepted_at,
+                at if state not in LIVE_ATTEMPT_STATES else None,
+                error if error is not None else row[10],
             )
         self._events.append((jr.id, "attempt", old, state, at, data))
         if not jr.dirty:
@@ -331,30 +323,28 @@ class RunExecutor:
 
     def _changes(self) -> Changes:
         """The rows of what changed since the last hand-over, one per job and attempt however
-        many steps it took, with the events of those steps in order."""
+        many steps it took, with the events of those steps in order. Rows are plain tuples in
+        the order of JobRow and AttemptRow's fields (building those would cost more)."""
         run_id = self.run.id
-        jobs: list[JobRow] = []
+        jobs: list[Row] = []
         attempts, self._attempt_rows = self._attempt_rows, []
         for jr in self._dirty:
             if jr.dirty & DIRTY_JOB:
                 outputs, notes = jr.outputs, jr.notes
                 jobs.append(
-                    _new_row(
-                        JobRow,
-                        (
-                            run_id,
-                            jr.id,
-                            jr.stored_state._value_,
-                            jr.state._value_,
-                            jr.attempts,
-                            jr.error,
-                            jr.remote_status,
-                            json_text(outputs) if outputs else None,
-                            jr.log_tail,
-                            json_text(notes) if notes else None,
-                            jr.started_at,
-                            jr.ended_at,
-                        ),
+                    (
+                        run_id,
+                        jr.id,
+                        jr.stored_state._value_,
+                        jr.state._value_,
+                        jr.attempts,
+                        jr.error,
+                        jr.remote_status,
+                        json_text(outputs) if outputs else None,
+                        jr.log_tail,
+                        json_text(notes) if notes else None,
+                        jr.started_at,
+                        jr.ended_at,
                     )
                 )
                 jr.stored_state = jr.state
@@ -362,7 +352,7 @@ class RunExecutor:
                 row = jr.attempt_row
                 assert row is not None
                 attempts.append(row)
-                jr.attempt_stored = row.state
+                jr.attempt_stored = row[5]
             jr.dirty = 0
         self._dirty = []
         events, self._events = self._events, []

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..connectors.base import JobType
     from ..dag import DAG, Job
     from ..retry import RetryPolicy
-    from ..store.base import AttemptRow
+    from ..store.base import Row
 
 
 def iso(ts: float | None) -> str | None:
@@ -85,7 +85,7 @@ class JobRun:
         # current attempt as it is now and its state as last written (None: not yet), and
         # what changed since
         self.stored_state = JobState.PENDING
-        self.attempt_row: AttemptRow | None = None
+        self.attempt_row: Row | None = None  # AttemptRow's fields, in order
         self.attempt_stored: str | None = None
         self.dirty = 0  # DIRTY_JOB | DIRTY_ATTEMPT
         self.wake_event: anyio.Event | None = None

@@ -226,6 +226,11 @@ def json_text(value: Any) -> str:
 EventRow = tuple[str | None, str, str | None, str, float, dict[str, Any] | None]
 
 
+# a JobRow or AttemptRow, or a plain tuple of the same fields in the same order (the engine
+# hands over plain tuples: cheaper to build)
+Row = tuple[Any, ...]
+
+
 @dataclass(slots=True)
 class Changes:
     """What changed in one run since the engine last wrote it: the rows of the jobs and
@@ -235,8 +240,8 @@ class Changes:
     events."""
 
     run_id: str
-    jobs: list[JobRow] = field(default_factory=list)
-    attempts: list[AttemptRow] = field(default_factory=list)
+    jobs: Sequence[Row] = field(default_factory=list)  # JobRow's fields
+    attempts: Sequence[Row] = field(default_factory=list)  # AttemptRow's fields
     events: list[EventRow] = field(default_factory=list)
 
 

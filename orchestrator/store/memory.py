@@ -89,7 +89,7 @@ class MemoryStore:
                     Event(seq, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
                 )
             elif isinstance(op, Changes):
-                for row in op.jobs:
+                for row in map(JobRow._make, op.jobs):
                     job = jobs.get(row.run_id, {}).get(row.job_id)
                     if (
                         job is None
@@ -98,7 +98,7 @@ class MemoryStore:
                     ):
                         raise StaleWrite(f"job {row.run_id}/{row.job_id}: expected {row.expected}")
                     jobs[row.run_id][row.job_id] = _job_record(row)
-                for a in op.attempts:
+                for a in map(AttemptRow._make, op.attempts):
                     key = (a.run_id, a.job_id, a.attempt)
                     current = attempts.get(key)
                     if a.expected is None:  # an insert

@@ -145,6 +145,24 @@ MIGRATIONS: list[tuple[int, str]] = [
             FROM event_chunks AS c, json_each(c.events) AS e;
         """,
     ),
+    (
+        3,
+        # an event's time is written as whole microseconds (``per_second`` of its chunk): an
+        # integer encodes several times faster than a float; chunks written before stay in
+        # seconds (1)
+        """
+        ALTER TABLE event_chunks ADD COLUMN per_second INTEGER NOT NULL DEFAULT 1;
+        DROP VIEW events;
+        CREATE VIEW events (seq, run_id, job_id, kind, old, new, at, data) AS
+            SELECT c.first + e.key, c.run_id, json_extract(e.value, '$[0]'),
+                json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]'),
+                json_extract(e.value, '$[3]'),
+                CASE c.per_second WHEN 1 THEN json_extract(e.value, '$[4]')
+                    ELSE json_extract(e.value, '$[4]') / CAST(c.per_second AS REAL) END,
+                json_extract(e.value, '$[5]')
+            FROM event_chunks AS c, json_each(c.events) AS e;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -537,7 +537,8 @@ class SQLiteStore:
     async def get_events(self, run_id: str) -> list[Event]:
         def read(conn: sqlite3.Connection) -> list[Event]:
             rows = conn.execute(
-                "SELECT first, events FROM event_chunks WHERE run_id = ? ORDER BY first",
+                "SELECT first, events, per_second FROM event_chunks WHERE run_id = ? "
+                "ORDER BY first",
                 (run_id,),
             )
             return [
@@ -548,10 +549,10 @@ class SQLiteStore:
                     e[1],
                     e[2],
                     e[3],
-                    e[4],
+                    e[4] if per_second == 1 else e[4] / per_second,
                     _event_data(e[5]),
                 )
-                for first, chunk in rows
+                for first, chunk, per_second in rows
                 for i, e in enumerate(json.loads(chunk))
             ]
 

@@ -254,7 +254,14 @@ class Writer:
                     raise Refused(
                         "stale", f"job {row[0]}/{row[1]}: {row[2]} -> {row[3]} is not a transition"
                     )
-            if _write_rows(conn, _JOB_UPDATE, jobs) != len(jobs):
+            # a job leaving `pending` with nothing else set (the first step of most) has only
+            # its state to write: `pending` is where every job starts and nothing returns to
+            first = [r for r in jobs if r[2] == "pending" and r[4:] == _UNSET]
+            rest = [r for r in jobs if r[2] != "pending" or r[4:] != _UNSET] if first else jobs
+            written = _write_rows(conn, _JOB_LEAVES_PENDING, [r[:4] for r in first]) if first else 0
+            if rest:
+                written += _write_rows(conn, _JOB_UPDATE, rest)
+            if written != len(jobs):
                 raise Refused("stale", _stale_job(conn, jobs))
         if attempts:
             inserts = [a for a in attempts if a[3] is None]
@@ -422,7 +429,8 @@ class _Events:
         self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
 
     def extend(self, run_id: str, events: Sequence[Any]) -> None:
-        piece = json.dumps(events, separators=(",", ":"), allow_nan=False)
+        in_us = [(j, k, o, n, round(at * 1_000_000), d) for j, k, o, n, at, d in events]
+        piece = json.dumps(in_us, separators=(",", ":"), allow_nan=False)
         pieces, counts = self.by_run.setdefault(run_id, ([], []))
         pieces.append(piece[1:-1])
         counts.append(len(events))
@@ -441,7 +449,8 @@ class _Events:
 
     def write(self, conn: sqlite3.Connection) -> None:
         """One chunk row per run, numbered on from the last event written: a JSON array of
-        ``[job_id, kind, old, new, at, data]``; the ``events`` view shows one row per event."""
+        ``[job_id, kind, old, new, at, data]``, ``at`` in microseconds; the ``events`` view
+        shows one row per event."""
         row = conn.execute(
             "SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1"
         ).fetchone()
@@ -453,7 +462,9 @@ class _Events:
                 rows.append((seq, run_id, n, f"[{','.join(pieces)}]"))
                 seq += n
         conn.executemany(
-            "INSERT INTO event_chunks (first, run_id, n, events) VALUES (?, ?, ?, ?)", rows
+            "INSERT INTO event_chunks (first, run_id, n, events, per_second) "
+            "VALUES (?, ?, ?, ?, 1000000)",
+            rows,
         )
 
 
@@ -463,6 +474,10 @@ _JOB_UPDATE = (
     "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12 "
     "WHERE run_id = ?1 AND job_id = ?2 AND state = ?3"
 )
+_JOB_LEAVES_PENDING = (
+    "UPDATE jobs SET state = ?4 WHERE run_id = ?1 AND job_id = ?2 AND state = ?3 AND ?3 = 'pending'"
+)
+_UNSET = (0, None, None, None, None, None, None, None)  # a JobRow's fields after `state`
 _ATTEMPT_INSERT = (
     "INSERT INTO attempts (run_id, job_id, attempt, key, state, handle, submitted_at, "
     "accepted_at, ended_at, error) VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"

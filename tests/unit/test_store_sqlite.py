@@ -85,7 +85,11 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
             await store.get_attempts("r1"),
             await store.get_events("r1"),
         )
-    assert "state.db-wal" not in siblings(path)  # the last close checkpointed the log
+    # the writer's close, the last one, checkpoints the log and removes it; aclose does not
+    # wait for that (the commits were durable before)
+    with anyio.fail_after(10):
+        while "state.db-wal" in siblings(path):
+            await anyio.sleep(0.01)
     async with await SQLiteStore.open(path) as again:
         after = (
             await again.get_run("r1"),
@@ -242,15 +246,16 @@ async def test_a_version_1_database_keeps_its_events_in_order(tmp_path: Path) ->
         (4, "a", "queued", "submitting", 4.0, {}),
     ]
     conn = raw(path)
-    try:  # the view shows one row per event, as the table did
-        rows = conn.execute("SELECT seq, job_id, new, data FROM events ORDER BY seq").fetchall()
+    try:  # the view shows one row per event, as the table did, times in seconds (the new
+        # chunk's in microseconds, version 3, the old ones' in seconds)
+        rows = conn.execute("SELECT seq, job_id, new, at, data FROM events ORDER BY seq").fetchall()
     finally:
         conn.close()
     assert rows == [
-        (1, None, "queued", None),
-        (2, None, "running", None),
-        (3, "a", "queued", '{"error": "x"}'),
-        (4, "a", "submitting", None),
+        (1, None, "queued", 1.0, None),
+        (2, None, "running", 2.0, None),
+        (3, "a", "queued", 3.0, '{"error": "x"}'),
+        (4, "a", "submitting", 4.0, None),
     ]
 
 
