@@ -177,7 +177,7 @@ class Writer:
             if self.crash_in:
                 self.crash_in -= 1
                 if not self.crash_in:  # the crash point mid_commit: the engine ends, now
-                    os.write(1, frame(("crash",)))
+                    _answer(("crash",))
                     os._exit(CRASH_EXIT)
             if os.getppid() != self.parent:  # the engine died: commit nothing it did not see
                 conn.execute("ROLLBACK")
@@ -588,6 +588,17 @@ def connect(config: dict[str, Any]) -> sqlite3.Connection:
     return conn
 
 
+def _answer(value: Any) -> bool:
+    """Write one frame to the engine; False once nobody reads any more (it ended)."""
+    view = memoryview(frame(value))
+    try:
+        while view:
+            view = view[os.write(1, view) :]
+    except BrokenPipeError:
+        return False
+    return True
+
+
 def main() -> None:
     requests = Frames(0)
     config = requests.next()
@@ -595,19 +606,25 @@ def main() -> None:
         return
     try:
         conn = connect(config)
+    except sqlite3.Error as exc:
+        _answer(("error", error_text(config["path"], str(exc))))
+        return
+    try:
         checkpoint_conn = connect(config)
     except sqlite3.Error as exc:
-        os.write(1, frame(("error", error_text(config["path"], str(exc)))))
+        conn.close()
+        _answer(("error", error_text(config["path"], str(exc))))
         return
     conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
     writer = Writer(conn, config)
     writer.checkpointer = _Checkpointer(checkpoint_conn)
-    os.write(1, frame(("ready", os.getpid())))
     try:
+        if not _answer(("ready", os.getpid())):
+            return
         while True:
             first = requests.next()
-            if first is None:
-                os.write(1, frame(("closed",)))
+            if first is None:  # the end of the input: the store closed, or the engine ended
+                _answer(("closed",))
                 return
             group = [first]
             while len(group) < MAX_GROUP:
@@ -615,10 +632,9 @@ def main() -> None:
                 if more is None:
                     break
                 group.append(more)
-            answer = frame(("done", writer.commit(group), writer.batches, writer.commits))
-            view = memoryview(answer)
-            while view:
-                view = view[os.write(1, view) :]
+            results = writer.commit(group)
+            if not _answer(("done", results, writer.batches, writer.commits)):
+                return
     finally:
         writer.checkpointer.close()
         conn.close()  # the last connection checkpoints the log and removes it
