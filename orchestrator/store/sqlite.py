@@ -418,11 +418,13 @@ class SQLiteStore:
             _settle_by_loop(by_loop)
         assert process.stdout is not None
         process.stdout.close()
-        if answer is None or answer[0] != "closed":
+        if answer is None:
             why = (
                 why
                 or f"{self.path}: the store's writer process ended (exit status {process.wait()})"
             )
+        elif answer[0] == "error":  # it could not open the database: it exits, to be reaped
+            threading.Thread(target=process.wait, daemon=True).start()
         with self._lock:
             self._ended = StoreError(why or f"{self.path}: the store is closed")
             pending, self._pending = self._pending, {}
