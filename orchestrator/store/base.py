@@ -210,7 +210,6 @@ _ENCODE = (
     if getattr(json.encoder, "c_make_encoder", None) is not None
     else None
 )
-json_string = json.encoder.encode_basestring_ascii  # a str as a JSON string
 
 
 def json_text(value: Any) -> str:

@@ -54,9 +54,9 @@ from .base import (
     RunTransition,
     StaleWrite,
 )
-from .sqlite_writer import CHECKPOINT_EVERY, MAX_GROUP, Frames, frame
+from .sqlite_writer import CHECKPOINT_EVERY, Frames, frame
 
-__all__ = ["CHECKPOINT_EVERY", "MAX_GROUP", "SQLiteStore"]
+__all__ = ["CHECKPOINT_EVERY", "SQLiteStore"]
 
 T = TypeVar("T")
 _WRITER = [sys.executable, "-I", "-S", sqlite_writer.__file__]  # stdlib only: starts at once

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import marshal
+import operator
 import os
 import select
 import sqlite3
@@ -249,15 +250,17 @@ class Writer:
         conn = self.conn
         if jobs:
             reachable = self.job_reachable
-            for row in jobs:
-                if (row[2], row[3]) not in reachable:
-                    raise Refused(
-                        "stale", f"job {row[0]}/{row[1]}: {row[2]} -> {row[3]} is not a transition"
-                    )
+            if not reachable.issuperset(map(_MOVE, jobs)):
+                row = next(r for r in jobs if _MOVE(r) not in reachable)
+                raise Refused(
+                    "stale", f"job {row[0]}/{row[1]}: {row[2]} -> {row[3]} is not a transition"
+                )
             # a job leaving `pending` with nothing else set (the first step of most) has only
             # its state to write: `pending` is where every job starts and nothing returns to
-            first = [r for r in jobs if r[2] == "pending" and r[4:] == _UNSET]
-            rest = [r for r in jobs if r[2] != "pending" or r[4:] != _UNSET] if first else jobs
+            first: list[tuple[Any, ...]] = []
+            rest: list[tuple[Any, ...]] = []
+            for r in jobs:
+                (first if r[2] == "pending" and r[4:] == _UNSET else rest).append(r)
             written = _write_rows(conn, _JOB_LEAVES_PENDING, [r[:4] for r in first]) if first else 0
             if rest:
                 written += _write_rows(conn, _JOB_UPDATE, rest)
@@ -478,6 +481,7 @@ _JOB_LEAVES_PENDING = (
     "UPDATE jobs SET state = ?4 WHERE run_id = ?1 AND job_id = ?2 AND state = ?3 AND ?3 = 'pending'"
 )
 _UNSET = (0, None, None, None, None, None, None, None)  # a JobRow's fields after `state`
+_MOVE = operator.itemgetter(2, 3)  # (expected, state) of a JobRow
 _ATTEMPT_INSERT = (
     "INSERT INTO attempts (run_id, job_id, attempt, key, state, handle, submitted_at, "
     "accepted_at, ended_at, error) VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
