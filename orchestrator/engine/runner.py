@@ -81,11 +81,13 @@ async def run_dag(
         from ..store.memory import MemoryStore
 
         store = MemoryStore()  # webhooks go through an outbox
+    stored = None
     if store is not None:
         from ..store.owner import this_owner
-        from .durable import record_new_run
+        from .durable import send_new_run
 
-        await record_new_run(store, run, owner=this_owner(), at=time.time(), exclusive=False)
+        # stored while the connectors and the executor are set up; awaited before any job
+        stored = send_new_run(store, run, owner=this_owner(), at=time.time(), exclusive=False)
     limits = {c.name: c.concurrency for c in conns.values() if c.concurrency}
     deliverer = None
     if store is not None and has_hooks:
@@ -108,6 +110,8 @@ async def run_dag(
         )
         if deliverer is not None:
             executor.on_deliveries = deliverer.notify
+        if stored is not None:
+            await stored
         await executor.execute()
         if deliverer is not None:
             await deliverer.drain(run.id, webhook_wait)

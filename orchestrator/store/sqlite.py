@@ -7,7 +7,8 @@ the write connection: a process of its own (:mod:`orchestrator.store.sqlite_writ
 the event loop and the writing run side by side on two cores. ``apply`` sends its batch down a
 pipe and awaits; the writer takes every batch waiting, applies each (a compare-and-set failure
 rolls back that batch only and fails only its caller), commits once (a group commit), then
-answers; a thread of this process hands the answers to the caller's event loop. Reads use their
+answers; the event loop reads the answers from the writer's pipe (a reader callback, no
+thread between them) and settles its callers. Reads use their
 own connection in a worker thread, behind a lock. Nothing blocks the event loop: a batch that
 does not fit in the pipe waits in a sender thread.
 
@@ -206,7 +207,9 @@ class SQLiteStore:
         self._synchronous = "FULL" if durable else "NORMAL"
         self._process: subprocess.Popen[bytes] | None = None
         self._sender: _Sender | None = None
-        self._answers: threading.Thread | None = None
+        self._answers: Frames | None = None  # the writer's answers, read on an event loop
+        self._answer_loop: asyncio.AbstractEventLoop | None = None
+        self._finished = threading.Event()  # the writer answered its last (or ended)
         self._pending: dict[int, _Request] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()  # the pending requests, the order of what is sent
@@ -222,11 +225,13 @@ class SQLiteStore:
         """Open (creating or upgrading) the database at ``path`` and start the writer."""
         store = cls(path, **kwargs)
         await anyio.to_thread.run_sync(store._open)
+        store._listen(asyncio.get_running_loop())
         return store
 
     async def __aenter__(self) -> SQLiteStore:
         if self._process is None and not self._closed:
             await anyio.to_thread.run_sync(self._open)
+            self._listen(asyncio.get_running_loop())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -299,7 +304,7 @@ class SQLiteStore:
             },
         }
         try:
-            os.write(process.stdin.fileno(), frame(config))  # its answer: the answer thread's
+            os.write(process.stdin.fileno(), frame(config))  # its answer: read on the loop
         except OSError as exc:
             process.kill()
             process.wait()
@@ -308,6 +313,7 @@ class SQLiteStore:
             why = f"{self.path}: the store's writer process did not start ({exc})"
             raise StoreError(why) from None
         answers = Frames(process.stdout.fileno())
+        os.set_blocking(answers.fd, False)
         fd = process.stdin.fileno()
         try:
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
@@ -316,10 +322,23 @@ class SQLiteStore:
         os.set_blocking(fd, False)
         self._process = process
         self._sender = _Sender(process.stdin)
-        self._answers = threading.Thread(
-            target=self._read_answers, args=(answers,), name="orchestrator-store", daemon=True
-        )
-        self._answers.start()
+        self._answers = answers
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the writer's answers on ``loop``, the one the store is used from. A store used
+        from another loop while this one runs (in another thread) is answered through it; one
+        used after its loop stopped moves to the loop it is used from now."""
+        with self._lock:
+            current = self._answer_loop
+            if current is loop or self._answers is None or self._finished.is_set():
+                return
+            if current is not None:
+                if current.is_running():
+                    return
+                if not current.is_closed():
+                    current.remove_reader(self._answers.fd)
+            loop.add_reader(self._answers.fd, self._on_answers, loop)
+            self._answer_loop = loop
 
     async def aclose(self) -> None:
         if self._closed:
@@ -330,16 +349,15 @@ class SQLiteStore:
         if self._read is not None:
             await anyio.to_thread.run_sync(self._close_read)
         if self._process is not None:
+            self._listen(asyncio.get_running_loop())  # its last answers: read on this loop
             await anyio.to_thread.run_sync(self._stop_writer)
 
     def _stop_writer(self) -> None:
         """The writer commits what it has and answers, then closes its connection (which
         checkpoints the log) and exits on its own: nothing here waits for that checkpoint."""
-        assert self._process is not None
         assert self._sender is not None
         self._sender.close()
-        if self._answers is not None:
-            self._answers.join()
+        self._finished.wait()
 
     def _close_read(self) -> None:
         assert self._read is not None
@@ -381,57 +399,90 @@ class SQLiteStore:
             data = frame((request_id, kind, payload))
         except ValueError as exc:  # marshal: a value that is not plain data
             raise StoreError(f"{self.path}: a value cannot be stored ({exc})") from None
+        if request.loop is not self._answer_loop:
+            self._listen(request.loop)
         with self._lock:  # sent in the order asked
             if self._ended is not None:
                 raise self._ended
             self._pending[request_id] = request
             self._sender.send(data)
 
-    def _read_answers(self, answers: Frames) -> None:
-        """Hand each commit's answers to the loops of their callers (the answer thread)."""
+    def _on_answers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer's answers that arrived (a reader callback on ``loop``): each commit's
+        answers settle their callers, those of another loop through that loop."""
+        answers = self._answers
+        assert answers is not None
         assert self._process is not None
-        process = self._process
-        why = ""
-        while True:
-            try:
-                answer = answers.next()
-            except OSError:
-                answer = None
-            if answer is None or answer[0] == "error":  # it ended, or could not start
-                why = answer[1] if answer else ""
-                break
-            if answer[0] == "crash":  # the crash point mid_commit: this process ends too
+        try:
+            frames = answers.available()
+        except OSError:
+            frames, answers.eof = [], True
+        failed: BaseException | None = None
+        for answer in frames:
+            kind = answer[0]
+            if kind == "done":
+                failed = self._settle(loop, answer) or failed
+            elif kind == "crash":  # the crash point mid_commit: this process ends too
                 crash.end_now()
-            if answer[0] == "ready":
-                continue
-            if answer[0] == "closed":  # all answered; it checkpoints and exits by itself
-                threading.Thread(target=process.wait, daemon=True).start()  # then reaped
+            elif kind == "closed":  # all answered; it checkpoints and exits by itself
+                self._finish(loop, "")
                 break
-            _, results, batches, commits = answer
-            self._stats["batches"], self._stats["commits"] = batches, commits
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-            with self._lock:
-                requests = [self._pending.pop(request_id) for request_id, _, _ in results]
-            for request, (_, ok, value) in zip(requests, results, strict=True):
-                outcome = value if ok else self._failure(value)
-                by_loop.setdefault(request.loop, []).append((request.future, ok, outcome))
-            _settle_by_loop(by_loop)
+            elif kind == "error":  # it could not open the database, and exits
+                self._finish(loop, answer[1])
+                break
+        else:
+            if answers.eof:
+                status = self._process.poll()
+                why = f"{self.path}: the store's writer process ended" + (
+                    f" (exit status {status})" if status is not None else ""
+                )
+                self._finish(loop, why)
+        if failed is not None:
+            raise failed  # the event loop's exception handler reports it
+
+    def _settle(self, loop: asyncio.AbstractEventLoop, answer: Any) -> BaseException | None:
+        _, results, batches, commits = answer
+        self._stats["batches"], self._stats["commits"] = batches, commits
+        with self._lock:
+            requests = [self._pending.pop(request_id) for request_id, _, _ in results]
+        here: list[tuple[Any, bool, Any]] = []
+        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+        for request, (_, ok, value) in zip(requests, results, strict=True):
+            outcome = (request.future, ok, value if ok else self._failure(value))
+            if request.loop is loop:
+                here.append(outcome)
+            else:
+                elsewhere.setdefault(request.loop, []).append(outcome)
+        _settle_by_loop(elsewhere)
+        return _settle_all(here)
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
+        """The writer said its last (or ended): what still waits fails, the process is reaped
+        in the background."""
+        answers = self._answers
+        process = self._process
+        assert answers is not None
+        assert process is not None
+        loop.remove_reader(answers.fd)
         assert process.stdout is not None
         process.stdout.close()
-        if answer is None:
-            why = (
-                why
-                or f"{self.path}: the store's writer process ended (exit status {process.wait()})"
-            )
-        elif answer[0] == "error":  # it could not open the database: it exits, to be reaped
-            threading.Thread(target=process.wait, daemon=True).start()
+        threading.Thread(target=process.wait, daemon=True).start()
         with self._lock:
             self._ended = StoreError(why or f"{self.path}: the store is closed")
             pending, self._pending = self._pending, {}
-        by_loop = {}
+            self._finished.set()
+        here: list[tuple[Any, bool, Any]] = []
+        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
         for request in pending.values():
-            by_loop.setdefault(request.loop, []).append((request.future, False, self._ended))
-        _settle_by_loop(by_loop)
+            outcome = (request.future, False, self._ended)
+            if request.loop is loop:
+                here.append(outcome)
+            else:
+                elsewhere.setdefault(request.loop, []).append(outcome)
+        _settle_by_loop(elsewhere)
+        failed = _settle_all(here)
+        if failed is not None:
+            raise failed
 
     def _failure(self, value: tuple[str, str]) -> Exception:
         kind, message = value
@@ -710,12 +761,19 @@ def _event_data(data: Any) -> dict[str, Any]:
 def _settle_by_loop(by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]]) -> None:
     for loop, settled in by_loop.items():  # one wake-up of each loop per commit
         try:
-            loop.call_soon_threadsafe(_settle_all, settled)
+            loop.call_soon_threadsafe(_settle_raising, settled)
         except RuntimeError:  # that loop is closed: nobody waits any more
             pass
 
 
-def _settle_all(settled: list[tuple[Any, bool, Any]]) -> None:
+def _settle_raising(settled: list[tuple[Any, bool, Any]]) -> None:
+    failed = _settle_all(settled)
+    if failed is not None:
+        raise failed  # the event loop's exception handler reports it
+
+
+def _settle_all(settled: list[tuple[Any, bool, Any]]) -> BaseException | None:
+    """Settle futures and call callbacks; the first exception a callback raised, if any."""
     callbacks = []
     for future, ok, value in settled:
         if not isinstance(future, asyncio.Future):
@@ -732,5 +790,4 @@ def _settle_all(settled: list[tuple[Any, bool, Any]]) -> None:
             callback(outcome)
         except Exception as exc:
             failed = failed or exc
-    if failed is not None:
-        raise failed  # the event loop's exception handler reports it
+    return failed

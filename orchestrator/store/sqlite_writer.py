@@ -38,7 +38,7 @@ from typing import Any
 
 HEADER = struct.Struct("<I")
 MAX_GROUP = 256  # requests in one commit at most
-CHECKPOINT_EVERY = 16  # commits between two checkpoints (in the checkpoint thread)
+CHECKPOINT_EVERY = 64  # commits between two checkpoints (in the checkpoint thread)
 CRASH_EXIT = 70  # as orchestrator.crash
 _ACTIVE = ("queued", "running")
 _LIVE_ATTEMPT = ("submitting", "running")
@@ -95,6 +95,18 @@ class Frames:
                 return None
             self._fill()
         return self._pop()
+
+    def available(self) -> list[Any]:
+        """The frames complete after one read of a non-blocking descriptor (``eof`` set at
+        its end)."""
+        try:
+            self._fill()
+        except BlockingIOError:
+            pass
+        out = []
+        while self._complete():
+            out.append(self._pop())
+        return out
 
     def _pop(self) -> Any:
         buffer = self._buffer

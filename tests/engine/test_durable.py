@@ -16,9 +16,9 @@ from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.durable import dag_definition, record_new_run, restore
 from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.records import Run
-from orchestrator.engine.runner import prepare_run
+from orchestrator.engine.runner import prepare_run, run_dag
 from orchestrator.states import JobState, RunState
-from orchestrator.store.base import Operation, RunTransition, Store
+from orchestrator.store.base import Operation, RunTransition, StaleWrite, Store
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.sqlite import SQLiteStore
 from orchestrator.testing.fake import FakeConnector, FakeRemote
@@ -225,3 +225,26 @@ async def test_resume_adopts_in_flight_attempts_and_never_submits_them_again(
     assert run.state is RunState.SUCCEEDED
     stored = await store.get_jobs(r)
     assert {j: rec.state for j, rec in stored.items()} == states
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_run_dag_submits_nothing_when_its_run_cannot_be_stored(
+    remote: FakeRemote, tmp_path: Path, kind: str
+) -> None:
+    """run_dag stores the run while it sets up the executor: a run that the store refuses (its
+    id is taken here) fails with the store's reason, and none of its jobs is submitted."""
+    with DAG("refused") as dag:
+        Job("a", "fake")
+    dag.validate()
+    connectors = {"fake": FakeConnector(remote)}
+    store: Store = MemoryStore() if kind == "memory" else await SQLiteStore.open(tmp_path / "r.db")
+    try:
+        first = await run_dag(dag, store=store, connectors=connectors, run_id="same")
+        assert first.state is RunState.SUCCEEDED
+        submitted = sum(remote.submissions.values())
+        with pytest.raises(StaleWrite, match="run same exists"):
+            await run_dag(dag, store=store, connectors=connectors, run_id="same")
+        assert sum(remote.submissions.values()) == submitted
+    finally:
+        if isinstance(store, SQLiteStore):
+            await store.aclose()

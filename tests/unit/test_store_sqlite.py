@@ -3,9 +3,11 @@ errors that write nothing, a locked database, and an event loop that never waits
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -579,8 +581,6 @@ async def test_throughput_is_reported_not_asserted(
 
 
 async def test_blocking_work_runs_off_the_loop_thread(tmp_path: Path) -> None:
-    import threading
-
     loop_thread = threading.get_ident()
     seen: list[int] = []
     async with await SQLiteStore.open(tmp_path / "s.db") as store:
@@ -589,6 +589,51 @@ async def test_blocking_work_runs_off_the_loop_thread(tmp_path: Path) -> None:
         writer_pid = (await store._call("settings"))[-1]
     assert loop_thread not in seen
     assert writer_pid != os.getpid()  # writes: in the writer process
+
+
+def test_a_store_moves_to_the_next_event_loop(tmp_path: Path) -> None:
+    """The writer's answers are read on the loop the store is used from: once the loop that
+    opened it has ended, the next loop takes them over."""
+    path = tmp_path / "loops.db"
+
+    async def first() -> SQLiteStore:
+        store = await SQLiteStore.open(path)
+        await store.apply([create()])
+        return store
+
+    async def second(store: SQLiteStore) -> dict[str, Any]:
+        with anyio.fail_after(10):  # an answer read by nobody would hang
+            async with store:
+                await store.apply([queue()])
+                return await store.get_jobs("r1")
+
+    store = asyncio.run(first())
+    assert asyncio.run(second(store))["a"].state is J.QUEUED
+
+
+def test_a_store_answers_a_loop_in_another_thread(tmp_path: Path) -> None:
+    """While the loop that reads the answers runs, a caller on another thread's loop gets its
+    answers handed over to its own loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        opened = asyncio.run_coroutine_threadsafe(SQLiteStore.open(tmp_path / "t.db"), loop)
+        store = opened.result(timeout=10)
+
+        async def elsewhere() -> tuple[int, dict[str, Any]]:
+            with anyio.fail_after(10):
+                await store.apply([create(), queue()])
+                return threading.get_ident(), await store.get_jobs("r1")
+
+        ident, jobs = asyncio.run(elsewhere())
+        assert ident != thread.ident
+        assert jobs["a"].state is J.QUEUED
+        asyncio.run_coroutine_threadsafe(store.aclose(), loop).result(timeout=10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 # -- opening from a URL -----------------------------------------------------------------------
