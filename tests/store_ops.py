@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from orchestrator.states import JobState
-from orchestrator.store.base import AttemptRow, Changes, JobRow
+from orchestrator.store.base import AttemptRow, Changes, JobRow, event_json
 
 
 def job(
@@ -32,7 +32,7 @@ def job(
         **fields,
     )
     error = fields.get("error")
-    event = (job_id, "job", old.value, new.value, at, {"error": error} if error else None)
+    event = event_json(job_id, "job", old.value, new.value, at, {"error": error} if error else None)
     return Changes(run_id, jobs=[row], events=[event])
 
 
@@ -68,5 +68,5 @@ def attempt(
         data["handle"] = handle
     if error is not None:
         data["error"] = error
-    event = (job_id, "attempt", expected, state, at, data)
+    event = event_json(job_id, "attempt", expected, state, at, data)
     return Changes(run_id, attempts=[row], events=[event])

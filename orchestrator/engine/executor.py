@@ -42,13 +42,14 @@ from ..store.base import (
     LIVE_ATTEMPT_STATES,
     Changes,
     EnqueueDelivery,
-    EventRow,
+    EventJSON,
     Operation,
     Row,
     RunTransition,
     StaleWrite,
     Store,
     json_text,
+    strict_json_text,
 )
 from ..trigger_rules import Decision, evaluate
 from ..webhooks.definitions import Webhook
@@ -127,7 +128,7 @@ class RunExecutor:
         self._ops: list[Operation] = []
         # what changed since the last hand-over to the store (see _changes)
         self._dirty: list[JobRun] = []
-        self._events: list[EventRow] = []
+        self._events: list[EventJSON] = []
         self._attempt_rows: list[Row] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due
         self._flush_waiters: list[asyncio.Future[None]] = []
@@ -153,7 +154,9 @@ class RunExecutor:
             pools = job.pools
             if job.connection and f"connection:{job.connection}" in self._pool_limits:
                 pools = (*pools, f"connection:{job.connection}")
-            run.jobs[job.id] = JobRun(job, types[job.type], pools)
+            jr = run.jobs[job.id] = JobRun(job, types[job.type], pools)
+            if store is not None:
+                jr.id_json = json_text(job.id)  # in its events
         for job_id, jr in run.jobs.items():
             jr.children = [run.jobs[c] for c in dag.graph.successors(job_id)]
             jr.counts.total = dag.graph.in_degree(job_id)
@@ -235,8 +238,11 @@ class RunExecutor:
             self._log_end(jr)
         if self._store is not None:
             at = self._clock.time()
+            at_us = round(at * 1_000_000)
+            data = f'{{"error":{json_text(error)}}}' if error else "null"
+            # the event as event_json encodes it, in one step (states need no escaping)
             self._events.append(
-                (jr.id, "job", old._value_, new._value_, at, {"error": error} if error else None)
+                f'[{jr.id_json},"job","{old._value_}","{new._value_}",{at_us},{data}]'
             )
             if not jr.dirty:
                 self._dirty.append(jr)
@@ -287,22 +293,29 @@ class RunExecutor:
                 self._attempt_rows.append(row)
             jr.attempt_stored = None
             jr.attempt_row = (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
-            old = None
-            data: dict[str, Any] = {"attempt": n}
+            old = "null"
+            data = f'{{"attempt":{n}}}'
         else:
             if row is None:
                 raise StoreError(f"run {self.run.id}: job {jr.id} has no attempt {n} stored")
             # the row's fields by position (AttemptRow's order)
-            old = row[5]
-            data = {"attempt": n}
+            old = f'"{row[5]}"'
+            data = f'{{"attempt":{n}'
             handle_json = row[6]
             accepted_at = row[8]
             if handle is not None:
-                handle_json = json_text(handle)
+                try:
+                    handle_json = strict_json_text(handle)
+                except (TypeError, ValueError) as exc:
+                    raise StoreError(
+                        f"run {self.run.id}: job {jr.id}: its remote handle cannot be stored "
+                        f"({exc})"
+                    ) from None
                 accepted_at = at
-                data["handle"] = handle
+                data += f',"handle":{handle_json}'
             if error is not None:
-                data["error"] = error
+                data += f',"error":{json_text(error)}'
+            data += "}"
             jr.attempt_row = (
                 row[0],
                 row[1],
@@ -316,7 +329,9 @@ class RunExecutor:
                 at if state not in LIVE_ATTEMPT_STATES else None,
                 error if error is not None else row[10],
             )
-        self._events.append((jr.id, "attempt", old, state, at, data))
+        # the event as event_json encodes it (attempt states need no escaping)
+        at_us = round(at * 1_000_000)
+        self._events.append(f'[{jr.id_json},"attempt",{old},"{state}",{at_us},{data}]')
         if not jr.dirty:
             self._dirty.append(jr)
         jr.dirty |= DIRTY_ATTEMPT
@@ -662,7 +677,12 @@ class RunExecutor:
                         return found
                     handle = found
                 crash.reached("after_accept")
-                self._accepted(jr, handle)
+                try:
+                    self._accepted(jr, handle)
+                except StoreError as exc:  # a handle the store cannot keep: the run stops
+                    self._stop(RunState.FAILED, str(exc))
+                    await anyio.lowlevel.checkpoint()  # cancelled: this job is cancelled too
+                    raise
                 result = await self._follow(jr, connector, handle)
             if scope is not None and scope.cancelled_caught:
                 return await self._timed_out(jr, connector, handle)

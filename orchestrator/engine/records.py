@@ -40,6 +40,7 @@ class JobRun:
         "has_tokens",
         "held",
         "id",
+        "id_json",
         "job",
         "job_type",
         "log_tail",
@@ -60,6 +61,7 @@ class JobRun:
 
     def __init__(self, job: Job, job_type: JobType, pools: tuple[str, ...]) -> None:
         self.id = job.id
+        self.id_json = ""  # the id as JSON text (set by an executor with a store)
         self.job = job
         self.job_type = job_type
         self.state = JobState.PENDING

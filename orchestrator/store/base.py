@@ -203,13 +203,24 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_ENCODE = (
-    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+def _c_encoder(allow_nan: bool) -> Any:
+    if getattr(json.encoder, "c_make_encoder", None) is None:  # pragma: no cover
+        return None
+    return json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None,
+        _not_json,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        allow_nan,
     )
-    if getattr(json.encoder, "c_make_encoder", None) is not None
-    else None
-)
+
+
+_ENCODE = _c_encoder(allow_nan=True)
+_ENCODE_STRICT = _c_encoder(allow_nan=False)
 
 
 def json_text(value: Any) -> str:
@@ -220,9 +231,38 @@ def json_text(value: Any) -> str:
     return "".join(_ENCODE(value, 0))
 
 
-# An event as :class:`Changes` carries it, to be numbered by the store: ``(job_id, kind, old,
-# new, at, data)``, job_id None for the run's own; data plain JSON (a dict) or None.
-EventRow = tuple[str | None, str, str | None, str, float, dict[str, Any] | None]
+def strict_json_text(value: Any) -> str:
+    """:func:`json_text` for what the store must be able to read back as JSON (SQLite's JSON
+    functions too): no NaN or infinity (ValueError), nothing but plain JSON (TypeError)."""
+    if _ENCODE_STRICT is None:  # pragma: no cover - a Python without the json accelerator
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return "".join(_ENCODE_STRICT(value, 0))
+
+
+# An event as :class:`Changes` carries it, to be numbered by the store: the JSON text of
+# ``[job_id, kind, old, new, at, data]`` (see :func:`event_json`), job_id null for the run's
+# own, ``at`` in whole microseconds, data an object or null. The engine encodes an event as it
+# happens; the store appends it as it is.
+EventJSON = str
+
+
+def event_json(
+    job_id: str | None,
+    kind: str,
+    old: str | None,
+    new: str,
+    at: float,
+    data: dict[str, Any] | None = None,
+) -> EventJSON:
+    return strict_json_text([job_id, kind, old, new, round(at * 1_000_000), data or None])
+
+
+def event_fields(
+    text: EventJSON,
+) -> tuple[str | None, str, str | None, str, float, dict[str, Any]]:
+    """An event's fields back from its JSON text, ``at`` in seconds."""
+    job_id, kind, old, new, at, data = json.loads(text)
+    return job_id, kind, old, new, at / 1_000_000, data or {}
 
 
 # a JobRow or AttemptRow, or a plain tuple of the same fields in the same order (the engine
@@ -241,7 +281,7 @@ class Changes:
     run_id: str
     jobs: Sequence[Row] = field(default_factory=list)  # JobRow's fields
     attempts: Sequence[Row] = field(default_factory=list)  # AttemptRow's fields
-    events: list[EventRow] = field(default_factory=list)
+    events: list[EventJSON] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from .base import (
     RunRecord,
     RunTransition,
     StaleWrite,
+    event_fields,
 )
 
 
@@ -116,11 +117,9 @@ class MemoryStore:
                         raise StaleWrite(f"attempt {key}: expected {a.expected}")
                     else:
                         attempts[key] = _attempt_record(a, current)
-                for job_id, kind, old, new, at, data in op.events:
+                for text in op.events:
                     seq += 1
-                    events.append(
-                        Event(seq, op.run_id, job_id, kind, old, new, at, dict(data or {}))
-                    )
+                    events.append(Event(seq, op.run_id, *event_fields(text)))
             elif isinstance(op, EnqueueDelivery):
                 d = copy.copy(op.delivery)
                 if d.id in self.deliveries or d.id in deliveries:

@@ -326,7 +326,7 @@ class Writer:
             "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
             [(run_id, job_id) for job_id in job_ids],
         )
-        self.events.extend(run_id, [(None, "run", None, state, created_at, None)])
+        self.events.extend(run_id, [_run_event(None, state, created_at)])
 
     def _run_transition(
         self, run_id: str, expected: str, new: str, at: float, error: str | None
@@ -350,7 +350,7 @@ class Writer:
         )
         if cursor.rowcount != 1:
             raise Refused("stale", f"run {run_id}: expected {expected}")
-        self.events.extend(run_id, [(None, "run", expected, new, at, None)])
+        self.events.extend(run_id, [_run_event(expected, new, at)])
 
     def _enqueue(self, d: tuple[Any, ...]) -> None:
         conn = self.conn
@@ -433,21 +433,25 @@ class Writer:
             self.checkpointer.failed = True
 
 
+def _run_event(old: str | None, new: str, at: float) -> str:
+    """A run's own event, as the engine encodes those of its jobs."""
+    return json.dumps([None, "run", old, new, round(at * 1_000_000), None], allow_nan=False)
+
+
 class _Events:
-    """The events of the transaction being written, by run, in order: each request's already
-    JSON (encoded as the request is applied, so that an event that cannot be encoded fails its
-    own request only)."""
+    """The events of the transaction being written, by run, in order, as JSON pieces (one per
+    request, so that a request that fails takes its own events back)."""
 
     __slots__ = ("by_run",)
 
     def __init__(self) -> None:
         self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
 
-    def extend(self, run_id: str, events: Sequence[Any]) -> None:
-        in_us = [(j, k, o, n, round(at * 1_000_000), d) for j, k, o, n, at, d in events]
-        piece = json.dumps(in_us, separators=(",", ":"), allow_nan=False)
+    def extend(self, run_id: str, events: Sequence[str]) -> None:
+        """Events as the engine encoded them (JSON arrays, ``at`` in microseconds)."""
+        piece = ",".join(events)  # a TypeError for anything but text fails the request
         pieces, counts = self.by_run.setdefault(run_id, ([], []))
-        pieces.append(piece[1:-1])
+        pieces.append(piece)
         counts.append(len(events))
 
     def mark(self) -> dict[str, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,32 @@ async def test_run_dag_submits_nothing_when_its_run_cannot_be_stored(
     finally:
         if isinstance(store, SQLiteStore):
             await store.aclose()
+
+
+async def test_a_remote_handle_that_is_not_json_stops_the_run_naming_the_job(
+    remote: FakeRemote, tmp_path: Path
+) -> None:
+    """A handle the store could not read back as JSON (NaN here) is refused before it is
+    written: the run fails naming the job, whose remote job is cancelled, and the store has
+    the rest as it happened."""
+
+    class NotJson(FakeConnector):
+        async def submit(self, submission: Submission) -> dict[str, Any]:
+            handle = await super().submit(submission)
+            return {**handle, "size": float("nan")}
+
+    with DAG("nan") as dag:
+        Job("a", "fake", hang=True)
+    dag.validate()
+    async with await SQLiteStore.open(tmp_path / "n.db") as store:
+        run = await run_dag(dag, store=store, connectors={"fake": NotJson(remote)})
+        assert run.state is RunState.FAILED
+        assert run.error is not None
+        assert "job a: its remote handle cannot be stored" in run.error
+        assert len(remote.cancels) == 1
+        record = await store.get_run(run.id)
+        assert record is not None
+        assert record.state is RunState.FAILED
+        attempts = await store.get_attempts(run.id)
+        assert [(a.state, a.handle) for a in attempts] == [("cancelled", None)]
+        assert (await store.get_jobs(run.id))["a"].state is J.CANCELLED
