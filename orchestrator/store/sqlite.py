@@ -7,10 +7,10 @@ the write connection: a process of its own (:mod:`orchestrator.store.sqlite_writ
 the event loop and the writing run side by side on two cores. ``apply`` sends its batch down a
 pipe and awaits; the writer takes every batch waiting, applies each (a compare-and-set failure
 rolls back that batch only and fails only its caller), commits once (a group commit), then
-answers; the event loop reads the answers from the writer's pipe (a reader callback, no
-thread between them) and settles its callers. Reads use their
-own connection in a worker thread, behind a lock. Nothing blocks the event loop: a batch that
-does not fit in the pipe waits in a sender thread.
+answers; the event loop reads the answers from the writer's pipe itself (a reader callback:
+no thread hands them over) and settles its callers. Reads use their own connection in a worker
+thread, behind a lock. Nothing blocks the event loop: a batch that does not fit in the pipe
+waits in a sender thread.
 
 Failures are :class:`~orchestrator.errors.StoreError` naming the file: not a database (or
 another program's database), not writable, locked by another writer past the busy timeout
@@ -430,6 +430,7 @@ class SQLiteStore:
             elif kind == "error":  # it could not open the database, and exits
                 self._finish(loop, answer[1])
                 break
+            # ("ready", pid): it started
         else:
             if answers.eof:
                 status = self._process.poll()
@@ -445,16 +446,13 @@ class SQLiteStore:
         self._stats["batches"], self._stats["commits"] = batches, commits
         with self._lock:
             requests = [self._pending.pop(request_id) for request_id, _, _ in results]
-        here: list[tuple[Any, bool, Any]] = []
-        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-        for request, (_, ok, value) in zip(requests, results, strict=True):
-            outcome = (request.future, ok, value if ok else self._failure(value))
-            if request.loop is loop:
-                here.append(outcome)
-            else:
-                elsewhere.setdefault(request.loop, []).append(outcome)
-        _settle_by_loop(elsewhere)
-        return _settle_all(here)
+        return _hand_over(
+            loop,
+            [
+                (request, ok, value if ok else self._failure(value))
+                for request, (_, ok, value) in zip(requests, results, strict=True)
+            ],
+        )
 
     def _finish(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
         """The writer said its last (or ended): what still waits fails, the process is reaped
@@ -471,18 +469,9 @@ class SQLiteStore:
             self._ended = StoreError(why or f"{self.path}: the store is closed")
             pending, self._pending = self._pending, {}
             self._finished.set()
-        here: list[tuple[Any, bool, Any]] = []
-        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-        for request in pending.values():
-            outcome = (request.future, False, self._ended)
-            if request.loop is loop:
-                here.append(outcome)
-            else:
-                elsewhere.setdefault(request.loop, []).append(outcome)
-        _settle_by_loop(elsewhere)
-        failed = _settle_all(here)
+        failed = _hand_over(loop, [(request, False, self._ended) for request in pending.values()])
         if failed is not None:
-            raise failed
+            raise failed  # the event loop's exception handler reports it
 
     def _failure(self, value: tuple[str, str]) -> Exception:
         kind, message = value
@@ -756,6 +745,23 @@ def _event_data(data: Any) -> dict[str, Any]:
     if isinstance(data, str):
         data = json.loads(data)
     return dict(data) if data else {}
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop, outcomes: list[tuple[_Request, bool, Any]]
+) -> BaseException | None:
+    """Settle the requests made on ``loop`` now and hand the others to their own loops; the
+    first exception a callback raised, if any."""
+    here: list[tuple[Any, bool, Any]] = []
+    elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    for request, ok, value in outcomes:
+        settled = (request.future, ok, value)
+        if request.loop is loop:
+            here.append(settled)
+        else:
+            elsewhere.setdefault(request.loop, []).append(settled)
+    _settle_by_loop(elsewhere)
+    return _settle_all(here)
 
 
 def _settle_by_loop(by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]]) -> None:

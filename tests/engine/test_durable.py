@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,39 @@ async def test_a_remote_handle_that_is_not_json_stops_the_run_naming_the_job(
         attempts = await store.get_attempts(run.id)
         assert [(a.state, a.handle) for a in attempts] == [("cancelled", None)]
         assert (await store.get_jobs(run.id))["a"].state is J.CANCELLED
+
+
+async def test_events_of_any_job_id_are_json_the_store_and_sqlite_can_read(
+    remote: FakeRemote, tmp_path: Path
+) -> None:
+    """The engine writes each event's JSON itself: an id and an error with quotes, backslashes
+    and non-ASCII letters come back the same through the store and SQLite's `events` view."""
+    odd = 'say "hi" \\ café ✓'
+    with DAG("odd") as dag:
+        Job(
+            odd,
+            "fake",
+            failTimes=1,
+            message='no "luck" \\ ✗',
+            retries={"attempts": 2, "base": 0.001},
+        )
+    dag.validate()
+    path = tmp_path / "o.db"
+    async with await SQLiteStore.open(path) as store:
+        run = await run_dag(dag, store=store, connectors={"fake": FakeConnector(remote)})
+        assert run.state is RunState.SUCCEEDED
+        events = await store.get_events(run.id)
+    ours = [(e.kind, e.old, e.new, e.data) for e in events if e.job_id == odd]
+    assert ours[:2] == [("job", "pending", "queued", {}), ("job", "queued", "submitting", {})]
+    assert ("attempt", "running", "failed", {"attempt": 1, "error": 'no "luck" \\ ✗'}) in ours
+    assert ("job", "running", "retry_wait", {"error": 'no "luck" \\ ✗'}) in ours
+    assert [e.new for e in events if e.kind == "attempt"][-1] == "succeeded"
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT job_id, kind, new, at FROM events WHERE run_id = ? ORDER BY seq", (run.id,)
+        ).fetchall()
+    finally:
+        conn.close()
+    assert [(j, k, n) for j, k, n, _ in rows] == [(e.job_id, e.kind, e.new) for e in events]
+    assert [at for *_, at in rows] == pytest.approx([e.at for e in events])
