@@ -254,6 +254,7 @@ def event_json(
     at: float,
     data: dict[str, Any] | None = None,
 ) -> EventJSON:
+    """An event as :class:`Changes` carries it (``at`` in seconds, as the clock gives it)."""
     return strict_json_text([job_id, kind, old, new, round(at * 1_000_000), data or None])
 
 

@@ -256,7 +256,11 @@ class Writer:
 
     # -- the operations --------------------------------------------------------------------
     def _changes(
-        self, run_id: str, jobs: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]], events: Any
+        self,
+        run_id: str,
+        jobs: list[tuple[Any, ...]],
+        attempts: list[tuple[Any, ...]],
+        events: list[str],
     ) -> None:
         """One ``executemany`` per statement: the rows go to SQLite as they are."""
         conn = self.conn
