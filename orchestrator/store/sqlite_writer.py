@@ -439,7 +439,8 @@ class Writer:
 
 def _run_event(old: str | None, new: str, at: float) -> str:
     """A run's own event, as the engine encodes those of its jobs."""
-    return json.dumps([None, "run", old, new, round(at * 1_000_000), None], allow_nan=False)
+    event = [None, "run", old, new, round(at * 1_000_000), None]
+    return json.dumps(event, separators=(",", ":"), allow_nan=False)
 
 
 class _Events:
