@@ -8,10 +8,13 @@ transport error to :mod:`orchestrator.errors`; no aiohttp exception escapes a co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import PermanentError
 
 if TYPE_CHECKING:
     from ..connections import Connection
@@ -22,6 +25,16 @@ RemoteHandle = dict[str, Any]
 
 def _noop() -> None:
     return None
+
+
+async def _nothing_claimed() -> Sequence[RemoteHandle]:
+    return ()
+
+
+class LookupUndecided(Exception):
+    """Raised by :meth:`Connector.find` when the remote's lookup cannot tell whether (or which)
+    remote job is the submission's: the job's ``onAmbiguousSubmit`` applies. The message says
+    why, in one line."""
 
 
 class RemoteStatus(StrEnum):
@@ -53,6 +66,11 @@ class Submission:
     params: Mapping[str, Any]  # the job's connector fields, run tokens substituted
     callback_url: str | None = None  # where a remote that can call back should call
     wake: Callable[[], None] = _noop  # ask the engine to poll now (local jobs, callbacks)
+    # for find(), set by the engine when it reconciles: the wall time the attempt was written
+    # ahead (no remote job started before it is this attempt's), and the handles that other
+    # stored attempts (of this run and of others) hold since about then
+    not_before: float | None = None
+    claimed: Callable[[], Awaitable[Sequence[RemoteHandle]]] = _nothing_claimed
 
 
 @dataclass(slots=True)
@@ -80,8 +98,9 @@ class Connector(Protocol):
     async def cancel(self, handle: RemoteHandle) -> CancelResult: ...
 
     async def find(self, submission: Submission) -> RemoteHandle | None:
-        """Look the submission's idempotency key up on the remote; ``None`` if absent or the
-        API cannot be searched."""
+        """Look the submission up on the remote (its key, or a remote job started since
+        ``submission.not_before`` that no ``submission.claimed()`` handle holds); ``None`` if
+        it is not there. :class:`LookupUndecided` when the lookup cannot tell."""
         ...
 
     async def aclose(self) -> None: ...
@@ -130,6 +149,33 @@ class JobType:
     can_cancel: bool = True
     poll: PollSchedule = PollSchedule()
     dedup_by_key: bool = False  # the remote deduplicates submissions by idempotency key
+    # onAmbiguousSubmit when the job sets none: "unknown" where nothing can be looked up, so
+    # that a crash never sends a job twice
+    ambiguous_default: str = "resubmit"
+
+
+def remote_id(value: Any, *, job_type: str, field: str) -> str | int:
+    """A remote's id as it may be kept in a handle: a non-empty string without control
+    characters, or an integer (not a bool, NaN, infinity or any other float, list or object);
+    :class:`~orchestrator.errors.PermanentError` naming the job type and field otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip() and value.isprintable() and len(value) <= 1000:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        shown = "NaN" if math.isnan(value) else repr(value)
+    else:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:59] + "…"
+    raise PermanentError(
+        f"{job_type}: the remote answered field {field!r} with {shown}, which is not an id "
+        "(a non-empty string or an integer)"
+    )
+
+
+def after(started: float | None, not_before: float | None, skew: float) -> bool:
+    """Whether a remote job that started at ``started`` (wall seconds) may be the attempt
+    written ahead at ``not_before``, allowing ``skew`` seconds between the two clocks."""
+    return started is not None and (not_before is None or started >= not_before - skew)
 
 
 class ConnectorBase:

@@ -26,7 +26,14 @@ import structlog
 
 from .. import crash
 from ..clock import Clock, RealClock
-from ..connectors.base import Connector, PollResult, RemoteHandle, RemoteStatus, Submission
+from ..connectors.base import (
+    Connector,
+    LookupUndecided,
+    PollResult,
+    RemoteHandle,
+    RemoteStatus,
+    Submission,
+)
 from ..connectors.registry import job_types
 from ..errors import ConnectorError, StoreError, TransientError
 from ..retry import Outcome
@@ -69,6 +76,24 @@ DIRTY_ATTEMPT = 2  # its current attempt did
 
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
+_RESUBMIT = object()  # the policy says: send the same attempt again
+_ACTIVE = (RunState.QUEUED, RunState.RUNNING)
+CLAIM_MARGIN = 60.0  # seconds before a write-ahead record whose accepted handles may claim
+
+
+class _Claims:
+    """``Submission.claimed`` of one reconciliation: the handles read once, when first asked."""
+
+    __slots__ = ("_executor", "_handles", "_jr", "_not_before")
+
+    def __init__(self, executor: RunExecutor, jr: JobRun, not_before: float | None) -> None:
+        self._executor, self._jr, self._not_before = executor, jr, not_before
+        self._handles: list[RemoteHandle] | None = None
+
+    async def __call__(self) -> list[RemoteHandle]:
+        if self._handles is None:
+            self._handles = await self._executor._claimed(self._jr, self._not_before)
+        return self._handles
 _NO_SCOPE = contextlib.nullcontext(None)
 
 
@@ -395,14 +420,6 @@ class RunExecutor:
             self._schedule_flush()
         await waiter
 
-    def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
-        """Hand what changed to the store with the next batch, without waiting for it."""
-        if self._store is None or not self._unwritten():
-            return
-        self._schedule_flush()
-        if after is not None:
-            self._after_flush.append(after)
-
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -663,7 +680,7 @@ class RunExecutor:
                 except TransientError as exc:
                     if not exc.ambiguous:
                         return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
-                    found = await self._reconcile(jr, connector, submission, str(exc))
+                    found = await self._settle(jr, connector, submission, str(exc))
                     if isinstance(found, _Attempt):
                         return found
                     handle = found
@@ -672,17 +689,12 @@ class RunExecutor:
                 except Exception as exc:  # a connector bug: the request may have gone out
                     self._log.exception("job.connector_bug", job=jr.id, attempt=jr.attempts)
                     why = f"connector error {type(exc).__name__}: {exc}"
-                    found = await self._reconcile(jr, connector, submission, why)
+                    found = await self._settle(jr, connector, submission, why)
                     if isinstance(found, _Attempt):
                         return found
                     handle = found
                 crash.reached("after_accept")
-                try:
-                    self._accepted(jr, handle)
-                except StoreError as exc:  # a handle the store cannot keep: the run stops
-                    self._stop(RunState.FAILED, str(exc))
-                    await anyio.lowlevel.checkpoint()  # cancelled: this job is cancelled too
-                    raise
+                await self._accepted(jr, handle)
                 result = await self._follow(jr, connector, handle)
             if scope is not None and scope.cancelled_caught:
                 return await self._timed_out(jr, connector, handle)
@@ -691,38 +703,86 @@ class RunExecutor:
             await self._cancelled(jr, connector, handle)
             raise
 
-    def _accepted(self, jr: JobRun, handle: RemoteHandle) -> None:
-        """Store the handle, then count the attempt as running."""
+    async def _accepted(self, jr: JobRun, handle: RemoteHandle) -> None:
+        """Store the handle and count the attempt as running; returns once the handle is
+        durable, so that no poll leaves while the store still says ``submitting``."""
         jr.handle = handle
-        if self._store is not None:
+        if self._store is None:
+            self._set(jr, JobState.RUNNING)
+            return
+        try:
             self._attempt_write(jr, "running", handle=handle)
-            self._set(jr, JobState.RUNNING)
-            # written with the next group commit, in order; polling needs no wait for it (a
-            # crash before it leaves the attempt `submitting`, reconciled by its key)
-            self._commit_soon(after=lambda: crash.reached("after_store"))
-        else:
-            self._set(jr, JobState.RUNNING)
+        except StoreError as exc:  # a handle the store cannot keep: the run stops
+            self._stop(RunState.FAILED, str(exc))
+            await anyio.lowlevel.checkpoint()  # cancelled: this job is cancelled too
+            raise
+        self._set(jr, JobState.RUNNING)
+        await self._commit()  # in the group commit of this turn of the loop
+        crash.reached("after_store")
+
+    async def _settle(
+        self, jr: JobRun, connector: Connector, submission: Submission, why: str
+    ) -> RemoteHandle | _Attempt:
+        """An ambiguous submission: the remote job it started, else what the policy says (a
+        resubmission of the same attempt included)."""
+        found = await self._reconcile(jr, connector, submission, why)
+        if found is not _RESUBMIT:
+            return found  # type: ignore[return-value]
+        try:
+            return await connector.submit(submission)
+        except ConnectorError as exc:
+            return _Attempt(Outcome.ERROR, f"submitted again (the first outcome unknown): {exc}")
 
     async def _reconcile(
         self, jr: JobRun, connector: Connector, submission: Submission, why: str
-    ) -> RemoteHandle | _Attempt:
-        """The submission may or may not have reached the remote: look its key up, else apply
-        the job's ``onAmbiguousSubmit`` policy."""
+    ) -> RemoteHandle | _Attempt | object:
+        """The submission may or may not have reached the remote: look it up (a remote job
+        started since the write-ahead record that no other attempt claims), else apply the
+        job's ``onAmbiguousSubmit`` policy: an :class:`_Attempt` that ends it, or
+        ``_RESUBMIT`` (send the same attempt again)."""
+        row = jr.attempt_row
+        submission.not_before = row[7] if row is not None else None
+        submission.claimed = _Claims(self, jr, submission.not_before)
+        outcome = "not found on the remote"
         try:
             found = await connector.find(submission)
+        except LookupUndecided as exc:
+            self._log.warning("job.find_undecided", job=jr.id, attempt=jr.attempts, why=str(exc))
+            found, outcome = None, f"the remote's lookup cannot decide: {exc}"
         except ConnectorError as exc:
             self._log.warning("job.find_failed", job=jr.id, attempt=jr.attempts, error=str(exc))
-            found = None
+            found, outcome = None, f"the lookup failed: {exc}"
         if found is not None:
             self._log.info("job.reconciled", job=jr.id, attempt=jr.attempts, remote=found)
             return found
-        policy = jr.job.on_ambiguous_submit or "resubmit"
-        message = f"submission outcome unknown ({why}); not found on the remote"
+        policy = jr.job.on_ambiguous_submit or jr.job_type.ambiguous_default
+        message = f"submission outcome unknown ({why}); {outcome}"
         if policy == "unknown":
-            return _Attempt(_UNKNOWN, message)
+            return _Attempt(_UNKNOWN, f"{message}; not sent again (onAmbiguousSubmit: unknown)")
         if policy == "fail":
-            return _Attempt(Outcome.ERROR, message)
-        return _Attempt(Outcome.ERROR, f"{message}; resubmitting")
+            return _Attempt(Outcome.ERROR, f"{message}; not sent again (onAmbiguousSubmit: fail)")
+        self._log.warning("job.resubmitting", job=jr.id, attempt=jr.attempts, reason=message)
+        return _RESUBMIT
+
+    async def _claimed(self, jr: JobRun, not_before: float | None) -> list[RemoteHandle]:
+        """The handles held by every attempt but ``jr``'s current one that may have been
+        accepted since ``not_before``: this run's in memory, and every stored run's."""
+        handles = [o.handle for o in self.run.jobs.values() if o is not jr and o.handle]
+        if self._store is None:
+            return handles
+        since = (not_before or 0.0) - CLAIM_MARGIN
+        runs = {r.id: r for r in await self._store.list_runs(states=_ACTIVE, limit=10_000)}
+        for record in await self._store.list_runs(limit=200):
+            if record.ended_at is None or record.ended_at >= since:
+                runs.setdefault(record.id, record)
+        for run_id in runs:
+            for attempt in await self._store.get_attempts(run_id):
+                if attempt.handle is None or (attempt.accepted_at or since) < since:
+                    continue
+                mine = run_id == self.run.id and attempt.job_id == jr.id
+                if not (mine and attempt.attempt == jr.attempts):
+                    handles.append(attempt.handle)
+        return handles
 
     async def _adopt(self, jr: JobRun) -> _Attempt:
         """After a restart: follow the attempt that was in flight, never submit it again."""
@@ -733,17 +793,11 @@ class RunExecutor:
         try:
             with self._clock.deadline(jr.timeout) if jr.timeout is not None else _NO_SCOPE as scope:
                 if handle is None:  # stored as submitting: did the request reach the remote?
-                    found = await self._reconcile(jr, connector, submission, "the process stopped")
+                    found = await self._settle(jr, connector, submission, "the process stopped")
                     if isinstance(found, _Attempt):
-                        if (
-                            found.outcome is Outcome.ERROR
-                            and found.error
-                            and found.error.endswith("resubmitting")
-                        ):
-                            return await self._resubmit_same_attempt(jr, connector, submission)
                         return found
                     handle = found
-                    self._accepted(jr, handle)
+                    await self._accepted(jr, handle)
                 result = await self._follow(jr, connector, handle)
             if scope is not None and scope.cancelled_caught:
                 return await self._timed_out(jr, connector, handle)
@@ -751,18 +805,6 @@ class RunExecutor:
         except anyio.get_cancelled_exc_class():
             await self._cancelled(jr, connector, handle)
             raise
-
-    async def _resubmit_same_attempt(
-        self, jr: JobRun, connector: Connector, submission: Submission
-    ) -> _Attempt:
-        """``onAmbiguousSubmit: resubmit``: send the same attempt again, with the same
-        idempotency key (a remote that deduplicates answers with the first job)."""
-        try:
-            handle = await connector.submit(submission)
-        except ConnectorError as exc:
-            return _Attempt(Outcome.ERROR, f"submit failed: {exc}")
-        self._accepted(jr, handle)
-        return await self._follow(jr, connector, handle)
 
     async def _timed_out(
         self, jr: JobRun, connector: Connector, handle: RemoteHandle | None
