@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..errors import PermanentError
+from ..errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
     from ..connections import Connection
 
+DEFAULT_SKEW = 5.0
 RemoteHandle = dict[str, Any]
 """Plain JSON, enough to poll and cancel the remote job after a restart."""
 
@@ -170,6 +172,29 @@ def remote_id(value: Any, *, job_type: str, field: str) -> str | int:
         f"{job_type}: the remote answered field {field!r} with {shown}, which is not an id "
         "(a non-empty string or an integer)"
     )
+
+
+def wall_time(value: Any) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time from a remote (``Z`` or an offset; none is
+    UTC); ``None`` when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def clock_skew(connection: Connection) -> float:
+    """The connection option ``clock_skew`` (seconds, default 5): how far the remote's clock
+    may be from ours when a lookup compares its start times with the write-ahead time."""
+    value = connection.options.get("clock_skew", DEFAULT_SKEW)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+        raise ConfigError(
+            f"connection {connection.name!r}: option 'clock_skew' must be seconds from 0 to 3600"
+        )
+    return float(value)
 
 
 def after(started: float | None, not_before: float | None, skew: float) -> bool:

@@ -62,11 +62,16 @@ from .base import (
     CancelResult,
     ConnectorBase,
     JobType,
+    LookupUndecided,
     PollResult,
     PollSchedule,
     RemoteHandle,
     RemoteStatus,
     Submission,
+    after,
+    clock_skew,
+    remote_id,
+    wall_time,
 )
 from .http_client import HttpClient, Response
 
@@ -105,6 +110,7 @@ class TrifactaConnector(ConnectorBase):
         self.client = client or HttpClient(connection)
         key_field = connection.options.get("key_field")
         self._key_field = key_field if key_field in _KEY_FIELDS else None
+        self._skew = clock_skew(connection)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -162,11 +168,11 @@ class TrifactaConnector(ConnectorBase):
             target = _int_id(p["wrangledDataset"]["id"])
             body = self._job_group_body(p, key, submission.callback_url)
             document = await self._object("POST", "/v4/jobGroups", json=body, headers=headers)
-            group = _int_id_or_none(document.get("id"))
-            if group is None:
+            if document.get("id") is None:
                 raise PermanentError(
                     f"POST /v4/jobGroups: the answer has no job group id: {_short(document)}"
                 )
+            group = _group_id(document["id"], "trifacta.jobGroup", "id")
             return {"kind": "jobGroup", "target": target, "jobGroupIds": [group]}
         if self.kind == "flow":
             target = _int_id(p["flowId"])
@@ -323,29 +329,73 @@ class TrifactaConnector(ConnectorBase):
         return CancelResult(supported=True, message="; ".join(notes))
 
     async def find(self, submission: Submission) -> RemoteHandle | None:
-        field = self._key_field
-        if self.kind != "jobGroup" or field is None:
-            return None
-        key = submission.idempotency_key
-        target = _int_id(submission.params["wrangledDataset"]["id"])
+        if self.kind != "jobGroup":
+            raise LookupUndecided(
+                f"a trifacta.{self.kind} run's job groups do not name the {self.kind}, so the "
+                "job group list cannot tell which run was this submission's"
+            )
+        if self._key_field is not None:
+            found = await self._find_by_key(submission)
+            if found is not None:
+                return found
+        return await self._find_started(submission)
+
+    async def _groups(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every job group the list gives with ``params``, page by page; undecided when the
+        pages do not end."""
+        groups: list[dict[str, Any]] = []
         for page in range(MAX_PAGES):
             document = await self._object(
-                "GET",
-                "/v4/jobGroups",
-                params={"filter": key, "filterFields": field, "limit": PAGE, "offset": page * PAGE},
+                "GET", "/v4/jobGroups", params={**params, "limit": PAGE, "offset": page * PAGE}
             )
             items = document.get("data")
             if not isinstance(items, list):
                 raise PermanentError("GET /v4/jobGroups: the answer has no data list")
-            for item in items:
-                if not isinstance(item, dict) or item.get(field) != key:
-                    continue
-                group = _int_id_or_none(item.get("id"))
-                if group is not None:
-                    return {"kind": "jobGroup", "target": target, "jobGroupIds": [group]}
+            groups += [item for item in items if isinstance(item, dict)]
             if len(items) < PAGE:
-                break
+                return groups
+        raise LookupUndecided(f"the job group list goes on past {MAX_PAGES * PAGE} groups")
+
+    async def _find_by_key(self, submission: Submission) -> RemoteHandle | None:
+        field = str(self._key_field)
+        key = submission.idempotency_key
+        target = _int_id(submission.params["wrangledDataset"]["id"])
+        for item in await self._groups({"filter": key, "filterFields": field}):
+            group = _int_id_or_none(item.get("id")) if item.get(field) == key else None
+            if group is not None:
+                return {"kind": "jobGroup", "target": target, "jobGroupIds": [group]}
         return None
+
+    async def _find_started(self, submission: Submission) -> RemoteHandle | None:
+        """The job group of the submission's dataset created since the write-ahead record
+        that no other attempt holds; ``None`` if there is none."""
+        not_before = submission.not_before
+        if not_before is None:
+            raise LookupUndecided("the time the submission was written ahead is not known")
+        target = _int_id(submission.params["wrangledDataset"]["id"])
+        claimed = {
+            group
+            for handle in await submission.claimed()
+            for group in handle.get("jobGroupIds") or ()
+        }
+        found = []
+        for item in await self._groups({}):
+            dataset = item.get("wrangledDataset")
+            group = _int_id_or_none(item.get("id"))
+            if (
+                group is not None
+                and group not in claimed
+                and isinstance(dataset, dict)
+                and _int_id_or_none(dataset.get("id")) == target
+                and after(wall_time(item.get("createdAt")), not_before, self._skew)
+            ):
+                found.append(group)
+        if len(found) > 1:
+            raise LookupUndecided(
+                f"{len(found)} job groups of dataset {target} were created since the "
+                f"submission and no other attempt holds them: {', '.join(map(str, found[:5]))}"
+            )
+        return {"kind": "jobGroup", "target": target, "jobGroupIds": found} if found else None
 
 
 # -- documents --------------------------------------------------------------------------------
@@ -356,6 +406,18 @@ def _int_id(value: Any) -> int:
     if found is None:
         raise PermanentError(f"not an id: {value!r}")
     return found
+
+
+def _group_id(value: Any, job_type: str, field: str) -> int:
+    """A job group id from an answer: an integer (or its digits); refused otherwise."""
+    found = remote_id(value, job_type=job_type, field=field)
+    group = _int_id_or_none(found)
+    if group is None:
+        raise PermanentError(
+            f"{job_type}: the remote answered field {field!r} with {found!r}, which is not a "
+            "job group id (an integer)"
+        )
+    return group
 
 
 def _int_id_or_none(value: Any) -> int | None:
@@ -405,16 +467,17 @@ def _run_handle(kind: Kind, target: int, document: dict[str, Any], path: str) ->
         items = [document] if "id" in document else []
     groups: list[int] = []
     runs: list[int] = []
-    for item in items:
+    job_type = f"trifacta.{kind}"
+    for n, item in enumerate(items):
         if not isinstance(item, dict):
             continue
-        group = _int_id_or_none(item.get("id"))
-        if group is not None:
-            groups.append(group)
+        if item.get("id") is not None:
+            groups.append(_group_id(item["id"], job_type, f"data[{n}].id"))
         flow_run = item.get("flowRun")
-        run = _int_id_or_none(flow_run.get("id")) if isinstance(flow_run, dict) else None
-        if run is not None and run not in runs:
-            runs.append(run)
+        if isinstance(flow_run, dict) and flow_run.get("id") is not None:
+            run = _group_id(flow_run["id"], job_type, f"data[{n}].flowRun.id")
+            if run not in runs:
+                runs.append(run)
     if not groups and not runs:
         raise PermanentError(f"POST {path}: the answer names no job group: {_short(document)}")
     handle: RemoteHandle = {"kind": kind, "target": target, "jobGroupIds": groups}

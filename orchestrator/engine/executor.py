@@ -94,6 +94,8 @@ class _Claims:
         if self._handles is None:
             self._handles = await self._executor._claimed(self._jr, self._not_before)
         return self._handles
+
+
 _NO_SCOPE = contextlib.nullcontext(None)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -45,7 +45,19 @@ async def serve() -> AsyncIterator[Callable[[Simulator], Any]]:
         await runner.cleanup()
 
 
-def submission(params: dict[str, Any], *, job_id: str = "job", attempt: int = 1) -> Submission:
+def submission(
+    params: dict[str, Any],
+    *,
+    job_id: str = "job",
+    attempt: int = 1,
+    not_before: float | None = None,
+    claimed: Sequence[RemoteHandle] = (),
+) -> Submission:
+    """``not_before`` and ``claimed`` are what the engine gives ``find`` when it reconciles."""
+
+    async def held() -> Sequence[RemoteHandle]:
+        return claimed
+
     return Submission(
         dag="contract",
         run_id="run-1",
@@ -53,6 +65,8 @@ def submission(params: dict[str, Any], *, job_id: str = "job", attempt: int = 1)
         attempt=attempt,
         idempotency_key=f"run-1/{job_id}/{attempt}",
         params=params,
+        not_before=not_before,
+        claimed=held,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import anyio
@@ -13,7 +14,7 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
-from orchestrator.connectors.base import RemoteStatus
+from orchestrator.connectors.base import LookupUndecided, RemoteStatus
 from orchestrator.connectors.http_client import HttpClient, TransientRetry
 from orchestrator.connectors.trifacta import CALLBACK_NAME, JOB_TYPES, Kind, TrifactaConnector
 from orchestrator.errors import AuthError, NotFoundError, PermanentError
@@ -220,17 +221,48 @@ async def test_find_by_key_pages_through_the_list(serve: Any) -> None:
         await connector.submit(submission(GROUP, attempt=attempt))
     assert await connector.find(wanted) == handle
     assert sim.counters.requests["GET /v4/jobGroups"] == 2
-    assert await connector.find(submission(GROUP, job_id="never")) is None
-    assert await connector.find(submission(GROUP, attempt=2)) is None
+    later = time.time() + 60  # written ahead after every group was created: none is theirs
+    assert await connector.find(submission(GROUP, job_id="never", not_before=later)) is None
+    assert await connector.find(submission(GROUP, attempt=2, not_before=later)) is None
     await connector.aclose()
 
 
-async def test_find_without_key_field_is_none(serve: Any) -> None:
-    connector, sim, _ = await open_connector(serve)
-    wanted = submission(GROUP)
-    await connector.submit(wanted)
-    assert await connector.find(wanted) is None
-    assert sim.counters.requests["GET /v4/jobGroups"] == 0
+async def test_find_takes_the_group_created_since_the_write_ahead(serve: Any) -> None:
+    connector, _, _ = await open_connector(serve, clock_skew=0.01)
+    old = await connector.submit(submission(GROUP, attempt=1))
+    await anyio.sleep(0.05)  # more than the skew allowed for
+    written = time.time()
+    await connector.submit(submission({"wrangledDataset": {"id": 7}}, job_id="other"))
+    wanted = submission(GROUP, attempt=2, not_before=written)
+    handle = await connector.submit(wanted)  # its answer lost, say
+    assert handle != old
+    assert await connector.find(wanted) == handle  # the one of this dataset since then
+    # another attempt holds it: not this submission's
+    assert await connector.find(submission(GROUP, not_before=written, claimed=[handle])) is None
+    # two unclaimed groups of the dataset since then: which one cannot be told
+    await connector.submit(submission(GROUP, attempt=3))
+    with pytest.raises(LookupUndecided, match="2 job groups of dataset 28629"):
+        await connector.find(wanted)
+    with pytest.raises(LookupUndecided, match="written ahead is not known"):
+        await connector.find(submission(GROUP))
+    await connector.aclose()
+    flows, _, _ = await open_connector(serve, "flow")
+    with pytest.raises(LookupUndecided, match="do not name the flow"):
+        await flows.find(submission({"flowId": 3}, not_before=written))
+    await flows.aclose()
+
+
+async def test_answer_ids_that_are_not_ids_are_refused() -> None:
+    connector = _mock_connector("deployment")
+    for bad, shown in ((float("nan"), "NaN"), (True, "True"), ([1], "[1]"), ("", "''")):
+        with aioresponses() as mocked:
+            mocked.post(
+                f"{BASE}/v4/deployments/2/run", status=201, body=_json({"data": [{"id": bad}]})
+            )
+            with pytest.raises(PermanentError) as caught:
+                await connector.submit(submission({"deploymentId": 2}))
+        assert str(caught.value).startswith("trifacta.deployment: the remote answered field")
+        assert f"'data[0].id' with {shown}," in str(caught.value)
     await connector.aclose()
 
 
@@ -473,3 +505,8 @@ async def test_answers_without_ids_are_permanent_errors() -> None:
         with pytest.raises(PermanentError, match="no job group id"):
             await connector.submit(submission(GROUP))
     await connector.aclose()
+
+
+def _json(document: Any) -> str:
+    """JSON as a remote may send it: NaN and infinities written bare."""
+    return json.dumps(document, allow_nan=True)
