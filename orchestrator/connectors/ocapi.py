@@ -31,11 +31,12 @@ so :meth:`OcapiConnector.cancel` says so and leaves the execution running.
 
 Find: the body holds the job's own parameters, so the idempotency key travels only as an
 ``Idempotency-Key`` header, which the remote ignores; an execution cannot be looked up by key.
-:meth:`OcapiConnector.find` therefore works only inside the process that sent the submission (it
-remembers when it sent it): it searches the job's executions and returns one only if exactly
-one started within ``find_skew`` seconds (option, default 30) of that time, with the same
-parameters and the same ``client_id`` where the document carries them. After a restart nothing
-was remembered and it returns ``None``; the engine then applies ``onAmbiguousSubmit``.
+:meth:`OcapiConnector.find` reads the job's executions (``GET /jobs/{job_id}/executions``, seed
+004; ``job_execution_search`` newest first where that route is gone) and takes the one that
+started since the submission's write-ahead time (less the connection option ``clock_skew``,
+default 5 s), with this connection's ``client_id`` and the same parameters where the document
+carries them, that no other stored attempt holds. None: ``None``; more than one:
+:class:`LookupUndecided` (the engine then applies ``onAmbiguousSubmit``).
 """
 
 from __future__ import annotations
@@ -45,23 +46,28 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 
 from ..connections import Connection
-from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError, TransientError
+from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
     JobType,
+    LookupUndecided,
     PollResult,
     PollSchedule,
     RemoteHandle,
     RemoteStatus,
     Submission,
+    after,
+    clock_skew,
+    remote_id,
+    wall_time,
 )
 from .http_client import HttpClient, Response
 
@@ -86,6 +92,7 @@ NON_TERMINAL = frozenset(
 )
 ALREADY_RUNNING = "JobAlreadyRunningException"
 NO_CANCEL = "OCAPI has no cancel endpoint; the execution keeps running on the remote"
+LIST_PAGES = 10  # of 200 executions: past that, the newest come from job_execution_search
 SCHEDULE = PollSchedule(initial=1.0, factor=1.5, cap=5.0)  # clients poll every 3-5 s
 
 _VERSION = re.compile(r"v\d+_\d+\Z")
@@ -115,11 +122,10 @@ class OcapiConnector(ConnectorBase):
         options = connection.options
         self._token_url = str(options.get("token_url") or DEFAULT_TOKEN_URL)
         self._default_version = str(options.get("api_version") or DEFAULT_VERSION)
-        self._find_skew = float(options.get("find_skew", 30.0))
+        self._skew = clock_skew(connection)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = anyio.Lock()
-        self._sent: dict[str, float] = {}  # idempotency key -> wall time it was sent
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -236,17 +242,7 @@ class OcapiConnector(ConnectorBase):
             body = {
                 "parameters": [{"name": i["name"], "value": i["value"]} for i in p["parameters"]]
             }
-        key = submission.idempotency_key
-        try:
-            document = await self._submit(p, version, job_id, body, key)
-        except TransientError as exc:
-            if not exc.ambiguous:
-                self._sent.pop(key, None)
-            raise
-        except BaseException:
-            self._sent.pop(key, None)
-            raise
-        self._sent.pop(key, None)
+        document = await self._submit(p, version, job_id, body, submission.idempotency_key)
         return _handle(document, job_id, version)
 
     async def _submit(
@@ -281,7 +277,6 @@ class OcapiConnector(ConnectorBase):
     async def _start(
         self, version: str, job_id: str, body: dict[str, Any] | None, key: str
     ) -> dict[str, Any]:
-        self._sent[key] = self._wall()  # kept for find() if the answer is lost
         response = await self._call(
             "POST", self._executions(version, job_id), json=body, headers={"Idempotency-Key": key}
         )
@@ -333,26 +328,21 @@ class OcapiConnector(ConnectorBase):
         return CancelResult(supported=False, message=NO_CANCEL)
 
     async def find(self, submission: Submission) -> RemoteHandle | None:
-        sent = self._sent.get(submission.idempotency_key)
-        if sent is None:
-            return None  # not sent by this process: nothing ties an execution to the key
+        """The job's execution started since the write-ahead record, by this connection's
+        ``client_id``, with the submission's parameters, that no other attempt holds."""
+        not_before = submission.not_before
+        if not_before is None:
+            raise LookupUndecided("the time the submission was written ahead is not known")
         p = submission.params
         job_id, version = str(p["jobId"]), self._version(p)
-        hits = await self._search(
-            version,
-            {
-                "query": _term("job_id", "is", [job_id]),
-                "sorts": [{"field": "start_time", "sort_order": "desc"}],
-                "count": 50,
-            },
-        )
         wanted = sorted((str(i["name"]), str(i["value"])) for i in p.get("parameters") or [])
         client_id = self.connection.credentials.get("client_id")
-        now = self._wall()
+        claimed = {str(h.get("id")) for h in await submission.claimed() if h.get("jobId") == job_id}
         found = []
-        for hit in hits:
-            started = _timestamp(hit.get("start_time"))
-            if started is None or not sent - self._find_skew <= started <= now + self._find_skew:
+        for hit in await self._started_since(version, job_id, not_before):
+            if hit.get("id") is None or str(hit["id"]) in claimed:
+                continue
+            if not after(wall_time(hit.get("start_time")), not_before, self._skew):
                 continue
             if hit.get("client_id") is not None and hit.get("client_id") != client_id:
                 continue
@@ -362,9 +352,50 @@ class OcapiConnector(ConnectorBase):
             ):
                 continue
             found.append(hit)
-        if len(found) != 1 or found[0].get("id") is None:
-            return None  # none, or too many to tell which
-        return _handle(found[0], job_id, version)
+        if len(found) > 1:
+            ids = ", ".join(str(hit["id"]) for hit in found[:5])
+            raise LookupUndecided(
+                f"{len(found)} executions of job {job_id} by this client started since the "
+                f"submission and no other attempt holds them: {ids}"
+            )
+        return _handle(found[0], job_id, version) if found else None
+
+    async def _started_since(
+        self, version: str, job_id: str, not_before: float
+    ) -> list[dict[str, Any]]:
+        """The job's executions: ``GET /jobs/{job_id}/executions`` page by page (seed 004,
+        Data API 17.2); where that route is gone, or the list is too long, the newest by
+        ``job_execution_search``."""
+        executions: list[dict[str, Any]] = []
+        try:
+            for page in range(LIST_PAGES):
+                response = await self._call(
+                    "GET",
+                    f"{self._executions(version, job_id)}?start={page * 200}&count=200",
+                )
+                document = _document(response)
+                data = document.get("data")
+                items = [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+                executions += items
+                total = document.get("total")
+                if len(items) < 200 or (isinstance(total, int) and len(executions) >= total):
+                    return executions
+        except AuthError:
+            raise
+        except PermanentError:
+            pass  # no such route in this version: search instead
+        since = datetime.fromtimestamp(not_before - self._skew, UTC).isoformat()
+        hits = await self._search(
+            version,
+            {
+                "query": _term("job_id", "is", [job_id]),
+                "sorts": [{"field": "start_time", "sort_order": "desc"}],
+                "count": 200,
+            },
+        )
+        if hits and (wall_time(hits[-1].get("start_time")) or 0.0) >= not_before - self._skew:
+            raise LookupUndecided(f"more than 200 executions of job {job_id} started since {since}")
+        return hits
 
 
 # -- documents --------------------------------------------------------------------------------
@@ -410,19 +441,11 @@ def _document(response: Response) -> dict[str, Any]:
 
 
 def _handle(document: Mapping[str, Any], job_id: str, version: str) -> RemoteHandle:
-    handle: RemoteHandle = {"id": str(document["id"]), "jobId": job_id, "apiVersion": version}
+    execution = remote_id(document.get("id"), job_type="ocapi.job", field="id")
+    handle: RemoteHandle = {"id": str(execution), "jobId": job_id, "apiVersion": version}
     if isinstance(document.get("start_time"), str):
         handle["startTime"] = document["start_time"]
     return handle
-
-
-def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
 
 
 def _word(document: Mapping[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import anyio
@@ -12,7 +13,7 @@ import pytest
 from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
-from orchestrator.connectors.base import RemoteStatus
+from orchestrator.connectors.base import LookupUndecided, RemoteStatus
 from orchestrator.connectors.http_client import HttpClient, TransientRetry
 from orchestrator.connectors.ocapi import JOB_TYPES, NO_CANCEL, OcapiConnector, poll_result
 from orchestrator.errors import AuthError, NotFoundError, PermanentError, TransientError
@@ -247,30 +248,66 @@ async def test_several_executions_allowed_when_not_single_instance(serve: Any) -
 async def test_find_after_a_lost_answer(serve: Any) -> None:
     connector, sim, _, _ = await open_connector(serve)
     sim.lose_answers = 1
+    written = time.time()
     with pytest.raises(TransientError) as caught:
         await connector.submit(submission(FIELDS))
     assert caught.value.ambiguous
     assert len(sim.jobs) == 1  # the remote acted on the request
-    found = await connector.find(submission(FIELDS))
+    fresh = OcapiConnector(connector.connection)  # another process: it knows only the store's
+    found = await fresh.find(submission(FIELDS, not_before=written))
     assert found is not None
     assert found["id"] == next(iter(sim.jobs))
     assert found["jobId"] == "CustomerImportJob"
-    assert await connector.find(submission(FIELDS, attempt=2)) is None  # never sent
+    assert sim.counters.requests["GET /s/-/dw/data/v23_2/jobs/CustomerImportJob/executions"] == 1
+    # another attempt holds it, or it started before the write-ahead: not this submission's
+    held = submission(FIELDS, attempt=2, not_before=written, claimed=[found])
+    assert await fresh.find(held) is None
+    assert await fresh.find(submission(FIELDS, not_before=time.time() + 60)) is None
     other = {**FIELDS, "parameters": [{"name": "SiteScope", "value": "other"}]}
-    assert await connector.find(submission(other)) is None  # another execution's parameters
-    await connector.aclose()
-
-
-async def test_find_knows_nothing_after_a_restart(serve: Any) -> None:
-    connector, sim, _, _ = await open_connector(serve)
-    sim.lose_answers = 1
-    with pytest.raises(TransientError):
-        await connector.submit(submission(FIELDS))
-    fresh = OcapiConnector(connector.connection)  # another process: it remembers nothing
-    assert await fresh.find(submission(FIELDS)) is None
-    assert await connector.find(submission(FIELDS)) is not None
+    assert await fresh.find(submission(other, not_before=written)) is None  # other parameters
+    with pytest.raises(LookupUndecided, match="written ahead is not known"):
+        await fresh.find(submission(FIELDS))
     await connector.aclose()
     await fresh.aclose()
+
+
+async def test_find_cannot_tell_two_executions_apart(serve: Any) -> None:
+    connector, sim, _, _ = await open_connector(serve)
+    sim.single_instance = False
+    written = time.time()
+    first = await connector.submit(submission(FIELDS))
+    await connector.submit(submission(FIELDS, attempt=2))
+    with pytest.raises(LookupUndecided, match="2 executions of job CustomerImportJob"):
+        await connector.find(submission(FIELDS, attempt=3, not_before=written))
+    # the first is held by its attempt: the second is the only one left
+    held = submission(FIELDS, attempt=3, not_before=written, claimed=[first])
+    found = await connector.find(held)
+    assert found is not None
+    assert found["id"] != first["id"]
+    await connector.aclose()
+
+
+async def test_execution_ids_that_are_not_ids_are_refused() -> None:
+    base = "https://ocapi.example"
+    conn = Connection("oc", "ocapi", base, {"client_id": "c", "client_secret": "s"})
+    connector = OcapiConnector(conn)
+    for bad, shown in ((float("nan"), "NaN"), (float("inf"), "inf"), (False, "False"), ({}, "{}")):
+        with aioresponses() as mocked:
+            mocked.post(
+                "https://account.demandware.com/dwsso/oauth2/access_token",
+                payload={"access_token": "t", "expires_in": 1799},
+            )
+            mocked.post(
+                f"{base}/s/-/dw/data/v23_2/jobs/J/executions",
+                status=202,
+                body=json.dumps({"id": bad, "execution_status": "running"}),
+            )
+            with pytest.raises(PermanentError) as caught:
+                await connector.submit(submission({"jobId": "J"}))
+        assert str(caught.value).startswith(
+            f"ocapi.job: the remote answered field 'id' with {shown},"
+        )
+    await connector.aclose()
 
 
 async def test_search_paging_and_delete(serve: Any) -> None:

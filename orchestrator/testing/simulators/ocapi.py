@@ -6,6 +6,9 @@
                                                       "expires_in"}
     POST   /s/-/dw/data/{v}/jobs/{job_id}/executions  {"parameters"?: [{name, value}]}
                                                       202 job_execution
+    GET    /s/-/dw/data/{v}/jobs/{job_id}/executions?start=&count=
+                                                      200 job_execution_result {count, data,
+                                                      total} (seed 004, Data API 17.2)
     GET    /s/-/dw/data/{v}/jobs/{job_id}/executions/{id}       200 job_execution
     DELETE /s/-/dw/data/{v}/jobs/{job_id}/executions/{id}       204 once finished
     POST   /s/-/dw/data/{v}/job_execution_search      search_request
@@ -42,8 +45,10 @@ object is 400 ``BodyDecodingException`` and a bad parameter 400
 400 ``UnsupportedQueryException``; an aborted execution has exit ``{"code": "ABORTED",
 "status": "error"}``; the 401 token faults; ``expires_in`` is the lifetime in seconds (a float
 when it is not whole); the ``Idempotency-Key`` header is recorded but not used to deduplicate;
-``arguments`` values are plain strings. The behaviour's ``outputs`` are not shown (OCAPI has no
-place for them).
+``arguments`` values are plain strings; the execution list is oldest first, ``count`` defaults
+to 25 and a bad ``start`` or ``count`` is 400 ``PropertyConstraintViolationException``;
+``client_id`` is the simulator's client (the only one it issues tokens to). The behaviour's
+``outputs`` are not shown (OCAPI has no place for them).
 """
 
 from __future__ import annotations
@@ -137,6 +142,7 @@ class OcapiSimulator(Simulator):
     def routes(self, app: web.Application) -> None:
         app.router.add_post(_TOKEN_PATH, self._token)
         app.router.add_post(_DATA + "/jobs/{job_id}/executions", self._create)
+        app.router.add_get(_DATA + "/jobs/{job_id}/executions", self._list)
         app.router.add_get(_DATA + "/jobs/{job_id}/executions/{id}", self._get)
         app.router.add_delete(_DATA + "/jobs/{job_id}/executions/{id}", self._delete)
         app.router.add_post(_DATA + "/job_execution_search", self._search)
@@ -251,6 +257,34 @@ class OcapiSimulator(Simulator):
             return job
         self.counters.polls += 1
         return web.json_response(self._document(job, request.match_info["version"]))
+
+    async def _list(self, request: web.Request) -> web.Response:
+        version, job_id = request.match_info["version"], request.match_info["job_id"]
+        try:
+            start = int(request.query.get("start", "0"))
+            count = int(request.query.get("count", "25"))
+        except ValueError:
+            start, count = -1, 0
+        if start < 0 or not 1 <= count <= 200:
+            return _fault(
+                version,
+                400,
+                "PropertyConstraintViolationException",
+                "start must be at least 0 and count between 1 and 200.",
+            )
+        docs = [
+            self._document(j, version) for j in self.jobs.values() if j.data["job_id"] == job_id
+        ]
+        page = docs[start : start + count]
+        return web.json_response(
+            {
+                "_v": _v(version),
+                "_type": "job_execution_result",
+                "count": len(page),
+                "data": page,
+                "total": len(docs),
+            }
+        )
 
     async def _delete(self, request: web.Request) -> web.Response:
         job = self._lookup(request)
