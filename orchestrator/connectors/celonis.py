@@ -31,10 +31,13 @@ any other value fails as an unknown remote status.
 
 Cancel: ``POST .../pools/{p}/jobs/{j}/cancel``; it cancels the job's current execution.
 
-Find: nothing on the remote carries the key. Within the process that sent a submission whose
-answer was lost, :meth:`CelonisConnector.find` returns a handle when the job's
-``lastExecutionStartDate`` changed since the check before sending (an execution started since);
-otherwise, and after a restart, ``None``.
+Find: nothing on the remote carries the key. :meth:`CelonisConnector.find` takes the data job's
+execution that started since the submission's write-ahead time (less the connection option
+``clock_skew``, default 5 s) and that no other stored attempt holds, from the job's latest
+executions (``logs/{j}/executions``) and its current execution (``currentExecutionId`` of ``GET
+pools/{p}/jobs/{j}``, started at the status's ``lastExecutionStartDate``); the handle then has
+its ``executionId``. None: ``None``. Several, or another attempt submitted the job since without
+knowing its execution id: :class:`LookupUndecided`.
 """
 
 from __future__ import annotations
@@ -48,16 +51,21 @@ from urllib.parse import quote
 import anyio
 
 from ..connections import Connection
-from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError, TransientError
+from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
     JobType,
+    LookupUndecided,
     PollResult,
     PollSchedule,
     RemoteHandle,
     RemoteStatus,
     Submission,
+    after,
+    clock_skew,
+    remote_id,
+    wall_time,
 )
 from .http_client import HttpClient, Response
 
@@ -65,6 +73,7 @@ __all__ = ["JOB_TYPES", "CelonisConnector", "auth_headers", "configuration", "va
 
 IN_PROGRESS = frozenset({"QUEUED", "RUNNING"})
 MODES = ("FULL", "DELTA")
+LOOKUP_ITEMS = 20  # latest executions a lookup reads
 SCHEDULE = PollSchedule(initial=0.5, factor=2.0, cap=5.0)  # PyCelonis: 0.1, 0.3, 0.9, 2, 2...
 FIELDS = (
     "mode",
@@ -131,7 +140,7 @@ class CelonisConnector(ConnectorBase):
         self._wall = wall
         self._rng = rng or random.Random()
         self._grace = float(connection.options.get("appear_grace", 60.0))
-        self._sending: dict[str, RemoteHandle] = {}  # key -> handle, while its answer is due
+        self._skew = clock_skew(connection)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -187,23 +196,12 @@ class CelonisConnector(ConnectorBase):
         handle: RemoteHandle = {"poolId": pool_id, "jobId": job_id, "submittedAt": self._wall()}
         if entry is not None and entry.get("lastExecutionStartDate") is not None:
             handle["previousStart"] = entry["lastExecutionStartDate"]
-        key = submission.idempotency_key
-        self._sending[key] = handle
-        try:
-            response = await self._request(
-                "POST",
-                f"{self._pool(pool_id)}/jobs/{quote(job_id, safe='')}/execute",
-                json=configuration(p),
-                headers={"Idempotency-Key": key},
-            )
-        except TransientError as exc:
-            if not exc.ambiguous:
-                self._sending.pop(key, None)
-            raise
-        except BaseException:
-            self._sending.pop(key, None)
-            raise
-        self._sending.pop(key, None)
+        response = await self._request(
+            "POST",
+            f"{self._pool(pool_id)}/jobs/{quote(job_id, safe='')}/execute",
+            json=configuration(p),
+            headers={"Idempotency-Key": submission.idempotency_key},
+        )
         execution_id = _execution_id(response)
         if execution_id is not None:
             handle["executionId"] = execution_id
@@ -343,16 +341,76 @@ class CelonisConnector(ConnectorBase):
         return CancelResult(True, f"cancel requested (HTTP {response.status})")
 
     async def find(self, submission: Submission) -> RemoteHandle | None:
-        handle = self._sending.get(submission.idempotency_key)
-        if handle is None:
-            return None  # not sent by this process: nothing ties an execution to the key
-        entry = await self._status(str(handle["poolId"]), str(handle["jobId"]))
-        if entry is None or entry.get("lastExecutionStartDate") is None:
+        """The data job's execution started since the write-ahead record that no other
+        attempt holds: the job's latest executions (``logs/{j}/executions``) and its current
+        execution (``currentExecutionId`` of ``GET pools/{p}/jobs/{j}``, seed 000)."""
+        not_before = submission.not_before
+        if not_before is None:
+            raise LookupUndecided("the time the submission was written ahead is not known")
+        p = submission.params
+        pool_id, job_id = str(p["poolId"]), str(p["jobId"])
+        claimed, unnamed = set(), 0
+        for held in await submission.claimed():
+            if (held.get("poolId"), held.get("jobId")) != (pool_id, job_id):
+                continue
+            if held.get("executionId") is not None:
+                claimed.add(str(held["executionId"]))
+            elif float(held.get("submittedAt") or 0.0) >= not_before - self._skew:
+                unnamed += 1  # submitted since, its execution id never known: any may be its
+        starts: dict[str, float | None] = {}
+        for item in await self._executions(pool_id, job_id):
+            if item.get("executionId") is not None:
+                starts.setdefault(str(item["executionId"]), wall_time(item.get("startDate")))
+        job = _json_object(
+            await self._request("GET", f"{self._pool(pool_id)}/jobs/{quote(job_id, safe='')}")
+        )
+        current = job.get("currentExecutionId")
+        if current is not None and str(current) not in starts:  # the list lags behind
+            entry = await self._status(pool_id, job_id)
+            if entry is not None:
+                starts[str(current)] = wall_time(entry.get("lastExecutionStartDate"))
+        found = [
+            execution
+            for execution, started in starts.items()
+            if execution not in claimed and after(started, not_before, self._skew)
+        ]
+        if found and unnamed:
+            raise LookupUndecided(
+                f"{unnamed} other attempt(s) submitted data job {job_id} since, and which "
+                "execution each started is not known"
+            )
+        if len(found) > 1:
+            raise LookupUndecided(
+                f"{len(found)} executions of data job {job_id} started since the submission "
+                f"and no other attempt holds them: {', '.join(found[:5])}"
+            )
+        if not found:
             return None
-        if entry["lastExecutionStartDate"] == handle.get("previousStart"):
-            return None  # no execution started since the check before sending
-        self._sending.pop(submission.idempotency_key, None)
-        return dict(handle)
+        return {
+            "poolId": pool_id,
+            "jobId": job_id,
+            "submittedAt": not_before,
+            "executionId": found[0],
+        }
+
+    async def _executions(self, pool_id: str, job_id: str) -> list[dict[str, Any]]:
+        """The job's latest execution items (the first page, newest first)."""
+        response = await self._request(
+            "GET",
+            f"{self._pool(pool_id)}/logs/{quote(job_id, safe='')}/executions",
+            params={"limit": LOOKUP_ITEMS, "page": 0},
+        )
+        items = _json_object(response).get("executionItems")
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _json_object(response: Response) -> dict[str, Any]:
+    document = response.json()
+    if not isinstance(document, dict):
+        raise PermanentError(
+            f"GET {response.url}: expected a JSON object, got {type(document).__name__}"
+        )
+    return document
 
 
 def _execution_id(response: Response) -> str | None:
@@ -365,8 +423,8 @@ def _execution_id(response: Response) -> str | None:
         return None
     if isinstance(document, dict):
         for key in ("executionId", "currentExecutionId"):
-            if isinstance(document.get(key), str) and document[key]:
-                return str(document[key])
+            if document.get(key) is not None:
+                return str(remote_id(document[key], job_type="celonis.dataJob", field=key))
     return None
 
 

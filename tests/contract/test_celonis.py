@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
-from orchestrator.connectors.base import RemoteStatus
+from orchestrator.connectors.base import LookupUndecided, RemoteStatus
 from orchestrator.connectors.celonis import CelonisConnector, auth_headers
 from orchestrator.connectors.http_client import HttpClient, TransientRetry
 from orchestrator.errors import AuthError, NotFoundError, PermanentError, TransientError
@@ -303,20 +304,33 @@ async def test_no_new_execution_within_the_grace_fails(serve: Any) -> None:
 
 
 async def test_find_after_a_lost_answer(serve: Any) -> None:
-    connector, sim, _, _ = await open_connector(serve)
+    connector, sim, _, _ = await open_connector(serve, options={"clock_skew": 0.01})
+    old = await connector.submit(submission(FIELDS, attempt=1))
+    await run_to_end(connector, old)
+    await anyio.sleep(0.05)  # more than the skew allowed for
+    written = time.time()
     sim.lose_answers = 1
     with pytest.raises(TransientError) as caught:
-        await connector.submit(submission(FIELDS))
+        await connector.submit(submission(FIELDS, attempt=2))
     assert caught.value.ambiguous
-    assert len(sim.jobs) == 1  # the remote acted on the request
-    fresh, _, _ = connect(connector.connection.base_url)  # another process remembers nothing
-    assert await fresh.find(submission(FIELDS)) is None
-    await fresh.aclose()
-    assert await connector.find(submission(FIELDS, attempt=2)) is None  # never sent
-    found = await connector.find(submission(FIELDS))
+    assert len(sim.jobs) == 2  # the remote acted on the request
+    fresh, _, _ = connect(connector.connection.base_url, None, {"clock_skew": 0.01})
+    found = await fresh.find(submission(FIELDS, attempt=2, not_before=written))
     assert found is not None
     assert (found["poolId"], found["jobId"]) == ("pool-1", "job-1")
-    assert (await run_to_end(connector, found)).status is RemoteStatus.SUCCEEDED
+    assert found["executionId"] == sim.executions[("pool-1", "job-1")][-1]
+    assert (await run_to_end(fresh, found)).status is RemoteStatus.SUCCEEDED
+    # held by another attempt, or started before the write-ahead: not this submission's
+    held = submission(FIELDS, attempt=3, not_before=written, claimed=[found])
+    assert await fresh.find(held) is None
+    assert await fresh.find(submission(FIELDS, not_before=time.time() + 60)) is None
+    # another attempt submitted since and its execution id is not known: cannot tell
+    unnamed = {"poolId": "pool-1", "jobId": "job-1", "submittedAt": written + 0.001}
+    with pytest.raises(LookupUndecided, match="which execution each started is not known"):
+        await fresh.find(submission(FIELDS, attempt=3, not_before=written, claimed=[unnamed]))
+    with pytest.raises(LookupUndecided, match="written ahead is not known"):
+        await fresh.find(submission(FIELDS))
+    await fresh.aclose()
     await connector.aclose()
 
 
@@ -326,7 +340,23 @@ async def test_find_when_nothing_started(serve: Any) -> None:
     with pytest.raises(TransientError):
         await connector.submit(submission(FIELDS))
     assert sim.jobs == {}
-    assert await connector.find(submission(FIELDS)) is None
+    assert await connector.find(submission(FIELDS, not_before=time.time() - 1)) is None
+    await connector.aclose()
+
+
+async def test_execution_ids_that_are_not_ids_are_refused() -> None:
+    base = "https://celonis.example"
+    connector = CelonisConnector(Connection("c", "celonis", base, {"app_key": "k"}))
+    pool = f"{base}/integration/api/pools/pool-1"
+    for bad, shown in ((float("nan"), "NaN"), (True, "True"), (["x"], "['x']"), ("", "''")):
+        with aioresponses() as mocked:
+            mocked.get(f"{pool}/logs/status", payload=[])
+            mocked.post(f"{pool}/jobs/job-1/execute", body=json.dumps({"executionId": bad}))
+            with pytest.raises(PermanentError) as caught:
+                await connector.submit(submission(FIELDS))
+        message = str(caught.value)
+        assert message.startswith("celonis.dataJob: the remote answered field 'executionId'")
+        assert f" with {shown}," in message
     await connector.aclose()
 
 
