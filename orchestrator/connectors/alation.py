@@ -41,8 +41,10 @@ Errors: the dict shape ``{code, title, detail, errors}`` and the list shape
 ``[{"field": ["msg"]}]`` become readable messages (``400000 Invalid Payload: …; options: …``).
 
 Cancel: Alation has no job cancel endpoint, so :meth:`AlationConnector.cancel` says so and the
-job keeps running. Find: a request cannot be looked up by key (``None``); a ``jobId``/``jobName``
-job starts nothing, so find returns its handle.
+job keeps running. Find: a ``jobId``/``jobName`` job starts nothing, so find returns its handle;
+a started job cannot be looked up (the job API reads a job by the id or name of its start answer,
+and there is no job list), so find raises :class:`LookupUndecided` and ``onAmbiguousSubmit``
+applies, by default ``unknown`` for this job type (never sent twice).
 """
 
 from __future__ import annotations
@@ -58,11 +60,13 @@ from .base import (
     CancelResult,
     ConnectorBase,
     JobType,
+    LookupUndecided,
     PollResult,
     PollSchedule,
     RemoteHandle,
     RemoteStatus,
     Submission,
+    remote_id,
 )
 from .http_client import HttpClient, Response
 
@@ -77,6 +81,10 @@ __all__ = [
 
 JOB_API = "/api/v1/bulk_metadata/job/"
 TASK_API = "/integration/v1/data_dictionary/tasks/{id}"
+NO_LOOKUP = (
+    "Alation's job API reads one job by the id or name that the start answer gives, and lists "
+    "none: a job whose start answer was lost cannot be found"
+)
 NO_CANCEL = "Alation's job API has no cancel endpoint; the job keeps running on the remote"
 SCHEDULE = PollSchedule(initial=1.0, factor=1.5, cap=15.0)  # the SDK polls every 2-3 s
 TRACKING = re.compile(r"can be tracked using (?:the )?jobs api\)?\s*:\s*(\d+)", re.IGNORECASE)
@@ -166,7 +174,10 @@ class AlationConnector(ConnectorBase):
         return handle
 
     async def find(self, submission: Submission) -> RemoteHandle | None:
-        return _follow_handle(submission.params)
+        follow = _follow_handle(submission.params)
+        if follow is not None:
+            return follow  # it starts nothing: nothing was sent
+        raise LookupUndecided(NO_LOOKUP)
 
     async def cancel(self, handle: RemoteHandle) -> CancelResult:
         return CancelResult(supported=False, message=NO_CANCEL)
@@ -284,18 +295,19 @@ def _clip(text: str, limit: int = _MAX_TEXT) -> str:
 
 def _follow_handle(params: Mapping[str, Any]) -> RemoteHandle | None:
     if params.get("jobId") is not None:
-        value = params["jobId"]
+        value = remote_id(params["jobId"], job_type="alation.job", field="jobId")
         return {"jobId": int(value) if isinstance(value, str) else value, "phase": 1}
     if params.get("jobName") is not None:
         return {"jobName": str(params["jobName"]), "phase": 1}
     return None
 
 
-def _id(value: Any) -> Any:
-    """An id as given (int or string), or ``None`` when it is missing or not scalar."""
-    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+def _id(value: Any, field: str) -> Any:
+    """An id as given (int or string), ``None`` when it is missing; refused when it is not an
+    id (NaN, a bool, a list…)."""
+    if value is None:
         return None
-    return value
+    return remote_id(value, job_type="alation.job", field=field)
 
 
 def _started(document: Any, path: str) -> RemoteHandle | None:
@@ -303,11 +315,14 @@ def _started(document: Any, path: str) -> RemoteHandle | None:
     if not isinstance(document, dict) or not any(k in document for k in START_KEYS):
         return None
     handle: RemoteHandle | None = None
-    if _id(document.get("job_id")) is not None:
+    if _id(document.get("job_id"), "job_id") is not None:
         handle = {"jobId": document["job_id"]}
     elif isinstance(document.get("job_name"), str) and document["job_name"]:
         handle = {"jobName": document["job_name"]}
-    elif isinstance(document.get("task"), dict) and _id(document["task"].get("id")) is not None:
+    elif (
+        isinstance(document.get("task"), dict)
+        and _id(document["task"].get("id"), "task.id") is not None
+    ):
         task = document["task"]
         links = task.get("links") if isinstance(task.get("links"), list) else []
         dd_link = any(
@@ -318,7 +333,10 @@ def _started(document: Any, path: str) -> RemoteHandle | None:
             handle = {"taskId": task["id"]}
         else:
             handle = {"jobId": task["id"]}
-    elif isinstance(document.get("job"), dict) and _id(document["job"].get("id")) is not None:
+    elif (
+        isinstance(document.get("job"), dict)
+        and _id(document["job"].get("id"), "job.id") is not None
+    ):
         handle = {"jobId": document["job"]["id"]}
     if handle is None:
         raise PermanentError(
@@ -542,5 +560,6 @@ JOB_TYPES = (
         validate=validate,
         can_cancel=False,
         poll=SCHEDULE,
+        ambiguous_default="unknown",  # nothing to look up: never send a job twice
     ),
 )

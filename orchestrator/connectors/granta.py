@@ -74,11 +74,13 @@ from .base import (
     CancelResult,
     ConnectorBase,
     JobType,
+    LookupUndecided,
     PollResult,
     PollSchedule,
     RemoteHandle,
     RemoteStatus,
     Submission,
+    remote_id,
 )
 from .http_client import HttpClient, Response
 
@@ -399,9 +401,14 @@ class GrantaConnector(ConnectorBase):
             headers={"Idempotency-Key": submission.idempotency_key},
         )
         job = _object(response, "a job")
-        job_id = job.get("id")
-        if not isinstance(job_id, str) or not job_id:
+        if job.get("id") is None:
             raise PermanentError(f"{response.url}: HTTP {response.status}: the job has no id")
+        job_id = remote_id(job["id"], job_type="granta.job", field="id")
+        if not isinstance(job_id, str):  # a uuid
+            raise PermanentError(
+                f"granta.job: the remote answered field 'id' with {job_id!r}, which is not a "
+                "job id (a uuid string)"
+            )
         return self._handle(submission, job_id)
 
     def _handle(self, submission: Submission, job_id: str) -> RemoteHandle:
@@ -550,13 +557,20 @@ class GrantaConnector(ConnectorBase):
         response = await self.client.request("GET", JOBS, params={"descriptionFilter": key})
         page = _object(response, "a job list")
         results = page.get("results")
+        found = []
         for job in results if isinstance(results, list) else []:
             if not isinstance(job, dict):
                 continue
             description = job.get("description")
             if isinstance(description, str) and marker in description and job.get("id"):
-                return self._handle(submission, str(job["id"]))
-        return None
+                found.append(str(job["id"]))
+        if not found:
+            return None
+        claimed = {str(held.get("id")) for held in await submission.claimed()}
+        found = [job_id for job_id in found if job_id not in claimed]
+        if len(found) > 1:  # the key is the attempt's own: only a resubmission makes two
+            raise LookupUndecided(f"{len(found)} jobs carry the marker {marker}")
+        return self._handle(submission, found[0]) if found else None
 
 
 def _status_error(status: int, message: str) -> ConnectorError:

@@ -19,7 +19,7 @@ from orchestrator.connectors.alation import (
     error_message,
     parse_result,
 )
-from orchestrator.connectors.base import RemoteStatus
+from orchestrator.connectors.base import LookupUndecided, RemoteStatus
 from orchestrator.connectors.http_client import HttpClient, TransientRetry
 from orchestrator.errors import AuthError, NotFoundError, PermanentError
 from orchestrator.testing.simulators.alation import AlationSimulator
@@ -224,7 +224,27 @@ async def test_follow_existing_job_by_id_and_by_name(serve: Any) -> None:
     )
     by_name = await connector.submit(submission({"jobName": named["jobName"]}))
     assert (await run_to_end(connector, by_name)).status is RemoteStatus.SUCCEEDED
-    assert await connector.find(submission(start("POST", CUSTOM_FIELD, FIELDS))) is None
+    with pytest.raises(LookupUndecided, match="lists none"):
+        await connector.find(submission(start("POST", CUSTOM_FIELD, FIELDS)))
+    await connector.aclose()
+
+
+async def test_start_answers_whose_ids_are_not_ids_are_refused() -> None:
+    base = "https://alation.example"
+    connector = AlationConnector(Connection("a", "alation", base, {"token": "t"}))
+    for answer, field, shown in (
+        ('{"job_id": NaN}', "job_id", "NaN"),
+        ('{"job_id": true}', "job_id", "True"),
+        ('{"task": {"id": [1]}}', "task.id", "[1]"),
+        ('{"job": {"id": Infinity}}', "job.id", "inf"),
+    ):
+        with aioresponses() as mocked:
+            mocked.post(f"{base}{CUSTOM_FIELD}", body=answer)
+            with pytest.raises(PermanentError) as caught:
+                await connector.submit(submission(start("POST", CUSTOM_FIELD, FIELDS)))
+        assert str(caught.value).startswith(
+            f"alation.job: the remote answered field {field!r} with {shown},"
+        )
     await connector.aclose()
 
 

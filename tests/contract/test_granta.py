@@ -333,6 +333,26 @@ async def test_find_by_the_key_in_the_description(serve: Any, inputs: Path) -> N
     found = await connector.find(submission(import_fields(), attempt=11))
     assert found is not None
     assert found["id"] == other["id"]
+    # held by another stored attempt: not taken again
+    assert await connector.find(submission(import_fields(), attempt=11, claimed=[other])) is None
+    await connector.aclose()
+
+
+async def test_job_ids_that_are_not_ids_are_refused(tmp_path: Path) -> None:
+    connector = GrantaConnector(Connection("g", "granta", BASE, {"username": "u"}))
+    fields = {"jobType": "ExcelExportJob", "databaseKey": "MI", "records": [], "template": "t"}
+    (tmp_path / "t").write_bytes(b"t")
+    fields["template"] = str(tmp_path / "t")
+    fields["records"] = [{"recordHistoryIdentity": 1}]
+    for bad, shown in (("NaN", "NaN"), ("7", "7"), ("[]", "[]"), ('""', "''")):
+        with aioresponses() as mocked:
+            mocked.post(f"{BASE}/v1alpha/job-queue/files", payload="f-1")
+            mocked.post(f"{BASE}/v1alpha/job-queue/jobs", status=201, body=f'{{"id": {bad}}}')
+            with pytest.raises(PermanentError) as caught:
+                await connector.submit(submission(fields))
+        assert str(caught.value).startswith(
+            f"granta.job: the remote answered field 'id' with {shown},"
+        )
     await connector.aclose()
 
 
