@@ -10,7 +10,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from .durations import MAX_DURATION, format_duration, parse_duration
 
@@ -121,7 +121,7 @@ class RetryPolicy:
         }
 
 
-def _number_within(value: object, low: float, high: float) -> bool:
+def _number_within(value: object, low: float, high: float) -> TypeGuard[int | float]:
     """Whether ``value`` is a real number (not a bool, not NaN) in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
