@@ -274,9 +274,21 @@ def load_python_file(path: Path) -> list[DAG]:
         raise DagError(f"{path}: importing failed: {type(exc).__name__}: {exc}") from exc
     finally:
         sys.modules.pop(module_name, None)
-    dags = [v for v in vars(module).values() if isinstance(v, DAG)]
-    if not dags:
+    found: dict[int, tuple[str, DAG]] = {}  # one DAG bound to two variables is one DAG
+    for variable, value in vars(module).items():
+        if isinstance(value, DAG):
+            found.setdefault(id(value), (variable, value))
+    if not found:
         raise DagError(f"{path}: defines no DAG (make one with `with DAG(...) as dag:`)")
+    by_name: dict[str, str] = {}
+    for variable, dag in found.values():
+        if isinstance(dag.name, str) and dag.name in by_name:  # (validate checks the name)
+            raise DagError(
+                f"{path}: two DAGs are named {dag.name!r} (variables {by_name[dag.name]!r} and "
+                f"{variable!r}); give each DAG its own name"
+            )
+        by_name[str(dag.name)] = variable
+    dags = [dag for _, dag in found.values()]
     for dag in dags:
         dag.source = dag.source or str(path)
     return dags
