@@ -289,3 +289,42 @@ def test_a_long_cycle_is_abbreviated(tmp_path: Path) -> None:
     assert len(problem) < 200 + len(str(path)), problem
     assert problem.startswith(f"{path}: jobGraph: cycle of 5000 jobs: j")
     assert " -> ... (4990 more) -> " in problem
+
+
+# -- names that would drive a terminal ----------------------------------------------------
+
+HOSTILE = ["\x1b[2J\x1b[31mred", "nul\x00", "a\u202eb", "iso\u2066late", "zero\u200bwidth"]
+
+
+@pytest.mark.parametrize("job_id", HOSTILE)
+def test_job_ids_with_non_printable_characters_are_refused(tmp_path: Path, job_id: str) -> None:
+    path = _write(tmp_path, {"name": "d", "jobs": {job_id: {"type": "fake"}}})
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}: job {job_id!r}: field 'id': the id {job_id!r} has the ")
+    assert "non-printable character U+" in problem
+    assert problem.isprintable(), problem  # shown escaped, never raw
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_pool_and_connection_names_with_non_printable_characters_are_refused(
+    tmp_path: Path, name: str
+) -> None:
+    job = {"type": "http", "connection": name, "pool": name}
+    path = _write(tmp_path, {"name": "d", "pools": {name: 1}, "jobs": {"a": job}})
+    problems = _problems(path)
+    assert all(p.isprintable() for p in problems), problems
+    assert any(
+        f"field 'pools': the pool name {name!r} has the non-printable" in p for p in problems
+    )
+    assert any(f"field 'pool': the pool name {name!r} has the non-printable" in p for p in problems)
+    assert any(
+        f"field 'connection': the name {name!r} has the non-printable" in p for p in problems
+    )
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_dag_names_with_non_printable_characters_are_refused(tmp_path: Path, name: str) -> None:
+    path = _write(tmp_path, {"name": name, "jobs": {"a": {"type": "fake"}}})
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}: field 'name': ")
+    assert problem.isprintable(), problem
