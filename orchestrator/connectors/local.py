@@ -27,6 +27,7 @@ import anyio.abc
 
 from ..connections import Connection
 from ..durations import parse_duration
+from ..engine.tokens import substitute, substitute_shell
 from ..errors import NotFoundError, PermanentError
 from .base import (
     CancelResult,
@@ -217,6 +218,20 @@ def _validate_command(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _substitute_command(params: Mapping[str, Any], tokens: Mapping[str, Any]) -> dict[str, Any]:
+    """A string ``command`` is shell code: its tokens reach it as quoted references to
+    environment variables holding their values. A list's token stays inside its argument; the
+    ``env`` and ``cwd`` values are data as they are."""
+    command = params.get("command")
+    if not isinstance(command, str):
+        return dict(substitute(params, tokens))
+    out: dict[str, Any] = substitute({k: v for k, v in params.items() if k != "command"}, tokens)
+    out["command"], env = substitute_shell(command, tokens)
+    if env:
+        out["env"] = {**(out.get("env") or {}), **env}
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class JobContext:
     """What a ``python`` job's callable receives."""
@@ -334,6 +349,7 @@ JOB_TYPES = (
         needs_connection=False,
         validate=_validate_command,
         poll=_LOCAL_POLL,
+        substitute=_substitute_command,
     ),
     JobType(
         name="python",

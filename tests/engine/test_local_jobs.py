@@ -157,3 +157,32 @@ async def test_python_job_is_cancelled_by_its_timeout() -> None:
     assert run.jobs["f"].state is JobState.FAILED
     assert run.jobs["f"].error == "timed out after 0.2s"
     assert cancelled.is_set()
+
+
+HOSTILE_VALUES = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "x; touch PWNED",
+    'it\'s "quoted" $HOME',
+    "one\ntwo && touch PWNED",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+async def test_a_token_in_a_shell_command_is_data(tmp_path: os.PathLike[str], value: str) -> None:
+    with DAG("inj", params={"v": "safe"}) as dag:
+        Job("bare", "command", command="printf '%s|' $v", cwd=str(tmp_path))
+        Job("double", "command", command='printf "%s|" "[$v]"', cwd=str(tmp_path))
+        Job("single", "command", command="printf '%s|' '[$v]'", cwd=str(tmp_path))
+        Job("argv", "command", command=["printf", "%s|", "[$v]"], cwd=str(tmp_path))
+        Job("env", "command", command='printf "%s|" "$V"', env={"V": "$v"}, cwd=str(tmp_path))
+    dag.validate()
+    run = await run_dag(dag, params={"v": value})
+    assert {j.id: j.log_tail for j in run.jobs.values()} == {
+        "bare": f"{value}|",
+        "double": f"[{value}]|",
+        "single": f"[{value}]|",
+        "argv": f"[{value}]|",
+        "env": f"{value}|",
+    }
+    assert not os.path.exists(os.path.join(tmp_path, "PWNED"))
