@@ -108,9 +108,19 @@ class CommandConnector(_TaskGroupOwner):
                     start_new_session=True,
                 )
         except OSError as exc:
-            raise PermanentError(
-                f"cannot start {shlex.join(args)[:200]}: {exc.strerror or exc}"
-            ) from None
+            why = exc.strerror or str(exc)
+            cwd = p.get("cwd")
+            if cwd is not None and exc.filename == cwd:  # the child could not chdir
+                why = (
+                    f"cwd {cwd} does not exist"
+                    if isinstance(exc, FileNotFoundError)
+                    else f"cwd {cwd} is not a directory"
+                    if isinstance(exc, NotADirectoryError)
+                    else f"cwd {cwd}: {why}"
+                )
+            raise PermanentError(f"cannot start {shlex.join(args)[:200]}: {why}") from None
+        except ValueError as exc:  # a NUL byte in an argument, the cwd or the environment
+            raise PermanentError(f"cannot start {shlex.join(args)[:200]}: {exc}") from None
         entry = _Process(process, log)
         self._processes[process.pid] = entry
         self.tg.start_soon(self._watch, entry, submission.wake)

@@ -186,3 +186,16 @@ async def test_a_token_in_a_shell_command_is_data(tmp_path: os.PathLike[str], va
         "env": f"{value}|",
     }
     assert not os.path.exists(os.path.join(tmp_path, "PWNED"))
+
+
+async def test_a_token_in_a_missing_cwd_is_named(tmp_path: os.PathLike[str]) -> None:
+    gone = os.path.join(tmp_path, "gone")
+    with DAG("cwd", params={"d": gone}) as dag:
+        Job("pwd", "command", command=["pwd"], cwd="$d")
+        Job("file", "command", command="pwd", cwd=__file__)
+    dag.validate()
+    run = await run_dag(dag)
+    assert run.jobs["pwd"].error == f"submit failed: cannot start pwd: cwd {gone} does not exist"
+    assert run.jobs["file"].error == (
+        f"submit failed: cannot start /bin/sh -c pwd: cwd {__file__} is not a directory"
+    )
