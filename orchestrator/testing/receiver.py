@@ -32,9 +32,14 @@ def check_secret(secret: str) -> None:
     try:
         key = secret_bytes(secret)
     except (binascii.Error, ValueError):
-        raise ConfigError("--secret: a whsec_ secret must be base64 after its prefix") from None
+        raise ConfigError(
+            "--secret (or $WEBHOOK_SECRET): a whsec_ secret must be base64 after its prefix"
+        ) from None
     if not key:
-        raise ConfigError("--secret: empty")
+        raise ConfigError(
+            "--secret (or $WEBHOOK_SECRET): no key in it "
+            "(a whsec_ secret is base64 after its prefix)"
+        )
 
 
 def refusal(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parents[2]
 
@@ -42,3 +45,62 @@ def test_the_quickstart_runs_no_command_from_a_param(tmp_path: Path) -> None:
     assert jobs["validate"]["logTail"] == f"region {value} looks fine\n"
     assert jobs["extract"]["logTail"].startswith(f"extracting region {value} for run ")
     assert not (tmp_path / "PWNED").exists()
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"orchestrator: {expected}\n"  # one line, no traceback
+
+
+CRASH_POINTS = "before_submit, after_accept, after_store, mid_poll, mid_commit"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("nonsense", f"unknown point 'nonsense' (one of {CRASH_POINTS})"),
+        ("mid_poll:x", "the count after ':' must be a whole number >= 1, got 'x'"),
+        ("mid_poll:0", "the count after ':' must be a whole number >= 1, got '0'"),
+    ],
+)
+def test_a_bad_crash_point_is_a_one_line_error(spec: str, expected: str) -> None:
+    env = {"ORCHESTRATOR_CRASH_AT": spec}
+    proc = cli("validate", str(ROOT / "dags" / "quickstart.json"), env=env)
+    _one_line_error(proc, f"ORCHESTRATOR_CRASH_AT: {expected}")
+    helped = cli("--help", env=env)  # help needs no crash point: it works
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: orchestrator")
+    assert helped.stderr == ""
+
+
+def test_a_bad_webhook_allow_list_is_a_one_line_error() -> None:
+    env = {"ORCHESTRATOR_WEBHOOK_ALLOW": "loopback,bogus"}
+    proc = cli("run", str(ROOT / "dags" / "webhooks.json"), "--db", "memory:", env=env)
+    _one_line_error(
+        proc, "ORCHESTRATOR_WEBHOOK_ALLOW: 'bogus' is not loopback, private, link-local or a CIDR"
+    )
+
+
+@pytest.mark.parametrize("command", ["simulate", "receive"])
+@pytest.mark.parametrize("port", ["65536", "-1", "99999"])
+def test_a_port_out_of_range_is_a_one_line_error(command: str, port: str) -> None:
+    proc = cli(command, "--port", port, timeout=30)
+    _one_line_error(proc, f"--port {port}: expected a port number from 0 to 65535")
+
+
+@pytest.mark.parametrize("command", ["simulate", "receive"])
+def test_a_port_in_use_is_a_one_line_error(command: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cli(command, "--port", str(port), "--host", "127.0.0.1", timeout=30)
+    _one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_a_receive_secret_that_cannot_sign_is_a_one_line_error() -> None:
+    proc = cli("receive", "--port", "0", "--secret", "whsec_@@@", timeout=30)
+    _one_line_error(
+        proc,
+        "--secret (or $WEBHOOK_SECRET): no key in it (a whsec_ secret is base64 after its prefix)",
+    )
