@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from orchestrator.connectors.local import _start_time
 
 ROOT = Path(__file__).parents[2]
 
@@ -104,3 +109,44 @@ def test_a_receive_secret_that_cannot_sign_is_a_one_line_error() -> None:
         proc,
         "--secret (or $WEBHOOK_SECRET): no key in it (a whsec_ secret is base64 after its prefix)",
     )
+
+
+def test_a_command_running_when_the_engine_is_killed_is_stopped_on_resume(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    data = {
+        "name": "orphan",
+        "jobs": {"long": {"type": "command", "command": f"touch {started}; sleep 60"}},
+        "jobGraph": {"vertices": ["long"], "edges": []},
+    }
+    (tmp_path / "dag.json").write_text(json.dumps(data))
+    db = tmp_path / "runs.db"
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", str(tmp_path / "dag.json"), "--db", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        handle = None
+        while handle is None:  # the command runs and its handle is stored
+            assert time.monotonic() < deadline, "the command never started"
+            if started.exists() and db.exists():
+                with contextlib.closing(sqlite3.connect(db)) as conn:
+                    row = conn.execute("SELECT handle FROM attempts WHERE state='running'")
+                    found = row.fetchone()
+                handle = json.loads(found[0]) if found and found[0] else None
+            time.sleep(0.05)
+        engine.kill()  # kill -9
+    finally:
+        engine.kill()
+        engine.wait(timeout=10)
+    assert _start_time(handle["pid"]) == handle["start"]  # outlived the engine
+    proc = cli("resume", "--all", "--db", str(db), "--json")
+    assert proc.returncode == 1, proc.stderr
+    (job,) = json.loads(proc.stdout)["jobs"]["data"]
+    assert job["error"] == (
+        f"the orchestrator restarted while the command ran: its process group "
+        f"(pid {handle['pid']}) was stopped by SIGTERM, as a command is not followed across a "
+        "restart"
+    )
+    assert _start_time(handle["pid"]) is None
