@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from . import logs
+from . import crash, logs
 from .durations import MAX_DURATION
 from .errors import ConfigError, DagError, OrchestratorError, StoreError
 from .states import RunState
@@ -491,26 +491,35 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- simulate ------------------------------------------------------------------------------
+# -- simulate / receive ----------------------------------------------------------------------
+def _serve(serve: Any, args: argparse.Namespace, *extra: Any) -> int:
+    """Serve until Ctrl-C; a port that cannot be listened on is a one-line error."""
+    if not 0 <= args.port <= 65535:
+        _error(f"--port {args.port}: expected a port number from 0 to 65535")
+        return EXIT_INVALID
+    try:
+        anyio.run(serve, args.host, args.port, *extra)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:  # in use, not permitted, an unknown host
+        # asyncio words a bind error at length; the errno's own words are enough
+        why = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        _error(f"cannot listen on {args.host}:{args.port}: {why}")
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .testing.simulators.serve import serve
 
     logs.configure(args.log_level or "info")
-    try:
-        anyio.run(serve, args.host, args.port)
-    except KeyboardInterrupt:
-        pass
-    return EXIT_OK
+    return _serve(serve, args)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
     from .testing.receiver import serve as receive
 
-    try:
-        anyio.run(receive, args.host, args.port, args.secret or os.environ.get("WEBHOOK_SECRET"))
-    except KeyboardInterrupt:
-        pass
-    return EXIT_OK
+    return _serve(receive, args, args.secret or os.environ.get("WEBHOOK_SECRET"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -621,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        crash.check()
         code = args.func(args)
     except OrchestratorError as exc:
         _error(str(exc))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..engine.tokens import Substituter, substitute
+
 if TYPE_CHECKING:
     from ..connections import Connection
 
@@ -118,6 +120,7 @@ class JobType:
 
     ``validate`` returns problems as ``"field 'x': what is wrong"`` strings. ``open`` is called
     once per run and connection with the named connection (``None`` for local job types).
+    ``substitute`` puts the ``$tokens`` into its fields at each attempt (data, never code).
     """
 
     name: str
@@ -130,6 +133,7 @@ class JobType:
     can_cancel: bool = True
     poll: PollSchedule = PollSchedule()
     dedup_by_key: bool = False  # the remote deduplicates submissions by idempotency key
+    substitute: Substituter = substitute
 
 
 class ConnectorBase:
