@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,8 @@ from typing import Any
 
 import anyio
 
-from . import logs
+from . import crash, logs
+from .durations import MAX_DURATION
 from .errors import ConfigError, DagError, OrchestratorError, StoreError
 from .states import RunState
 
@@ -42,6 +44,30 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
         except ValueError:
             params[name] = raw
     return params
+
+
+def _positive_int(text: str) -> int:
+    """An argument that counts something at least once (``--concurrency``, ``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argument in seconds: finite and not negative (``--wait``, ``--webhook-wait``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to {int(MAX_DURATION)} (30 days), got {text!r}"
+        )
+    return value
 
 
 def _connections(path: str | None) -> dict[str, Any]:
@@ -465,26 +491,35 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- simulate ------------------------------------------------------------------------------
+# -- simulate / receive ----------------------------------------------------------------------
+def _serve(serve: Any, args: argparse.Namespace, *extra: Any) -> int:
+    """Serve until Ctrl-C; a port that cannot be listened on is a one-line error."""
+    if not 0 <= args.port <= 65535:
+        _error(f"--port {args.port}: expected a port number from 0 to 65535")
+        return EXIT_INVALID
+    try:
+        anyio.run(serve, args.host, args.port, *extra)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:  # in use, not permitted, an unknown host
+        # asyncio words a bind error at length; the errno's own words are enough
+        why = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        _error(f"cannot listen on {args.host}:{args.port}: {why}")
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .testing.simulators.serve import serve
 
     logs.configure(args.log_level or "info")
-    try:
-        anyio.run(serve, args.host, args.port)
-    except KeyboardInterrupt:
-        pass
-    return EXIT_OK
+    return _serve(serve, args)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
     from .testing.receiver import serve as receive
 
-    try:
-        anyio.run(receive, args.host, args.port, args.secret or os.environ.get("WEBHOOK_SECRET"))
-    except KeyboardInterrupt:
-        pass
-    return EXIT_OK
+    return _serve(receive, args, args.secret or os.environ.get("WEBHOOK_SECRET"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -498,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the finished run as JSON on stdout")
     run.add_argument("--connections", help="connections file (default $ORCHESTRATOR_CONNECTIONS)")
     run.add_argument(
-        "--concurrency", type=int, help="jobs running at once (default: the DAG's, else 64)"
+        "--concurrency",
+        type=_positive_int,
+        help="jobs running at once (default: the DAG's, else 64)",
     )
     run.add_argument(
         "--log-level", choices=sorted(logs.LEVELS), help="default: info, or error on a terminal"
@@ -530,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--no-progress", action="store_true")
     resume.add_argument(
         "--webhook-wait",
-        type=float,
+        type=_seconds,
         default=10.0,
         help="seconds to spend delivering pending webhooks (default 10)",
     )
@@ -541,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs_list = runs_sub.add_parser("list")
     runs_list.add_argument("--dag")
     runs_list.add_argument("--status")
-    runs_list.add_argument("--limit", type=int, default=50)
+    runs_list.add_argument("--limit", type=_positive_int, default=50)
     runs_list.add_argument("--json", action="store_true")
     runs_list.add_argument("--db", help=DB_HELP)
     runs_show = runs_sub.add_parser("show")
@@ -558,7 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     hooks_list.add_argument("--db", help=DB_HELP)
     hooks_redeliver = hooks_sub.add_parser("redeliver", help="send one delivery again, now")
     hooks_redeliver.add_argument("delivery_id")
-    hooks_redeliver.add_argument("--wait", type=float, default=35.0, help="seconds to wait for it")
+    hooks_redeliver.add_argument(
+        "--wait", type=_seconds, default=35.0, help="seconds to wait for it"
+    )
     hooks_redeliver.add_argument("--db", help=DB_HELP)
     hooks.set_defaults(func=cmd_webhooks)
 
@@ -591,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        crash.check()
         code = args.func(args)
     except OrchestratorError as exc:
         _error(str(exc))

@@ -21,6 +21,7 @@ and the field, never a secret.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit
 
 from .durations import parse_duration
 from .errors import ConfigError
+from .validation import name_problem
 
 __all__ = ["ENV_VAR", "Connection", "connection_secrets", "load_connections"]
 
@@ -84,6 +86,25 @@ _KNOWN = frozenset(
         "max_connections",
     }
 )
+_OPTIONS: Mapping[str, Mapping[str, str]] = {
+    # connection type -> its options -> their kind (see _Reader.option); a connector that reads
+    # a new option from ``Connection.options`` declares it here
+    "http": {"headers": "headers"},
+    "ocapi": {
+        "token_url": "string",
+        "api_version": "string",
+        "clock_skew": "seconds",
+        "find_skew": "seconds",  # the name clock_skew had
+    },
+    "trifacta": {"key_field": "string", "clock_skew": "seconds"},
+    "granta": {
+        "application_name": "string",
+        "max_upload_bytes": "count",
+        "max_download_bytes": "count",
+    },
+    "celonis": {"appear_grace": "seconds", "clock_skew": "seconds"},
+    "alation": {},
+}
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -118,6 +139,9 @@ def load_connections(
     connections: dict[str, Connection] = {}
     for name, table in document.items():
         reader = _Reader(file, name, env, problems)
+        if (problem := name_problem("connection name", name)) is not None:
+            problems.append(f"{file}: connection {name!r}: {problem}")
+            continue
         if not isinstance(table, dict):
             problems.append(f"{file}: connection {name!r}: must be a table ([{name}])")
             continue
@@ -145,6 +169,7 @@ class _Reader:
         self.env = env
         self.problems = problems
         self.failed = False
+        self.from_env: set[str] = set()
 
     def problem(self, key: str, message: str) -> None:
         self.failed = True
@@ -188,10 +213,16 @@ class _Reader:
     def boolean(self, key: str, value: Any) -> bool | None:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        self.problem(key, "must be true or false")
+        if key in self.from_env and value.strip().lower() in _TRUE | _FALSE:
+            return bool(value.strip().lower() in _TRUE)
+        self.problem(key, f"must be true or false{self._unquoted(key, value)}")
         return None
+
+    def _unquoted(self, key: str, value: Any) -> str:
+        """A hint for a typed value written as a TOML string (only ``${ENV}`` may be one)."""
+        if isinstance(value, str) and key not in self.from_env:
+            return f", not a string (write {key} = {value.strip()} without quotes)"
+        return ""
 
     def duration(self, key: str, value: Any) -> float | None:
         try:
@@ -204,13 +235,13 @@ class _Reader:
         number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
             number = float(value)
-        elif isinstance(value, str):
+        elif isinstance(value, str) and key in self.from_env:
             try:
                 number = float(value)
             except ValueError:
                 number = None
         if number is None or not math.isfinite(number) or number <= 0:
-            self.problem(key, "must be a positive number")
+            self.problem(key, f"must be a positive number{self._unquoted(key, value)}")
             return None
         return number
 
@@ -218,22 +249,61 @@ class _Reader:
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
-        elif isinstance(value, str) and value.strip().isdigit():
+        elif isinstance(value, str) and key in self.from_env and value.strip().isdigit():
             number = int(value)
         if number is None or number < 1:
-            self.problem(key, "must be a whole number of at least 1")
+            self.problem(key, f"must be a whole number of at least 1{self._unquoted(key, value)}")
             return None
         return number
+
+    def seconds(self, key: str, value: Any) -> float | None:
+        """Zero or a duration (``appear_grace = 0``, ``find_skew = "30s"``)."""
+        if value == 0 and not isinstance(value, bool):
+            return 0.0
+        return self.duration(key, value)
+
+    def headers(self, key: str, value: Any) -> dict[str, str] | None:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            self.problem(key, f"must be a table of header names to strings ([{self.name}.{key}])")
+            return None
+        return dict(value)
+
+    def option(self, type_: str, key: str, value: Any) -> Any:
+        """A type-specific option checked by the kind :data:`_OPTIONS` gives it."""
+        kind = _OPTIONS[type_][key]
+        check = {
+            "string": self.string,
+            "count": self.count,
+            "seconds": self.seconds,
+            "headers": self.headers,
+        }[kind]
+        return check(key, value)
+
+    def unknown(self, type_: str | None, key: str) -> None:
+        known = sorted(_KNOWN | _CREDENTIAL_KEYS | set(_OPTIONS.get(type_ or "", {})))
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        what = f" of type {type_!r}" if type_ in _OPTIONS else ""
+        self.problem(key, f"unknown key for a connection{what}{hint}")
 
     # -- the table --
 
     def connection(self, raw: dict[str, Any]) -> Connection | None:
+        # only a value from ${ENV} may be a string standing for a boolean or a number
+        self.from_env = {
+            k for k, v in raw.items() if isinstance(v, str) and "${" in v.replace("$${", "")
+        }
         table: dict[str, Any] = self.interpolate_table(raw)
         type_ = self.string("type", table["type"]) if "type" in table else None
         if "type" not in table:
             self.problem("type", "required (the kind of remote API)")
         elif type_ is not None and not type_.strip():
             self.problem("type", "must not be empty")
+        elif type_ is not None and type_.strip() not in _OPTIONS:
+            known = ", ".join(sorted(_OPTIONS))
+            self.problem("type", f"unknown connection type {type_.strip()!r} (known: {known})")
         base_url = self.base_url(table.get("base_url"))
         credentials = self.credentials(table)
         kwargs: dict[str, Any] = {}
@@ -251,7 +321,15 @@ class _Reader:
                 kwargs[key] = self.count(key, table[key])
         if kwargs.get("verify_tls") is False and kwargs.get("ca_file"):
             self.problem("ca_file", "is set but verify_tls is false; drop one of them")
-        options = {k: v for k, v in table.items() if k not in _KNOWN and k not in _CREDENTIAL_KEYS}
+        kind = type_.strip() if type_ is not None else None
+        options: dict[str, Any] = {}
+        for key in table:
+            if key in _KNOWN or key in _CREDENTIAL_KEYS:
+                continue
+            if kind is not None and key in _OPTIONS.get(kind, {}):
+                options[key] = self.option(kind, key, table[key])
+            elif kind in _OPTIONS or kind is None:  # an unknown type is reported already
+                self.unknown(kind, key)
         if self.failed or type_ is None or base_url is None:
             return None
         return Connection(

@@ -11,23 +11,37 @@ from __future__ import annotations
 
 import os
 
+from .errors import ConfigError
+
 POINTS = ("before_submit", "after_accept", "after_store", "mid_poll", "mid_commit")
 CRASH_EXIT = 70
+ENV = "ORCHESTRATOR_CRASH_AT"
 
 _target: str | None = None
 _remaining = 0
+_problem: str | None = None  # why the environment's crash point is not one; reported by check()
 
 
 def _load() -> None:
-    global _target, _remaining
-    spec = os.environ.get("ORCHESTRATOR_CRASH_AT", "")
-    point, _, count = spec.partition(":")
+    """Read the environment; a bad value disables crash points and is kept for :func:`check`
+    (never raised at import: ``orchestrator --help`` must work whatever the environment)."""
+    global _target, _remaining, _problem
+    spec = os.environ.get(ENV, "")
+    point, sep, count = spec.partition(":")
+    _target, _remaining, _problem = None, 0, None
     if point and point not in POINTS:
-        raise ValueError(
-            f"ORCHESTRATOR_CRASH_AT: unknown point {point!r} (one of {', '.join(POINTS)})"
-        )
-    _target = point or None
-    _remaining = int(count) if count else 1
+        _problem = f"{ENV}: unknown point {point!r} (one of {', '.join(POINTS)})"
+    elif sep and not (count.isascii() and count.isdigit() and int(count) >= 1):
+        _problem = f"{ENV}: the count after ':' must be a whole number >= 1, got {count!r}"
+    elif point:
+        _target = point
+        _remaining = int(count) if count else 1
+
+
+def check() -> None:
+    """Raise :class:`ConfigError` if ``ORCHESTRATOR_CRASH_AT`` names no crash point."""
+    if _problem is not None:
+        raise ConfigError(_problem)
 
 
 _load()

@@ -1,4 +1,8 @@
-"""Durations written as ``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` or ``"1h30m"``."""
+"""Durations written as ``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` or ``"1h30m"``.
+
+Every duration is positive, finite and at most :data:`MAX_DURATION` (30 days): a timeout or a
+backoff longer than that is a typo (``1e300``), and would leave a job waiting forever.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 30 * 86400.0
+"""The longest duration accepted anywhere (timeouts, retry delays, connection deadlines)."""
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 
@@ -14,7 +20,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip().lower()
         try:
@@ -32,9 +41,18 @@ def parse_duration(value: object) -> float:
                 ) from None
     else:
         raise ValueError(f"bad duration {value!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"bad duration {value!r} (must be positive)")
+    if math.isnan(seconds):
+        raise ValueError(f"bad duration {_shown(value)} (not a number)")
+    if seconds <= 0:
+        raise ValueError(f"bad duration {_shown(value)} (must be positive)")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"bad duration {_shown(value)} (at most 30 days)")
     return seconds
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
 
 
 def format_duration(seconds: float) -> str:

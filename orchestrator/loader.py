@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ _DAG_FIELDS = frozenset(
     }
 )
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_DEPTH = 64
+"""JSON arrays and objects nest at most this deep in a DAG file (the engine recurses on them)."""
 
 
 def load_path(path: str | Path) -> list[DAG]:
@@ -62,16 +65,63 @@ def load_json_file(path: Path) -> DAG:
     if path.stat().st_size > MAX_FILE_BYTES:
         raise DagError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DagError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    data, duplicates = parse_json(text, str(path))
+    return dag_from_json(data, source=str(path), duplicates=duplicates)
+
+
+Duplicates = Sequence[tuple[dict[str, Any], str]]
+"""Each JSON object that repeats a key, with the repeated key (the later value won)."""
+
+
+def parse_json(text: str, source: str) -> tuple[Any, Duplicates]:
+    """The JSON document and its repeated keys; :class:`DagError` names ``source`` and says
+    what is wrong in one line (syntax, nesting deeper than :data:`MAX_DEPTH`, a huge number)."""
+    duplicates: list[tuple[dict[str, Any], str]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items):
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    duplicates.append((obj, key))
+                seen.add(key)
+        return obj
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as exc:
-        raise DagError(f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return dag_from_json(data, source=str(path))
+        raise DagError(f"{source}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise DagError(f"{source}: nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise DagError(f"{source}: {exc}") from None
+    if _depth_exceeds(data, MAX_DEPTH):
+        raise DagError(f"{source}: nested more than {MAX_DEPTH} levels deep")
+    return data, duplicates
 
 
-def dag_from_json(data: Any, *, source: str = "<json>") -> DAG:
-    """Build a DAG from the JSON form; every shape problem is collected and reported at once."""
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep (without recursing)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def dag_from_json(data: Any, *, source: str = "<json>", duplicates: Duplicates = ()) -> DAG:
+    """Build a DAG from the JSON form; every shape problem is collected and reported at once.
+
+    ``duplicates`` are the keys :func:`parse_json` saw twice in one object: each is a problem.
+    """
     problems: list[str] = []
 
     def bad(message: str) -> None:
@@ -79,6 +129,8 @@ def dag_from_json(data: Any, *, source: str = "<json>") -> DAG:
 
     if not isinstance(data, dict):
         raise DagValidationError([f"{source}: expected a JSON object at the top level"])
+    for problem in _duplicate_problems(data, duplicates):
+        bad(problem)
     for key in data:
         if key not in _DAG_FIELDS:
             bad(f"unknown field {key!r}")
@@ -154,6 +206,22 @@ def dag_from_json(data: Any, *, source: str = "<json>") -> DAG:
     return dag
 
 
+def _duplicate_problems(data: dict[str, Any], duplicates: Duplicates) -> list[str]:
+    jobs = data.get("jobs")
+    owners = {id(spec): job_id for job_id, spec in jobs.items()} if isinstance(jobs, dict) else {}
+    problems = []
+    for obj, key in duplicates:
+        if obj is jobs:
+            problems.append(f"job {key!r}: duplicate job id (it appears twice in 'jobs')")
+        elif obj is data:
+            problems.append(f"field {key!r}: appears twice")
+        elif id(obj) in owners:
+            problems.append(f"job {owners[id(obj)]!r}: field {key!r}: appears twice")
+        else:
+            problems.append(f"key {key!r} appears twice in one object")
+    return problems
+
+
 def _read_job_graph(graph: Any, dag: DAG, bad: Any) -> None:
     if graph is None:
         return  # no edges: every job is a root
@@ -168,13 +236,18 @@ def _read_job_graph(graph: Any, dag: DAG, bad: Any) -> None:
     if not isinstance(edges, list):
         bad("field 'jobGraph.edges': expected a list")
         edges = []
+    seen: set[str] = set()
     for v in vertices:
         if isinstance(v, bool) or not isinstance(v, str | int):
             bad(f"jobGraph.vertices: {v!r} is not a string or an integer")
+        elif str(v) in seen:
+            bad(f"jobGraph.vertices: vertex {v!r} is listed twice")
         elif str(v) not in dag.jobs:
             bad(f"jobGraph.vertices: vertex {v!r} has no job in 'jobs'")
         else:
             dag.jobs[str(v)].vertex = v
+        if isinstance(v, str | int) and not isinstance(v, bool):
+            seen.add(str(v))
     for i, edge in enumerate(edges):
         if not isinstance(edge, dict) or "source" not in edge or "target" not in edge:
             bad(f"jobGraph.edges[{i}]: expected an object with 'source' and 'target'")
@@ -201,9 +274,21 @@ def load_python_file(path: Path) -> list[DAG]:
         raise DagError(f"{path}: importing failed: {type(exc).__name__}: {exc}") from exc
     finally:
         sys.modules.pop(module_name, None)
-    dags = [v for v in vars(module).values() if isinstance(v, DAG)]
-    if not dags:
+    found: dict[int, tuple[str, DAG]] = {}  # one DAG bound to two variables is one DAG
+    for variable, value in vars(module).items():
+        if isinstance(value, DAG):
+            found.setdefault(id(value), (variable, value))
+    if not found:
         raise DagError(f"{path}: defines no DAG (make one with `with DAG(...) as dag:`)")
+    by_name: dict[str, str] = {}
+    for variable, dag in found.values():
+        if isinstance(dag.name, str) and dag.name in by_name:  # (validate checks the name)
+            raise DagError(
+                f"{path}: two DAGs are named {dag.name!r} (variables {by_name[dag.name]!r} and "
+                f"{variable!r}); give each DAG its own name"
+            )
+        by_name[str(dag.name)] = variable
+    dags = [dag for _, dag in found.values()]
     for dag in dags:
         dag.source = dag.source or str(path)
     return dags

@@ -7,11 +7,15 @@ jitter"). The random source is passed in so that tests are deterministic.
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
-from .durations import format_duration, parse_duration
+from .durations import MAX_DURATION, format_duration, parse_duration
+
+MAX_ATTEMPTS = 1000
+"""At most this many attempts per job: more is a typo that would retry for ever."""
 
 
 class Outcome(StrEnum):
@@ -36,6 +40,21 @@ class RetryPolicy:
     cap: float = 300.0
     jitter: bool = True
     retry_on: frozenset[Outcome] = field(default=ALL_OUTCOMES)
+
+    def problem(self) -> str | None:
+        """What is out of bounds in this policy (``"retries.field: ..."``), or ``None``."""
+        attempts, factor = self.attempts, self.factor
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            return f"retries.attempts: expected a whole number >= 1, got {attempts!r}"
+        if attempts > MAX_ATTEMPTS:
+            return f"retries.attempts: at most {MAX_ATTEMPTS}, got {attempts}"
+        if not _number_within(factor, 1.0, sys.float_info.max):
+            return f"retries.backoff: expected a finite number >= 1, got {factor!r}"
+        for name in ("base", "cap"):
+            value = getattr(self, name)
+            if not _number_within(value, 0.0, MAX_DURATION) or value == 0:
+                return f"retries.{name}: expected a positive duration up to 30 days, got {value!r}"
+        return None
 
     def should_retry(self, attempt: int, outcome: Outcome) -> bool:
         return attempt < self.attempts and outcome in self.retry_on
@@ -64,7 +83,7 @@ class RetryPolicy:
         if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
             raise ValueError(f"retries.attempts: expected a whole number >= 1, got {attempts!r}")
         factor = data.get("factor", data.get("backoff", 2.0))
-        if not isinstance(factor, int | float) or isinstance(factor, bool) or factor < 1:
+        if not _number_within(factor, 1.0, sys.float_info.max):
             raise ValueError(f"retries.backoff: expected a number >= 1, got {factor!r}")
         try:
             base = parse_duration(data.get("base", 1.0))
@@ -85,7 +104,11 @@ class RetryPolicy:
         except ValueError:
             names = ", ".join(o.value for o in Outcome)
             raise ValueError(f"retries.retryOn: values must be among {names}") from None
-        return cls(attempts, base, float(factor), cap, jitter, retry_on)
+        policy = cls(attempts, base, float(factor), cap, jitter, retry_on)
+        problem = policy.problem()
+        if problem is not None:
+            raise ValueError(problem)
+        return policy
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,3 +119,13 @@ class RetryPolicy:
             "jitter": self.jitter,
             "retryOn": sorted(o.value for o in self.retry_on),
         }
+
+
+def _number_within(value: object, low: float, high: float) -> TypeGuard[int | float]:
+    """Whether ``value`` is a real number (not a bool, not NaN) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return low <= float(value) <= high  # False for NaN
+    except OverflowError:
+        return False

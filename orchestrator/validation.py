@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+import inspect
+import zoneinfo
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import networkx as nx
+from cronsim import CronSim, CronSimError
 
 from .dag import AMBIGUOUS_POLICIES, DAG, ENGINE_FIELDS
 from .durations import parse_duration
 from .errors import DagValidationError, PermanentError
-from .retry import RetryPolicy
 from .trigger_rules import TriggerRule
 from .webhooks.definitions import validate_webhooks
 from .webhooks.guard import Egress, check_literal
 
 MAX_JOBS = 100_000
+OVERLAP_POLICIES = ("skip", "queue", "allow")
+"""What a new run does while one of its DAG is active (``schedule.overlap``, ``--overlap``)."""
+CATCHUP_POLICIES = ("none", "latest", "all")
+CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+MAX_CYCLE_SHOWN = 10  # a longer cycle shows its first and last few jobs and its length
 
 
 def _where(dag: DAG) -> str:
@@ -61,8 +78,13 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
     ):
         bad(None, f"field 'concurrency': expected a whole number >= 1, got {dag.concurrency!r}")
     for pool, limit in dag.pools.items():
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        if (problem := name_problem("pool name", pool)) is not None:
+            bad(None, f"field 'pools': {problem}")
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             bad(None, f"field 'pools.{pool}': expected a whole number >= 1, got {limit!r}")
+    if dag.schedule is not None:
+        for problem in schedule_problems(dag.schedule):
+            bad(None, problem)
     if not isinstance(dag.fail_fast, bool):
         bad(None, f"field 'failFast': expected true or false, got {dag.fail_fast!r}")
 
@@ -98,8 +120,7 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
     if not unknown_nodes and not nx.is_directed_acyclic_graph(dag.graph):
         # find_cycle is slow on big graphs: only ask it once we know there is a cycle
         cycle = nx.find_cycle(dag.graph)
-        path = [str(edge[0]) for edge in cycle] + [str(cycle[0][0])]
-        bad(None, f"jobGraph: cycle {' -> '.join(path)}")
+        bad(None, f"jobGraph: cycle {cycle_text([edge[0] for edge in cycle])}")
     if problems:
         raise DagValidationError(problems)
 
@@ -107,6 +128,10 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
 def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], bad: Any) -> None:
     if not isinstance(job.id, str) or not job.id:
         bad("field 'id': expected a non-empty string")
+    elif (problem := name_problem("id", job.id)) is not None:
+        bad(f"field 'id': {problem}")
+    if isinstance(job.connection, str) and (problem := name_problem("name", job.connection)):
+        bad(f"field 'connection': {problem}")
     job_type = types.get(job.type) if job.type in allowed else None
     if job_type is None:
         names = ", ".join(sorted(allowed))
@@ -121,8 +146,8 @@ def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], 
             for name in job.params:
                 if name not in job_type.required and name not in job_type.optional:
                     bad(f"field {name!r}: not a field of job type {job.type!r}")
-        if job.type == "python" and job.call is None:
-            bad("field 'call': a python job needs a callable")
+        if job.type == "python" and (problem := call_problem(job.call)) is not None:
+            bad(f"field 'call': {problem}")
         for problem in job_type.validate(job.params):
             bad(problem)
     try:
@@ -130,11 +155,13 @@ def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], 
     except ValueError:
         rules = ", ".join(r.value for r in TriggerRule)
         bad(f"field 'triggerRule': bad trigger rule {job.trigger_rule!r} (one of: {rules})")
-    if job.retries is not None and not isinstance(job.retries, RetryPolicy):
+    if job.retries is not None:
         try:
-            job.retry_policy  # noqa: B018 - parses
+            problem = job.retry_policy.problem()  # parses the JSON form, bounds a RetryPolicy
         except ValueError as exc:
-            name, _, message = str(exc).partition(": ")
+            problem = str(exc)
+        if problem is not None:
+            name, _, message = problem.partition(": ")
             bad(f"field {name!r}: {message}")
     if job.timeout is not None:
         try:
@@ -144,7 +171,9 @@ def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], 
     if not isinstance(job.priority, int) or isinstance(job.priority, bool):
         bad(f"field 'priority': expected a whole number, got {job.priority!r}")
     for pool in job.pools:
-        if pool not in dag.pools:
+        if (problem := name_problem("pool name", pool)) is not None:
+            bad(f"field 'pool': {problem}")
+        elif pool not in dag.pools:
             bad(f"field 'pool': unknown pool {pool!r} (declare it in the DAG's 'pools')")
     if job.on_ambiguous_submit is not None and job.on_ambiguous_submit not in AMBIGUOUS_POLICIES:
         bad(
@@ -154,3 +183,129 @@ def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], 
     for name in job.params:
         if name in ENGINE_FIELDS:
             bad(f"field {name!r}: is an engine field, not a connector field")
+
+
+# -- pure checks, each returning the problem or None -------------------------------------------
+
+
+def name_problem(what: str, name: object) -> str | None:
+    """Why ``name`` (a job id, a pool, connection or DAG name) cannot be shown on a terminal as
+    it is: a control, format (bidi) or other non-printable character; ``None`` if it can."""
+    if not isinstance(name, str):
+        return f"expected a string {what}, got {name!r}"
+    for char in name:
+        if not char.isprintable():
+            return (
+                f"the {what} {name!r} has the non-printable character U+{ord(char):04X}; "
+                "use printable characters only"
+            )
+    return None
+
+
+def call_problem(call: object) -> str | None:
+    """Why ``call`` cannot be a python job's callable (taking the one JobContext argument)."""
+    if call is None:
+        return "a python job needs a callable"
+    if not callable(call):
+        return f"a python job needs a callable, got {type(call).__name__} {call!r:.60}"
+    try:
+        inspect.signature(call).bind(None)
+    except TypeError:
+        name = getattr(call, "__qualname__", repr(call))
+        return f"{name} must take one argument (the job's JobContext)"
+    except ValueError:
+        pass  # no signature to read (some builtins): let the call tell
+    return None
+
+
+def cycle_text(path: list[Any]) -> str:
+    """``a -> b -> c -> a``; a cycle of more than :data:`MAX_CYCLE_SHOWN` jobs shows its
+    first and last few: ``of 5000 jobs: j0 -> ... -> j4 -> ... (4990 more) -> j4995 -> ...``."""
+    shown = [_shown(node) for node in path]
+    if len(shown) <= MAX_CYCLE_SHOWN:
+        return " -> ".join([*shown, shown[0]])
+    half = MAX_CYCLE_SHOWN // 2
+    middle = f"... ({len(shown) - 2 * half} more)"
+    return f"of {len(shown)} jobs: " + " -> ".join(
+        [*shown[:half], middle, *shown[-half:], shown[0]]
+    )
+
+
+def _shown(node: object) -> str:
+    text = str(node)
+    return text if text.isprintable() else repr(text)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return f"{value!r} is not one of {', '.join(choices)}"
+
+    return check
+
+
+def _cron_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected a cron expression string, got {value!r}"
+    expression = CRON_ALIASES.get(value.strip().lower(), value)
+    if len(expression) > 200:
+        return "a cron expression of more than 200 characters"
+    try:
+        CronSim(expression, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        aliases = ", ".join(CRON_ALIASES)
+        return f"bad cron expression {value!r}: {exc} (five fields, or one of {aliases})"
+    return None
+
+
+def _timezone_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"expected an IANA time zone name such as 'Europe/Berlin', got {value!r}"
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return f"unknown time zone {value!r} (an IANA name such as 'Europe/Berlin' or 'UTC')"
+    return None
+
+
+def _duration_problem(value: Any) -> str | None:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _boolean_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+
+
+SCHEDULE_FIELDS: Mapping[str, Callable[[Any], str | None]] = {
+    "cron": _cron_problem,
+    "timezone": _timezone_problem,
+    "catchup": _one_of(CATCHUP_POLICIES),
+    "overlap": _one_of(OVERLAP_POLICIES),
+    "jitter": _duration_problem,
+    "paused": _boolean_problem,
+}
+"""Each field of a DAG's ``schedule`` and its check (the one ``run`` applies too)."""
+
+
+def schedule_field_problem(name: str, value: Any) -> str | None:
+    """The problem with ``schedule.<name> = value``, or ``None``."""
+    check = SCHEDULE_FIELDS.get(name)
+    if check is None:
+        close = difflib.get_close_matches(name, SCHEDULE_FIELDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"not a schedule field{hint}; known: {', '.join(SCHEDULE_FIELDS)}"
+    return check(value)
+
+
+def schedule_problems(schedule: Mapping[str, Any]) -> list[str]:
+    """Every problem of a DAG's ``schedule``, each naming its field."""
+    problems = []
+    for name, value in schedule.items():
+        if (problem := schedule_field_problem(str(name), value)) is not None:
+            problems.append(f"field 'schedule.{name}': {problem}")
+    return problems

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..engine.tokens import Substituter, substitute
 from ..errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class JobType:
 
     ``validate`` returns problems as ``"field 'x': what is wrong"`` strings. ``open`` is called
     once per run and connection with the named connection (``None`` for local job types).
+    ``substitute`` puts the ``$tokens`` into its fields at each attempt (data, never code).
     """
 
     name: str
@@ -151,6 +153,7 @@ class JobType:
     can_cancel: bool = True
     poll: PollSchedule = PollSchedule()
     dedup_by_key: bool = False  # the remote deduplicates submissions by idempotency key
+    substitute: Substituter = substitute
     # onAmbiguousSubmit when the job sets none: "unknown" where nothing can be looked up, so
     # that a crash never sends a job twice
     ambiguous_default: str = "resubmit"
@@ -189,7 +192,8 @@ def wall_time(value: Any) -> float | None:
 def clock_skew(connection: Connection) -> float:
     """The connection option ``clock_skew`` (seconds, default 5): how far the remote's clock
     may be from ours when a lookup compares its start times with the write-ahead time."""
-    value = connection.options.get("clock_skew", DEFAULT_SKEW)
+    options = connection.options
+    value = options.get("clock_skew", options.get("find_skew", DEFAULT_SKEW))
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
         raise ConfigError(
             f"connection {connection.name!r}: option 'clock_skew' must be seconds from 0 to 3600"

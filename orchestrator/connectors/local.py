@@ -7,6 +7,7 @@ wakes the engine the moment one ends.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -27,6 +28,7 @@ import anyio.abc
 
 from ..connections import Connection
 from ..durations import parse_duration
+from ..engine.tokens import substitute, substitute_shell
 from ..errors import NotFoundError, PermanentError
 from .base import (
     CancelResult,
@@ -107,14 +109,26 @@ class CommandConnector(_TaskGroupOwner):
                     start_new_session=True,
                 )
         except OSError as exc:
-            raise PermanentError(
-                f"cannot start {shlex.join(args)[:200]}: {exc.strerror or exc}"
-            ) from None
+            why = exc.strerror or str(exc)
+            cwd = p.get("cwd")
+            if cwd is not None and exc.filename == cwd:  # the child could not chdir
+                why = (
+                    f"cwd {cwd} does not exist"
+                    if isinstance(exc, FileNotFoundError)
+                    else f"cwd {cwd} is not a directory"
+                    if isinstance(exc, NotADirectoryError)
+                    else f"cwd {cwd}: {why}"
+                )
+            raise PermanentError(f"cannot start {shlex.join(args)[:200]}: {why}") from None
+        except ValueError as exc:  # a NUL byte in an argument, the cwd or the environment
+            raise PermanentError(f"cannot start {shlex.join(args)[:200]}: {exc}") from None
         entry = _Process(process, log)
         self._processes[process.pid] = entry
         self.tg.start_soon(self._watch, entry, submission.wake)
         grace = parse_duration(p["grace"]) if "grace" in p else DEFAULT_GRACE
-        return {"pid": process.pid, "log": str(log), "grace": grace}
+        # the start time tells this process from a later one given the same pid
+        start = _start_time(process.pid)
+        return {"pid": process.pid, "log": str(log), "grace": grace, "start": start}
 
     async def _watch(self, entry: _Process, wake: Callable[[], None]) -> None:
         await entry.process.wait()
@@ -124,11 +138,7 @@ class CommandConnector(_TaskGroupOwner):
     async def poll(self, handle: RemoteHandle) -> PollResult:
         entry = self._processes.get(int(handle["pid"]))
         if entry is None:
-            return PollResult(
-                RemoteStatus.FAILED,
-                remote_status="lost",
-                error="the process is gone (the orchestrator restarted while it ran)",
-            )
+            return await self._orphan(handle)
         code = entry.process.returncode
         if code is None or not entry.done.is_set():
             return PollResult(RemoteStatus.RUNNING, remote_status="running")
@@ -151,9 +161,36 @@ class CommandConnector(_TaskGroupOwner):
             log_tail=tail,
         )
 
+    async def _orphan(self, handle: RemoteHandle) -> PollResult:
+        """A command started by an orchestrator process that has since died. Not being its
+        parent, this one cannot learn its exit code: it stops the command's process group (the
+        same process, checked by its start time) and fails the attempt, saying so."""
+        pid = int(handle["pid"])
+        tail = await anyio.to_thread.run_sync(_tail, Path(str(handle.get("log", ""))))
+        stopped = await _stop_orphan(pid, handle.get("start"), float(handle.get("grace", 0)))
+        if stopped is None:
+            return PollResult(
+                RemoteStatus.FAILED,
+                remote_status="lost",
+                error=f"the command (pid {pid}) ended while the orchestrator was not running; "
+                "its exit code cannot be known",
+                log_tail=tail or None,
+            )
+        return PollResult(
+            RemoteStatus.FAILED,
+            remote_status="killed",
+            error=f"the orchestrator restarted while the command ran: its process group "
+            f"(pid {pid}) was {stopped}, as a command is not followed across a restart",
+            log_tail=tail or None,
+        )
+
     async def cancel(self, handle: RemoteHandle) -> CancelResult:
         entry = self._processes.get(int(handle["pid"]))
-        if entry is None or entry.done.is_set():
+        if entry is None:  # started by a process that has died: stop it all the same
+            pid, grace = int(handle["pid"]), float(handle.get("grace", DEFAULT_GRACE))
+            stopped = await _stop_orphan(pid, handle.get("start"), grace)
+            return CancelResult(True, stopped or "the process had already ended")
+        if entry.done.is_set():
             return CancelResult(True, "the process had already ended")
         grace = float(handle.get("grace", DEFAULT_GRACE))
         _signal_group(entry.process, signal.SIGTERM)
@@ -166,9 +203,12 @@ class CommandConnector(_TaskGroupOwner):
         return CancelResult(True, f"killed by SIGKILL after a {grace:g}s grace period")
 
     async def _shutdown(self) -> None:
-        for entry in list(self._processes.values()):
-            if not entry.done.is_set():
-                _signal_group(entry.process, signal.SIGKILL)
+        running = [entry for entry in self._processes.values() if not entry.done.is_set()]
+        for entry in running:
+            _signal_group(entry.process, signal.SIGKILL)
+        with anyio.move_on_after(5, shield=True):  # reaped, not left as zombies
+            for entry in running:
+                await entry.done.wait()
         if self._own_dir:  # the log tails are in the run's record already
             await anyio.to_thread.run_sync(shutil.rmtree, self._log_dir, True)
 
@@ -180,6 +220,44 @@ def _signal_group(process: anyio.abc.Process, sig: signal.Signals) -> None:
         pass
     except PermissionError:  # pragma: no cover - not our group
         process.send_signal(sig)
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, from ``/proc/PID/stat``); ``None`` if
+    there is no such process or it has ended (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # fields[0] is the state (field 3), fields[19] the start time (field 22)
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+async def _stop_orphan(pid: int, start: Any, grace: float) -> str | None:
+    """Stop the process group of ``pid`` if ``pid`` is still the process that started at
+    ``start``: SIGTERM, then SIGKILL after ``grace``. Returns how it was stopped, or ``None``
+    when that process is no longer running."""
+    try:
+        pidfd = os.pidfd_open(pid)  # held: the pid cannot name another process meanwhile
+    except OSError:
+        return None
+    try:
+        if start is None or _start_time(pid) != start:
+            return None
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+            with anyio.move_on_after(wait):
+                await anyio.wait_readable(pidfd)  # readable once the process has ended
+                return (
+                    "stopped by SIGTERM"
+                    if sig is signal.SIGTERM
+                    else (f"killed by SIGKILL after a {grace:g}s grace period")
+                )
+        return "sent SIGKILL"
+    finally:
+        os.close(pidfd)
 
 
 def _tail(path: Path) -> str:
@@ -215,6 +293,20 @@ def _validate_command(params: Mapping[str, Any]) -> list[str]:
         except ValueError as exc:
             problems.append(f"field 'grace': {exc}")
     return problems
+
+
+def _substitute_command(params: Mapping[str, Any], tokens: Mapping[str, Any]) -> dict[str, Any]:
+    """A string ``command`` is shell code: its tokens reach it as quoted references to
+    environment variables holding their values. A list's token stays inside its argument; the
+    ``env`` and ``cwd`` values are data as they are."""
+    command = params.get("command")
+    if not isinstance(command, str):
+        return dict(substitute(params, tokens))
+    out: dict[str, Any] = substitute({k: v for k, v in params.items() if k != "command"}, tokens)
+    out["command"], env = substitute_shell(command, tokens)
+    if env:
+        out["env"] = {**(out.get("env") or {}), **env}
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +426,7 @@ JOB_TYPES = (
         needs_connection=False,
         validate=_validate_command,
         poll=_LOCAL_POLL,
+        substitute=_substitute_command,
     ),
     JobType(
         name="python",

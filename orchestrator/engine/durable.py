@@ -25,9 +25,8 @@ from ..store.base import (
     Store,
     json_text,
 )
+from ..validation import schedule_field_problem
 from .records import Run
-
-OVERLAP_POLICIES = ("skip", "queue", "allow")
 
 
 def dag_definition(dag: DAG) -> tuple[dict[str, Any], str]:
@@ -53,12 +52,11 @@ def encoded_definition(dag: DAG) -> tuple[dict[str, Any], str, str]:
 
 
 def overlap_policy(dag: DAG, override: str | None = None) -> str:
+    """The policy of a new run: ``override``, else the DAG's ``schedule.overlap``, else skip;
+    checked as ``validate`` checks it."""
     policy = override or (dag.schedule or {}).get("overlap") or "skip"
-    if policy not in OVERLAP_POLICIES:
-        raise DagError(
-            f"{dag.source or dag.name}: field 'schedule.overlap': {policy!r} is not one of "
-            f"{', '.join(OVERLAP_POLICIES)} (for runs from the command line)"
-        )
+    if (problem := schedule_field_problem("overlap", policy)) is not None:
+        raise DagError(f"{dag.source or dag.name}: field 'schedule.overlap': {problem}")
     return str(policy)
 
 

@@ -63,7 +63,6 @@ from ..webhooks.definitions import Webhook
 from ..webhooks.outbox import job_deliveries, run_deliveries
 from .connectors import ConnectorSet
 from .records import JobRun, Run
-from .tokens import substitute
 
 DEFAULT_CONCURRENCY = 64
 CANCEL_GRACE = 30.0  # seconds a remote cancel may take once the run is being cancelled
@@ -658,7 +657,7 @@ class RunExecutor:
         job = jr.job
         params: Mapping[str, Any] = job.params
         if jr.has_tokens:
-            params = substitute(
+            params = jr.job_type.substitute(
                 params, {**self._tokens_base, "jobId": jr.id, "attempt": jr.attempts}
             )
         if job.call is not None:

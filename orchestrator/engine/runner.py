@@ -33,6 +33,25 @@ def resolve_params(dag: DAG, given: Mapping[str, Any] | None) -> dict[str, Any]:
     return params
 
 
+def concurrency_problem(value: object) -> str | None:
+    """Why ``value`` is not a concurrency limit (a whole number >= 1), or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"expected a whole number >= 1, got {value!r}"
+    return None
+
+
+def check_limits(concurrency: object, connections: Mapping[str, Connection]) -> None:
+    """Refuse a run-wide or per-connection concurrency below 1: no job could ever start."""
+    problems = []
+    if concurrency is not None and (problem := concurrency_problem(concurrency)):
+        problems.append(f"concurrency: {problem}")
+    for name, conn in connections.items():
+        if conn.concurrency is not None and (problem := concurrency_problem(conn.concurrency)):
+            problems.append(f"connection {name!r}: field 'concurrency': {problem}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def new_run_id() -> str:
     return uuid.uuid4().hex
 
@@ -44,8 +63,10 @@ def prepare_run(
     connections: Mapping[str, Connection] | None = None,
     run_id: str | None = None,
     trigger: str = "manual",
+    concurrency: int | None = None,
 ) -> Run:
     """Check everything a run needs before it starts; raise on the first kind of problem."""
+    check_limits(concurrency, connections or {})
     resolved = resolve_params(dag, params)
     problems = check_connections(dag, connections or {})
     if problems:
@@ -75,7 +96,7 @@ async def run_dag(
     for them.
     """
     conns = dict(connections or {})
-    run = prepare_run(dag, params=params, connections=conns, run_id=run_id)
+    run = prepare_run(dag, params=params, connections=conns, run_id=run_id, concurrency=concurrency)
     has_hooks = bool(dag.webhooks) or any(job.webhooks for job in dag)
     if store is None and has_hooks:
         from ..store.memory import MemoryStore

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from ..errors import PermanentError
+from ..errors import ConfigError, PermanentError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_ENV = "ORCHESTRATOR_WEBHOOK_ALLOW"
@@ -41,7 +41,7 @@ class Egress:
                 try:
                     nets.append(ipaddress.ip_network(word, strict=False))
                 except ValueError:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{ALLOW_ENV}: {word!r} is not loopback, private, link-local or a CIDR"
                     ) from None
         return cls(flags["loopback"], flags["private"], flags["link-local"], tuple(nets))

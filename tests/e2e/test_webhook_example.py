@@ -70,7 +70,7 @@ def test_the_webhook_example_reaches_the_receiver(tmp_path: Path) -> None:
     assert len(lines) == 4, lines
     assert sorted(line.split()[2] for line in lines) == ["/alerts", "/jobs", "/jobs", "/runs"]
     signed = [line for line in lines if "signature=ok" in line]
-    assert len(signed) == 3  # the GET webhook has no secretKey
+    assert len(signed) == 4  # the receiver refuses (401) an unsigned one
     assert any(
         "/alerts" in line and '"alert": "flaky failed: the remote said no"' in line
         for line in lines

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator import DAG, Job, JobContext, JobState, RunState, run_dag
 from orchestrator.connectors.base import RemoteStatus, Submission
-from orchestrator.connectors.local import CommandConnector
+from orchestrator.connectors.local import CommandConnector, _start_time
 from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.runner import prepare_run
@@ -157,3 +157,116 @@ async def test_python_job_is_cancelled_by_its_timeout() -> None:
     assert run.jobs["f"].state is JobState.FAILED
     assert run.jobs["f"].error == "timed out after 0.2s"
     assert cancelled.is_set()
+
+
+HOSTILE_VALUES = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "x; touch PWNED",
+    'it\'s "quoted" $HOME',
+    "one\ntwo && touch PWNED",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+async def test_a_token_in_a_shell_command_is_data(tmp_path: os.PathLike[str], value: str) -> None:
+    with DAG("inj", params={"v": "safe"}) as dag:
+        Job("bare", "command", command="printf '%s|' $v", cwd=str(tmp_path))
+        Job("double", "command", command='printf "%s|" "[$v]"', cwd=str(tmp_path))
+        Job("single", "command", command="printf '%s|' '[$v]'", cwd=str(tmp_path))
+        Job("argv", "command", command=["printf", "%s|", "[$v]"], cwd=str(tmp_path))
+        Job("env", "command", command='printf "%s|" "$V"', env={"V": "$v"}, cwd=str(tmp_path))
+    dag.validate()
+    run = await run_dag(dag, params={"v": value})
+    assert {j.id: j.log_tail for j in run.jobs.values()} == {
+        "bare": f"{value}|",
+        "double": f"[{value}]|",
+        "single": f"[{value}]|",
+        "argv": f"[{value}]|",
+        "env": f"{value}|",
+    }
+    assert not os.path.exists(os.path.join(tmp_path, "PWNED"))
+
+
+async def test_a_token_in_a_missing_cwd_is_named(tmp_path: os.PathLike[str]) -> None:
+    gone = os.path.join(tmp_path, "gone")
+    with DAG("cwd", params={"d": gone}) as dag:
+        Job("pwd", "command", command=["pwd"], cwd="$d")
+        Job("file", "command", command="pwd", cwd=__file__)
+    dag.validate()
+    run = await run_dag(dag)
+    assert run.jobs["pwd"].error == f"submit failed: cannot start pwd: cwd {gone} does not exist"
+    assert run.jobs["file"].error == (
+        f"submit failed: cannot start /bin/sh -c pwd: cwd {__file__} is not a directory"
+    )
+
+
+async def _wait_for(path: str) -> None:
+    with anyio.fail_after(5):
+        while not os.path.exists(path):
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize("trap", [False, True])
+async def test_a_command_left_by_a_dead_orchestrator_is_stopped_and_said_so(
+    tmp_path: os.PathLike[str], trap: bool
+) -> None:
+    """A second connector (the process that resumes) is handed the handle of a command the
+    first one (the process that died) still runs: it stops its whole process group."""
+    marker = os.path.join(tmp_path, "started")
+    child = os.path.join(tmp_path, "child")
+    script = ("trap '' TERM; " if trap else "") + (
+        f"sleep 30 & echo $! > {child}; echo working; touch {marker}; wait; sleep 30"
+    )
+    async with CommandConnector(str(tmp_path)) as first:
+        handle = await first.submit(
+            Submission("d", "r", "j", 1, "r/j/1", {"command": script, "grace": 0.3})
+        )
+        await _wait_for(marker)
+        with open(child) as f:
+            child_pid = int(f.read())
+        async with CommandConnector(str(tmp_path)) as second:
+            with anyio.fail_after(10):
+                result = await second.poll(handle)
+        with anyio.fail_after(5):  # the first connector sees its process end
+            while first._processes[handle["pid"]].process.returncode is None:
+                await anyio.sleep(0.02)
+    how = "killed by SIGKILL after a 0.3s grace period" if trap else "stopped by SIGTERM"
+    assert result.status is RemoteStatus.FAILED
+    assert result.error == (
+        f"the orchestrator restarted while the command ran: its process group "
+        f"(pid {handle['pid']}) was {how}, as a command is not followed across a restart"
+    )
+    assert result.log_tail == "working\n"
+    with anyio.fail_after(5):  # the whole group went, not only its leader
+        while _start_time(child_pid) is not None:  # (a zombie, if nothing reaps it, counts)
+            await anyio.sleep(0.02)
+
+
+async def test_a_command_that_ended_while_the_orchestrator_was_down_is_not_guessed(
+    tmp_path: os.PathLike[str],
+) -> None:
+    async with CommandConnector(str(tmp_path)) as first:
+        handle = await first.submit(Submission("d", "r", "j", 1, "r/j/1", {"command": "true"}))
+        with anyio.fail_after(5):
+            while first._processes[handle["pid"]].process.returncode is None:
+                await anyio.sleep(0.02)
+    async with CommandConnector(str(tmp_path)) as second:
+        result = await second.poll(handle)
+        cancelled = await second.cancel(handle)
+    assert result.status is RemoteStatus.FAILED
+    assert result.error == (
+        f"the command (pid {handle['pid']}) ended while the orchestrator was not running; "
+        "its exit code cannot be known"
+    )
+    assert cancelled.message == "the process had already ended"
+
+
+async def test_a_reused_pid_is_left_alone(tmp_path: os.PathLike[str]) -> None:
+    """The handle's start time is not this process's: another process has the pid now."""
+    async with CommandConnector(str(tmp_path)) as first:
+        handle = await first.submit(Submission("d", "r", "j", 1, "r/j/1", {"command": "sleep 30"}))
+        async with CommandConnector(str(tmp_path)) as second:
+            result = await second.poll({**handle, "start": handle["start"] - 1})
+        assert first._processes[handle["pid"]].process.returncode is None  # still running
+    assert result.remote_status == "lost"

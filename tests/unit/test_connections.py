@@ -35,11 +35,7 @@ rate = 2.5
 burst = 4
 concurrency = 3
 max_connections = 8
-workspace = "ws-${{REGION}}"
-note = "costs $${{PRICE}} and $5"
-
-[trifacta.headers]
-X-Team = "data"
+key_field = "ws-${{REGION}} costs $${{PRICE}} and $5"
 
 [celonis]
 type = "celonis"
@@ -67,11 +63,7 @@ app_key = "${{CELONIS_KEY}}"
         burst=4,
         concurrency=3,
         max_connections=8,
-        options={
-            "workspace": "ws-eu",
-            "note": "costs ${PRICE} and $5",
-            "headers": {"X-Team": "data"},
-        },
+        options={"key_field": "ws-eu costs ${PRICE} and $5"},
     )
     c = conns["celonis"]
     assert c.credentials == {"app_key": "ck-1"}
@@ -174,6 +166,8 @@ ca_file = "no-such.pem"
         ("'c'", "'options'", "MISSING is not set"),
         ("'c'", "'options'", "not a valid environment variable name"),
         ("'c'", "'options'", "unclosed"),
+        ("'c'", "'options'", "unknown key for a connection of type 'http'"),
+        ("'d'", "'type'", "unknown connection type 'x' (known: alation, celonis, "),
         ("'d'", "'ca_file'", "no such file"),
         ("'top'", "", "must be a table"),
     ]
@@ -244,3 +238,100 @@ def test_empty_credential_is_a_problem(tmp_path: Path) -> None:
     path = write(tmp_path, '[a]\ntype = "http"\nbase_url = "http://h"\ntoken = "${T}"\n')
     with pytest.raises(ConfigError, match="'token': is empty"):
         load_connections(path, environ={"T": ""})
+
+
+def _problems_of(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_connections(path, environ=environ or {})
+    first, *lines = str(info.value).splitlines()
+    assert first.startswith(f"connections file {path}: ")
+    prefix = f"{path}: connection "
+    assert all(line.startswith(prefix) for line in lines), lines
+    return [line.removeprefix(prefix) for line in lines]
+
+
+def test_wrongly_typed_values_and_unknown_keys_are_refused(tmp_path: Path) -> None:
+    problems = _problems_of(
+        tmp_path,
+        f"""
+[x]
+type = "trifacta"
+base_url = "http://h/"
+rate = "fast"
+timeout = -1
+verify_tls = "no"
+burst = "3"
+tokn = "{SECRET}"
+""",
+    )
+    assert problems == [
+        "'x': field 'verify_tls': must be true or false, not a string "
+        "(write verify_tls = no without quotes)",
+        "'x': field 'timeout': must be a positive number of seconds or a duration such as '30s'",
+        "'x': field 'rate': must be a positive number, not a string (write rate = fast without "
+        "quotes)",
+        "'x': field 'burst': must be a whole number of at least 1, not a string "
+        "(write burst = 3 without quotes)",
+        "'x': field 'tokn': unknown key for a connection of type 'trifacta' "
+        "(did you mean 'token'?)",
+    ]
+    assert not any(SECRET in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ('type = "ocapi"\ntoken_url = 5', "field 'token_url': must be a string, not a number"),
+        ('type = "ocapi"\nfind_skew = "soon"', "field 'find_skew': must be a positive number"),
+        ('type = "granta"\nmax_upload_bytes = "big"', "field 'max_upload_bytes': must be a whole"),
+        ('type = "celonis"\nappear_grace = -1', "field 'appear_grace': must be a positive number"),
+        ('type = "http"\nheaders = "X-A: 1"', "field 'headers': must be a table of header names"),
+        ('type = "http"\nkey_field = "id"', "field 'key_field': unknown key for a connection of"),
+        ('type = "htp"', "field 'type': unknown connection type 'htp' (known: alation, celonis,"),
+    ],
+)
+def test_type_specific_options_are_checked(tmp_path: Path, table: str, problem: str) -> None:
+    problems = _problems_of(tmp_path, f'[c]\nbase_url = "http://h"\n{table}\n')
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"'c': {problem}"), problems
+
+
+def test_type_specific_options_are_kept(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[o]
+type = "ocapi"
+base_url = "http://h"
+token_url = "/token"
+find_skew = "1m"
+
+[c]
+type = "celonis"
+base_url = "http://h"
+appear_grace = 0
+
+[h]
+type = "http"
+base_url = "http://h"
+headers = { X-Team = "data" }
+""",
+    )
+    conns = load_connections(path, environ={})
+    assert conns["o"].options == {"token_url": "/token", "find_skew": 60.0}
+    assert conns["c"].options == {"appear_grace": 0.0}
+    assert conns["h"].options == {"headers": {"X-Team": "data"}}
+
+
+@pytest.mark.parametrize("name", ["a\x1b[31m", "b\u202e", "c\x00"])
+def test_connection_names_with_non_printable_characters_are_refused(
+    tmp_path: Path, name: str
+) -> None:
+    toml_name = name.encode("unicode_escape").decode().replace("\\x", "\\u00")
+    problems = _problems_of(tmp_path, f'["{toml_name}"]\ntype = "http"\nbase_url = "http://h"\n')
+    assert problems == [
+        f"{name!r}: the connection name {name!r} has the non-printable character "
+        f"U+{ord(name[1]):04X}; use printable characters only"
+    ]
+    assert all(p.isprintable() for p in problems)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from orchestrator.durations import format_duration, parse_duration
-from orchestrator.retry import ALL_OUTCOMES, Outcome, RetryPolicy
+from orchestrator.durations import MAX_DURATION, format_duration, parse_duration
+from orchestrator.retry import ALL_OUTCOMES, MAX_ATTEMPTS, Outcome, RetryPolicy
 
 # -- parse_duration ------------------------------------------------------------------------
 
@@ -51,6 +51,28 @@ def test_parse_duration_explains_the_forms() -> None:
         parse_duration("ten minutes")
     with pytest.raises(ValueError, match="must be positive"):
         parse_duration("-1")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e300,
+        "31d",
+        "721h",
+        30 * 86400 + 1,
+        pytest.param(10**400, id="int"),
+        pytest.param("1" * 400, id="str"),
+    ],
+)
+def test_parse_duration_refuses_more_than_thirty_days(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^bad duration .{1,80} \(at most 30 days\)$"):
+        parse_duration(value)
+
+
+def test_parse_duration_accepts_thirty_days_and_refuses_nan() -> None:
+    assert parse_duration("30d") == MAX_DURATION == 30 * 86400.0
+    with pytest.raises(ValueError, match=r"^bad duration 'nan' \(not a number\)$"):
+        parse_duration("nan")
 
 
 # -- format_duration -----------------------------------------------------------------------
@@ -209,6 +231,13 @@ def test_from_json_number_of_attempts_and_factor_alias() -> None:
         ({"retryOn": "failed"}, "retries.retryOn: expected a list"),
         ({"retryOn": ["crashed"]}, "retries.retryOn: values must be among failed, timeout, error"),
         ({"tries": 3}, "retries: unknown field 'tries'"),
+        ({"attempts": 10**12}, "retries.attempts: at most 1000, got 1000000000000"),
+        ({"attempts": 1001}, "retries.attempts: at most 1000, got 1001"),
+        ({"base": 1e300}, "retries.base: bad duration 1e+300 (at most 30 days)"),
+        ({"cap": "365d"}, "retries.cap: bad duration '365d' (at most 30 days)"),
+        ({"backoff": float("nan")}, "retries.backoff: expected a number >= 1, got nan"),
+        ({"backoff": float("inf")}, "retries.backoff: expected a number >= 1, got inf"),
+        (10**12, "retries.attempts: at most 1000, got 1000000000000"),
         ("3", "retries: expected an object or a number of attempts"),
         (True, "retries: expected an object or a number of attempts"),
         ([3], "retries: expected an object or a number of attempts"),
@@ -217,6 +246,38 @@ def test_from_json_number_of_attempts_and_factor_alias() -> None:
 def test_from_json_errors_name_the_field(data: object, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
         RetryPolicy.from_json(data)
+
+
+def test_from_json_accepts_the_bounds() -> None:
+    policy = RetryPolicy.from_json({"attempts": MAX_ATTEMPTS, "base": "30d", "cap": "30d"})
+    assert (policy.attempts, policy.base, policy.cap) == (1000, MAX_DURATION, MAX_DURATION)
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (RetryPolicy(attempts=10**12), "retries.attempts: at most 1000"),
+        (RetryPolicy(attempts=0), "retries.attempts: expected a whole number >= 1"),
+        (RetryPolicy(base=1e300), "retries.base: expected a positive duration up to 30 days"),
+        (RetryPolicy(cap=float("nan")), "retries.cap: expected a positive duration up to 30"),
+        (RetryPolicy(cap=-1.0), "retries.cap: expected a positive duration up to 30 days"),
+        (RetryPolicy(factor=float("nan")), "retries.backoff: expected a finite number >= 1"),
+        (RetryPolicy(factor=float("inf")), "retries.backoff: expected a finite number >= 1"),
+    ],
+)
+def test_a_policy_built_in_python_names_what_is_out_of_bounds(
+    policy: RetryPolicy, message: str
+) -> None:
+    problem = policy.problem()
+    assert problem is not None
+    assert problem.startswith(message)
+
+
+def test_a_policy_in_bounds_has_no_problem() -> None:
+    assert (
+        RetryPolicy(attempts=MAX_ATTEMPTS, base=0.001, factor=1e5, cap=MAX_DURATION).problem()
+        is None
+    )
 
 
 @pytest.mark.parametrize(

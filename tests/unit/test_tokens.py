@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from orchestrator.engine.tokens import substitute
+from orchestrator.engine.tokens import substitute, substitute_shell
 
 TOKENS = {
     "runId": "run-42",
@@ -82,3 +86,67 @@ def test_a_job_works_out_whether_it_has_tokens_once_and_again_when_validated() -
     job.params["message"] = "plain again"  # changed in place: seen by the next validate
     dag.validate()
     assert not job.has_tokens
+
+
+HOSTILE = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "a; touch PWNED",
+    'it\'s "quoted"',
+    "line one\nline two; touch PWNED",
+    "$HOME and $$ and ${PATH}",
+    "back\\slash \\",
+    "'; touch PWNED; echo '",
+    '"; touch PWNED; echo "',
+    "  spaced  *  ",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize(
+    "script",
+    [
+        "printf %s $v",  # bare: one word, however many spaces or globs it has
+        'printf %s "$v"',  # inside double quotes
+        "printf %s '$v'",  # inside single quotes
+        "printf %s \"[$v]\"'[$v]'[$v]",  # all three in one word
+    ],
+)
+def test_shell_substitution_keeps_a_value_data(tmp_path: Path, value: str, script: str) -> None:
+    text, env = substitute_shell(script, {"v": value})
+    assert value not in text  # the script holds a reference, never the value
+    done = subprocess.run(
+        ["/bin/sh", "-c", text],
+        env={**os.environ, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    expected = script.removeprefix("printf %s ").replace('"', "").replace("'", "")
+    assert done.stdout == expected.replace("$v", value)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("echo $$region", "echo $region"),  # $$ is a literal $: the shell's own variable
+        ("echo \\$region", "echo \\$region"),  # escaped for the shell: the shell's
+        ("echo $unknown", "echo $unknown"),
+        ("echo ${region}", "echo ${region}"),
+        ("no tokens", "no tokens"),
+    ],
+)
+def test_shell_substitution_leaves_the_shell_its_own_dollars(script: str, expected: str) -> None:
+    assert substitute_shell(script, {"region": "02"}) == (expected, {})
+
+
+def test_shell_substitution_names_each_value_once() -> None:
+    text, env = substitute_shell('echo $a "$a" $runId', {"a": 1, "runId": "r"})
+    assert (
+        text
+        == 'echo "${ORCHESTRATOR_TOKEN_a}" "${ORCHESTRATOR_TOKEN_a}" "${ORCHESTRATOR_TOKEN_runId}"'
+    )
+    assert env == {"ORCHESTRATOR_TOKEN_a": "1", "ORCHESTRATOR_TOKEN_runId": "r"}
