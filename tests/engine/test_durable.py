@@ -137,6 +137,75 @@ async def test_write_ahead_the_attempt_is_durable_before_the_request_leaves(
     assert seen == ["submitting"]
 
 
+async def test_the_handle_is_durable_before_the_first_poll(clock: FakeClock) -> None:
+    store = MemoryStore()
+    seen: list[tuple[str, bool]] = []
+
+    class Spy(FakeConnector):
+        async def poll(self, handle: dict[str, Any]) -> Any:
+            if not seen:
+                [stored] = await store.get_attempts(run.id)
+                seen.append((stored.state, stored.handle == handle))
+            return await super().poll(handle)
+
+    with DAG("first_poll") as dag:
+        Job("a", "fake", duration="2s")
+    dag.validate()
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+    async with clock, ConnectorSet(dag, {}, {"fake": Spy(FakeRemote(clock=clock))}) as connectors:
+        await RunExecutor(run, connectors, clock=clock, store=store).execute()
+    assert run.state is RunState.SUCCEEDED
+    assert seen == [("running", True)]
+
+
+@pytest.mark.parametrize(
+    ("policy", "sends", "state", "error"),
+    [
+        (
+            "resubmit",
+            2,
+            J.FAILED,
+            "submitted again (the first outcome unknown): connection reset after sending",
+        ),
+        (
+            "fail",
+            1,
+            J.FAILED,
+            "submission outcome unknown (connection reset after sending); not found on the "
+            "remote; not sent again (onAmbiguousSubmit: fail)",
+        ),
+        (
+            "unknown",
+            1,
+            J.UNKNOWN,
+            "submission outcome unknown (connection reset after sending); not found on the "
+            "remote; not sent again (onAmbiguousSubmit: unknown)",
+        ),
+    ],
+)
+async def test_an_ambiguous_submit_is_sent_again_only_when_the_policy_says_and_says_so(
+    clock: FakeClock, policy: str, sends: int, state: JobState, error: str
+) -> None:
+    store = MemoryStore()
+    sent: list[str] = []
+
+    class Spy(FakeConnector):
+        async def submit(self, submission: Submission) -> dict[str, str]:
+            sent.append(submission.idempotency_key)
+            return await super().submit(submission)
+
+    with DAG("ambiguous") as dag:
+        Job("a", "fake", submitAmbiguous=True, on_ambiguous_submit=policy)
+    dag.validate()
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+    async with clock, ConnectorSet(dag, {}, {"fake": Spy(FakeRemote(clock=clock))}) as connectors:
+        await RunExecutor(run, connectors, clock=clock, store=store).execute()
+    assert (run.jobs["a"].state, run.jobs["a"].error) == (state, error)
+    assert sent == [f"{run.id}/a/1"] * sends  # sent again with the attempt's own key
+
+
 async def _crashed_run(store: MemoryStore, dag: DAG, remote: FakeRemote) -> Run:
     """A run as a crash leaves it: some jobs in flight, one ended, others pending."""
     run = prepare_run(dag)
