@@ -31,6 +31,7 @@ from .base import (
     RemoteStatus,
     Submission,
 )
+from .base import remote_id as remote_id_of
 from .http_client import HttpClient
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -72,7 +73,9 @@ class RestConnector(ConnectorBase):
             raise PermanentError(
                 f"submit answer has no id at {p['idPath']!r}: {response.text()[:200]}"
             ) from None
-        return self._handle(p, str(remote_id), key)
+        return self._handle(
+            p, str(remote_id_of(remote_id, job_type="http", field=p["idPath"])), key
+        )
 
     def _handle(self, p: Mapping[str, Any], remote_id: str, key: str) -> RemoteHandle:
         # The status lists are the job's own (validated as lists), not copies: a handle is only
@@ -163,8 +166,15 @@ class RestConnector(ConnectorBase):
                 remote_id = jsonpath.get(item, p["idPath"])
             except jsonpath.Missing:
                 continue
-            return self._handle(p, str(remote_id), key)
+            return self._handle(
+                p, str(remote_id_of(remote_id, job_type="http", field=p["idPath"])), key
+            )
         return None
+
+
+def _id(value: Any, p: Mapping[str, Any]) -> str:
+    """The remote id at ``idPath``, refused when it is not an id (NaN, a bool, an object…)."""
+    return str(remote_id_of(value, job_type="http", field=p["idPath"]))
 
 
 def _request_problems(

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
 from orchestrator.connectors.base import RemoteStatus
@@ -169,3 +170,15 @@ async def test_idempotency_key_dedup_and_find(serve: Any) -> None:
 def test_validation(change: dict[str, Any], message: str) -> None:
     assert any(message in p for p in validate({**FIELDS, **change}))
     assert validate(FIELDS) == []
+
+
+async def test_ids_that_are_not_ids_are_refused() -> None:
+    base = "https://jobs.example"
+    connector = RestConnector(Connection("sim", "http", base, {"token": "t"}))
+    for bad, shown in (("NaN", "NaN"), ("-Infinity", "-inf"), ("true", "True"), ("{}", "{}")):
+        with aioresponses() as mocked:
+            mocked.post(f"{base}/jobs", status=201, body=f'{{"id": {bad}}}')
+            with pytest.raises(PermanentError) as caught:
+                await connector.submit(submission(FIELDS))
+        assert str(caught.value).startswith(f"http: the remote answered field '$.id' with {shown},")
+    await connector.aclose()
