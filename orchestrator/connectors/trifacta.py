@@ -40,10 +40,13 @@ instance has no cancel route (``CancelResult(supported=False)``).
 Idempotency: the key is sent as an ``Idempotency-Key`` header on every submit. Whether the create
 body accepts ``name`` or ``description`` is [UNCONFIRMED], so the key goes into the body only
 when the connection option ``key_field`` is ``"description"`` or ``"name"``; :meth:`find` then
-searches ``GET /v4/jobGroups?filter=<key>&filterFields=<key_field>`` page by page (``limit``,
-``offset``; a page shorter than ``limit`` is the last) for a group whose field equals the key.
-Without ``key_field``, and for flows and deployments (whose run bodies have no such field), find
-returns ``None``.
+first searches ``GET /v4/jobGroups?filter=<key>&filterFields=<key_field>`` for a group whose
+field equals the key. Otherwise it reads the job group list (``limit``, ``offset``; a page
+shorter than ``limit`` is the last; at most 1000 groups) for the group of the submission's
+``wrangledDataset`` created since the write-ahead time (less the option ``clock_skew``, default
+5 s) that no other stored attempt holds: none is ``None``, several raise
+:class:`LookupUndecided`. Flow and deployment runs' groups do not name their flow or deployment,
+so their lookup is undecided (``onAmbiguousSubmit`` applies).
 
 Push: when the engine gives a ``callback_url``, a ``trifacta.jobGroup`` submission appends to
 ``overrides.webhooks`` a webhook (``method: post``, ``triggerEvent: onJobDone``) that calls it;
