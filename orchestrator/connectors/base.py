@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..engine.tokens import Substituter, substitute
-from ..errors import ConfigError, PermanentError
+from ..errors import ConfigError, ConnectorError, PermanentError
 
 if TYPE_CHECKING:
     from ..connections import Connection
@@ -34,10 +34,10 @@ async def _nothing_claimed() -> Sequence[RemoteHandle]:
     return ()
 
 
-class LookupUndecided(Exception):
+class LookupUndecided(ConnectorError):
     """Raised by :meth:`Connector.find` when the remote's lookup cannot tell whether (or which)
     remote job is the submission's: the job's ``onAmbiguousSubmit`` applies. The message says
-    why, in one line."""
+    why, in one line. A :class:`ConnectorError`, so that wrappers pass it on as they are."""
 
 
 class RemoteStatus(StrEnum):
