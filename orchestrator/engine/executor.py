@@ -75,7 +75,13 @@ DIRTY_ATTEMPT = 2  # its current attempt did
 
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
-_RESUBMIT = object()  # the policy says: send the same attempt again
+
+
+class _Resubmit:
+    """What ``onAmbiguousSubmit: resubmit`` decides: send the same attempt again."""
+
+
+_RESUBMIT = _Resubmit()
 _ACTIVE = (RunState.QUEUED, RunState.RUNNING)
 CLAIM_MARGIN = 60.0  # seconds before a write-ahead record whose accepted handles may claim
 
@@ -727,8 +733,8 @@ class RunExecutor:
         """An ambiguous submission: the remote job it started, else what the policy says (a
         resubmission of the same attempt included)."""
         found = await self._reconcile(jr, connector, submission, why)
-        if found is not _RESUBMIT:
-            return found  # type: ignore[return-value]
+        if not isinstance(found, _Resubmit):
+            return found
         try:
             return await connector.submit(submission)
         except ConnectorError as exc:
@@ -736,7 +742,7 @@ class RunExecutor:
 
     async def _reconcile(
         self, jr: JobRun, connector: Connector, submission: Submission, why: str
-    ) -> RemoteHandle | _Attempt | object:
+    ) -> RemoteHandle | _Attempt | _Resubmit:
         """The submission may or may not have reached the remote: look it up (a remote job
         started since the write-ahead record that no other attempt claims), else apply the
         job's ``onAmbiguousSubmit`` policy: an :class:`_Attempt` that ends it, or
