@@ -314,6 +314,7 @@ class SlowScans(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.recorded = anyio.Event()
+        self.stale_snapshot = anyio.Event()
         self.started = False
         self.stale_answers = 0
 
@@ -322,11 +323,16 @@ class SlowScans(MemoryStore):
         if snapshot and not self.started:
             self.started = True  # this scan starts the delivery
         elif snapshot and not self.recorded.is_set():
+            self.stale_snapshot.set()
             await self.recorded.wait()
             self.stale_answers += 1
         return snapshot
 
     async def record_delivery(self, attempt: Any, *, state: str, next_at: float | None) -> None:
+        # the race, made to happen: the attempt is recorded only once a later scan has read
+        # the outbox (the run's drain asks for a scan every 50 ms)
+        with anyio.move_on_after(10):
+            await self.stale_snapshot.wait()
         await super().record_delivery(attempt, state=state, next_at=next_at)
         self.recorded.set()
 
