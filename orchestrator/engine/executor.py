@@ -117,6 +117,10 @@ class _Attempt:
         self.result = result
 
 
+def _after_store() -> None:
+    crash.reached("after_store")
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -427,6 +431,13 @@ class RunExecutor:
             self._schedule_flush()
         await waiter
 
+    def _commit_soon(self, after: Callable[[], None]) -> None:
+        """Hand what changed to the store with the next batch, without waiting for it."""
+        if self._store is None or not self._unwritten():
+            return
+        self._schedule_flush()
+        self._after_flush.append(after)
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -712,7 +723,9 @@ class RunExecutor:
 
     async def _accepted(self, jr: JobRun, handle: RemoteHandle) -> None:
         """Store the handle and count the attempt as running; returns once the handle is
-        durable, so that no poll leaves while the store still says ``submitting``."""
+        durable when polls go to a remote (job types with a connection), so that no poll
+        leaves while the store still says ``submitting``; in-process job types poll in memory
+        and only hand the handle to the next group commit."""
         jr.handle = handle
         if self._store is None:
             self._set(jr, JobState.RUNNING)
@@ -724,8 +737,11 @@ class RunExecutor:
             await anyio.lowlevel.checkpoint()  # cancelled: this job is cancelled too
             raise
         self._set(jr, JobState.RUNNING)
-        await self._commit()  # in the group commit of this turn of the loop
-        crash.reached("after_store")
+        if jr.job_type.needs_connection:
+            await self._commit()  # in the group commit of this turn of the loop
+            crash.reached("after_store")
+        else:  # polled in this process, nothing is sent: no need to wait for the commit
+            self._commit_soon(after=_after_store)
 
     async def _settle(
         self, jr: JobRun, connector: Connector, submission: Submission, why: str

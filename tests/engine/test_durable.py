@@ -3,6 +3,7 @@ submitted twice; ambiguous submissions follow `onAmbiguousSubmit`."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import sqlite3
@@ -154,7 +155,12 @@ async def test_the_handle_is_durable_before_the_first_poll(clock: FakeClock) -> 
     run = prepare_run(dag)
     await record_new_run(store, run, owner="me", at=0, exclusive=False)
     async with clock, ConnectorSet(dag, {}, {"fake": Spy(FakeRemote(clock=clock))}) as connectors:
-        await RunExecutor(run, connectors, clock=clock, store=store).execute()
+        executor = RunExecutor(run, connectors, clock=clock, store=store)
+        # polled as a remote job type is: over a connection (the fake is polled in memory,
+        # where the handle only rides along with the next commit)
+        jr = run.jobs["a"]
+        jr.job_type = dataclasses.replace(jr.job_type, needs_connection=True)
+        await executor.execute()
     assert run.state is RunState.SUCCEEDED
     assert seen == [("running", True)]
 
