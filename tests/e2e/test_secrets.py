@@ -25,20 +25,21 @@ from orchestrator.testing.simulators.jobs_api import JobsApiSimulator
 ROOT = Path(__file__).parents[2]
 CANARY = "cnry-9f2c41d7e0b3-token"  # the connection's token, from $CANARY_TOKEN
 PATH_CANARY = "pth-5a8e03c1"  # a secret in the base URL's path, from $PATH_TOKEN
-SECRETS = (CANARY, PATH_CANARY)
+HOOK_CANARY = "hook-7d1e9b44c2a0"  # a webhook header's secret, "Bearer ${HOOK_TOKEN}"
+SECRETS = (CANARY, PATH_CANARY, HOOK_CANARY)
 
 
 @pytest.fixture
-async def remote() -> AsyncIterator[tuple[str, JobsApiSimulator, list[bytes]]]:
+async def remote() -> AsyncIterator[tuple[str, JobsApiSimulator, list[tuple[str, bytes]]]]:
     sim = JobsApiSimulator(token=CANARY, prefix=f"/t/{PATH_CANARY}")
     sim.rule("leaky", Behaviour(duration=0.1, outcome="failure", message=f"token {CANARY} refused"))
     sim.rule("echo", Behaviour(duration=0.1, outputs={"said": f"Bearer {CANARY}"}))
     root = web.Application()
     root.add_subapp(sim.prefix, sim.build())
-    received: list[bytes] = []  # webhook bodies
+    received: list[tuple[str, bytes]] = []  # webhooks: their Authorization and body
 
     async def alerts(request: web.Request) -> web.Response:
-        received.append(await request.read())
+        received.append((request.headers.get("Authorization", ""), await request.read()))
         return web.Response(status=204)
 
     root.router.add_post("/alerts", alerts)
@@ -78,7 +79,7 @@ async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 
 async def test_a_canary_secret_echoed_by_the_remote_is_found_nowhere(
-    remote: tuple[str, JobsApiSimulator, list[bytes]], tmp_path: Path
+    remote: tuple[str, JobsApiSimulator, list[tuple[str, bytes]]], tmp_path: Path
 ) -> None:
     base, sim, received = remote
     connections = tmp_path / "connections.toml"
@@ -86,7 +87,12 @@ async def test_a_canary_secret_echoed_by_the_remote_is_found_nowhere(
         '[sim]\ntype = "http"\nbase_url = "${SIM_BASE}/t/${PATH_TOKEN}"\n'
         'token = "${CANARY_TOKEN}"\n'
     )
-    hook = {"name": "alert", "url": f"{base}/alerts", "triggerEvent": "onJobFailure"}
+    hook = {
+        "name": "alert",
+        "url": f"{base}/alerts",
+        "triggerEvent": "onJobFailure",
+        "headers": {"Authorization": "Bearer ${HOOK_TOKEN}"},  # resolved when sent
+    }
     dag = {
         "name": "canary",
         "jobs": {
@@ -106,6 +112,7 @@ async def test_a_canary_secret_echoed_by_the_remote_is_found_nowhere(
         "SIM_BASE": base,
         "PATH_TOKEN": PATH_CANARY,
         "CANARY_TOKEN": CANARY,
+        "HOOK_TOKEN": HOOK_CANARY,
         "ORCHESTRATOR_WEBHOOK_ALLOW": "loopback",
     }
     env.pop("ORCHESTRATOR_CRASH_AT", None)
@@ -123,7 +130,8 @@ async def test_a_canary_secret_echoed_by_the_remote_is_found_nowhere(
     assert jobs["lost"]["status"] == "failed"
     assert "/t/***/nowhere/" in jobs["lost"]["error"]
     assert len(received) == 2  # the two failures' webhooks, sent before the run ended
-    shown = [out, err, *(body.decode() for body in received)]
+    assert all(auth == f"Bearer {HOOK_CANARY}" for auth, _ in received)
+    shown = [out, err, *(body.decode() for _, body in received)]
 
     code, text, err = await _cli(env, "runs", "show", report["id"])
     assert code == 0, err
