@@ -19,8 +19,12 @@ import anyio
 import pytest
 from aiohttp import web
 
+from orchestrator.states import JobState, RunState
+from orchestrator.store.base import CreateRun, RunRecord
+from orchestrator.store.open import open_store
 from orchestrator.testing.simulators.base import Behaviour
 from orchestrator.testing.simulators.jobs_api import JobsApiSimulator
+from tests.store_ops import job
 
 ROOT = Path(__file__).parents[2]
 CANARY = "cnry-9f2c41d7e0b3-token"  # the connection's token, from $CANARY_TOKEN
@@ -149,3 +153,26 @@ async def test_a_canary_secret_echoed_by_the_remote_is_found_nowhere(
             assert secret not in each
         for file in files:
             assert secret.encode() not in file.read_bytes(), file.name
+
+
+async def test_runs_show_masks_a_run_stored_before_its_secrets_were_masked(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    store = await open_store(str(db))
+    try:
+        record = RunRecord("r1", "d", "hash", {}, "manual", RunState.QUEUED, created_at=1.0)
+        await store.apply([CreateRun(record, {"name": "d"}, ["a"])])
+        await store.apply([job(JobState.PENDING, JobState.FAILED, error=f"token {CANARY} refused")])
+    finally:
+        await store.aclose()
+    connections = tmp_path / "connections.toml"
+    connections.write_text(
+        '[sim]\ntype = "http"\nbase_url = "http://h"\ntoken = "${CANARY_TOKEN}"\n'
+    )
+    env = {**os.environ, "ORCHESTRATOR_CONNECTIONS": str(connections), "CANARY_TOKEN": CANARY}
+    for extra in ((), ("--json",)):
+        code, out, err = await _cli(env, "runs", "show", "r1", "--db", str(db), *extra)
+        assert code == 0, err
+        assert "token *** refused" in out
+        assert CANARY not in out + err
