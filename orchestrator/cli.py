@@ -78,6 +78,15 @@ def _connections(path: str | None) -> dict[str, Any]:
     return conns
 
 
+def _known_secrets() -> None:
+    """For commands that only read the store: register the secrets of the connections file
+    named by ``$ORCHESTRATOR_CONNECTIONS``, if it loads, so that they are masked too."""
+    try:
+        _connections(None)
+    except ConfigError:
+        pass
+
+
 def _error(message: str) -> None:
     print(f"orchestrator: {logs.redact_text(message)}", file=sys.stderr)
 
@@ -98,9 +107,9 @@ def _configure_logs(args: argparse.Namespace) -> bool:
 
 def _report(run: Any, args: argparse.Namespace, interactive: bool) -> int:
     if args.json:
-        print(json.dumps(run.to_json(), default=str))
+        print(json.dumps(logs.redact(run.to_json()), default=str))
     elif interactive:
-        reason = f" ({run.error})" if run.error else ""
+        reason = f" ({logs.redact_text(run.error)})" if run.error else ""
         print(f"run {run.id}: {run.state.value}{reason}", file=sys.stderr)
     return _RUN_EXIT[run.state]
 
@@ -331,12 +340,14 @@ async def _runs(args: argparse.Namespace) -> int:
             ],
             "events": len(events),
         }
+        _known_secrets()
+        detail = logs.redact(detail)  # a run stored before its secrets were masked
         if args.json:
             print(json.dumps(detail, default=str))
         else:
             print(f"run {record.id}  {record.dag}  {record.state.value}")
             if record.error:
-                print(f"  reason: {record.error}")
+                print(f"  reason: {logs.redact_text(record.error)}")
             for j in detail["jobs"]["data"]:
                 err = f"  {j['error']}" if j["error"] else ""
                 print(f"  {j['id']:24} {j['status']:16} attempts={j['attempts']}{err}")

@@ -21,6 +21,7 @@ and the field, never a secret.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import math
 import os
@@ -57,12 +58,18 @@ class Connection:
     concurrency: int | None = None  # jobs running at once on this connection
     max_connections: int = 32  # bounded pool of the connection's HTTP session
     options: Mapping[str, Any] = field(default_factory=dict)  # type-specific settings
+    # ${ENV} values in base_url's path (``${BASE}/t/${TOKEN}/api``): secrets, masked like
+    # credentials
+    url_secrets: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __repr__(self) -> str:
         secrets = ", ".join(f"{k}=***" for k in sorted(self.credentials))
+        base_url = self.base_url
+        for secret in sorted(self.url_secrets, key=len, reverse=True):
+            base_url = base_url.replace(secret, "***")
         return (
             f"Connection(name={self.name!r}, type={self.type!r}, "
-            f"base_url={self.base_url!r}, credentials=[{secrets}])"
+            f"base_url={base_url!r}, credentials=[{secrets}])"
         )
 
 
@@ -155,9 +162,27 @@ def load_connections(
 
 
 def connection_secrets(conns: Mapping[str, Connection] | Iterable[Connection]) -> set[str]:
-    """Every credential value of ``conns``, for log redaction."""
-    values = conns.values() if isinstance(conns, Mapping) else conns
-    return {secret for conn in values for secret in conn.credentials.values() if secret}
+    """Every secret of ``conns``, for masking: credential values (and the Basic pair they
+    make), ``${ENV}`` values in a base URL's path, and credential-bearing header values (the
+    whole value and the part after an auth scheme such as ``Bearer``)."""
+    from .logs import is_credential_header
+
+    secrets: set[str] = set()
+    for conn in conns.values() if isinstance(conns, Mapping) else conns:
+        creds = conn.credentials
+        secrets.update(v for v in creds.values() if v)
+        if creds.get("username"):
+            pair = f"{creds['username']}:{creds.get('password', '')}".encode()
+            secrets.add(base64.b64encode(pair).decode())
+        secrets.update(conn.url_secrets)
+        headers = conn.options.get("headers")
+        for name, value in (headers or {}).items() if isinstance(headers, Mapping) else ():
+            if isinstance(value, str) and is_credential_header(str(name)):
+                secrets.add(value.strip())
+                scheme, _, rest = value.strip().partition(" ")
+                if rest.strip() and scheme.isalpha():
+                    secrets.add(rest.strip())
+    return secrets
 
 
 class _Reader:
@@ -338,8 +363,34 @@ class _Reader:
             base_url=base_url,
             credentials=credentials,
             options=options,
+            url_secrets=self.url_secrets(raw.get("base_url")),
             **kwargs,
         )
+
+    def url_secrets(self, raw: Any) -> frozenset[str]:
+        """The ``${ENV}`` values that start in the base URL's path (the token of
+        ``${BASE}/t/${TOKEN}/api``); a value that starts in the scheme or host (``${BASE}``)
+        locates the API and is not one."""
+        if not isinstance(raw, str) or "${" not in raw:
+            return frozenset()
+        url = ""
+        placed: list[tuple[int, str]] = []  # where each substituted value starts, and it
+        last = 0
+        for match in _REFERENCE.finditer(raw):
+            url += raw[last : match.start()]
+            last = match.end()
+            if match.group(0) == "$${":
+                url += "${"
+                continue
+            value = self.env.get(match.group(1) or "", "") if match.group(0).endswith("}") else ""
+            placed.append((len(url), value))
+            url += value
+        url += raw[last:]
+        scheme_end = url.find("://")
+        path_start = url.find("/", scheme_end + 3) if scheme_end >= 0 else -1
+        if path_start < 0:
+            return frozenset()
+        return frozenset(v.strip("/") for at, v in placed if at >= path_start and v.strip("/"))
 
     def interpolate_table(self, raw: dict[str, Any]) -> dict[str, Any]:
         return {key: self.interpolate(key, value) for key, value in raw.items()}

@@ -7,6 +7,7 @@ from typing import Any
 
 from .dag import DAG, Job
 from .durations import format_duration
+from .logs import is_credential_header
 from .retry import RetryPolicy
 from .trigger_rules import TriggerRule
 
@@ -23,8 +24,38 @@ def mask_webhooks(webhooks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             hook["secretKey"] = _mask(secret)
         elif isinstance(secret, list):
             hook["secretKey"] = [_mask(s) if isinstance(s, str) else "…" for s in secret]
+        if isinstance(hook.get("headers"), dict):
+            hook["headers"] = mask_headers(hook["headers"])
         masked.append(hook)
     return masked
+
+
+def mask_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """Credential-bearing headers (``Authorization``, ``Cookie``, ``X-Api-Key``, ...; see
+    :func:`orchestrator.logs.is_credential_header`) shown as their auth scheme and a mask:
+    ``Bearer …``, else ``…``. Other headers are kept."""
+    return {
+        name: _mask_header(value) if is_credential_header(str(name)) else value
+        for name, value in headers.items()
+    }
+
+
+def _mask_header(value: Any) -> str:
+    scheme, _, rest = str(value).strip().partition(" ")
+    return f"{scheme} …" if rest.strip() and scheme.isalpha() else "…"
+
+
+def _mask_params(value: Any) -> Any:
+    """A job's fields with the credential headers of every ``headers`` object masked (the
+    ``http`` job type's ``submit.headers``, say)."""
+    if isinstance(value, dict):
+        return {
+            k: mask_headers(v) if k == "headers" and isinstance(v, dict) else _mask_params(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_params(v) for v in value]
+    return value
 
 
 def _mask(secret: str) -> str:
@@ -37,7 +68,7 @@ def job_to_json(job: Job, *, mask: bool = True) -> dict[str, Any]:
         out["connection"] = job.connection
     if job.description:
         out["description"] = job.description
-    out.update(job.params)
+    out.update(_mask_params(job.params) if mask else job.params)
     if TriggerRule(job.trigger_rule) is not TriggerRule.ALL_SUCCESS:
         out["triggerRule"] = TriggerRule(job.trigger_rule).value
     if job.retries is not None:

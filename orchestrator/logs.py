@@ -2,19 +2,34 @@
 
 One canonical line per job end and per run end at ``info``; every state change at ``debug``.
 Secrets registered with :func:`add_secrets` are replaced by ``***`` in every line, at one choke
-point (the last processor before rendering).
+point (the last processor before rendering); :func:`redact_text` and :func:`redact` apply the
+same masking to whatever else leaves the process (what remotes send back, printed JSON).
+
+The masking rule, by value: a secret of :data:`WHOLE_WORD_BELOW` characters or more is masked
+wherever it appears, even inside a longer string; a shorter one only as a whole token (not
+preceded or followed by a letter, a digit or ``_``), so that a short password never mangles
+the ordinary word that contains it. A secret is also masked in its URL-encoded and JSON-escaped
+forms. Values shorter than :data:`MIN_SECRET` characters are not masked (too short to tell from
+ordinary text).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import structlog
 
+MIN_SECRET = 4
+WHOLE_WORD_BELOW = 12
+MASK = "***"
 _SECRETS: set[str] = set()
+_PATTERN: re.Pattern[str] | None = None
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -24,22 +39,62 @@ LEVELS = {
 
 
 def add_secrets(values: Iterable[str]) -> None:
-    """Values that must never appear in a log line (tokens, passwords, webhook secrets)."""
-    _SECRETS.update(v for v in values if v and len(v) >= 4)
+    """Values that must never appear in a log line, a stored record or printed output
+    (tokens, passwords, webhook secrets)."""
+    global _PATTERN
+    new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET} - _SECRETS
+    if not new:
+        return
+    _SECRETS.update(new)
+    forms: dict[str, bool] = {}  # each form of each secret -> masked only as a whole token
+    for secret in _SECRETS:
+        whole = len(secret) < WHOLE_WORD_BELOW
+        for form in (secret, quote(secret, safe=""), json.dumps(secret)[1:-1]):
+            forms[form] = forms.get(form, True) and whole
+    alternatives = [
+        rf"(?<!\w){re.escape(form)}(?!\w)" if whole else re.escape(form)
+        for form, whole in sorted(forms.items(), key=lambda item: -len(item[0]))
+    ]
+    _PATTERN = re.compile("|".join(alternatives))
+
+
+_CREDENTIAL_HEADER = re.compile(
+    r"authorization|cookie|token|secret|password|passwd|credential|signature|session|api-?key"
+    r"|(^|[-_])key$|^x-.*key",
+    re.IGNORECASE,
+)
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a header of this name carries a credential (``Authorization``, ``Cookie``,
+    ``X-Api-Key``, ``X-Auth-Token``, ...): its value is shown masked."""
+    return _CREDENTIAL_HEADER.search(name) is not None
+
+
+def has_secrets() -> bool:
+    return _PATTERN is not None
 
 
 def redact_text(text: str) -> str:
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every registered secret replaced by ``***`` (see the module's rule)."""
+    if _PATTERN is None or not text:
+        return text
+    return _PATTERN.sub(MASK, text)
+
+
+def redact(value: Any) -> Any:
+    """``value`` (plain JSON: strings, numbers, lists, dicts) with every secret masked in its
+    strings and keys; a value with nothing to mask comes back as it is."""
+    if _PATTERN is None:
+        return value
+    return _redact(value)
 
 
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items()}
+        return {(redact_text(k) if isinstance(k, str) else k): _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
     return value
@@ -48,7 +103,7 @@ def _redact(value: Any) -> Any:
 def redact_processor(
     logger: Any, method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    if _SECRETS:
+    if _PATTERN is not None:
         for key, value in event_dict.items():
             event_dict[key] = _redact(value)
     return event_dict

@@ -1,13 +1,25 @@
-"""The connectors one run uses: opened lazily per (job type, connection), closed together."""
+"""The connectors one run uses: opened lazily per (job type, connection), closed together,
+each seen by the engine through :class:`MaskedConnector` (secrets masked in what remotes send
+back)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from types import TracebackType
+from typing import Any
 
-from ..connections import Connection
-from ..connectors.base import Connector, JobType
+from .. import logs
+from ..connections import Connection, connection_secrets
+from ..connectors.base import (
+    CancelResult,
+    Connector,
+    JobType,
+    PollResult,
+    RemoteHandle,
+    Submission,
+)
 from ..connectors.registry import job_types
 from ..dag import DAG
 
@@ -37,6 +49,97 @@ def check_connections(dag: DAG, connections: Mapping[str, Connection]) -> list[s
     return problems
 
 
+class RedactedError(Exception):
+    """A connector's exception whose text held a secret and could not be masked in place."""
+
+
+def _masked(exc: BaseException) -> BaseException:
+    """``exc`` with every secret masked in its message (and a ConnectorError's ``detail``),
+    in place so that its type and traceback stay; a new :class:`RedactedError` when its text
+    cannot be masked in place."""
+    if not logs.has_secrets() or not isinstance(exc, Exception):
+        return exc
+    text = str(exc)
+    if logs.redact_text(text) == text:
+        return exc
+    exc.args = tuple(logs.redact(a) if isinstance(a, str | dict | list) else a for a in exc.args)
+    if hasattr(exc, "detail"):
+        exc.detail = logs.redact(exc.detail)
+    text = str(exc)
+    if logs.redact_text(text) != text:  # an exception that renders itself otherwise
+        return RedactedError(f"{type(exc).__name__}: {logs.redact_text(text)}")
+    return exc
+
+
+class MaskedConnector:
+    """A connector as the engine sees it: the protocol forwarded unchanged, and every text a
+    remote sends back (error messages, outputs, log tails, remote statuses, cancel messages) is
+    masked before the engine, and so the store, the logs and the output, gets it. Handles pass
+    as they are: they must reach the remote job again."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Connector) -> None:
+        self.inner = inner
+
+    async def submit(self, submission: Submission) -> RemoteHandle:
+        try:
+            return await self.inner.submit(submission)
+        except Exception as exc:
+            masked = _masked(exc)
+            if masked is exc:
+                raise
+            raise masked from None
+
+    async def poll(self, handle: RemoteHandle) -> PollResult:
+        try:
+            result = await self.inner.poll(handle)
+        except Exception as exc:
+            masked = _masked(exc)
+            if masked is exc:
+                raise
+            raise masked from None
+        if not logs.has_secrets():
+            return result
+        return replace(
+            result,
+            remote_status=_text(result.remote_status),
+            error=_text(result.error),
+            outputs=logs.redact(dict(result.outputs)) if result.outputs else result.outputs,
+            log_tail=_text(result.log_tail),
+        )
+
+    async def cancel(self, handle: RemoteHandle) -> CancelResult:
+        try:
+            result = await self.inner.cancel(handle)
+        except Exception as exc:
+            masked = _masked(exc)
+            if masked is exc:
+                raise
+            raise masked from None
+        message = logs.redact_text(result.message)
+        return result if message == result.message else replace(result, message=message)
+
+    async def find(self, submission: Submission) -> RemoteHandle | None:
+        try:
+            return await self.inner.find(submission)
+        except Exception as exc:
+            masked = _masked(exc)
+            if masked is exc:
+                raise
+            raise masked from None
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else logs.redact_text(value)
+
+
 class ConnectorSet:
     """The connectors of one DAG, one per (job type, connection), opened together on entry
     (connectors may own task groups, which must be entered and left by the same task) and closed
@@ -52,7 +155,9 @@ class ConnectorSet:
         self._connections = dict(connections or {})
         self._overrides = dict(overrides or {})
         self._open: dict[tuple[str, str | None], Connector] = {}
+        self._masked: dict[tuple[str, str | None], MaskedConnector] = {}
         self._stack = AsyncExitStack()
+        logs.add_secrets(connection_secrets(self._connections))
 
     async def __aenter__(self) -> ConnectorSet:
         await self._stack.__aenter__()
@@ -86,7 +191,11 @@ class ConnectorSet:
             self._stack.push_async_callback(connector.aclose)
 
     def get(self, job_type: JobType, connection: str | None) -> Connector:
-        override = self._overrides.get(job_type.name)
-        if override is not None:
-            return override
-        return self._open[(job_type.name, connection if job_type.needs_connection else None)]
+        key = (job_type.name, connection if job_type.needs_connection else None)
+        masked = self._masked.get(key)
+        if masked is None:
+            override = self._overrides.get(job_type.name)
+            masked = self._masked[key] = MaskedConnector(
+                override if override is not None else self._open[key]
+            )
+        return masked

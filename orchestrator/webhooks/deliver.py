@@ -55,16 +55,28 @@ def schedule_from_env() -> tuple[float, ...]:
         raise ConfigError(f"{SCHEDULE_ENV}: {exc}") from None
 
 
-def resolve_secret(ref: str) -> str:
+def resolve_secret(ref: str, where: str = "secretKey") -> str:
+    """``ref`` with its ``${NAME}`` references read from the environment (at delivery time, so
+    that the outbox keeps the references, never the values)."""
+
     def repl(m: re.Match[str]) -> str:
         try:
             return os.environ[m.group(1)]
         except KeyError:
-            raise PermanentError(
-                f"secretKey: environment variable {m.group(1)} is not set"
-            ) from None
+            raise PermanentError(f"{where}: environment variable {m.group(1)} is not set") from None
 
     return _ENV.sub(repl, ref)
+
+
+def resolve_headers(headers: dict[str, str]) -> dict[str, str]:
+    """A delivery's headers with their ``${NAME}`` references resolved; the values read from
+    the environment are registered as secrets."""
+    resolved: dict[str, str] = {}
+    for name, value in headers.items():
+        resolved[name] = resolve_secret(value, f"header {name!r}") if "${" in value else value
+        if resolved[name] != value:
+            add_secrets(os.environ[m.group(1)] for m in _ENV.finditer(value))
+    return resolved
 
 
 def retry_after(headers: Any, now: float) -> float | None:
@@ -229,7 +241,7 @@ class Deliverer:
             secrets = [resolve_secret(ref) for ref in d.secret_refs]
             add_secrets(secrets)
             timestamp = int(started)
-            headers = dict(d.headers)
+            headers = resolve_headers(d.headers)
             headers["webhook-id"] = d.id
             headers["webhook-timestamp"] = str(timestamp)
             if secrets:
