@@ -287,8 +287,18 @@ class SQLiteStore:
             raise self._error(exc) from None
 
     def _start_writer(self) -> None:
+        # A process group of its own: a Ctrl-C on the terminal, `timeout`, `kill -- -PGID`
+        # signal the engine's group, and the writer must outlive the engine's shutdown to
+        # record it (it also ignores SIGINT, SIGTERM and SIGHUP, for systemd and docker, which
+        # signal every process of the service). It ends at the end of its input: when the
+        # engine closes the store or dies.
         process = subprocess.Popen(
-            _WRITER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True
+            _WRITER,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
+            process_group=0,
         )
         assert process.stdin is not None
         assert process.stdout is not None

@@ -14,7 +14,11 @@ failure redoes the transaction with a savepoint per request, failing only that r
 commits once (a group commit) and answers them all in one frame. It commits only while the
 process that started it is alive: once that one has died, what it had not seen committed is
 rolled back, as a crash of the engine would have left it. At the end of its input it closes
-its connection (which checkpoints the log) and exits.
+its connection (which checkpoints the log) and exits. Signals are the engine's: the writer runs
+in a process group of its own and ignores SIGINT, SIGTERM and SIGHUP, so that a Ctrl-C or a
+service manager's stop, which signal the whole group or service, leave it to record the engine's
+shutdown (the cancels it sends); the end of its input, when the engine closes the store or dies,
+is what ends it.
 
 Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as :func:`encode_ops`
 in the engine's process makes them) or one of the store's other writes, by name. Answers are
@@ -30,6 +34,7 @@ import marshal
 import operator
 import os
 import select
+import signal
 import sqlite3
 import struct
 import threading
@@ -625,6 +630,8 @@ def _answer(value: Any) -> bool:
 
 
 def main() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # the engine's to handle; see the module doc
     requests = Frames(0)
     config = requests.next()
     if config is None:
