@@ -1,7 +1,8 @@
 """The ``orchestrator`` command.
 
 Exit codes: 0 succeeded, 1 failed, 2 invalid input (bad DAG, bad parameters, bad connections),
-3 cancelled (Ctrl-C, SIGTERM), 4 refused because a run of the DAG is active.
+3 cancelled (Ctrl-C, SIGTERM), 4 refused because a run of the DAG is active, 75 the store failed
+in the middle of the run (a full disk): it stopped where it was, and ``resume`` continues it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import anyio
 
 from . import crash, logs
 from .durations import MAX_DURATION
-from .errors import ConfigError, DagError, OrchestratorError, StoreError
+from .errors import ConfigError, DagError, OrchestratorError, RunHalted, StoreError
 from .states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
+EXIT_HALTED = 75  # EX_TEMPFAIL: the store failed mid-run; `resume` continues the run
 DB_HELP = (
     "state store: a SQLite path or sqlite:///path, or memory: "
     "(default: $ORCHESTRATOR_HOME/orchestrator.db)"
@@ -87,16 +89,35 @@ def _known_secrets() -> None:
         pass
 
 
+def _say(text: str, stream: Any) -> None:
+    """Print ``text`` as a line; a closed or full ``stream`` (``| head -1``, ``2>&-``,
+    ``/dev/full``) loses the line, never the run that printed it."""
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError, AttributeError):  # AttributeError: a closed fd makes it None
+        pass
+
+
 def _error(message: str) -> None:
-    print(f"orchestrator: {logs.redact_text(message)}", file=sys.stderr)
+    _say(f"orchestrator: {logs.redact_text(message)}", sys.stderr)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 # -- run / resume -----------------------------------------------------------------------
 def _configure_logs(args: argparse.Namespace) -> bool:
     """Logs as the run command wants them; returns whether to show live progress."""
-    interactive = sys.stderr.isatty() and not getattr(args, "no_progress", False)
+    interactive = _isatty(sys.stderr) and not getattr(args, "no_progress", False)
     if args.log_file:
-        log_stream = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed at exit
+        try:
+            log_stream = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115 - at exit
+        except OSError as exc:
+            raise ConfigError(f"--log-file {args.log_file}: {exc.strerror or exc}") from None
         logs.configure(args.log_level or "info", stream=log_stream, json=True)
     elif interactive:
         logs.configure(args.log_level or "error", json=False)
@@ -107,10 +128,10 @@ def _configure_logs(args: argparse.Namespace) -> bool:
 
 def _report(run: Any, args: argparse.Namespace, interactive: bool) -> int:
     if args.json:
-        print(json.dumps(logs.redact(run.to_json()), default=str))
+        _say(json.dumps(logs.redact(run.to_json()), default=str), sys.stdout)
     elif interactive:
         reason = f" ({logs.redact_text(run.error)})" if run.error else ""
-        print(f"run {run.id}: {run.state.value}{reason}", file=sys.stderr)
+        _say(f"run {run.id}: {run.state.value}{reason}", sys.stderr)
     return _RUN_EXIT[run.state]
 
 
@@ -118,8 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .engine.durable import overlap_policy
     from .loader import load_one
 
-    interactive = _configure_logs(args)
     try:
+        interactive = _configure_logs(args)
         dag = load_one(args.path, args.dag)
         params = _parse_params(args.param)
         overlap = overlap_policy(dag, args.overlap)
@@ -187,6 +208,9 @@ async def _run(
     except session.RunRefused as exc:
         _error(str(exc))
         return EXIT_REFUSED
+    except RunHalted as exc:
+        _error(str(exc))
+        return EXIT_HALTED
     except (DagError, ConfigError, StoreError) as exc:
         _error(str(exc))
         return EXIT_INVALID
@@ -197,11 +221,11 @@ async def _run(
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    interactive = _configure_logs(args)
     if bool(args.run_id) == bool(args.all):
         _error("resume: give a RUN_ID or --all")
         return EXIT_INVALID
     try:
+        interactive = _configure_logs(args)
         conns = _connections(args.connections)
     except ConfigError as exc:
         _error(str(exc))
@@ -233,7 +257,7 @@ async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: 
             records = [record]
         for record in reversed(records):  # oldest first
             if record.state.terminal:
-                print(f"run {record.id}: already {record.state.value}", file=sys.stderr)
+                _say(f"run {record.id}: already {record.state.value}", sys.stderr)
                 codes.append(_RUN_EXIT[record.state])
                 continue
             try:
@@ -248,18 +272,24 @@ async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: 
                 _error(str(exc))
                 codes.append(EXIT_REFUSED)
                 continue
+            except RunHalted as exc:  # the store fails: the next runs would fail the same way
+                _error(str(exc))
+                codes.append(EXIT_HALTED)
+                break
             except (DagError, StoreError) as exc:
                 _error(str(exc))
                 codes.append(EXIT_INVALID)
                 continue
             codes.append(_report(run, args, interactive))
+        if EXIT_HALTED in codes:
+            return EXIT_HALTED
         # deliveries left in the outbox by processes that stopped (of any run) go out now
         from .webhooks.deliver import Deliverer
 
         async with Deliverer(store) as deliverer:
             left = await deliverer.drain_due(args.webhook_wait)
         if left:
-            print(f"{left} webhook deliveries still pending (retried later)", file=sys.stderr)
+            _say(f"{left} webhook deliveries still pending (retried later)", sys.stderr)
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
@@ -646,6 +676,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OrchestratorError as exc:
         _error(str(exc))
         code = EXIT_INVALID
+    except BrokenPipeError:  # `orchestrator runs list | head -1`: the reader has had enough
+        code = EXIT_OK
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or full: what it holds goes nowhere, quietly
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
+        except AttributeError:  # a stream closed before the process started (None)
+            pass
     sys.exit(code)
 
 

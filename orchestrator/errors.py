@@ -11,6 +11,7 @@ OrchestratorError
 │   │   └── NotFoundError       the remote does not know the id
 │   └── RemoteJobFailed         the remote job ran and reported failure
 └── StoreError                  the state store could not be read or written
+    └── RunHalted               ... in the middle of a run: it stopped where it was (exit 75)
 """
 
 from __future__ import annotations
@@ -84,3 +85,13 @@ class RemoteJobFailed(ConnectorError):
 
 class StoreError(OrchestratorError):
     """The state store could not be read or written."""
+
+
+class RunHalted(StoreError):
+    """The store failed in the middle of a run (a full disk, a lost database): nothing more
+    could be recorded, so the run stopped where the store shows it, its remote jobs left
+    running, for ``orchestrator resume`` to continue once the store works again."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id

@@ -20,7 +20,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 from urllib.parse import quote
 
 import structlog
@@ -109,12 +109,64 @@ def redact_processor(
     return event_dict
 
 
+class LossyStream:
+    """Where log lines go: ``stream``, until writing to it fails. A log that cannot be written
+    (a closed pipe, ``/dev/full``, a full disk, a closed stderr) never ends a run: the line is
+    dropped and the failure said once on ``complain_to`` (stderr, while that one works)."""
+
+    def __init__(self, stream: TextIO | None, name: str, complain_to: TextIO | None = None):
+        self.stream = stream
+        self.name = name
+        self.complain_to = complain_to
+        self.dropped = 0
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream is not None and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def write(self, text: str) -> None:
+        if self.stream is None:
+            self.dropped += 1
+            return
+        try:
+            self.stream.write(text)
+        except (OSError, ValueError) as exc:
+            self._failed(exc)
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError) as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.dropped += 1
+        stream, self.stream = self.stream, None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        complain_to = self.complain_to
+        if complain_to is not None and complain_to is not stream:
+            try:
+                complain_to.write(f"orchestrator: cannot write the log to {self.name} ({why}); ")
+                complain_to.write("the run goes on without it\n")
+                complain_to.flush()
+            except (OSError, ValueError):
+                pass
+
+
 def configure(
     level: str = "info", *, stream: TextIO | None = None, json: bool | None = None
 ) -> None:
     """Send logs to ``stream`` (stderr by default): JSON lines, or console rendering when
-    ``json`` is false (default: console on a terminal)."""
-    out = stream or sys.stderr
+    ``json`` is false (default: console on a terminal). A stream that fails drops the lines
+    that follow (:class:`LossyStream`): logging never ends a run."""
+    if stream is None:
+        out = LossyStream(sys.stderr, "stderr")
+    else:
+        out = LossyStream(stream, getattr(stream, "name", "the log file"), sys.stderr)
     as_json = json if json is not None else not out.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -131,6 +183,6 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(out),
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )

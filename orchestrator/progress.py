@@ -9,6 +9,7 @@ from typing import TextIO
 import anyio
 
 from .engine.records import JobRun, Run
+from .logs import LossyStream
 from .states import JobState
 
 _MARK = {
@@ -32,7 +33,8 @@ class Progress:
 
     def __init__(self, run: Run, stream: TextIO | None = None, interval: float = 0.2) -> None:
         self.run = run
-        self.stream = stream or sys.stderr
+        # a terminal that went away (closed, hung up) stops the drawing, never the run
+        self.stream = LossyStream(stream or sys.stderr, "the terminal")
         self.interval = interval
         self._drawn = 0
         self._dirty = True

@@ -181,6 +181,7 @@ class RunExecutor:
         self._dag_hooks = [Webhook.from_json(h) for h in dag.webhooks]
         self._resumed = False
         self._stop_state: RunState | None = None
+        self._halted = False  # the store failed: stop where we are, touch no remote
         self._stop_reason: str | None = None
         self._tokens_base = {"runId": run.id, "dagName": dag.name, **run.params}
         self._tg: Any = None
@@ -201,6 +202,15 @@ class RunExecutor:
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the run: running jobs are cancelled on their remotes, the rest never start."""
         self._stop(RunState.CANCELLED, reason)
+
+    def halt(self, failure: StoreError) -> None:
+        """The store failed (a full disk, another owner): nothing more can be recorded, so stop
+        where the store shows the run. No remote job is cancelled (that cancel could not be
+        recorded): in-flight jobs are left for ``resume`` to follow, as after a crash.
+        :meth:`execute` raises ``failure``."""
+        self._store_failure = self._store_failure or failure
+        self._halted = True
+        self._stop(RunState.FAILED, str(failure))
 
     async def execute(self) -> Run:
         run = self.run
@@ -466,11 +476,10 @@ class RunExecutor:
                     failure = error
                 else:
                     failure = StoreError(f"run {self.run.id}: the store refused a write: {error}")
-                self._store_failure = self._store_failure or failure
                 for waiter in waiters:
                     if not waiter.cancelled():
                         waiter.set_exception(failure)
-                self._stop(RunState.FAILED, str(failure))
+                self.halt(failure)
                 return
             for waiter in waiters:
                 if not waiter.cancelled():
@@ -840,6 +849,10 @@ class RunExecutor:
     async def _cancelled(
         self, jr: JobRun, connector: Connector, handle: RemoteHandle | None
     ) -> None:
+        if self._halted:
+            # The store failed: a cancel sent now could not be recorded, so the remote job is
+            # left running as the store shows it, for `resume` to follow (as after a crash).
+            return
         with anyio.CancelScope(shield=True):
             if handle is not None:
                 with anyio.move_on_after(self._cancel_grace):

@@ -12,6 +12,7 @@ import anyio
 import structlog
 
 from ..connections import Connection
+from ..errors import RunHalted, StoreError
 from ..progress import Progress
 from ..states import RunState
 from ..store.base import ActiveRunExists, AttemptRecord, JobRecord, RunRecord, Store
@@ -48,6 +49,30 @@ async def execute(
     """Run to its end. While it runs, this process also delivers the store's due webhooks (of
     any run); at the end it waits up to ``webhook_wait`` seconds for this run's deliveries, and
     leaves the rest in the outbox for the next process."""
+    try:
+        return await _execute(run, conns, store, concurrency, progress, stored, webhook_wait)
+    except* StoreError as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup):  # task groups nest: the first leaf
+            error = error.exceptions[0]
+        if isinstance(error, RunHalted):  # an orphaned run resumed first
+            raise error from None
+        raise RunHalted(
+            f"run {run.id} stopped: {error}; its state is kept as it was, remote jobs left "
+            f"running: `orchestrator resume {run.id}` continues it once the store works",
+            run.id,
+        ) from None
+
+
+async def _execute(
+    run: Run,
+    conns: Mapping[str, Connection],
+    store: Store | None,
+    concurrency: int | None,
+    progress: Progress | None,
+    stored: tuple[Mapping[str, JobRecord], list[AttemptRecord]] | None,
+    webhook_wait: float,
+) -> Run:
     limits = {c.name: c.concurrency for c in conns.values() if c.concurrency}
     deliverer = Deliverer(store) if store is not None else None
     async with ConnectorSet(run.dag, conns) as connectors, deliverer or contextlib.nullcontext():
@@ -77,7 +102,11 @@ async def execute(
                 assert store is not None
                 while True:
                     await anyio.sleep(HEARTBEAT)
-                    await store.heartbeat([run.id], this_owner(), time.time())
+                    try:
+                        await store.heartbeat([run.id], this_owner(), time.time())
+                    except StoreError as exc:
+                        executor.halt(exc)
+                        return
 
             tg.start_soon(on_signals)
             if progress:

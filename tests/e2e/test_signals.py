@@ -12,61 +12,25 @@ import json
 import os
 import pty
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import termios
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .conftest import control
+
 ROOT = Path(__file__).parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def control(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    return json.loads(urllib.request.urlopen(request, timeout=5).read())
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "simulate", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/generic"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            control(f"{base}/_sim/counters")
-            break
-        except OSError:
-            assert proc.poll() is None, "the simulator ended"
-            assert time.monotonic() < deadline, "the simulator did not start"
-            time.sleep(0.05)
-    yield base
-    proc.terminate()
-    proc.wait(10)
-
-
 @pytest.fixture
-def case(simulator: str, tmp_path: Path) -> dict[str, Any]:
+def case(simulator_process: str, tmp_path: Path) -> dict[str, Any]:
     """A DAG whose first job runs on the remote for a minute, then a local one."""
+    simulator = f"{simulator_process}/generic"
     control(f"{simulator}/_sim/reset", {})
     control(f"{simulator}/_sim/behaviour", {"target": "long", "duration": 60})
     connections = tmp_path / "connections.toml"
