@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import random
 import time
 from collections import Counter, defaultdict
@@ -186,6 +187,7 @@ class RunExecutor:
         self._tokens_base = {"runId": run.id, "dagName": dag.name, **run.params}
         self._tg: Any = None
         self._log = structlog.get_logger("orchestrator.engine").bind(dag=dag.name, run=run.id)
+        self._debug = self._log.is_enabled_for(logging.DEBUG)  # once: a state change is hot
         types = job_types()
         for job in dag:
             pools = job.pools
@@ -278,6 +280,10 @@ class RunExecutor:
         jr.state = new
         if error is not None:
             jr.error = error
+        if self._debug:
+            self._log.debug(
+                "job.state", job=jr.id, attempt=jr.attempts, old=old.value, new=new.value
+            )
         terminal = new in JOB_TERMINAL
         if terminal:
             jr.ended_at = self._clock.time()
