@@ -20,6 +20,7 @@ import anyio
 from . import crash, logs
 from .durations import MAX_DURATION
 from .errors import ConfigError, DagError, OrchestratorError, RunHalted, StoreError
+from .printable import printable
 from .states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
@@ -99,7 +100,7 @@ def _say(text: str, stream: Any) -> None:
 
 
 def _error(message: str) -> None:
-    _say(f"orchestrator: {logs.redact_text(message)}", sys.stderr)
+    _say(f"orchestrator: {printable(logs.redact_text(message), keep_newlines=True)}", sys.stderr)
 
 
 def _isatty(stream: Any) -> bool:
@@ -130,7 +131,7 @@ def _report(run: Any, args: argparse.Namespace, interactive: bool) -> int:
     if args.json:
         _say(json.dumps(logs.redact(run.to_json()), default=str), sys.stdout)
     elif interactive:
-        reason = f" ({logs.redact_text(run.error)})" if run.error else ""
+        reason = f" ({printable(logs.redact_text(run.error))})" if run.error else ""
         _say(f"run {run.id}: {run.state.value}{reason}", sys.stderr)
     return _RUN_EXIT[run.state]
 

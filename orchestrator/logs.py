@@ -25,6 +25,8 @@ from urllib.parse import quote
 
 import structlog
 
+from .printable import printable
+
 MIN_SECRET = 4
 WHOLE_WORD_BELOW = 12
 MASK = "***"
@@ -157,6 +159,15 @@ class LossyStream:
                 pass
 
 
+def printable_processor(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = printable(value, keep_newlines=True)
+    return event_dict
+
+
 def configure(
     level: str = "info", *, stream: TextIO | None = None, json: bool | None = None
 ) -> None:
@@ -168,20 +179,19 @@ def configure(
     else:
         out = LossyStream(stream, getattr(stream, "name", "the log file"), sys.stderr)
     as_json = json if json is not None else not out.isatty()
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
-    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_processor,
+    ]
+    if as_json:  # JSON escapes every control character, and everything beyond ASCII
+        processors.append(structlog.processors.JSONRenderer())
+    else:  # a terminal: what remotes and DAG files said is shown escaped
+        processors += [printable_processor, structlog.dev.ConsoleRenderer(colors=out.isatty())]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_processor,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.WriteLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,

@@ -10,6 +10,7 @@ import anyio
 
 from .engine.records import JobRun, Run
 from .logs import LossyStream
+from .printable import printable
 from .states import JobState
 
 _MARK = {
@@ -55,22 +56,25 @@ class Progress:
     def _lines(self) -> list[str]:
         run = self.run
         jobs = [run.jobs[j] for j in run.dag.topological()] if run.jobs else []
-        head = f"{run.dag.name} run {run.id[:12]}: {run.state.value}"
+        head = f"{printable(run.dag.name)} run {run.id[:12]}: {run.state.value}"
         if len(jobs) <= MAX_LINES:
-            width = max((len(j.id) for j in jobs), default=0)
+            ids = [printable(j.id) for j in jobs]
+            width = max(map(len, ids), default=0)
             lines = [head]
-            for jr in jobs:
+            for jr, shown in zip(jobs, ids, strict=True):
                 attempt = f" (attempt {jr.attempts})" if jr.attempts > 1 else ""
                 error = (
-                    f"  {jr.error.splitlines()[0][:80]}" if jr.error and jr.state.terminal else ""
+                    f"  {printable(jr.error.splitlines()[0][:80])}"
+                    if jr.error and jr.state.terminal
+                    else ""
                 )
                 lines.append(
-                    f"  {_MARK[jr.state]} {jr.id:<{width}}  {jr.state.value}{attempt}{error}"
+                    f"  {_MARK[jr.state]} {shown:<{width}}  {jr.state.value}{attempt}{error}"
                 )
             return lines
         counts = Counter(jr.state for jr in jobs)
         summary = "  ".join(f"{_MARK[s]} {s.value} {n}" for s, n in counts.items())
-        running = [jr.id for jr in jobs if jr.state is JobState.RUNNING][:8]
+        running = [printable(jr.id) for jr in jobs if jr.state is JobState.RUNNING][:8]
         lines = [head, f"  {summary}"]
         if running:
             lines.append(f"  running: {', '.join(running)}")
