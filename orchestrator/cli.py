@@ -91,6 +91,15 @@ def _error(message: str) -> None:
     print(f"orchestrator: {logs.redact_text(message)}", file=sys.stderr)
 
 
+def _warn_webhooks(dag: Any) -> None:
+    """A line per webhook whose literal address its deliveries will be refused (a bad
+    ``$ORCHESTRATOR_WEBHOOK_ALLOW`` raises ConfigError)."""
+    from .validation import webhook_warnings
+
+    for warning in webhook_warnings(dag):
+        print(f"orchestrator: warning: {warning}", file=sys.stderr)
+
+
 # -- run / resume -----------------------------------------------------------------------
 def _configure_logs(args: argparse.Namespace) -> bool:
     """Logs as the run command wants them; returns whether to show live progress."""
@@ -123,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dag = load_one(args.path, args.dag)
         params = _parse_params(args.param)
         overlap = overlap_policy(dag, args.overlap)
+        _warn_webhooks(dag)
     except (DagError, ConfigError) as exc:
         _error(str(exc))
         return EXIT_INVALID
@@ -485,6 +495,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             status = EXIT_INVALID
             continue
         for dag in dags:
+            _warn_webhooks(dag)
             print(f"ok: {path}: {dag.name} ({len(dag)} jobs, {dag.graph.number_of_edges()} edges)")
     return status
 

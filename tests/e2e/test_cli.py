@@ -185,6 +185,33 @@ def test_validate(tmp_path: Path) -> None:
     assert "bad trigger rule 'sometimes'" in bad.stderr
 
 
+def test_a_private_webhook_destination_warns_and_its_delivery_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ORCHESTRATOR_WEBHOOK_ALLOW", raising=False)
+    hook = {"name": "done", "url": "http://127.0.0.1:9/hook", "triggerEvent": "onJobDone"}
+    path = write_dag(tmp_path, dag({"a": {"type": "fake", "webhooks": [hook]}}))
+    warning = (
+        f"orchestrator: warning: {path}: job 'a': webhook 'done': field 'url': 127.0.0.1 is not "
+        "a public address: deliveries to it will be refused (allow them with "
+        "ORCHESTRATOR_WEBHOOK_ALLOW=loopback)"
+    )
+    checked = cli("validate", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.splitlines() == [warning]
+    ran = cli("run", str(path), "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.splitlines()[0] == warning
+    listed = cli("webhooks", "list")
+    assert listed.returncode == 0, listed.stderr
+    delivery, attempt = listed.stdout.splitlines()
+    assert "  failed  " in delivery
+    assert attempt.endswith(
+        "webhook destination 127.0.0.1 resolves to 127.0.0.1, which is not a public address "
+        "(allow it with ORCHESTRATOR_WEBHOOK_ALLOW)"
+    )
+
+
 @pytest.mark.parametrize("fmt", ["json", "dot", "mermaid"])
 def test_graph_formats(fmt: str) -> None:
     proc = cli("graph", str(DAGS / "quickstart.json"), "--format", fmt)
