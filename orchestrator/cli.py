@@ -110,6 +110,37 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
+def _warn_webhooks(dag: Any) -> None:
+    """A line per webhook whose literal address its deliveries will be refused (a bad
+    ``$ORCHESTRATOR_WEBHOOK_ALLOW`` raises ConfigError)."""
+    from .validation import webhook_warnings
+
+    for warning in webhook_warnings(dag):
+        print(f"orchestrator: warning: {warning}", file=sys.stderr)
+
+
+RUN_ID_PREFIX = 4  # the fewest characters of a run id that name it, as git's short ids
+RUN_IDS_SHOWN = 5  # the runs an ambiguous prefix lists
+
+
+async def _find_run_id(store: Any, given: str) -> str:
+    """The run id ``given`` names: a whole id, or a unique prefix of at least
+    :data:`RUN_ID_PREFIX` characters (progress and ``webhooks list`` show 12). Raises
+    ConfigError, one line, when it names no run or several."""
+    if not given.isprintable():  # a control character, or bytes argv could not decode
+        raise ConfigError(f"no run {given!r} in the store")
+    if await store.get_run(given) is not None:
+        return given
+    found = await store.find_run_ids(given, limit=RUN_IDS_SHOWN + 1) if given else []
+    if len(given) < RUN_ID_PREFIX or not found:
+        short = f" (a prefix has at least {RUN_ID_PREFIX} characters)" if found else ""
+        raise ConfigError(f"no run {given!r} in the store{short}")
+    if len(found) > 1:
+        shown = ", ".join(found[:RUN_IDS_SHOWN]) + (", ..." if len(found) > RUN_IDS_SHOWN else "")
+        raise ConfigError(f"run id prefix {given!r} matches several runs: {shown}")
+    return str(found[0])
+
+
 # -- run / resume -----------------------------------------------------------------------
 def _configure_logs(args: argparse.Namespace) -> bool:
     """Logs as the run command wants them; returns whether to show live progress."""
@@ -145,6 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dag = load_one(args.path, args.dag)
         params = _parse_params(args.param)
         overlap = overlap_policy(dag, args.overlap)
+        _warn_webhooks(dag)
     except (DagError, ConfigError) as exc:
         _error(str(exc))
         return EXIT_INVALID
@@ -251,10 +283,12 @@ async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: 
                 states=[RunState.QUEUED, RunState.RUNNING], limit=10_000
             )
         else:
-            record = await store.get_run(args.run_id)
-            if record is None:
-                _error(f"no run {args.run_id!r} in the store")
+            try:
+                record = await store.get_run(await _find_run_id(store, args.run_id))
+            except ConfigError as exc:
+                _error(str(exc))
                 return EXIT_INVALID
+            assert record is not None
             records = [record]
         for record in reversed(records):  # oldest first
             if record.state.terminal:
@@ -330,10 +364,12 @@ async def _runs(args: argparse.Namespace) -> int:
                     created = iso(r.created_at)
                     print(f"{r.id:32}  {r.dag:20}  {r.state.value:10}  {r.trigger:8}  {created}")
             return EXIT_OK
-        record = await store.get_run(args.run_id)
-        if record is None:
-            _error(f"no run {args.run_id!r} in the store")
+        try:
+            record = await store.get_run(await _find_run_id(store, args.run_id))
+        except ConfigError as exc:
+            _error(str(exc))
             return EXIT_INVALID
+        assert record is not None
         jobs = await store.get_jobs(record.id)
         attempts = await store.get_attempts(record.id)
         events = await store.get_events(record.id)
@@ -426,7 +462,12 @@ async def _webhooks(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     try:
         if args.webhooks_command == "list":
-            rows = await store.list_deliveries(args.run)
+            try:
+                run_id = args.run and await _find_run_id(store, args.run)
+            except ConfigError as exc:
+                _error(str(exc))
+                return EXIT_INVALID
+            rows = await store.list_deliveries(run_id)
             data: list[dict[str, Any]] = [
                 {
                     "id": d.id,
@@ -516,6 +557,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             status = EXIT_INVALID
             continue
         for dag in dags:
+            _warn_webhooks(dag)
             print(f"ok: {path}: {dag.name} ({len(dag)} jobs, {dag.graph.number_of_edges()} edges)")
     return status
 
@@ -599,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue runs that did not end (after a crash)")
-    resume.add_argument("run_id", nargs="?")
+    resume.add_argument("run_id", nargs="?", help="a run id, or a unique prefix of one")
     resume.add_argument("--all", action="store_true", help="every run that did not end")
     resume.add_argument("--db", help=DB_HELP)
     resume.add_argument("--connections")
@@ -624,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs_list.add_argument("--json", action="store_true")
     runs_list.add_argument("--db", help=DB_HELP)
     runs_show = runs_sub.add_parser("show")
-    runs_show.add_argument("run_id")
+    runs_show.add_argument("run_id", help="a run id, or a unique prefix of one")
     runs_show.add_argument("--json", action="store_true")
     runs_show.add_argument("--db", help=DB_HELP)
     runs.set_defaults(func=cmd_runs)
@@ -632,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     hooks = sub.add_parser("webhooks", help="webhook deliveries and their attempts")
     hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
     hooks_list = hooks_sub.add_parser("list", help="every delivery and its attempts")
-    hooks_list.add_argument("--run", help="only this run's deliveries")
+    hooks_list.add_argument("--run", help="only this run's deliveries (an id or a prefix)")
     hooks_list.add_argument("--json", action="store_true")
     hooks_list.add_argument("--db", help=DB_HELP)
     hooks_redeliver = hooks_sub.add_parser("redeliver", help="send one delivery again, now")

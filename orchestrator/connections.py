@@ -14,9 +14,10 @@ connection. Secrets come from ``${ENV_VAR}`` interpolation and never appear in `
     [celonis.credentials]      # any credential names, all kept out of repr and logs
     app_key = "${CELONIS_KEY}"
 
-Every string value may hold ``${NAME}`` (read from the environment); ``$${`` is a literal
-``${``. Every problem in the file is reported at once, each naming the file, the connection
-and the field, never a secret.
+Every string value may hold ``${NAME}`` (read from the environment) or ``${NAME:-default}``
+(the default when NAME is unset or empty, as in a shell); ``$${`` is a literal ``${``. Every
+problem in the file is reported at once, each naming the file, the connection and the field,
+never a secret.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ class _Reader:
     # -- values --
 
     def interpolate(self, key: str, value: Any) -> Any:
-        """``${NAME}`` replaced in every string, recursively; ``$${`` is a literal ``${``."""
+        """``${NAME}`` and ``${NAME:-default}`` replaced in every string, recursively; ``$${`` is
+        a literal ``${``."""
         if isinstance(value, str):
             return self._substitute(key, value)
         if isinstance(value, dict):
@@ -217,17 +219,28 @@ class _Reader:
             if match.group(0) == "$${":
                 return "${"
             ref = match.group(1)
+            name = ref.partition(":-")[0]
             if not match.group(0).endswith("}"):
                 self.problem(key, "unclosed '${' (write '$${' for a literal '${')")
-            elif not _NAME.match(ref):
+            elif not _NAME.match(name):
                 self.problem(key, f"'${{{ref}}}' is not a valid environment variable name")
-            elif ref not in self.env:
-                self.problem(key, f"environment variable {ref} is not set")
+            elif (found := self.lookup(ref)) is None:
+                self.problem(key, f"environment variable {name} is not set")
             else:
-                return self.env[ref]
+                return found[0]
             return ""
 
         return _REFERENCE.sub(replace, text) if "$" in text else text
+
+    def lookup(self, ref: str) -> tuple[str, bool] | None:
+        """The value of ``NAME`` or ``NAME:-default`` (the default when NAME is unset or
+        empty, as in a shell) and whether it came from the environment; ``None`` when NAME is
+        unset and has no default."""
+        name, has_default, default = ref.partition(":-")
+        value = self.env.get(name)
+        if has_default and not value:
+            return default, False
+        return (value, True) if value is not None else None
 
     def string(self, key: str, value: Any) -> str | None:
         if not isinstance(value, str):
@@ -382,8 +395,10 @@ class _Reader:
             if match.group(0) == "$${":
                 url += "${"
                 continue
-            value = self.env.get(match.group(1) or "", "") if match.group(0).endswith("}") else ""
-            placed.append((len(url), value))
+            found = self.lookup(match.group(1) or "") if match.group(0).endswith("}") else None
+            value, from_env = found or ("", False)
+            if from_env:  # a default is written in the file, in clear: not a secret
+                placed.append((len(url), value))
             url += value
         url += raw[last:]
         scheme_end = url.find("://")

@@ -15,10 +15,10 @@ from cronsim import CronSim, CronSimError
 
 from .dag import AMBIGUOUS_POLICIES, DAG, ENGINE_FIELDS
 from .durations import parse_duration
-from .errors import DagValidationError, PermanentError
+from .errors import DagValidationError
 from .trigger_rules import TriggerRule
 from .webhooks.definitions import validate_webhooks
-from .webhooks.guard import Egress, check_literal
+from .webhooks.guard import ALLOW_ENV, Egress, allow_word, literal_refused
 
 MAX_JOBS = 100_000
 OVERLAP_POLICIES = ("skip", "queue", "allow")
@@ -94,16 +94,6 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         _validate_job(dag, job, types, allowed, lambda m, j=job.id: bad(j, m))
         for problem in validate_webhooks(job.webhooks, ""):
             bad(job.id, problem)
-    egress = Egress.from_env()
-    for job_id, hooks in [(None, dag.webhooks)] + [(j.id, j.webhooks) for j in dag.jobs.values()]:
-        for hook in hooks:
-            url = hook.get("url") if isinstance(hook, dict) else None
-            host = urlsplit(url).hostname if isinstance(url, str) else None
-            if host:
-                try:
-                    check_literal(host, egress)
-                except PermanentError as exc:
-                    bad(job_id, f"webhook {hook.get('name')!r}: field 'url': {exc}")
 
     unknown_nodes = [n for n in dag.graph.nodes if n not in dag.jobs]
     for node in unknown_nodes:
@@ -123,6 +113,33 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         bad(None, f"jobGraph: cycle {cycle_text([edge[0] for edge in cycle])}")
     if problems:
         raise DagValidationError(problems)
+
+
+def webhook_warnings(dag: DAG, egress: Egress | None = None) -> list[str]:
+    """One line per webhook whose URL writes an address the policy refuses (loopback,
+    private, link-local): not an error, since the policy is enforced when sending, by the
+    process that sends, but its deliveries will fail unless that process allows it. Reads
+    ``$ORCHESTRATOR_WEBHOOK_ALLOW`` when no ``egress`` is given (a bad value raises)."""
+    egress = Egress.from_env() if egress is None else egress
+    where = _where(dag)
+    warnings = []
+    for job_id, hooks in [(None, dag.webhooks)] + [(j.id, j.webhooks) for j in dag.jobs.values()]:
+        for hook in hooks if isinstance(hooks, list) else ():
+            url = hook.get("url") if isinstance(hook, dict) else None
+            try:
+                host = urlsplit(url).hostname if isinstance(url, str) else None
+            except ValueError:
+                continue  # a syntax error, reported by validate_dag
+            ip = literal_refused(host, egress) if host else None
+            if ip is None:
+                continue
+            job = f"job {job_id!r}: " if job_id is not None else ""
+            warnings.append(
+                f"{where}: {job}webhook {hook.get('name')!r}: field 'url': {host} is not a public "
+                f"address: deliveries to it will be refused (allow them with "
+                f"{ALLOW_ENV}={allow_word(ip)})"
+            )
+    return warnings
 
 
 def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], bad: Any) -> None:

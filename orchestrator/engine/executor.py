@@ -37,6 +37,7 @@ from ..connectors.base import (
 )
 from ..connectors.registry import job_types
 from ..errors import ConnectorError, StoreError, TransientError
+from ..outcome import run_failure
 from ..retry import Outcome
 from ..states import (
     JOB_TERMINAL,
@@ -509,14 +510,11 @@ class RunExecutor:
             state = self._stop_state
             run.error = self._stop_reason
         else:
-            bad = [
-                jr.id
-                for jr in run.jobs.values()
-                if not jr.children and jr.state not in (JobState.SUCCEEDED, JobState.SKIPPED)
-            ]
-            state = RunState.FAILED if bad else RunState.SUCCEEDED
-            if bad:
-                run.error = f"{len(bad)} final job(s) did not succeed: {', '.join(sorted(bad)[:5])}"
+            run.error = run_failure(
+                {jr.id: (jr.state, jr.rule) for jr in run.jobs.values()},
+                ((jr.id, child.id) for jr in run.jobs.values() for child in jr.children),
+            )
+            state = RunState.FAILED if run.error else RunState.SUCCEEDED
         run.ended_at = self._clock.time()
         self._set_run(state)
         if self._store is not None and self._dag_hooks:

@@ -323,6 +323,11 @@ class Store(Protocol):
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
+    async def find_run_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """The ids of the runs that start with ``prefix`` (matched as text, no wildcards), in
+        order, at most ``limit``."""
+        ...
+
     async def list_runs(
         self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
     ) -> list[RunRecord]:

@@ -154,6 +154,9 @@ class MemoryStore:
         run = self.runs.get(run_id)
         return copy.copy(run) if run else None
 
+    async def find_run_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        return sorted(run_id for run_id in self.runs if run_id.startswith(prefix))[:limit]
+
     async def list_runs(
         self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
     ) -> list[RunRecord]:

@@ -519,6 +519,15 @@ class SQLiteStore:
 
         return await self._query(read)
 
+    async def find_run_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        # a range of the primary key, never LIKE: a '%' or '_' in the prefix is a character
+        low, high = prefix, _after_prefix(prefix)
+        sql = "SELECT id FROM runs WHERE id >= ?" + (" AND id < ?" if high is not None else "")
+        args = (low, high) if high is not None else (low,)
+        return await self._query(
+            lambda c: [r[0] for r in c.execute(f"{sql} ORDER BY id LIMIT ?", (*args, limit))]
+        )
+
     async def list_runs(
         self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
     ) -> list[RunRecord]:
@@ -689,6 +698,19 @@ _OUTBOX_COLUMNS = (
     "ssl_verification, "
     "created_at, state, attempts, next_at, last_status, last_error, delivered_at"
 )
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least text above every text that starts with ``prefix`` (SQLite compares text as
+    UTF-8 bytes, in code point order), or ``None`` when there is none (an empty prefix, or
+    one of U+10FFFF only)."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1  # no surrogates
+            return prefix[:-1] + chr(following)
+        prefix = prefix[:-1]
+    return None
 
 
 def _run(r: Any) -> RunRecord:

@@ -4,8 +4,9 @@
 endpoint in its own lane (a slow or failing endpoint never delays another one, nor the jobs),
 records every attempt, and schedules retries with exponential backoff and jitter over hours
 (:data:`DEFAULT_SCHEDULE`, the Standard Webhooks example), honouring ``Retry-After`` on 429 and
-5xx. Success is 2xx only; redirects are not followed; 410 disables the webhook. Each attempt has
-a 30 s deadline and reads at most 64 KiB of the answer.
+5xx. Success is 2xx only; redirects are not followed; 410 disables the webhook; a destination
+the address policy refuses (:mod:`.guard`) fails the delivery at once. Each attempt has a 30 s
+deadline and reads at most 64 KiB of the answer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..durations import parse_duration
 from ..errors import ConfigError, PermanentError
 from ..logs import add_secrets
 from ..store.base import DeliveryAttempt, DeliveryRecord, Store
-from .guard import Egress, GuardedResolver, check_literal
+from .guard import DestinationRefused, Egress, GuardedResolver, check_literal
 from .signing import signature_header
 
 DEFAULT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
@@ -237,6 +238,7 @@ class Deliverer:
         }
         status: int | None = None
         wait: float | None = None
+        refused = False
         try:
             secrets = [resolve_secret(ref) for ref in d.secret_refs]
             add_secrets(secrets)
@@ -265,6 +267,8 @@ class Deliverer:
             error = None if 200 <= status < 300 else f"HTTP {status}"
         except TimeoutError:
             error = f"no answer within {self._timeout:g}s"
+        except DestinationRefused as exc:  # the address policy: no retry would be sent
+            error, refused = str(exc), True
         except PermanentError as exc:
             error = str(exc)
         except aiohttp.ClientSSLError as exc:
@@ -285,7 +289,7 @@ class Deliverer:
                 d.dag, d.webhook, "the endpoint answered 410 Gone", time.time()
             )
             return
-        if number >= len(self._schedule):
+        if refused or number >= len(self._schedule):
             log.error("webhook.failed", status=status, error=error, **fields)
             await self._store.record_delivery(attempt, state="failed", next_at=None)
             return

@@ -64,9 +64,28 @@ class Egress:
         return ip.is_global and not ip.is_multicast
 
 
+class DestinationRefused(PermanentError):
+    """A webhook destination the address policy refuses: the delivery fails, not retried (the
+    policy is the sending process's; ``webhooks redeliver`` under another one sends it)."""
+
+
+def allow_word(ip: IPAddress) -> str:
+    """What :data:`ALLOW_ENV` needs to hold to allow ``ip``: ``loopback``, ``link-local``,
+    ``private``, or the address itself as a CIDR."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_private and not ip.is_unspecified and not ip.is_reserved:
+        return "private"
+    return f"{ip}/{ip.max_prefixlen}"
+
+
 def check_address(ip: IPAddress, egress: Egress, host: str) -> None:
     if not egress.allows(ip):
-        raise PermanentError(
+        raise DestinationRefused(
             f"webhook destination {host} resolves to {ip}, which is not a public address "
             f"(allow it with {ALLOW_ENV})"
         )
@@ -93,9 +112,18 @@ class GuardedResolver(AbstractResolver):
 
 
 def check_literal(host: str, egress: Egress) -> None:
-    """Refuse at configuration time a URL whose host is a literal address not allowed."""
+    """Refuse, before resolving, a URL whose host is a literal address not allowed."""
     from .definitions import literal_ip
 
     ip = literal_ip(host)
     if ip is not None:
         check_address(ip, egress, host)
+
+
+def literal_refused(host: str, egress: Egress) -> IPAddress | None:
+    """The address a URL host writes literally, if ``egress`` refuses it (a warning when a DAG
+    is validated: the policy is enforced when sending, by the process that sends)."""
+    from .definitions import literal_ip
+
+    ip = literal_ip(host)
+    return ip if ip is not None and not egress.allows(ip) else None

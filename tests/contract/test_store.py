@@ -114,6 +114,20 @@ async def test_what_does_not_exist_reads_as_nothing(store: Store) -> None:
     assert await store.list_runs() == []
 
 
+async def test_run_ids_are_found_by_prefix_as_text_never_as_a_pattern(store: Store) -> None:
+    ids = ["abc1", "abc2", "abd", "ab%_x", "ab\U0010ffff", "ab\U0010ffffz", "a\ud7ffb", "b"]
+    await store.apply([create(i, created_at=n) for n, i in enumerate(ids, 1)])
+    assert await store.find_run_ids("abc") == ["abc1", "abc2"]
+    assert await store.find_run_ids("abc", limit=1) == ["abc1"]
+    assert await store.find_run_ids("abc1") == ["abc1"]
+    assert await store.find_run_ids("ab%") == ["ab%_x"]  # not LIKE: '%' and '_' are characters
+    assert await store.find_run_ids("a_") == []
+    assert await store.find_run_ids("ab\U0010ffff") == ["ab\U0010ffff", "ab\U0010ffffz"]
+    assert await store.find_run_ids("a\ud7ff") == ["a\ud7ffb"]  # the next is past surrogates
+    assert await store.find_run_ids("abz") == []
+    assert await store.find_run_ids("") == sorted(ids)
+
+
 async def test_creating_a_run_twice_is_a_stale_write(store: Store) -> None:
     await store.apply([create()])
     with pytest.raises(StaleWrite):

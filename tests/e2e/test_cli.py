@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+
+from orchestrator.states import RunState
 
 ROOT = Path(__file__).parents[2]
 DAGS = ROOT / "dags"
@@ -185,6 +188,103 @@ def test_validate(tmp_path: Path) -> None:
     assert "bad trigger rule 'sometimes'" in bad.stderr
 
 
+def test_a_private_webhook_destination_warns_and_its_delivery_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ORCHESTRATOR_WEBHOOK_ALLOW", raising=False)
+    hook = {"name": "done", "url": "http://127.0.0.1:9/hook", "triggerEvent": "onJobDone"}
+    path = write_dag(tmp_path, dag({"a": {"type": "fake", "webhooks": [hook]}}))
+    warning = (
+        f"orchestrator: warning: {path}: job 'a': webhook 'done': field 'url': 127.0.0.1 is not "
+        "a public address: deliveries to it will be refused (allow them with "
+        "ORCHESTRATOR_WEBHOOK_ALLOW=loopback)"
+    )
+    checked = cli("validate", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.splitlines() == [warning]
+    ran = cli("run", str(path), "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.splitlines()[0] == warning
+    listed = cli("webhooks", "list")
+    assert listed.returncode == 0, listed.stderr
+    delivery, attempt = listed.stdout.splitlines()
+    assert "  failed  " in delivery
+    assert attempt.endswith(
+        "webhook destination 127.0.0.1 resolves to 127.0.0.1, which is not a public address "
+        "(allow it with ORCHESTRATOR_WEBHOOK_ALLOW)"
+    )
+
+
+def test_a_run_id_prefix_names_the_run_wherever_a_run_id_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress and `webhooks list` show 12 characters of a run id: they are enough."""
+    monkeypatch.delenv("ORCHESTRATOR_WEBHOOK_ALLOW", raising=False)
+    hook = {"name": "done", "url": "http://127.0.0.1:9/hook", "triggerEvent": "onJobDone"}
+    path = write_dag(tmp_path, dag({"a": {"type": "fake", "webhooks": [hook]}}))
+    ran = cli("run", str(path), "--json")
+    assert ran.returncode == 0, ran.stderr
+    run_id = json.loads(ran.stdout.strip().splitlines()[-1])["id"]
+    short = run_id[:12]
+    shown = cli("runs", "show", short)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"run {run_id}  t  succeeded")
+    listed = cli("webhooks", "list", "--run", short)
+    assert listed.returncode == 0, listed.stderr
+    assert f"  {short}/a  " in listed.stdout
+    resumed = cli("resume", run_id[:4])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"run {run_id}: already succeeded" in resumed.stderr
+
+
+def _store_runs(db: Path, *run_ids: str) -> None:
+    from orchestrator.store.base import CreateRun, RunRecord
+    from orchestrator.store.open import open_store
+
+    async def create() -> None:
+        store = await open_store(str(db))
+        try:
+            for n, run_id in enumerate(run_ids):
+                record = RunRecord(run_id, "d", "h", {}, "manual", RunState.SUCCEEDED, n + 1.0)
+                await store.apply([CreateRun(record, {"name": "d"}, ["a"])])
+        finally:
+            await store.aclose()
+
+    anyio.run(create)
+
+
+@pytest.mark.parametrize(
+    "command", [["runs", "show"], ["resume"], ["webhooks", "list", "--run"]], ids=" ".join
+)
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        ("abcd", "run id prefix 'abcd' matches several runs: abcd1111, abcd2222"),
+        ("abc", "no run 'abc' in the store (a prefix has at least 4 characters)"),
+        ("ab%d", "no run 'ab%d' in the store"),
+        ("zzzz", "no run 'zzzz' in the store"),
+        ("a", "no run 'a' in the store (a prefix has at least 4 characters)"),
+    ],
+)
+def test_a_run_id_prefix_that_names_no_run_or_several_is_a_one_line_error(
+    tmp_path: Path, command: list[str], given: str, error: str
+) -> None:
+    db = tmp_path / "runs.db"
+    _store_runs(db, "abcd1111", "abcd2222", "abce3333")
+    proc = cli(*command, given, "--db", str(db))
+    assert proc.returncode == 2
+    assert proc.stderr == f"orchestrator: {error}\n"
+
+
+def test_a_whole_run_id_is_never_taken_for_a_prefix(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    _store_runs(db, "abce", "abce3333", "r1")
+    for given in ("abce", "r1"):
+        proc = cli("runs", "show", given, "--db", str(db))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"run {given}  d  succeeded")
+
+
 @pytest.mark.parametrize("fmt", ["json", "dot", "mermaid"])
 def test_graph_formats(fmt: str) -> None:
     proc = cli("graph", str(DAGS / "quickstart.json"), "--format", fmt)
@@ -246,11 +346,19 @@ def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
     assert "\x1b[" in screen  # redrawn in place
 
 
-def test_every_example_dag_validates() -> None:
+@pytest.mark.parametrize("connections", [[], ["--connections", str(DAGS / "connections.toml")]])
+def test_every_example_dag_validates(
+    connections: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a newcomer runs it: no SIMULATOR_URL (only --simulate sets it), no webhook allow-list
+    (dags/webhooks.json sends to 127.0.0.1: a warning, not an error)."""
+    monkeypatch.delenv("SIMULATOR_URL", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_WEBHOOK_ALLOW", raising=False)
     paths = sorted(str(p) for p in DAGS.iterdir() if p.suffix in (".json", ".py"))
-    proc = cli("validate", *paths, env={"ORCHESTRATOR_WEBHOOK_ALLOW": "loopback"})
+    proc = cli("validate", *paths, *connections)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("ok: ") == len(paths)
+    assert all(line.startswith("orchestrator: warning: ") for line in proc.stderr.splitlines())
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_the_webhook_example_reaches_the_receiver(tmp_path: Path) -> None:
             cwd=ROOT,
             timeout=60,
         )
-        assert run.returncode == 0  # flaky fails, but the final job (all_done) succeeds
+        assert run.returncode == 1  # flaky fails: the all_done report after it does not hide it
         report = json.loads(run.stdout.strip().splitlines()[-1])
         lines: list[str] = []
         stdout = receiver.stdout
@@ -75,5 +75,5 @@ def test_the_webhook_example_reaches_the_receiver(tmp_path: Path) -> None:
         "/alerts" in line and '"alert": "flaky failed: the remote said no"' in line
         for line in lines
     )
-    assert any(f"webhooks_demo run {report['id']} ended: succeeded" in line for line in lines)
+    assert any(f"webhooks_demo run {report['id']} ended: failed" in line for line in lines)
     assert any(line.split()[1] == "GET" for line in lines)

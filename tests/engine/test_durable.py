@@ -299,7 +299,8 @@ async def test_resume_adopts_in_flight_attempts_and_never_submits_them_again(
     assert run.jobs["running"].handle == {"id": "fake-0"}
     assert run.jobs["accepted"].handle == {"id": "fake-1"}  # found by its idempotency key
     assert run.jobs["done"].handle == {"id": "old-done"}  # not touched
-    assert run.state is RunState.SUCCEEDED
+    # an unknown job fails the run, though the all_done job after it succeeded
+    assert (run.state, run.error) == (RunState.FAILED, "1 job(s) failed: ambiguous")
     stored = await store.get_jobs(r)
     assert {j: rec.state for j, rec in stored.items()} == states
 

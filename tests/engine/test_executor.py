@@ -107,8 +107,97 @@ async def test_failure_propagates_as_upstream_failed_and_all_done_still_runs(run
     }
     assert result.jobs["a"].error == "disk full"
     assert result.jobs["b"].error == "upstream 'a' failed"
-    # Airflow's rule: the run fails when a final job did not succeed (ok_path)
-    assert result.state is RunState.FAILED
+    # alert (one_failed) handled a's failure; no handler ran for b, c or ok_path
+    assert (result.state, result.error) == (RunState.FAILED, "3 job(s) failed: b, c, ok_path")
+
+
+FAIL = {"outcome": "failure"}
+CLEANUP = {"trigger_rule": "all_done"}
+ON_FAILURE = {"trigger_rule": "one_failed"}
+
+
+@pytest.mark.parametrize(
+    ("jobs", "edges", "state", "error"),
+    [
+        pytest.param(
+            {"a": FAIL, "cleanup": CLEANUP},
+            ["a>cleanup"],
+            RunState.FAILED,
+            "1 job(s) failed: a",
+            id="all_done cleanup after a failure",
+        ),
+        pytest.param(
+            {"a": FAIL, "b": {}, "c": {}, "report": CLEANUP},
+            ["a>b", "b>c", "c>report"],
+            RunState.FAILED,
+            "3 job(s) failed: a, b, c",
+            id="chain.json with a failing remote",
+        ),
+        pytest.param(
+            {"a": FAIL, "alert": ON_FAILURE},
+            ["a>alert"],
+            RunState.SUCCEEDED,
+            None,
+            id="one_failed handler that succeeds",
+        ),
+        pytest.param(
+            {"a": FAIL, "alert": {**ON_FAILURE, **FAIL}},
+            ["a>alert"],
+            RunState.FAILED,
+            "2 job(s) failed: a, alert",
+            id="one_failed handler that fails",
+        ),
+        pytest.param(
+            {"a": FAIL, "b": {}, "alert": {"trigger_rule": "all_failed"}, "cleanup": CLEANUP},
+            ["a>b", "b>alert", "alert>cleanup"],
+            RunState.SUCCEEDED,
+            None,
+            id="all_failed handler reached through upstream_failed",
+        ),
+        pytest.param(
+            {"a": FAIL, "b": {}, "alert": ON_FAILURE},
+            ["a>b", "a>alert"],
+            RunState.FAILED,
+            "1 job(s) failed: b",
+            id="a handler of one branch leaves the other failed",
+        ),
+        pytest.param(
+            {"a": {"duration": "1h", "timeout": "1s"}, "cleanup": CLEANUP},
+            ["a>cleanup"],
+            RunState.FAILED,
+            "1 job(s) failed: a",
+            id="timeout before a cleanup",
+        ),
+        pytest.param(
+            {"a": {}, "on_failure": {"trigger_rule": "all_failed"}, "then": {}, "ok": {}},
+            ["a>on_failure", "on_failure>then", "a>ok"],
+            RunState.SUCCEEDED,
+            None,
+            id="skipped branches",
+        ),
+        pytest.param(
+            {"a": {"failTimes": 1, "retries": 2}, "report": CLEANUP},
+            ["a>report"],
+            RunState.SUCCEEDED,
+            None,
+            id="a failed attempt retried to success",
+        ),
+    ],
+)
+async def test_a_run_fails_when_a_job_failed_unless_a_failure_handler_ran_for_it(
+    run: RunFn,
+    jobs: dict[str, dict[str, Any]],
+    edges: list[str],
+    state: RunState,
+    error: str | None,
+) -> None:
+    with DAG("outcome") as dag:
+        made = {name: Job(name, "fake", **fields) for name, fields in jobs.items()}
+    for edge in edges:
+        upstream, downstream = edge.split(">")
+        made[upstream] >> made[downstream]
+    result = await run(dag)
+    assert (result.state, result.error) == (state, error)
 
 
 async def test_skips_propagate(run: RunFn) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,47 @@ burst = "${BURST}"
     )
     conn = load_connections(path, environ={"VERIFY": "false", "RATE": "0.5", "BURST": "3"})["a"]
     assert (conn.verify_tls, conn.rate, conn.burst) == (False, 0.5, 3)
+
+
+@pytest.mark.parametrize(
+    ("env", "base_url", "rate"),
+    [
+        ({}, "http://127.0.0.1:8765/generic", 5.0),
+        ({"SIMULATOR_URL": "", "RATE": ""}, "http://127.0.0.1:8765/generic", 5.0),
+        (
+            {"SIMULATOR_URL": "https://sim.example", "RATE": "0.5"},
+            "https://sim.example/generic",
+            0.5,
+        ),
+    ],
+)
+def test_a_default_is_used_when_the_variable_is_unset_or_empty(
+    tmp_path: Path, env: dict[str, str], base_url: str, rate: float
+) -> None:
+    path = write(
+        tmp_path,
+        '[a]\ntype = "http"\nbase_url = "${SIMULATOR_URL:-http://127.0.0.1:8765}/generic"\n'
+        'rate = "${RATE:-5}"\ntoken = "${TOKEN:-}t"\n',
+    )
+    conn = load_connections(path, environ=env)["a"]
+    assert (conn.base_url, conn.rate, conn.credentials) == (base_url, rate, {"token": "t"})
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("${NOPE}", "environment variable NOPE is not set"),
+        ("${NOPE-x}", "'${NOPE-x}' is not a valid environment variable name"),
+        ("${:-x}", "'${:-x}' is not a valid environment variable name"),
+        ("${NOPE:-x", "unclosed '${'"),
+    ],
+)
+def test_a_reference_without_a_usable_default_is_a_problem(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    path = write(tmp_path, f'[a]\ntype = "http"\nbase_url = "http://h"\ntoken = "{value}"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"field 'token': {problem}")):
+        load_connections(path, environ={})
 
 
 def test_missing_variable_names_file_connection_field(tmp_path: Path) -> None:

@@ -118,6 +118,29 @@ def test_a_literal_base_url_path_holds_no_secret(tmp_path: Path) -> None:
     assert connection_secrets(conns) == set()
 
 
+@pytest.mark.parametrize(
+    ("env", "secrets"),
+    [
+        ({}, set()),  # the default is written in the file: not a secret
+        ({"TOKEN": ""}, set()),
+        ({"TOKEN": "t0k3n-from-env"}, {"t0k3n-from-env"}),
+    ],
+)
+def test_a_default_in_the_base_url_path_is_no_secret_but_its_variable_is(
+    tmp_path: Path, env: dict[str, str], secrets: set[str]
+) -> None:
+    conns = _connections(
+        tmp_path,
+        '[api]\ntype = "http"\nbase_url = "${BASE:-http://127.0.0.1:8765}/t/${TOKEN:-generic}/x"\n',
+        env,
+    )
+    assert connection_secrets(conns) == secrets
+    logs.add_secrets(connection_secrets(conns))
+    shown = logs.redact_text(f"GET {conns['api'].base_url}/jobs: HTTP 404 (generic job)")
+    assert "generic job" in shown
+    assert ("***" in shown) == bool(secrets)
+
+
 def test_credential_headers_and_the_basic_pair_are_secrets(tmp_path: Path) -> None:
     conns = _connections(
         tmp_path,

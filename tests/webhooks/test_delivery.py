@@ -237,38 +237,52 @@ async def test_get_sends_no_body_and_template_escapes_json(receiver: Receiver) -
     assert tmpl.headers["Content-Type"] == "application/json"
 
 
-async def test_private_destinations_are_refused_unless_allowed(
-    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("url", "allow"),
+    [
+        ("http://127.0.0.1/x", "loopback"),
+        ("http://[::1]/x", "loopback"),
+        ("http://169.254.169.254/x", "link-local"),
+        ("http://10.0.0.1/x", "private"),
+        ("http://2130706433/x", "loopback"),
+        ("http://0x7f.1/x", "loopback"),
+        ("http://[::ffff:127.0.0.1]/x", "loopback"),
+    ],
+)
+def test_a_private_literal_destination_is_a_warning_not_an_error(
+    url: str, allow: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.errors import DagValidationError
+    from orchestrator.validation import webhook_warnings
 
+    monkeypatch.delenv("ORCHESTRATOR_WEBHOOK_ALLOW", raising=False)
+    with DAG("ssrf") as dag:
+        Job("j", "fake", webhooks=[hook("h", url, "onJobDone")])
+    dag.validate()  # the policy is the sender's: enforced when sending
+    (warning,) = webhook_warnings(dag)
+    assert "job 'j': webhook 'h': field 'url': " in warning
+    assert warning.endswith(f"(allow them with ORCHESTRATOR_WEBHOOK_ALLOW={allow})")
+    monkeypatch.setenv("ORCHESTRATOR_WEBHOOK_ALLOW", allow)
+    assert webhook_warnings(dag) == []
+
+
+@pytest.mark.parametrize("literal", [True, False])
+async def test_a_private_destination_is_refused_when_sending_and_the_delivery_fails(
+    literal: bool, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked on the literal address, and on every resolved one before connecting (a name):
+    the delivery fails at once, saying how to allow it, and nothing reaches the receiver."""
     monkeypatch.delenv("ORCHESTRATOR_WEBHOOK_ALLOW")
-    for url in (
-        "http://127.0.0.1/x",
-        "http://[::1]/x",
-        "http://169.254.169.254/x",
-        "http://10.0.0.1/x",
-        "http://2130706433/x",
-        "http://0x7f.1/x",
-        "http://[::ffff:127.0.0.1]/x",
-    ):
-        with DAG("ssrf") as dag:
-            Job("j", "fake", webhooks=[hook("h", url, "onJobDone")])
-        with pytest.raises(DagValidationError, match="not a public address"):
-            dag.validate()
-    # a name is checked once resolved, before connecting
+    url = receiver.base_url if literal else receiver.base_url.replace("127.0.0.1", "localhost")
     store = MemoryStore()
-    with DAG("ssrf_name") as dag:
-        Job(
-            "j",
-            "fake",
-            webhooks=[
-                hook("h", receiver.base_url.replace("127.0.0.1", "localhost") + "/x", "onJobDone")
-            ],
-        )
-    await run(dag, store, webhook_wait=1)
-    ((_delivery, attempts),) = await store.list_deliveries()
-    assert "not a public address" in (attempts[0].error or "")
+    with DAG("ssrf") as dag:
+        Job("j", "fake", webhooks=[hook("h", url + "/x", "onJobDone")])
+    await run(dag, store, webhook_wait=5)
+    ((delivery, attempts),) = await store.list_deliveries()
+    assert delivery.state == "failed"
+    assert len(attempts) == 1  # not retried: the sender's policy refuses it every time
+    assert "not a public address (allow it with ORCHESTRATOR_WEBHOOK_ALLOW)" in (
+        attempts[0].error or ""
+    )
     assert receiver.received == []
 
 
