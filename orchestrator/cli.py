@@ -116,7 +116,7 @@ def _warn_webhooks(dag: Any) -> None:
     from .validation import webhook_warnings
 
     for warning in webhook_warnings(dag):
-        print(f"orchestrator: warning: {warning}", file=sys.stderr)
+        _say(f"orchestrator: warning: {printable(warning)}", sys.stderr)
 
 
 RUN_ID_PREFIX = 4  # the fewest characters of a run id that name it, as git's short ids
@@ -362,7 +362,10 @@ async def _runs(args: argparse.Namespace) -> int:
                 print(f"{'RUN':32}  {'DAG':20}  {'STATUS':10}  {'TRIGGER':8}  CREATED")
                 for r in records:
                     created = iso(r.created_at)
-                    print(f"{r.id:32}  {r.dag:20}  {r.state.value:10}  {r.trigger:8}  {created}")
+                    dag, trigger = printable(r.dag), printable(r.trigger)
+                    print(
+                        f"{printable(r.id):32}  {dag:20}  {r.state.value:10}  {trigger:8}  {created}"
+                    )
             return EXIT_OK
         try:
             record = await store.get_run(await _find_run_id(store, args.run_id))
@@ -412,12 +415,12 @@ async def _runs(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(detail, default=str))
         else:
-            print(f"run {record.id}  {record.dag}  {record.state.value}")
+            print(f"run {printable(record.id)}  {printable(record.dag)}  {record.state.value}")
             if record.error:
-                print(f"  reason: {logs.redact_text(record.error)}")
+                print(f"  reason: {printable(logs.redact_text(record.error))}")
             for j in detail["jobs"]["data"]:
-                err = f"  {j['error']}" if j["error"] else ""
-                print(f"  {j['id']:24} {j['status']:16} attempts={j['attempts']}{err}")
+                err = f"  {printable(j['error'])}" if j["error"] else ""
+                print(f"  {printable(j['id']):24} {j['status']:16} attempts={j['attempts']}{err}")
             print(f"  {len(attempts)} attempts, {len(events)} events")
         return EXIT_OK
     finally:
@@ -496,14 +499,14 @@ async def _webhooks(args: argparse.Namespace) -> int:
                 print(json.dumps(data))
             else:
                 for row in data:
-                    where = f"{row['run'][:12]}/{row['job'] or '(run)'}"
+                    where = printable(f"{row['run'][:12]}/{row['job'] or '(run)'}")
                     print(
-                        f"{row['id']}  {row['status']:9}  {row['event']:12}  {row['webhook']}  "
-                        f"{where}  {row['url']}"
+                        f"{row['id']}  {row['status']:9}  {row['event']:12}  "
+                        f"{printable(row['webhook'])}  {where}  {printable(row['url'])}"
                     )
                     for a in row["attempts"]:
                         outcome = a["httpStatus"] if a["httpStatus"] is not None else a["error"]
-                        print(f"    #{a['number']} {a['at']}  {outcome}")
+                        print(f"    #{a['number']} {a['at']}  {printable(outcome)}")
             return EXIT_OK
         before = {d.id: d.attempts for d, _ in await store.list_deliveries()}
         if args.delivery_id not in before or not await store.redeliver(
@@ -524,7 +527,7 @@ async def _webhooks(args: argparse.Namespace) -> int:
         ]
         last = attempts[-1] if attempts else None
         outcome = (last.status or last.error) if last else "not attempted"
-        print(f"{delivery.id}: {delivery.state} ({outcome})")
+        print(f"{delivery.id}: {delivery.state} ({printable(outcome)})")
         return EXIT_OK if delivery.state == "delivered" else EXIT_FAILED
     finally:
         with anyio.CancelScope(shield=True):

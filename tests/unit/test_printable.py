@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from orchestrator import DAG, Job, JobContext, run_dag
 from orchestrator.printable import printable
 from orchestrator.progress import Progress
+from orchestrator.states import JobState, RunState
+from orchestrator.store.base import CreateRun, RunRecord
+from orchestrator.store.open import open_store
+from tests.store_ops import job
 
 
 @pytest.mark.parametrize(
@@ -59,3 +66,29 @@ def test_console_logs_escape_what_they_show() -> None:
         "error": "bad\\x1b[2J\\u202e\nsecond line",
         "attempt": 1,
     }
+
+
+async def test_runs_list_and_show_escape_a_stored_run(tmp_path: Path) -> None:
+    """A run stored before ids were checked, with what a remote said in its error."""
+    db = tmp_path / "old.db"
+    hostile = "a\x1b[2J\u202e"
+    store = await open_store(str(db))
+    try:
+        record = RunRecord("r1", hostile, "hash", {}, "manual", RunState.QUEUED, created_at=1.0)
+        await store.apply([CreateRun(record, {"name": hostile}, [hostile])])
+        await store.apply(
+            [job(JobState.PENDING, JobState.FAILED, job_id=hostile, error=f"said {hostile}")]
+        )
+    finally:
+        await store.aclose()
+    for args in (["runs", "list"], ["runs", "show", "r1"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args, "--db", str(db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "a\\x1b[2J\\u202e" in proc.stdout
+        assert "\x1b" not in proc.stdout
+        assert "\u202e" not in proc.stdout
