@@ -362,10 +362,8 @@ async def _runs(args: argparse.Namespace) -> int:
                 print(f"{'RUN':32}  {'DAG':20}  {'STATUS':10}  {'TRIGGER':8}  CREATED")
                 for r in records:
                     created = iso(r.created_at)
-                    dag, trigger = printable(r.dag), printable(r.trigger)
-                    print(
-                        f"{printable(r.id):32}  {dag:20}  {r.state.value:10}  {trigger:8}  {created}"
-                    )
+                    run_id, dag, trigger = printable(r.id), printable(r.dag), printable(r.trigger)
+                    print(f"{run_id:32}  {dag:20}  {r.state.value:10}  {trigger:8}  {created}")
             return EXIT_OK
         try:
             record = await store.get_run(await _find_run_id(store, args.run_id))
