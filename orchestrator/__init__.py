@@ -6,7 +6,6 @@ DAG authors need only what this module exports.
 from .connectors.local import JobContext
 from .dag import DAG, Job
 from .engine.records import JobRun, Run
-from .engine.runner import run_dag
 from .errors import (
     ConfigError,
     ConnectorError,
@@ -16,6 +15,7 @@ from .errors import (
 )
 from .loader import load_path
 from .retry import Outcome, RetryPolicy
+from .runtime.runs import run_dag
 from .states import JobState, RunState
 from .trigger_rules import TriggerRule
 

@@ -8,14 +8,17 @@ in the middle of the run (a full disk): it stopped where it was, and ``resume`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
+import structlog
 
 from . import crash, logs
 from .durations import MAX_DURATION
@@ -206,6 +209,34 @@ async def _run_simulated(
             await runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def _hosted(store: Any, conns: dict[str, Any]) -> AsyncIterator[tuple[Any, list[str]]]:
+    """A run host for this command, with the process's signals: SIGINT and SIGTERM cancel its
+    runs (their remote jobs too); one that comes while no run executes (waiting for its turn
+    under ``queue``, say) ends the command. The list names the signals received."""
+    from .runtime.host import RunHost
+
+    received: list[str] = []
+    async with RunHost(store, conns) as host:
+        body = anyio.CancelScope()
+
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    structlog.get_logger("orchestrator").warning(
+                        "run.signal", signal=name, runs=host.active
+                    )
+                    received.append(name)
+                    host.cancel_all(f"cancelled by {name}")
+                    if not host.active:
+                        body.cancel()
+
+        host.start_service(on_signals)
+        with body:
+            yield host, received
+
+
 async def _run(
     dag: Any,
     params: dict[str, Any],
@@ -213,8 +244,8 @@ async def _run(
     args: argparse.Namespace,
     interactive: bool,
 ) -> int:
-    from .engine import session
     from .progress import Progress
+    from .runtime import runs
     from .store.open import open_store
 
     try:
@@ -228,17 +259,18 @@ async def _run(
     except StoreError as exc:
         _error(str(exc))
         return EXIT_INVALID
+    run = None
     try:
-        run = await session.run_new(
-            store,
-            dag,
-            params,
-            conns,
-            overlap=overlap,
-            concurrency=args.concurrency,
-            progress_for=Progress if interactive else None,
-        )
-    except session.RunRefused as exc:
+        async with _hosted(store, conns) as (host, received):
+            run = await runs.run_new(
+                host,
+                dag,
+                params,
+                overlap=overlap,
+                concurrency=args.concurrency,
+                view_for=Progress if interactive else None,
+            )
+    except runs.RunRefused as exc:
         _error(str(exc))
         return EXIT_REFUSED
     except RunHalted as exc:
@@ -250,6 +282,9 @@ async def _run(
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
+    if run is None:
+        _error(f"cancelled by {received[0]} before the run started")
+        return EXIT_CANCELLED
     return _report(run, args, interactive)
 
 
@@ -267,8 +302,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: bool) -> int:
-    from .engine import session
     from .progress import Progress
+    from .runtime import runs
     from .store.open import open_store
 
     try:
@@ -290,41 +325,42 @@ async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: 
                 return EXIT_INVALID
             assert record is not None
             records = [record]
-        for record in reversed(records):  # oldest first
-            if record.state.terminal:
-                _say(f"run {record.id}: already {record.state.value}", sys.stderr)
-                codes.append(_RUN_EXIT[record.state])
-                continue
-            try:
-                run = await session.resume(
-                    store,
-                    record,
-                    conns,
-                    concurrency=getattr(args, "concurrency", None),
-                    progress_for=Progress if interactive else None,
-                )
-            except session.RunRefused as exc:
-                _error(str(exc))
-                codes.append(EXIT_REFUSED)
-                continue
-            except RunHalted as exc:  # the store fails: the next runs would fail the same way
-                _error(str(exc))
-                codes.append(EXIT_HALTED)
-                break
-            except (DagError, StoreError) as exc:
-                _error(str(exc))
-                codes.append(EXIT_INVALID)
-                continue
-            codes.append(_report(run, args, interactive))
-        if EXIT_HALTED in codes:
-            return EXIT_HALTED
-        # deliveries left in the outbox by processes that stopped (of any run) go out now
-        from .webhooks.deliver import Deliverer
-
-        async with Deliverer(store) as deliverer:
-            left = await deliverer.drain_due(args.webhook_wait)
-        if left:
-            _say(f"{left} webhook deliveries still pending (retried later)", sys.stderr)
+        async with _hosted(store, conns) as (host, received):
+            for record in reversed(records):  # oldest first
+                if record.state.terminal:
+                    _say(f"run {record.id}: already {record.state.value}", sys.stderr)
+                    codes.append(_RUN_EXIT[record.state])
+                    continue
+                if received:
+                    break
+                try:
+                    run = await runs.resume(
+                        host,
+                        record,
+                        concurrency=getattr(args, "concurrency", None),
+                        view_for=Progress if interactive else None,
+                    )
+                except runs.RunRefused as exc:
+                    _error(str(exc))
+                    codes.append(EXIT_REFUSED)
+                    continue
+                except RunHalted as exc:  # the store fails: the next would fail the same way
+                    _error(str(exc))
+                    codes.append(EXIT_HALTED)
+                    break
+                except (DagError, StoreError) as exc:
+                    _error(str(exc))
+                    codes.append(EXIT_INVALID)
+                    continue
+                codes.append(_report(run, args, interactive))
+            if EXIT_HALTED in codes:
+                return EXIT_HALTED
+            if received:
+                codes.append(EXIT_CANCELLED)
+            else:  # deliveries left in the outbox by processes that stopped go out now
+                left = await host.deliverer.drain_due(args.webhook_wait)
+                if left:
+                    _say(f"{left} webhook deliveries still pending (retried later)", sys.stderr)
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()

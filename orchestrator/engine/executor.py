@@ -17,7 +17,7 @@ import itertools
 import logging
 import random
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,8 +63,9 @@ from ..store.base import (
 from ..trigger_rules import Decision, evaluate
 from ..webhooks.definitions import Webhook
 from ..webhooks.outbox import job_deliveries, run_deliveries
-from .connectors import ConnectorSet
+from .ports import ConnectorProvider
 from .records import JobRun, Run
+from .slots import Slots
 
 DEFAULT_CONCURRENCY = 64
 CANCEL_GRACE = 30.0  # seconds a remote cancel may take once the run is being cancelled
@@ -127,7 +128,7 @@ class RunExecutor:
     def __init__(
         self,
         run: Run,
-        connectors: ConnectorSet,
+        connectors: ConnectorProvider,
         *,
         clock: Clock | None = None,
         concurrency: int | None = None,
@@ -137,6 +138,7 @@ class RunExecutor:
         observers: list[Observer] | None = None,
         cancel_grace: float = CANCEL_GRACE,
         store: Store | None = None,
+        slots: Slots | None = None,
     ) -> None:
         dag = run.dag
         self.run = run
@@ -147,11 +149,15 @@ class RunExecutor:
         self._rng = rng or random.Random()
         self._observers = observers or []
         self._cancel_grace = cancel_grace
-        self._pool_limits: dict[str, int] = dict(dag.pools)
-        self._pool_limits.update(pool_limits or {})
+        # a DAG's pools are the run's own; connection limits are shared through ``slots``
+        # with every run of the same host
+        self._slots = slots if slots is not None else Slots()
+        own_pools = {**dag.pools, **(pool_limits or {})}
+        self._own_pools = [f"{run.id}/{name}" for name in own_pools]
+        for name, limit in own_pools.items():
+            self._slots.limits[f"{run.id}/{name}"] = limit
         for name, limit in (connection_limits or {}).items():
-            self._pool_limits[f"connection:{name}"] = limit
-        self._pool_used: Counter[str] = Counter()
+            self._slots.limit(f"connection:{name}", limit)
         self._blocked: defaultdict[str, list[tuple[int, int, JobRun]]] = defaultdict(list)
         self._heap: list[tuple[int, int, JobRun]] = []
         self._seq = itertools.count()
@@ -191,8 +197,8 @@ class RunExecutor:
         self._debug = self._log.is_enabled_for(logging.DEBUG)  # once: a state change is hot
         types = job_types()
         for job in dag:
-            pools = job.pools
-            if job.connection and f"connection:{job.connection}" in self._pool_limits:
+            pools = tuple(f"{run.id}/{pool}" for pool in job.pools)
+            if job.connection and f"connection:{job.connection}" in self._slots.limits:
                 pools = (*pools, f"connection:{job.connection}")
             jr = run.jobs[job.id] = JobRun(job, types[job.type], pools)
             if store is not None:
@@ -205,6 +211,14 @@ class RunExecutor:
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the run: running jobs are cancelled on their remotes, the rest never start."""
         self._stop(RunState.CANCELLED, reason)
+
+    def wake(self, job_id: str) -> bool:
+        """Poll ``job_id`` now (a pushed completion); False if it is not being followed."""
+        jr = self.run.jobs.get(job_id)
+        if jr is None or jr.state is not JobState.RUNNING:
+            return False
+        jr.wake()
+        return True
 
     def halt(self, failure: StoreError) -> None:
         """The store failed (a full disk, another owner): nothing more can be recorded, so stop
@@ -243,6 +257,9 @@ class RunExecutor:
                 f"run timed out after {timeout:g}s",
             )
         self._finish_run()
+        for pool in self._own_pools:
+            self._slots.limits.pop(pool, None)
+            self._slots.used.pop(pool, None)
         with anyio.CancelScope(shield=True):
             await self._commit()
         return run
@@ -575,12 +592,12 @@ class RunExecutor:
             if jr.state is not JobState.QUEUED and not jr.adopt:
                 continue
             for pool in jr.pools:
-                if self._pool_used[pool] >= self._pool_limits[pool]:
+                if self._slots.full(pool):
                     self._blocked[pool].append(entry)
+                    self._slots.wait(pool, self._unblock)
                     break
             else:
-                for pool in jr.pools:
-                    self._pool_used[pool] += 1
+                self._slots.take(jr.pools)
                 self._running += 1
                 jr.held = True
                 return jr
@@ -591,14 +608,18 @@ class RunExecutor:
             return
         jr.held = False
         self._running -= 1
-        for pool in jr.pools:
-            self._pool_used[pool] -= 1
-            blocked = self._blocked.get(pool)
-            if blocked:
-                for entry in blocked:
-                    heapq.heappush(self._heap, entry)
-                blocked.clear()
+        if jr.pools:
+            self._slots.give_back(jr.pools)  # wakes the runs waiting for these pools
         if self._heap:
+            self._need.set()
+
+    def _unblock(self, pool: str) -> None:
+        """A slot of ``pool`` was given back (by this run or another of the host)."""
+        blocked = self._blocked.get(pool)
+        if blocked:
+            for entry in blocked:
+                heapq.heappush(self._heap, entry)
+            blocked.clear()
             self._need.set()
 
     # -- workers -------------------------------------------------------------------------

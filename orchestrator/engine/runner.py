@@ -1,22 +1,15 @@
-"""Running one DAG to its end in this process."""
+"""What a run needs checked before it starts: its parameters, limits and connections."""
 
 from __future__ import annotations
 
-import contextlib
-import random
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..clock import Clock
 from ..connections import Connection
-from ..connectors.base import Connector
 from ..dag import DAG
 from ..errors import ConfigError, DagValidationError
-from ..store.base import Store
-from .connectors import ConnectorSet, check_connections
-from .executor import Observer, RunExecutor
+from .connectors import check_connections
 from .records import Run
 
 
@@ -72,68 +65,3 @@ def prepare_run(
     if problems:
         raise DagValidationError(problems)
     return Run(run_id or new_run_id(), dag, resolved, trigger)
-
-
-async def run_dag(
-    dag: DAG,
-    *,
-    params: Mapping[str, Any] | None = None,
-    connections: Mapping[str, Connection] | None = None,
-    connectors: Mapping[str, Connector] | None = None,
-    clock: Clock | None = None,
-    concurrency: int | None = None,
-    observers: list[Observer] | None = None,
-    rng: random.Random | None = None,
-    run_id: str | None = None,
-    store: Store | None = None,
-    webhook_wait: float = 10.0,
-) -> Run:
-    """Run ``dag`` to its end and return the finished :class:`Run`.
-
-    ``connectors`` replaces the connector of a job type (tests pass fakes). With a ``store``
-    the run is recorded there (and can be resumed). Webhooks are delivered through the store's
-    outbox (an in-memory one if none is given); the call waits up to ``webhook_wait`` seconds
-    for them.
-    """
-    conns = dict(connections or {})
-    run = prepare_run(dag, params=params, connections=conns, run_id=run_id, concurrency=concurrency)
-    has_hooks = bool(dag.webhooks) or any(job.webhooks for job in dag)
-    if store is None and has_hooks:
-        from ..store.memory import MemoryStore
-
-        store = MemoryStore()  # webhooks go through an outbox
-    stored = None
-    if store is not None:
-        from ..store.owner import this_owner
-        from .durable import send_new_run
-
-        # stored while the connectors and the executor are set up; awaited before any job
-        stored = send_new_run(store, run, owner=this_owner(), at=time.time(), exclusive=False)
-    limits = {c.name: c.concurrency for c in conns.values() if c.concurrency}
-    deliverer = None
-    if store is not None and has_hooks:
-        from ..webhooks.deliver import Deliverer
-
-        deliverer = Deliverer(store)
-    async with (
-        ConnectorSet(dag, conns, connectors) as connector_set,
-        deliverer or contextlib.nullcontext(),
-    ):
-        executor = RunExecutor(
-            run,
-            connector_set,
-            clock=clock,
-            concurrency=concurrency,
-            connection_limits=limits,
-            rng=rng,
-            observers=observers,
-            store=store,
-        )
-        if deliverer is not None:
-            executor.on_deliveries = deliverer.notify
-        if stored is not None:
-            await stored
-        await executor.execute()
-        if deliverer is not None:
-            await deliverer.drain(run.id, webhook_wait)
-        return run

@@ -32,7 +32,7 @@ import anyio
 from workloads import layered_dag, layered_graph
 
 from orchestrator import logs
-from orchestrator.engine.runner import run_dag
+from orchestrator.runtime.runs import run_dag
 from orchestrator.states import RunState
 from orchestrator.store.sqlite import SQLiteStore
 

@@ -30,7 +30,7 @@ import anyio
 from orchestrator import logs
 from orchestrator.connections import Connection
 from orchestrator.dag import DAG, Job
-from orchestrator.engine.runner import run_dag
+from orchestrator.runtime.runs import run_dag
 from orchestrator.states import RunState
 
 TOKEN = "sim-token"

@@ -32,7 +32,7 @@ def workload(mode: str, size: int) -> None:
     from workloads import layered_dag
 
     from orchestrator import logs
-    from orchestrator.engine.runner import run_dag
+    from orchestrator.runtime.runs import run_dag
     from orchestrator.store.sqlite import SQLiteStore
 
     dag = layered_dag(size)

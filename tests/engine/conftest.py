@@ -11,7 +11,7 @@ import pytest
 from orchestrator.clock import FakeClock
 from orchestrator.dag import DAG
 from orchestrator.engine.records import Run
-from orchestrator.engine.runner import run_dag
+from orchestrator.runtime.runs import run_dag
 from orchestrator.testing.fake import FakeConnector, FakeRemote
 
 

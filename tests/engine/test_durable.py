@@ -19,7 +19,8 @@ from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.durable import dag_definition, record_new_run, restore
 from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.records import Run
-from orchestrator.engine.runner import prepare_run, run_dag
+from orchestrator.engine.runner import prepare_run
+from orchestrator.runtime.runs import run_dag
 from orchestrator.states import JobState, RunState
 from orchestrator.store.base import Operation, RunTransition, StaleWrite, Store
 from orchestrator.store.memory import MemoryStore

@@ -13,10 +13,10 @@ import pytest
 
 from orchestrator.connections import Connection
 from orchestrator.dag import DAG, Job
-from orchestrator.engine.runner import run_dag
 from orchestrator.errors import ConfigError, DagError, DagValidationError
 from orchestrator.loader import load_path
 from orchestrator.retry import RetryPolicy
+from orchestrator.runtime.runs import run_dag
 
 ROOT = Path(__file__).resolve().parents[2]
 

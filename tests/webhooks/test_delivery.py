@@ -10,8 +10,9 @@ import pytest
 from standardwebhooks import Webhook as StandardWebhook
 
 from orchestrator.dag import DAG, Job
-from orchestrator.engine import session
 from orchestrator.engine.records import Run
+from orchestrator.runtime import runs
+from orchestrator.runtime.host import RunHost
 from orchestrator.states import RunState
 from orchestrator.store.memory import MemoryStore
 from orchestrator.webhooks.signing import sign
@@ -28,7 +29,8 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def run(dag: DAG, store: MemoryStore | None = None, **kwargs: Any) -> Run:
     dag.validate()
-    return await session.run_new(store or MemoryStore(), dag, {}, {}, overlap="allow", **kwargs)
+    async with RunHost(store or MemoryStore()) as host:
+        return await runs.run_new(host, dag, {}, overlap="allow", **kwargs)
 
 
 def test_signature_known_answer_vector() -> None:
@@ -106,20 +108,18 @@ async def test_dag_level_webhooks_fire_when_the_run_ends(
         )
     store = MemoryStore()
     if outcome == "cancel":
-        async with anyio.create_task_group() as tg:
+        dag.validate()
+        async with RunHost(store) as host, anyio.create_task_group() as tg:
 
             async def cancel_soon() -> None:
                 while not store.runs or not any(
                     a.state == "running" for a in store.attempts.values()
                 ):
                     await anyio.sleep(0.01)
-                import os
-                import signal
-
-                os.kill(os.getpid(), signal.SIGINT)
+                host.cancel_all("cancelled")  # what the command line does on SIGINT
 
             tg.start_soon(cancel_soon)
-            result = await run(dag, store)
+            result = await runs.run_new(host, dag, {}, overlap="allow")
     else:
         result = await run(dag, store)
     assert result.state.value == run_state

@@ -11,7 +11,8 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from orchestrator.dag import DAG, Job
-from orchestrator.engine import session
+from orchestrator.runtime import runs
+from orchestrator.runtime.host import RunHost
 from orchestrator.store.memory import MemoryStore
 
 from .conftest import hook
@@ -45,7 +46,8 @@ async def test_self_signed_receiver(https_url: str, verify: bool) -> None:
         Job("j", "fake", webhooks=[hook("h", https_url, "onJobDone", sslVerification=verify)])
     dag.validate()
     with capture_logs() as logs:
-        await session.run_new(store, dag, {}, {}, overlap="allow", webhook_wait=3)
+        async with RunHost(store) as host:
+            await runs.run_new(host, dag, {}, overlap="allow", webhook_wait=3)
     ((delivery, attempts),) = await store.list_deliveries()
     if verify:
         assert delivery.state == "failed"

@@ -1,0 +1,241 @@
+"""The run host: one service that runs any number of runs in this process, with what they share.
+
+``async with RunHost(store, connections) as host`` owns one task group, one heartbeat for all
+the runs it owns, one webhook deliverer (with its in-flight set: a delivery is never sent twice
+by one process), and one :class:`~orchestrator.runtime.hub.ConnectorHub` (a connector per job
+type and connection, shared by every run, so that a connection's ``concurrency``, rate limit and
+connection pool hold across runs). It runs, cancels and wakes runs. The command line runs on it;
+the daemon will. Signals are not its business: whoever owns the process (the command line's
+entry, the daemon) turns them into :meth:`RunHost.cancel_all`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from ..clock import Clock
+from ..connections import Connection
+from ..connectors.base import Connector
+from ..engine.durable import restore
+from ..engine.executor import Observer, RunExecutor
+from ..engine.records import Run
+from ..engine.slots import Slots
+from ..errors import RunHalted, StoreError
+from ..store.base import AttemptRecord, JobRecord, Store
+from ..store.owner import HEARTBEAT, this_owner
+from .hub import ConnectorHub
+
+log = structlog.get_logger("orchestrator")
+WEBHOOK_WAIT = 10.0
+Stored = tuple[Mapping[str, JobRecord], list[AttemptRecord]]  # a run's rows, to resume it
+
+
+class RunHost:
+    """Runs runs. ``connectors`` replace a job type's connector for every run (tests hand in
+    fakes); ``clock`` is the engine's clock (a virtual one in tests)."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        connections: Mapping[str, Connection] | None = None,
+        *,
+        connectors: Mapping[str, Connector] | None = None,
+        clock: Clock | None = None,
+        owner: str | None = None,
+        heartbeat: float = HEARTBEAT,
+    ) -> None:
+        self.store = store
+        self.connections = dict(connections or {})
+        self.hub = ConnectorHub(self.connections, connectors)
+        self.slots = Slots(
+            {
+                f"connection:{c.name}": c.concurrency
+                for c in self.connections.values()
+                if c.concurrency
+            }
+        )
+        self.owner = owner or this_owner()
+        self._clock = clock
+        self._heartbeat = heartbeat
+        self._executors: dict[str, RunExecutor] = {}
+        self._cancelled: str | None = None  # cancel_all's reason: runs started later end at once
+        self._stack = AsyncExitStack()
+        self._tg: TaskGroup | None = None
+        self._services: list[anyio.CancelScope] = []  # the host's own tasks, ended with it
+        self.deliverer: Any = None
+
+    # -- the service ----------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        stack = self._stack
+        await stack.__aenter__()
+        try:
+            if self.store is not None:
+                from ..webhooks.deliver import Deliverer
+
+                self.deliverer = await stack.enter_async_context(Deliverer(self.store))
+            self._tg = tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._stop_services)
+            stack.callback(self.hub.close)  # the task group then waits for it to close them
+            await tg.start(self.hub.serve)
+            if self.store is not None:
+                self.start_service(self._beat, self.store)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            return await self._stack.__aexit__(et, e, tb)
+        except BaseExceptionGroup as group:
+            if e is not None and _sole(group) is e:  # the body's own error, as it was raised
+                raise e from None
+            raise
+
+    def start_service(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``func(*args)`` in the host's task group until the host ends (the heartbeat, the
+        command line's signal handler, later the daemon's scheduler)."""
+        assert self._tg is not None, "enter the host first"
+
+        scope = anyio.CancelScope()
+        self._services.append(scope)
+
+        async def service() -> None:
+            with scope:
+                await func(*args)
+
+        self._tg.start_soon(service)
+
+    def _stop_services(self) -> None:
+        for scope in self._services:
+            scope.cancel()
+
+    async def _beat(self, store: Store) -> None:
+        """One heartbeat for every run this host owns. A store that fails halts them all: they
+        stop where the store shows them, remote jobs left running (see RunExecutor.halt)."""
+        while True:
+            await anyio.sleep(self._heartbeat)
+            if not self._executors:
+                continue
+            try:
+                await store.heartbeat(list(self._executors), self.owner, time.time())
+            except StoreError as exc:
+                for executor in list(self._executors.values()):
+                    executor.halt(exc)
+
+    # -- runs -----------------------------------------------------------------------------
+    @property
+    def active(self) -> list[str]:
+        """The ids of the runs executing now."""
+        return list(self._executors)
+
+    async def run(
+        self,
+        run: Run,
+        *,
+        stored: Stored | None = None,
+        created: Awaitable[None] | None = None,
+        concurrency: int | None = None,
+        observers: list[Observer] | None = None,
+        rng: random.Random | None = None,
+        webhook_wait: float = WEBHOOK_WAIT,
+    ) -> Run:
+        """Run ``run`` to its end in the calling task. ``stored`` (its jobs and attempts as the
+        store has them) continues a run that did not end: in-flight attempts are followed, never
+        resubmitted. ``created`` (the store's record of a new run, sent by the caller) is awaited
+        once the connectors are open, before any job starts.
+        At the end, waits up to ``webhook_wait`` seconds for the run's webhooks; the rest stay in
+        the outbox for the next start. Raises :class:`RunHalted` when the store fails."""
+        if run.id in self._executors:
+            raise RuntimeError(f"run {run.id} is already running in this host")
+        connectors = await self.hub.open_for(run.dag)
+        executor = RunExecutor(
+            run,
+            connectors,
+            clock=self._clock,
+            concurrency=concurrency,
+            slots=self.slots,
+            rng=rng,
+            observers=observers,
+            store=self.store,
+        )
+        if self.deliverer is not None:
+            executor.on_deliveries = self.deliverer.notify
+        if stored is not None:
+            restore(run, *stored)
+            executor._resumed = True
+        if self._cancelled is not None:
+            executor.cancel(self._cancelled)
+        if created is not None:
+            await created
+        self._executors[run.id] = executor
+        try:
+            try:
+                await executor.execute()
+            except* StoreError as group:
+                raise _halted(run, group) from None
+        finally:
+            del self._executors[run.id]
+        if self.deliverer is not None and not await self.deliverer.drain(run.id, webhook_wait):
+            log.warning(
+                "webhooks.pending", run=run.id, note="left in the outbox for the next start"
+            )
+        return run
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a run of this host: its running jobs are cancelled on their remotes, the rest
+        never start. False if no such run is executing here."""
+        executor = self._executors.get(run_id)
+        if executor is None:
+            return False
+        executor.cancel(reason)
+        return True
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every run of the host, and any run it is asked to start from now on."""
+        self._cancelled = reason
+        for executor in list(self._executors.values()):
+            executor.cancel(reason)
+
+    def wake(self, run_id: str, job_id: str) -> bool:
+        """A pushed completion (a callback, a local process ending): poll that job now."""
+        executor = self._executors.get(run_id)
+        return executor is not None and executor.wake(job_id)
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The first exception of nested groups (task groups nest)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+def _sole(error: BaseException) -> BaseException | None:
+    """The one exception that nested groups of one hold; None if they hold more."""
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error
+
+
+def _halted(run: Run, group: BaseExceptionGroup[StoreError]) -> RunHalted:
+    error = _leaf(group)
+    if isinstance(error, RunHalted):
+        return error
+    return RunHalted(
+        f"run {run.id} stopped: {error}; its state is kept as it was, remote jobs left "
+        f"running: `orchestrator resume {run.id}` continues it once the store works",
+        run.id,
+    )
