@@ -25,6 +25,7 @@ from .durations import MAX_DURATION
 from .errors import ConfigError, DagError, OrchestratorError, RunHalted, StoreError
 from .printable import printable
 from .states import RunState
+from .views import read_run_view, run_summary
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
 EXIT_HALTED = 75  # EX_TEMPFAIL: the store failed mid-run; `resume` continues the run
@@ -161,9 +162,17 @@ def _configure_logs(args: argparse.Namespace) -> bool:
     return interactive
 
 
-def _report(run: Any, args: argparse.Namespace, interactive: bool) -> int:
+async def _view(store: Any, run: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The run as ``--json`` prints it (the view ``runs show --json`` prints), read back from the
+    store while it is open."""
+    return await read_run_view(store, run.id) if args.json else None
+
+
+def _report(
+    run: Any, args: argparse.Namespace, interactive: bool, view: dict[str, Any] | None = None
+) -> int:
     if args.json:
-        _say(json.dumps(logs.redact(run.to_json()), default=str), sys.stdout)
+        _say(json.dumps(logs.redact(view or run.to_json()), default=str), sys.stdout)
     elif interactive:
         reason = f" ({printable(logs.redact_text(run.error))})" if run.error else ""
         _say(f"run {run.id}: {run.state.value}{reason}", sys.stderr)
@@ -270,6 +279,7 @@ async def _run(
                 concurrency=args.concurrency,
                 view_for=Progress if interactive else None,
             )
+        view = await _view(store, run, args) if run is not None else None
     except runs.RunRefused as exc:
         _error(str(exc))
         return EXIT_REFUSED
@@ -285,7 +295,7 @@ async def _run(
     if run is None:
         _error(f"cancelled by {received[0]} before the run started")
         return EXIT_CANCELLED
-    return _report(run, args, interactive)
+    return _report(run, args, interactive, view)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -352,7 +362,7 @@ async def _resume(conns: dict[str, Any], args: argparse.Namespace, interactive: 
                     _error(str(exc))
                     codes.append(EXIT_INVALID)
                     continue
-                codes.append(_report(run, args, interactive))
+                codes.append(_report(run, args, interactive, await _view(store, run, args)))
             if EXIT_HALTED in codes:
                 return EXIT_HALTED
             if received:
@@ -393,7 +403,7 @@ async def _runs(args: argparse.Namespace) -> int:
                     return EXIT_INVALID
             records = await store.list_runs(dag=args.dag, states=states, limit=args.limit)
             if args.json:
-                print(json.dumps([_run_summary(r) for r in records]))
+                print(json.dumps([run_summary(r) for r in records]))
             else:
                 print(f"{'RUN':32}  {'DAG':20}  {'STATUS':10}  {'TRIGGER':8}  CREATED")
                 for r in records:
@@ -407,43 +417,8 @@ async def _runs(args: argparse.Namespace) -> int:
             _error(str(exc))
             return EXIT_INVALID
         assert record is not None
-        jobs = await store.get_jobs(record.id)
-        attempts = await store.get_attempts(record.id)
-        events = await store.get_events(record.id)
-        detail = {
-            **_run_summary(record),
-            "jobs": {
-                "data": [
-                    {
-                        "id": j.job_id,
-                        "status": j.state.value,
-                        "attempts": j.attempts,
-                        "error": j.error,
-                        "remoteStatus": j.remote_status,
-                        "outputs": j.outputs,
-                        "notes": j.notes,
-                        "startedAt": iso(j.started_at),
-                        "endedAt": iso(j.ended_at),
-                    }
-                    for j in jobs.values()
-                ]
-            },
-            "attempts": [
-                {
-                    "job": a.job_id,
-                    "attempt": a.attempt,
-                    "key": a.key,
-                    "status": a.state,
-                    "remote": a.handle,
-                    "error": a.error,
-                    "submittedAt": iso(a.submitted_at),
-                    "acceptedAt": iso(a.accepted_at),
-                    "endedAt": iso(a.ended_at),
-                }
-                for a in attempts
-            ],
-            "events": len(events),
-        }
+        detail = await read_run_view(store, record.id)
+        assert detail is not None
         _known_secrets()
         detail = logs.redact(detail)  # a run stored before its secrets were masked
         if args.json:
@@ -455,28 +430,11 @@ async def _runs(args: argparse.Namespace) -> int:
             for j in detail["jobs"]["data"]:
                 err = f"  {printable(j['error'])}" if j["error"] else ""
                 print(f"  {printable(j['id']):24} {j['status']:16} attempts={j['attempts']}{err}")
-            print(f"  {len(attempts)} attempts, {len(events)} events")
+            print(f"  {len(detail['attempts'])} attempts, {detail['events']} events")
         return EXIT_OK
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
-
-
-def _run_summary(r: Any) -> dict[str, Any]:
-    from .engine.records import iso
-
-    return {
-        "id": r.id,
-        "dag": r.dag,
-        "status": r.state.value,
-        "reason": r.error,
-        "trigger": r.trigger,
-        "params": r.params,
-        "owner": r.owner,
-        "createdAt": iso(r.created_at),
-        "startedAt": iso(r.started_at),
-        "endedAt": iso(r.ended_at),
-    }
 
 
 # -- webhooks ---------------------------------------------------------------------------------
