@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+
 from orchestrator.states import JobState
-from orchestrator.store.base import AttemptRow, Changes, JobRow, event_json
+from orchestrator.store.base import AttemptRow, Changes, JobRow, Operation, Store, event_json
 
 
 def job(
@@ -70,3 +72,38 @@ def attempt(
         data["error"] = error
     event = event_json(job_id, "attempt", expected, state, at, data)
     return Changes(run_id, attempts=[row], events=[event])
+
+
+def lifecycle(job_id: str) -> list[list[Operation]]:
+    """Five single-operation batches that take one job from pending to succeeded."""
+    J = JobState
+    return [
+        [job(J.PENDING, J.QUEUED, job_id, at=2.0)],
+        [job(J.QUEUED, J.SUBMITTING, job_id, at=3.0, attempts=1)],
+        [attempt(1, None, "submitting", 3.0, job_id=job_id)],
+        [
+            job(
+                J.SUBMITTING,
+                J.RUNNING,
+                job_id,
+                at=4.0,
+                attempts=1,
+                remote_status="RUNNING",
+            )
+        ],
+        [job(J.RUNNING, J.SUCCEEDED, job_id, at=5.0, attempts=1, outputs={"n": 1})],
+    ]
+
+
+async def run_lifecycles(store: Store, jobs: tuple[str, ...], writers: int = 200) -> None:
+    """``writers`` concurrent tasks (like the jobs of a wide DAG) take the jobs one by one."""
+    todo = list(reversed(jobs))
+
+    async def writer() -> None:
+        while todo:
+            for batch in lifecycle(todo.pop()):
+                await store.apply(batch)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(writers):
+            tg.start_soon(writer)

@@ -147,10 +147,12 @@ def test_missing_connection_is_invalid_before_the_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_cancels_the_run_and_exits_3(tmp_path: Path, sig: signal.Signals) -> None:
+    marker = tmp_path / "started"
+    command = ["sh", "-c", f"touch '{marker}'; exec sleep 30"]
     path = write_dag(
         tmp_path,
         dag(
-            {"sleep": {"type": "command", "command": ["sleep", "30"]}, "after": {"type": "fake"}},
+            {"sleep": {"type": "command", "command": command}, "after": {"type": "fake"}},
             [("sleep", "after")],
         ),
     )
@@ -166,7 +168,9 @@ def test_signal_cancels_the_run_and_exits_3(tmp_path: Path, sig: signal.Signals)
     for line in proc.stderr:
         if '"run.started"' in line or time.monotonic() > deadline:
             break
-    time.sleep(0.3)
+    while not marker.exists():  # the signal reaches a running command, not a queued one
+        assert time.monotonic() < deadline, "the command did not start"
+        time.sleep(0.02)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err

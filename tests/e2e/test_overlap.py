@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,35 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def dag_file(tmp_path: Path, seconds: float, overlap: str | None = None) -> Path:
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """The processes a test started; those still running at its end are killed, so that a
+    failed test leaves no process (nor a ResourceWarning that a later test would report)."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def sleeping(seconds: float) -> list[str]:
+    return ["sleep", str(seconds)]
+
+
+def gated(gate: Path, started: Path | None = None) -> list[str]:
+    """A command that runs until ``gate`` exists (at most about a minute, then fails);
+    it creates ``started`` first."""
+    touch = f"touch '{started}'; " if started else ""
+    script = f"{touch}for _ in $(seq 1200); do [ -e '{gate}' ] && exit 0; sleep 0.05; done; exit 1"
+    return ["sh", "-c", script]
+
+
+def dag_file(tmp_path: Path, work: list[str], overlap: str | None = None) -> Path:
     data: dict[str, Any] = {
         "name": "nightly",
         "jobs": {
-            "work": {"type": "command", "command": ["sleep", str(seconds)]},
+            "work": {"type": "command", "command": work},
             "after": {"type": "fake"},
         },
         "jobGraph": {
@@ -41,14 +66,16 @@ def dag_file(tmp_path: Path, seconds: float, overlap: str | None = None) -> Path
     return path
 
 
-def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def start(procs: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
+    procs.append(proc)
+    return proc
 
 
 def wait_started(proc: subprocess.Popen[str]) -> str:
@@ -74,9 +101,32 @@ def runs(*args: str) -> list[dict[str, Any]]:
     return list(json.loads(proc.stdout))
 
 
-def test_second_run_is_refused_while_the_first_is_active(home: Path) -> None:
-    path = dag_file(home, 3)
-    first = start("run", str(path), "--json")
+def wait_for_handle(run_id: str, job: str) -> None:
+    """Until the store holds the remote handle of ``job``'s attempt (for a command: its
+    process), as a resumed run will read it."""
+    deadline = time.monotonic() + 60
+    while True:
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "runs", "show", run_id, "--json"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=30,
+        )
+        assert proc.returncode == 0, proc.stderr
+        attempts = json.loads(proc.stdout)["attempts"]
+        if any(a["job"] == job and a["remote"] is not None for a in attempts):
+            return
+        assert time.monotonic() < deadline, f"no handle stored for {job}: {attempts}"
+        time.sleep(0.1)
+
+
+def test_second_run_is_refused_while_the_first_is_active(
+    home: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    gate = home / "gate"
+    path = dag_file(home, gated(gate))
+    first = start(started, "run", str(path), "--json")
     first_id = wait_started(first)
     second = subprocess.run(
         [sys.executable, "-m", "orchestrator", "run", str(path)],
@@ -88,14 +138,15 @@ def test_second_run_is_refused_while_the_first_is_active(home: Path) -> None:
     assert second.returncode == 4
     assert first_id in second.stderr
     assert "overlap policy is skip" in second.stderr
+    gate.touch()  # the first run ends only now: the second one saw it active
     _out, _ = first.communicate(timeout=30)
     assert first.returncode == 0
     assert [r["id"] for r in runs("--dag", "nightly")] == [first_id]
 
 
-def test_queue_waits_for_the_active_run(home: Path) -> None:
-    path = dag_file(home, 2, overlap="queue")
-    first = start("run", str(path))
+def test_queue_waits_for_the_active_run(home: Path, started: list[subprocess.Popen[str]]) -> None:
+    path = dag_file(home, sleeping(2), overlap="queue")
+    first = start(started, "run", str(path))
     wait_started(first)
     second = subprocess.run(
         [sys.executable, "-m", "orchestrator", "run", str(path), "--json"],
@@ -112,16 +163,18 @@ def test_queue_waits_for_the_active_run(home: Path) -> None:
     assert newest["startedAt"] >= oldest["endedAt"]
 
 
-def test_a_run_whose_process_died_is_resumed_by_the_next_run(home: Path) -> None:
-    path = dag_file(home, 30)
-    first = start("run", str(path))
+def test_a_run_whose_process_died_is_resumed_by_the_next_run(
+    home: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    path = dag_file(home, gated(home / "never"))
+    first = start(started, "run", str(path))
     first_id = wait_started(first)
-    time.sleep(0.5)
+    wait_for_handle(first_id, "work")  # killed once its command is running, as recorded
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=10)
     assert [r["status"] for r in runs()] == ["running"]
     second = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", str(dag_file(home, 0.1)), "--json"],
+        [sys.executable, "-m", "orchestrator", "run", str(dag_file(home, sleeping(0.1))), "--json"],
         capture_output=True,
         text=True,
         cwd=ROOT,

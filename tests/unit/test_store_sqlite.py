@@ -23,7 +23,6 @@ from orchestrator.store.base import (
     Changes,
     CreateRun,
     JobRow,
-    Operation,
     RunRecord,
     RunTransition,
     StaleWrite,
@@ -33,7 +32,7 @@ from orchestrator.store.migrations import LATEST, MIGRATIONS, statements
 from orchestrator.store.open import default_db_path, open_store, sqlite_path, without_password
 from orchestrator.store.sqlite import CHECKPOINT_EVERY, SQLiteStore
 
-from ..store_ops import attempt, job
+from ..store_ops import attempt, job, run_lifecycles
 
 J = JobState
 TABLES = {"schema_version", "dags", "runs", "jobs", "attempts", "event_chunks", "outbox"}
@@ -513,33 +512,6 @@ async def _tick(gaps: list[float], every: float) -> None:
         last = now
 
 
-def lifecycle(job_id: str) -> list[list[Operation]]:
-    """Five single-operation batches that take one job from pending to succeeded."""
-    return [
-        [job(J.PENDING, J.QUEUED, job_id, at=2.0)],
-        [job(J.QUEUED, J.SUBMITTING, job_id, at=3.0, attempts=1)],
-        [attempt(1, None, "submitting", 3.0, job_id=job_id)],
-        [job(J.SUBMITTING, J.RUNNING, job_id, at=4.0, attempts=1, remote_status="RUNNING")],
-        [job(J.RUNNING, J.SUCCEEDED, job_id, at=5.0, attempts=1, outputs={"n": 1})],
-    ]
-
-
-async def run_lifecycles(
-    store: SQLiteStore | MemoryStore, jobs: tuple[str, ...], writers: int = 200
-) -> None:
-    """``writers`` concurrent tasks (like the jobs of a wide DAG) take the jobs one by one."""
-    todo = list(reversed(jobs))
-
-    async def writer() -> None:
-        while todo:
-            for batch in lifecycle(todo.pop()):
-                await store.apply(batch)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(writers):
-            tg.start_soon(writer)
-
-
 async def test_the_event_loop_never_blocks_on_5000_writes(tmp_path: Path) -> None:
     jobs = tuple(f"j{i}" for i in range(1000))  # x 5 batches = 5,000 operations
     async with await SQLiteStore.open(tmp_path / "g.db") as store:
@@ -557,27 +529,6 @@ async def test_the_event_loop_never_blocks_on_5000_writes(tmp_path: Path) -> Non
         assert len(gaps) > 3, "the loop never got a turn"
         assert max(gaps) < 0.2, f"the loop was blocked for {max(gaps):.3f} s"
         assert {j.state for j in (await store.get_jobs("r1")).values()} == {J.SUCCEEDED}
-
-
-async def test_throughput_is_reported_not_asserted(
-    tmp_path: Path, record_property: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A rough figure for the README and for regressions seen by eye; no timing is asserted
-    (CI machines vary too much)."""
-    jobs = tuple(f"j{i}" for i in range(400))
-    async with await SQLiteStore.open(tmp_path / "t.db") as store:
-        await store.apply([create(jobs=jobs)])
-        started = time.perf_counter()
-        await run_lifecycles(store, jobs)
-        elapsed = time.perf_counter() - started
-        stats = store.statistics()
-    batches = 5 * len(jobs)
-    rate = batches / elapsed if elapsed > 0 else float("inf")
-    record_property("sqlite_batches_per_second", round(rate))
-    record_property("sqlite_batches_per_commit", round(stats["batches"] / stats["commits"], 1))
-    with capsys.disabled():
-        print(f"\nSQLite store: {rate:,.0f} single-operation batches/s, {stats}")
-    assert stats["batches"] == 1 + batches
 
 
 async def test_blocking_work_runs_off_the_loop_thread(tmp_path: Path) -> None:
