@@ -444,7 +444,7 @@ async def test_a_locked_database_fails_the_batch_writes_nothing_and_recovers(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locked.db"
-    store = await SQLiteStore.open(path, busy_timeout=0.3)
+    store = await SQLiteStore.open(path, busy_timeout=1.5)
     await store.apply([create()])
     events_before = await store.get_events("r1")
     gaps: list[float] = []
@@ -461,7 +461,9 @@ async def test_a_locked_database_fails_the_batch_writes_nothing_and_recovers(
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert max(gaps) < 0.2  # the loop kept running while the writer waited
+    # the loop kept running while the writer waited out its 1.5 s (a loaded machine may still
+    # hold the process back a while, hence the margin)
+    assert max(gaps) < 1.0
     jobs = await store.get_jobs("r1")
     assert (jobs["a"].state, jobs["b"].state) == (J.PENDING, J.PENDING)  # nothing half-written
     assert await store.get_events("r1") == events_before
@@ -527,7 +529,8 @@ async def test_the_event_loop_never_blocks_on_5000_writes(tmp_path: Path) -> Non
         assert stats["batches"] == 1 + 5 * len(jobs)
         assert stats["commits"] < stats["batches"]
         assert len(gaps) > 3, "the loop never got a turn"
-        assert max(gaps) < 0.2, f"the loop was blocked for {max(gaps):.3f} s"
+        # wall-clock gaps: a loaded machine may hold the process back, hence the margin
+        assert max(gaps) < 1.0, f"the loop was blocked for {max(gaps):.3f} s"
         assert {j.state for j in (await store.get_jobs("r1")).values()} == {J.SUCCEEDED}
 
 
