@@ -67,7 +67,7 @@ from .base import (
     remote_id,
     wall_time,
 )
-from .http_client import HttpClient, Response
+from .http.client import HttpClient, Response
 
 __all__ = ["JOB_TYPES", "CelonisConnector", "auth_headers", "configuration", "validate"]
 

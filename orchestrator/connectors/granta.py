@@ -82,7 +82,7 @@ from .base import (
     Submission,
     remote_id,
 )
-from .http_client import HttpClient, Response
+from .http.client import HttpClient, Response
 
 __all__ = [
     "JOB_TYPES",

@@ -20,7 +20,6 @@ from typing import Any
 
 from ..connections import Connection
 from ..errors import ConnectorError, PermanentError
-from . import jsonpath
 from .base import (
     CancelResult,
     ConnectorBase,
@@ -32,7 +31,8 @@ from .base import (
     Submission,
 )
 from .base import remote_id as remote_id_of
-from .http_client import HttpClient
+from .http import jsonpath
+from .http.client import HttpClient
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 

@@ -16,7 +16,7 @@ from aioresponses import aioresponses
 from orchestrator.connections import Connection
 from orchestrator.connectors.base import LookupUndecided, RemoteStatus
 from orchestrator.connectors.celonis import CelonisConnector, auth_headers
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.errors import AuthError, NotFoundError, PermanentError, TransientError
 from orchestrator.testing.simulators.base import Behaviour, Fault
 from orchestrator.testing.simulators.celonis import CelonisSimulator

@@ -21,7 +21,7 @@ from orchestrator.connectors.granta import (
     auth_headers,
     poll_result,
 )
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.errors import AuthError, NotFoundError, PermanentError
 from orchestrator.testing.simulators.base import Behaviour, Fault
 from orchestrator.testing.simulators.granta import SERVICE, GrantaSimulator

@@ -26,7 +26,7 @@ from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
 from orchestrator.connections import Connection
-from orchestrator.connectors.http_client import HttpClient, Response, TransientRetry, _loads
+from orchestrator.connectors.http.client import HttpClient, Response, TransientRetry, _loads
 from orchestrator.errors import (
     AuthError,
     ConnectorError,

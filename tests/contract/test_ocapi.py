@@ -14,7 +14,7 @@ from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
 from orchestrator.connectors.base import LookupUndecided, RemoteStatus
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.connectors.ocapi import JOB_TYPES, NO_CANCEL, OcapiConnector, poll_result
 from orchestrator.errors import AuthError, NotFoundError, PermanentError, TransientError
 from orchestrator.testing.simulators.base import Behaviour, Fault

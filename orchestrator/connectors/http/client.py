@@ -39,8 +39,8 @@ import anyio
 import structlog
 from yarl import URL
 
-from ..connections import Connection
-from ..errors import (
+from ...connections import Connection
+from ...errors import (
     AuthError,
     ConnectorError,
     NotFoundError,
