@@ -73,7 +73,6 @@ from ..errors import (
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     LookupUndecided,
     PollResult,
     PollSchedule,
@@ -81,6 +80,7 @@ from .base import (
     RemoteStatus,
     Submission,
     remote_id,
+    remote_job_type,
 )
 from .http.client import HttpClient, Response
 
@@ -707,19 +707,13 @@ def validate(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _open(connection: Connection | None) -> GrantaConnector:
-    if connection is None:  # pragma: no cover - validation requires a connection
-        raise ConnectorError("the granta.job job type needs a connection")
-    return GrantaConnector(connection)
-
-
 JOB_TYPES = (
-    JobType(
-        name="granta.job",
-        open=_open,
+    remote_job_type(
+        "granta.job",
+        GrantaConnector,
+        connection_type="granta",
         required=("jobType",),
         optional=FIELDS,
-        connection_types=("granta",),
         validate=validate,
         can_cancel=True,  # pending jobs only: a running job cannot be stopped
         poll=SCHEDULE,

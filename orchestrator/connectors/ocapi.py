@@ -53,11 +53,10 @@ from urllib.parse import quote
 import anyio
 
 from ..connections import Connection
-from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError
+from ..errors import AuthError, NotFoundError, PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     LookupUndecided,
     PollResult,
     PollSchedule,
@@ -67,6 +66,7 @@ from .base import (
     after,
     clock_skew,
     remote_id,
+    remote_job_type,
     wall_time,
 )
 from .http.client import HttpClient, Response
@@ -578,19 +578,13 @@ def _parameter_problems(n: int, item: Any) -> list[str]:
     return problems
 
 
-def _open(connection: Connection | None) -> OcapiConnector:
-    if connection is None:  # pragma: no cover - validation requires a connection
-        raise ConnectorError("the ocapi.job job type needs a connection")
-    return OcapiConnector(connection)
-
-
 JOB_TYPES = (
-    JobType(
-        name="ocapi.job",
-        open=_open,
+    remote_job_type(
+        "ocapi.job",
+        OcapiConnector,
+        connection_type="ocapi",
         required=("jobId",),
         optional=("parameters", "apiVersion", "onJobAlreadyRunning"),
-        connection_types=("ocapi",),
         validate=validate,
         can_cancel=False,
         poll=SCHEDULE,

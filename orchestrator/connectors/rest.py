@@ -19,16 +19,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..connections import Connection
-from ..errors import ConnectorError, PermanentError
+from ..errors import PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     PollResult,
     PollSchedule,
     RemoteHandle,
     RemoteStatus,
     Submission,
+    remote_job_type,
 )
 from .base import remote_id as remote_id_of
 from .http import jsonpath
@@ -234,19 +234,13 @@ def validate(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _open(connection: Connection | None) -> RestConnector:
-    if connection is None:  # pragma: no cover - validation requires a connection
-        raise ConnectorError("the http job type needs a connection")
-    return RestConnector(connection)
-
-
 JOB_TYPES = (
-    JobType(
-        name="http",
-        open=_open,
+    remote_job_type(
+        "http",
+        RestConnector,
+        connection_type="http",
         required=("submit", "idPath", "poll", "statusPath", "running", "success", "failure"),
         optional=("errorPath", "outputsPath", "cancel", "find"),
-        connection_types=("http",),
         validate=validate,
         poll=PollSchedule(initial=0.5, factor=1.5, cap=30.0),
     ),

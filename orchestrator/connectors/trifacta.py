@@ -56,15 +56,15 @@ webhooks, so those are polled only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..connections import Connection
-from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError
+from ..errors import AuthError, NotFoundError, PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     LookupUndecided,
     PollResult,
     PollSchedule,
@@ -74,6 +74,7 @@ from .base import (
     after,
     clock_skew,
     remote_id,
+    remote_job_type,
     wall_time,
 )
 from .http.client import HttpClient, Response
@@ -693,44 +694,32 @@ def validate_deployment(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _opener(kind: Kind) -> Callable[[Connection | None], TrifactaConnector]:
-    def open_connector(connection: Connection | None) -> TrifactaConnector:
-        if connection is None:  # pragma: no cover - validation requires a connection
-            raise ConnectorError(f"the trifacta.{kind} job type needs a connection")
-        return TrifactaConnector(connection, kind)
-
-    return open_connector
-
-
 JOB_TYPES = (
-    JobType(
-        name="trifacta.jobGroup",
-        open=_opener("jobGroup"),
+    remote_job_type(
+        "trifacta.jobGroup",
+        functools.partial(TrifactaConnector, kind="jobGroup"),
+        connection_type="trifacta",
         required=("wrangledDataset",),
         optional=("overrides", "runParameters", "ranfrom"),
-        connection_types=("trifacta",),
         validate=validate_job_group,
-        can_cancel=True,
         poll=SCHEDULE,
     ),
-    JobType(
-        name="trifacta.flow",
-        open=_opener("flow"),
+    remote_job_type(
+        "trifacta.flow",
+        functools.partial(TrifactaConnector, kind="flow"),
+        connection_type="trifacta",
         required=("flowId",),
         optional=("overrides", "runParameters"),
-        connection_types=("trifacta",),
         validate=validate_flow,
-        can_cancel=True,
         poll=SCHEDULE,
     ),
-    JobType(
-        name="trifacta.deployment",
-        open=_opener("deployment"),
+    remote_job_type(
+        "trifacta.deployment",
+        functools.partial(TrifactaConnector, kind="deployment"),
+        connection_type="trifacta",
         required=("deploymentId",),
         optional=("runParameters",),
-        connection_types=("trifacta",),
         validate=validate_deployment,
-        can_cancel=True,
         poll=SCHEDULE,
     ),
 )
