@@ -63,7 +63,6 @@ import anyio
 
 from ..connections import Connection
 from ..errors import (
-    AuthError,
     ConfigError,
     ConnectorError,
     NotFoundError,
@@ -83,6 +82,7 @@ from .base import (
     remote_job_type,
 )
 from .http.client import HttpClient, Response
+from .http.statuses import error_for_status
 
 __all__ = [
     "JOB_TYPES",
@@ -506,7 +506,7 @@ class GrantaConnector(ConnectorBase):
             async with session.get(url, params={"fileName": name}, allow_redirects=False) as resp:
                 if resp.status != 200:
                     detail = (await resp.content.read(500)).decode("utf-8", "replace")
-                    raise _status_error(resp.status, f"{shown}: HTTP {resp.status}: {detail}")
+                    raise error_for_status(resp.status, f"{shown}: HTTP {resp.status}: {detail}")
                 if (resp.content_length or 0) > self._max_download:
                     raise PermanentError(f"{shown} is larger than {self._max_download} bytes")
                 size = 0
@@ -571,16 +571,6 @@ class GrantaConnector(ConnectorBase):
         if len(found) > 1:  # the key is the attempt's own: only a resubmission makes two
             raise LookupUndecided(f"{len(found)} jobs carry the marker {marker}")
         return self._handle(submission, found[0]) if found else None
-
-
-def _status_error(status: int, message: str) -> ConnectorError:
-    if status in (401, 403):
-        return AuthError(message, status=status)
-    if status == 404:
-        return NotFoundError(message, status=status)
-    if status == 429 or status >= 500:
-        return TransientError(message, status=status)
-    return PermanentError(message, status=status)
 
 
 # -- validation -------------------------------------------------------------------------------

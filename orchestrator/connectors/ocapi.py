@@ -70,6 +70,7 @@ from .base import (
     wall_time,
 )
 from .http.client import HttpClient, Response
+from .http.statuses import error_for_status
 
 __all__ = ["JOB_TYPES", "OcapiConnector", "poll_result", "validate"]
 
@@ -206,13 +207,7 @@ class OcapiConnector(ConnectorBase):
                 token = await self._bearer(stale=token)
                 continue
             text = f"{method} {response.url}: HTTP {response.status}: {kind or 'fault'}: {message}"
-            detail = _json_or_none(response)
-            error: type[PermanentError] = PermanentError
-            if response.status in (401, 403):
-                error = AuthError
-            elif response.status == 404:
-                error = NotFoundError
-            raise error(text, status=response.status, detail=detail)
+            raise error_for_status(response.status, text, detail=_json_or_none(response))
 
     @staticmethod
     def _executions(version: str, job_id: str) -> str:

@@ -21,7 +21,6 @@ a 3xx outside ``ok`` is a :class:`PermanentError`.
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import json as jsonlib
 import math
@@ -30,7 +29,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
@@ -41,19 +39,17 @@ from yarl import URL
 
 from ...connections import Connection
 from ...errors import (
-    AuthError,
     ConnectorError,
-    NotFoundError,
     PermanentError,
     TransientError,
 )
 from .ratelimit import RateLimiter
+from .statuses import TRANSIENT_STATUSES, error_for_status, retry_after
 
 __all__ = ["HttpClient", "Response", "TransientRetry"]
 
 log = structlog.get_logger("orchestrator.http")
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "orchestrator/0.1"
 _SNIPPET = 200
@@ -418,13 +414,9 @@ class HttpClient:
                 f"HTTP {status}: {_snippet(detail)}",
                 status=status,
                 detail=detail,
-                hint=_retry_after(response.headers, self._clock),
+                hint=retry_after(response.headers, self._clock()),
             )
-        if status in (401, 403):
-            raise AuthError(message, status=status, detail=detail)
-        if status == 404:
-            raise NotFoundError(message, status=status, detail=detail)
-        raise PermanentError(message, status=status, detail=detail)
+        raise error_for_status(status, message, detail=detail)
 
     def _too_large(self, method: str, shown: str, status: int, size: int) -> NoReturn:
         raise PermanentError(
@@ -478,37 +470,6 @@ def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
             else:
                 pairs.append((key, str(item)))
     return pairs
-
-
-def _retry_after(headers: Mapping[str, str], clock: Callable[[], float]) -> float | None:
-    """Seconds the server asked to wait: ``Retry-After`` (seconds or HTTP date), else
-    ``x-ratelimit-reset`` (seconds)."""
-    value = headers.get("Retry-After")
-    if value is not None:
-        value = value.strip()
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:  # "-0000": UTC all the same
-                    when = when.replace(tzinfo=UTC)
-                return max(0.0, when.timestamp() - clock())
-        else:
-            if math.isfinite(seconds):
-                return max(0.0, seconds)
-    reset = headers.get("x-ratelimit-reset")
-    if reset is not None:
-        try:
-            seconds = float(reset.strip())
-        except ValueError:
-            return None
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None
 
 
 def _loads(body: bytes) -> Any:
