@@ -207,7 +207,7 @@ class OcapiConnector(ConnectorBase):
                 token = await self._bearer(stale=token)
                 continue
             text = f"{method} {response.url}: HTTP {response.status}: {kind or 'fault'}: {message}"
-            raise error_for_status(response.status, text, detail=_json_or_none(response))
+            raise error_for_status(response.status, text, detail=response.detail())
 
     @staticmethod
     def _executions(version: str, job_id: str) -> str:
@@ -400,16 +400,9 @@ def _term(field: str, operator: str, values: list[str]) -> dict[str, Any]:
     return {"term_query": {"fields": [field], "operator": operator, "values": values}}
 
 
-def _json_or_none(response: Response) -> Any:
-    try:
-        return response.json()
-    except PermanentError:
-        return response.text()[:500]
-
-
 def _fault(response: Response) -> tuple[str | None, str]:
     """The fault document's ``type`` and ``message`` (the body text when there is none)."""
-    detail = _json_or_none(response)
+    detail = response.detail()
     if isinstance(detail, dict) and isinstance(detail.get("fault"), dict):
         fault = detail["fault"]
         kind = fault.get("type")

@@ -26,7 +26,8 @@ from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
 from orchestrator.connections import Connection
-from orchestrator.connectors.http.client import HttpClient, Response, TransientRetry, _loads
+from orchestrator.connectors.http.client import HttpClient, Response, TransientRetry
+from orchestrator.connectors.http.response import loads as _loads
 from orchestrator.errors import (
     AuthError,
     ConnectorError,

@@ -22,13 +22,12 @@ a 3xx outside ``ok`` is a :class:`PermanentError`.
 from __future__ import annotations
 
 import functools
-import json as jsonlib
 import math
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
@@ -44,6 +43,7 @@ from ...errors import (
     TransientError,
 )
 from .ratelimit import RateLimiter
+from .response import Response, snippet
 from .statuses import TRANSIENT_STATUSES, error_for_status, retry_after
 
 __all__ = ["HttpClient", "Response", "TransientRetry"]
@@ -52,46 +52,6 @@ log = structlog.get_logger("orchestrator.http")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "orchestrator/0.1"
-_SNIPPET = 200
-_DETAIL = 500
-
-
-# One per request on the engine's hot path: slotted but not frozen (a frozen dataclass costs
-# several times as much to build), like Submission and PollResult. Treat it as a value.
-@dataclass(slots=True)
-class Response:
-    """A complete answer: status, headers (case-insensitive), the whole body, and the URL
-    it came from without its query string."""
-
-    status: int
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-    url: str
-
-    def json(self) -> Any:
-        """The body parsed as JSON; :class:`PermanentError` naming the URL if it is not JSON."""
-        try:
-            return _loads(self.body)
-        except ValueError:
-            kind = self.headers.get("Content-Type", "no content type")
-            raise PermanentError(
-                f"{self.url}: HTTP {self.status}: the body is not JSON ({kind}, "
-                f"{len(self.body)} bytes): {_one_line(self.text(), 80)}",
-                status=self.status,
-                detail=self.text()[:_DETAIL],
-            ) from None
-
-    def text(self) -> str:
-        """The body decoded with the charset the server named (UTF-8 if none)."""
-        charset = "utf-8"
-        for part in self.headers.get("Content-Type", "").split(";")[1:]:
-            key, _, value = part.strip().partition("=")
-            if key.lower() == "charset" and value:
-                charset = value.strip().strip('"')
-        try:
-            return self.body.decode(charset, errors="replace")
-        except LookupError:
-            return self.body.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,13 +365,13 @@ class HttpClient:
         status = response.status
         if status in ok:
             return response
-        detail = _detail(response)
-        message = f"{method} {shown}: HTTP {status}: {_snippet(detail)}"
+        detail = response.detail()
+        message = f"{method} {shown}: HTTP {status}: {snippet(detail)}"
         if status in TRANSIENT_STATUSES:
             if status == 429:
                 self._stats["throttled"] += 1
             raise _Retry(
-                f"HTTP {status}: {_snippet(detail)}",
+                f"HTTP {status}: {snippet(detail)}",
                 status=status,
                 detail=detail,
                 hint=retry_after(response.headers, self._clock()),
@@ -470,47 +430,6 @@ def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
             else:
                 pairs.append((key, str(item)))
     return pairs
-
-
-def _loads(body: bytes) -> Any:
-    """``json.loads(body)`` without its encoding sniffing in the usual case: a body starting
-    with an ASCII character not followed by NUL has no BOM and is not UTF-16 or UTF-32, so
-    ``json`` would decode it as UTF-8 (as aiohttp's own ``json()`` does)."""
-    if body and 0 < body[0] < 0x80 and body[1:2] != b"\x00":
-        return jsonlib.loads(body.decode("utf-8", "surrogatepass"))
-    return jsonlib.loads(body)
-
-
-def _detail(response: Response) -> object:
-    """The remote's error document: parsed JSON, or the first 500 characters of text."""
-    if response.body:
-        try:
-            return _loads(response.body)
-        except ValueError:
-            pass
-    return response.text()[:_DETAIL]
-
-
-_MESSAGE_KEYS = ("message", "error_description", "errorMessage", "error", "detail", "title")
-
-
-def _snippet(detail: object) -> str:
-    """A short one-line summary of an error document."""
-    if isinstance(detail, dict):
-        for key in _MESSAGE_KEYS:
-            value = detail.get(key)
-            if isinstance(value, str) and value.strip():
-                return _one_line(value, _SNIPPET)
-            if isinstance(value, dict):
-                return _snippet(value)
-    if isinstance(detail, str):
-        return _one_line(detail, _SNIPPET) or "(empty body)"
-    return _one_line(jsonlib.dumps(detail, separators=(",", ":"), default=str), _SNIPPET)
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _tls_reason(exc: Exception) -> str:
