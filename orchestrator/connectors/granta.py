@@ -51,14 +51,12 @@ import json
 import math
 import os
 import secrets
-import ssl
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import anyio
 
 from ..connections import Connection
@@ -82,7 +80,6 @@ from .base import (
     remote_job_type,
 )
 from .http.client import HttpClient, Response
-from .http.statuses import error_for_status
 
 __all__ = [
     "JOB_TYPES",
@@ -125,7 +122,6 @@ _STATUS = {
 }
 _ERRORS_SHOWN = 5
 _ERROR_CHARS = 1000
-_CHUNK = 64 * 1024
 
 
 def auth_headers(connection: Connection) -> dict[str, str]:
@@ -379,14 +375,9 @@ class GrantaConnector(ConnectorBase):
         self._max_upload = _size_option(connection, "max_upload_bytes")
         self._max_download = _size_option(connection, "max_download_bytes")
         self._deleted: set[str] = set()  # ids of pending jobs this process deleted to cancel
-        self._downloads: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
-        session, self._downloads = self._downloads, None
-        with anyio.CancelScope(shield=True):
-            if session is not None:
-                await session.close()
-            await self.client.aclose()
+        await self.client.aclose()
 
     # -- submit --
 
@@ -474,62 +465,24 @@ class GrantaConnector(ConnectorBase):
 
     # -- outputs --
 
-    async def _session(self) -> aiohttp.ClientSession:
-        """A session for streamed downloads: no overall deadline, one per read instead."""
-        if self._downloads is None:
-            conn = self.connection
-            tls: ssl.SSLContext | bool = conn.verify_tls
-            if conn.verify_tls and conn.ca_file:
-                tls = await anyio.to_thread.run_sync(
-                    lambda: ssl.create_default_context(cafile=conn.ca_file)
-                )
-            self._downloads = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=4, ssl=tls),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=conn.connect_timeout, sock_read=conn.timeout
-                ),
-                headers=self._auth,
-                trust_env=False,
-            )
-        return self._downloads
-
     async def _download(self, job_id: str, name: str, folder: Path) -> str:
         """Stream one output file into ``folder`` (written whole or not at all); its path."""
         target = folder / _local_name(name)
-        part = folder / f".{target.name}.{secrets.token_hex(4)}.part"
-        url = self.client.url(f"{_job_path(job_id)}/outputs:export")
         shown = f"output file {name!r} of job {job_id}"
         try:
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-            session = await self._session()
-            await self.client.limiter.acquire()
-            async with session.get(url, params={"fileName": name}, allow_redirects=False) as resp:
-                if resp.status != 200:
-                    detail = (await resp.content.read(500)).decode("utf-8", "replace")
-                    raise error_for_status(resp.status, f"{shown}: HTTP {resp.status}: {detail}")
-                if (resp.content_length or 0) > self._max_download:
-                    raise PermanentError(f"{shown} is larger than {self._max_download} bytes")
-                size = 0
-                async with await anyio.open_file(part, "wb") as out:
-                    async for chunk in resp.content.iter_chunked(_CHUNK):
-                        size += len(chunk)
-                        if size > self._max_download:
-                            raise PermanentError(
-                                f"{shown} is larger than {self._max_download} bytes"
-                            )
-                        await out.write(chunk)
-            await anyio.Path(part).replace(target)
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"{shown}: download broke off ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise TransientError(f"{shown}: no data within {self.connection.timeout:g}s") from None
         except OSError as exc:
             raise PermanentError(
                 f"{shown}: cannot write {target}: {exc.strerror or type(exc).__name__}"
             ) from None
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(part).unlink(missing_ok=True)
+        await self.client.download(
+            f"{_job_path(job_id)}/outputs:export",
+            target,
+            params={"fileName": name},
+            headers={"Accept": "*/*"},
+            max_bytes=self._max_download,
+            what=shown,
+        )
         return str(target)
 
     # -- cancel and find --

@@ -14,6 +14,9 @@ before every try, and transient faults retried inside the call:
 
 Backoff is exponential with full jitter. Other statuses outside ``ok`` become
 :class:`AuthError` (401, 403), :class:`NotFoundError` (404) or :class:`PermanentError`.
+:meth:`HttpClient.download` streams a large body into a file over the same pool and rate limit,
+with a deadline per read instead of one for the whole answer.
+
 No aiohttp or asyncio exception leaves :meth:`HttpClient.request`, and no message or log line
 carries headers, query strings or credentials. Redirects are not followed (an SSRF guard):
 a 3xx outside ``ok`` is a :class:`PermanentError`.
@@ -24,10 +27,12 @@ from __future__ import annotations
 import functools
 import math
 import random
+import secrets
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
@@ -52,6 +57,7 @@ log = structlog.get_logger("orchestrator.http")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "orchestrator/0.1"
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,9 @@ class HttpClient:
         self._open_lock = anyio.Lock()
         self._closed = False
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connection.connect_timeout, sock_read=connection.timeout
+        )
         self._stats = {
             "requests": 0,  # calls of request()
             "sent": 0,  # tries sent
@@ -377,6 +386,71 @@ class HttpClient:
                 hint=retry_after(response.headers, self._clock()),
             )
         raise error_for_status(status, message, detail=detail)
+
+    async def download(
+        self,
+        path: str,
+        target: Path,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int,
+        what: str | None = None,
+    ) -> int:
+        """``GET path`` streamed into the file ``target``, written whole or not at all (a part
+        file beside it, renamed at the end); the bytes written. No overall deadline: the
+        connection's ``timeout`` bounds each read. Not retried inside the call: a broken or
+        stalled transfer, a 429 or a 5xx is a :class:`TransientError` (try again later); a body
+        over ``max_bytes`` or a file that cannot be written is a :class:`PermanentError`.
+        ``what`` names the file in messages (default: the URL)."""
+        url = self.url(path)
+        shown = what or f"GET {_display(url)}"
+        part = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        self._stats["requests"] += 1
+        size = 0
+        try:
+            session = self._session if self._session is not None else await self._open()
+            await self._limiter.acquire()
+            self._stats["sent"] += 1
+            async with session.get(
+                url,
+                params=_query(params),
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._stream_timeout,
+            ) as resp:
+                self._stats["responses"] += 1
+                if resp.status != 200:
+                    text = (await resp.content.read(500)).decode("utf-8", "replace")
+                    raise error_for_status(resp.status, f"{shown}: HTTP {resp.status}: {text}")
+                if (resp.content_length or 0) > max_bytes:
+                    raise PermanentError(f"{shown} is larger than {max_bytes} bytes")
+                async with await anyio.open_file(part, "wb") as out:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise PermanentError(f"{shown} is larger than {max_bytes} bytes")
+                        await out.write(chunk)
+            await anyio.Path(part).replace(target)
+        except ConnectorError:
+            self._stats["failures"] += 1
+            raise
+        except aiohttp.ClientError as exc:
+            self._stats["failures"] += 1
+            raise TransientError(f"{shown}: download broke off ({type(exc).__name__})") from None
+        except TimeoutError:
+            self._stats["failures"] += 1
+            raise TransientError(f"{shown}: no data within {self.connection.timeout:g}s") from None
+        except OSError as exc:
+            self._stats["failures"] += 1
+            raise PermanentError(
+                f"{shown}: cannot write {target}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        finally:
+            self._stats["bytes_received"] += size
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(part).unlink(missing_ok=True)
+        return size
 
     def _too_large(self, method: str, shown: str, status: int, size: int) -> NoReturn:
         raise PermanentError(
