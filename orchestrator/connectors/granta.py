@@ -40,8 +40,13 @@ be done fails the attempt with the job's outputs kept; a transient one is retrie
 again.
 
 Cancel: the API has no cancel. A ``Pending`` job is deleted from the queue (``DELETE
-/v1alpha/job-queue/jobs/{id}``); a later poll of it (in this process) reports it cancelled. A
-``Running`` job cannot be stopped: ``CancelResult(supported=False)``.
+/v1alpha/job-queue/jobs/{id}``). A ``Running`` job cannot be stopped:
+``CancelResult(supported=False)``. A later poll of a job that the queue no longer has, in any
+process, reports it cancelled (remote status ``Deleted``, as the Python client marks a deleted
+job) when its handle is one of submit or find (it names the job): the job was in the queue, so
+it was deleted while pending (a cancel, or a user) or purged after it ended. Nothing of this is
+kept in the connector's memory; a handle that does not name its job gets
+:class:`NotFoundError`.
 """
 
 from __future__ import annotations
@@ -374,7 +379,6 @@ class GrantaConnector(ConnectorBase):
         )
         self._max_upload = _size_option(connection, "max_upload_bytes")
         self._max_download = _size_option(connection, "max_download_bytes")
-        self._deleted: set[str] = set()  # ids of pending jobs this process deleted to cancel
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -435,13 +439,20 @@ class GrantaConnector(ConnectorBase):
         try:
             response = await self.client.request("GET", _job_path(job_id))
         except NotFoundError:
-            if job_id in self._deleted:
-                return PollResult(
-                    RemoteStatus.CANCELLED,
-                    remote_status="Deleted",
-                    error="the pending job was deleted from the queue to cancel it",
-                )
-            raise
+            if "name" not in handle:  # not a handle of submit or find: an id never seen here
+                raise
+            # The job was in the queue (submit or find named it) and has left it: deleted
+            # while pending (the cancel of this or any other process, or a user) or purged
+            # long after it ended. Decided from the remote and the stored handle alone, so
+            # that a process resuming the attempt decides as the one that cancelled it.
+            return PollResult(
+                RemoteStatus.CANCELLED,
+                remote_status="Deleted",
+                error=(
+                    "the job is no longer in the queue: deleted while pending (as a cancel "
+                    "does) or purged after it ended"
+                ),
+            )
         result = poll_result(handle, _object(response, "a job"))
         folder = handle.get("outputDir")
         if result.status is not RemoteStatus.SUCCEEDED or not folder:
@@ -496,7 +507,6 @@ class GrantaConnector(ConnectorBase):
         status = job.get("status")
         if status == "Pending":
             await self.client.request("DELETE", _job_path(job_id), ok=(200, 202, 204, 404))
-            self._deleted.add(job_id)
             return CancelResult(True, "deleted the pending job from the queue")
         if status == "Running":
             return CancelResult(

@@ -248,6 +248,27 @@ async def test_cancel_deletes_a_pending_job(serve: Any, inputs: Path) -> None:
     await connector.aclose()
 
 
+async def test_a_restarted_connector_decides_from_the_stored_handle(
+    serve: Any, inputs: Path
+) -> None:
+    """Nothing that decides a poll is kept in the connector's memory: a fresh connector (another
+    process, after a restart) given the stored handle decides as the one that cancelled."""
+    connector, sim, _ = await open_connector(serve)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    handle = await connector.submit(submission(import_fields(scheduledExecutionDate=later)))
+    stored = json.loads(json.dumps(handle))
+    assert (await connector.cancel(handle)).supported
+    assert sim.jobs == {}
+    fresh = GrantaConnector(connector.connection)
+    results = [await connector.poll(handle), await fresh.poll(stored)]
+    assert [(r.status, r.remote_status, r.error) for r in results] == [
+        (RemoteStatus.CANCELLED, "Deleted", results[0].error)
+    ] * 2
+    assert "no longer in the queue" in (results[0].error or "")
+    await fresh.aclose()
+    await connector.aclose()
+
+
 async def test_a_running_job_cannot_be_cancelled(serve: Any, inputs: Path) -> None:
     connector, sim, _ = await open_connector(serve)
     sim.script(Behaviour(duration=30))
