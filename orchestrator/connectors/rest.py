@@ -14,7 +14,6 @@ The connection gives ``base_url`` and auth: credential ``token`` (Bearer), or ``
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ from .base import (
 )
 from .base import remote_id as remote_id_of
 from .http import jsonpath
+from .http.auth import bearer_or_basic
 from .http.client import HttpClient
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -41,13 +41,7 @@ def auth_headers(connection: Connection | None) -> dict[str, str]:
     if connection is None:
         return {}
     headers = {str(k): str(v) for k, v in dict(connection.options.get("headers", {})).items()}
-    creds = connection.credentials
-    if creds.get("token"):
-        headers["Authorization"] = f"Bearer {creds['token']}"
-    elif creds.get("username"):
-        pair = f"{creds['username']}:{creds.get('password', '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    return headers
+    return {**headers, **bearer_or_basic(connection.credentials)}
 
 
 class RestConnector(ConnectorBase):

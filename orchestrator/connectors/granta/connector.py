@@ -4,7 +4,6 @@ its outputs, delete it while pending to cancel it, and find it by the key in its
 
 from __future__ import annotations
 
-import base64
 import os
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ..base import (
     Submission,
     remote_id,
 )
+from ..http.auth import bearer_or_basic
 from ..http.client import HttpClient
 from .documents import (
     FILES,
@@ -48,13 +48,7 @@ def auth_headers(connection: Connection) -> dict[str, str]:
     """Basic (``username``/``password``) or Bearer (``token``), and the application name."""
     name = str(connection.options.get("application_name", APPLICATION_NAME))
     headers = {"X-Granta-ApplicationName": name}
-    creds = connection.credentials
-    if creds.get("token"):
-        headers["Authorization"] = f"Bearer {creds['token']}"
-    elif creds.get("username"):
-        pair = f"{creds['username']}:{creds.get('password', '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    return headers
+    return {**headers, **bearer_or_basic(connection.credentials)}
 
 
 def _size_option(connection: Connection, name: str) -> int:
