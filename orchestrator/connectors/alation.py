@@ -59,7 +59,6 @@ from ..errors import AuthError, ConnectorError, PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     LookupUndecided,
     PollResult,
     PollSchedule,
@@ -67,8 +66,9 @@ from .base import (
     RemoteStatus,
     Submission,
     remote_id,
+    remote_job_type,
 )
-from .http_client import HttpClient, Response
+from .http.client import HttpClient, Response
 
 __all__ = [
     "JOB_TYPES",
@@ -544,19 +544,12 @@ def validate(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _open(connection: Connection | None) -> AlationConnector:
-    if connection is None:  # pragma: no cover - validation requires a connection
-        raise ConnectorError("the alation.job job type needs a connection")
-    return AlationConnector(connection)
-
-
 JOB_TYPES = (
-    JobType(
-        name="alation.job",
-        open=_open,
-        required=(),
+    remote_job_type(
+        "alation.job",
+        AlationConnector,
+        connection_type="alation",
         optional=("request", "jobId", "jobName"),
-        connection_types=("alation",),
         validate=validate,
         can_cancel=False,
         poll=SCHEDULE,

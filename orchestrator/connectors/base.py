@@ -159,6 +159,39 @@ class JobType:
     ambiguous_default: str = "resubmit"
 
 
+def remote_job_type(
+    name: str,
+    connector: Callable[[Connection], Connector],
+    *,
+    connection_type: str,
+    required: tuple[str, ...] = (),
+    optional: tuple[str, ...] | None = None,
+    validate: Validator = _no_problems,
+    can_cancel: bool = True,
+    poll: PollSchedule = PollSchedule(),
+    ambiguous_default: str = "resubmit",
+) -> JobType:
+    """The job type of a remote API: it takes a connection of ``connection_type`` and opens
+    ``connector(connection)`` on it."""
+
+    def open_connector(connection: Connection | None) -> Connector:
+        if connection is None:  # pragma: no cover - validation requires a connection
+            raise ConnectorError(f"the {name} job type needs a connection")
+        return connector(connection)
+
+    return JobType(
+        name=name,
+        open=open_connector,
+        required=required,
+        optional=optional,
+        connection_types=(connection_type,),
+        validate=validate,
+        can_cancel=can_cancel,
+        poll=poll,
+        ambiguous_default=ambiguous_default,
+    )
+
+
 def remote_id(value: Any, *, job_type: str, field: str) -> str | int:
     """A remote's id as it may be kept in a handle: a non-empty string without control
     characters, or an integer (not a bool, NaN, infinity or any other float, list or object);

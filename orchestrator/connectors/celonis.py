@@ -55,7 +55,6 @@ from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     LookupUndecided,
     PollResult,
     PollSchedule,
@@ -65,9 +64,10 @@ from .base import (
     after,
     clock_skew,
     remote_id,
+    remote_job_type,
     wall_time,
 )
-from .http_client import HttpClient, Response
+from .http.client import HttpClient, Response
 
 __all__ = ["JOB_TYPES", "CelonisConnector", "auth_headers", "configuration", "validate"]
 
@@ -488,19 +488,13 @@ def validate(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _open(connection: Connection | None) -> CelonisConnector:
-    if connection is None:  # pragma: no cover - validation requires a connection
-        raise ConnectorError("the celonis.dataJob job type needs a connection")
-    return CelonisConnector(connection)
-
-
 JOB_TYPES = (
-    JobType(
-        name="celonis.dataJob",
-        open=_open,
+    remote_job_type(
+        "celonis.dataJob",
+        CelonisConnector,
+        connection_type="celonis",
         required=("poolId", "jobId"),
         optional=FIELDS,
-        connection_types=("celonis",),
         validate=validate,
         poll=SCHEDULE,
     ),

@@ -53,11 +53,10 @@ from urllib.parse import quote
 import anyio
 
 from ..connections import Connection
-from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError
+from ..errors import AuthError, NotFoundError, PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     LookupUndecided,
     PollResult,
     PollSchedule,
@@ -67,9 +66,11 @@ from .base import (
     after,
     clock_skew,
     remote_id,
+    remote_job_type,
     wall_time,
 )
-from .http_client import HttpClient, Response
+from .http.client import HttpClient, Response
+from .http.statuses import error_for_status
 
 __all__ = ["JOB_TYPES", "OcapiConnector", "poll_result", "validate"]
 
@@ -206,13 +207,7 @@ class OcapiConnector(ConnectorBase):
                 token = await self._bearer(stale=token)
                 continue
             text = f"{method} {response.url}: HTTP {response.status}: {kind or 'fault'}: {message}"
-            detail = _json_or_none(response)
-            error: type[PermanentError] = PermanentError
-            if response.status in (401, 403):
-                error = AuthError
-            elif response.status == 404:
-                error = NotFoundError
-            raise error(text, status=response.status, detail=detail)
+            raise error_for_status(response.status, text, detail=response.detail())
 
     @staticmethod
     def _executions(version: str, job_id: str) -> str:
@@ -405,16 +400,9 @@ def _term(field: str, operator: str, values: list[str]) -> dict[str, Any]:
     return {"term_query": {"fields": [field], "operator": operator, "values": values}}
 
 
-def _json_or_none(response: Response) -> Any:
-    try:
-        return response.json()
-    except PermanentError:
-        return response.text()[:500]
-
-
 def _fault(response: Response) -> tuple[str | None, str]:
     """The fault document's ``type`` and ``message`` (the body text when there is none)."""
-    detail = _json_or_none(response)
+    detail = response.detail()
     if isinstance(detail, dict) and isinstance(detail.get("fault"), dict):
         fault = detail["fault"]
         kind = fault.get("type")
@@ -578,19 +566,13 @@ def _parameter_problems(n: int, item: Any) -> list[str]:
     return problems
 
 
-def _open(connection: Connection | None) -> OcapiConnector:
-    if connection is None:  # pragma: no cover - validation requires a connection
-        raise ConnectorError("the ocapi.job job type needs a connection")
-    return OcapiConnector(connection)
-
-
 JOB_TYPES = (
-    JobType(
-        name="ocapi.job",
-        open=_open,
+    remote_job_type(
+        "ocapi.job",
+        OcapiConnector,
+        connection_type="ocapi",
         required=("jobId",),
         optional=("parameters", "apiVersion", "onJobAlreadyRunning"),
-        connection_types=("ocapi",),
         validate=validate,
         can_cancel=False,
         poll=SCHEDULE,

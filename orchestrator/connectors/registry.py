@@ -10,12 +10,12 @@ from .base import JobType
 _MODULES = (
     "orchestrator.connectors.alation",
     "orchestrator.connectors.celonis",
+    "orchestrator.connectors.fake",
     "orchestrator.connectors.granta",
     "orchestrator.connectors.local",
     "orchestrator.connectors.ocapi",
     "orchestrator.connectors.rest",
     "orchestrator.connectors.trifacta",
-    "orchestrator.testing.fake",
 )
 
 

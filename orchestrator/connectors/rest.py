@@ -14,25 +14,25 @@ The connection gives ``base_url`` and auth: credential ``token`` (Bearer), or ``
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from typing import Any
 
 from ..connections import Connection
-from ..errors import ConnectorError, PermanentError
-from . import jsonpath
+from ..errors import PermanentError
 from .base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     PollResult,
     PollSchedule,
     RemoteHandle,
     RemoteStatus,
     Submission,
+    remote_job_type,
 )
 from .base import remote_id as remote_id_of
-from .http_client import HttpClient
+from .http import jsonpath
+from .http.auth import bearer_or_basic
+from .http.client import HttpClient
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -41,13 +41,7 @@ def auth_headers(connection: Connection | None) -> dict[str, str]:
     if connection is None:
         return {}
     headers = {str(k): str(v) for k, v in dict(connection.options.get("headers", {})).items()}
-    creds = connection.credentials
-    if creds.get("token"):
-        headers["Authorization"] = f"Bearer {creds['token']}"
-    elif creds.get("username"):
-        pair = f"{creds['username']}:{creds.get('password', '')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    return headers
+    return {**headers, **bearer_or_basic(connection.credentials)}
 
 
 class RestConnector(ConnectorBase):
@@ -234,19 +228,13 @@ def validate(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _open(connection: Connection | None) -> RestConnector:
-    if connection is None:  # pragma: no cover - validation requires a connection
-        raise ConnectorError("the http job type needs a connection")
-    return RestConnector(connection)
-
-
 JOB_TYPES = (
-    JobType(
-        name="http",
-        open=_open,
+    remote_job_type(
+        "http",
+        RestConnector,
+        connection_type="http",
         required=("submit", "idPath", "poll", "statusPath", "running", "success", "failure"),
         optional=("errorPath", "outputsPath", "cancel", "find"),
-        connection_types=("http",),
         validate=validate,
         poll=PollSchedule(initial=0.5, factor=1.5, cap=30.0),
     ),

@@ -11,7 +11,6 @@ deadline and reads at most 64 KiB of the answer.
 
 from __future__ import annotations
 
-import email.utils
 import os
 import random
 import re
@@ -19,7 +18,6 @@ import ssl
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,6 +25,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from ..connectors.http.statuses import retry_after
 from ..durations import parse_duration
 from ..errors import ConfigError, PermanentError
 from ..logs import add_secrets
@@ -78,20 +77,6 @@ def resolve_headers(headers: dict[str, str]) -> dict[str, str]:
         if resolved[name] != value:
             add_secrets(os.environ[m.group(1)] for m in _ENV.finditer(value))
     return resolved
-
-
-def retry_after(headers: Any, now: float) -> float | None:
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 class Deliverer:

@@ -20,7 +20,7 @@ from orchestrator.connectors.alation import (
     parse_result,
 )
 from orchestrator.connectors.base import LookupUndecided, RemoteStatus
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.errors import AuthError, NotFoundError, PermanentError
 from orchestrator.testing.simulators.alation import AlationSimulator
 from orchestrator.testing.simulators.base import Behaviour, Fault

@@ -16,7 +16,7 @@ from aioresponses import aioresponses
 from orchestrator.connections import Connection
 from orchestrator.connectors.base import LookupUndecided, RemoteStatus
 from orchestrator.connectors.celonis import CelonisConnector, auth_headers
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.errors import AuthError, NotFoundError, PermanentError, TransientError
 from orchestrator.testing.simulators.base import Behaviour, Fault
 from orchestrator.testing.simulators.celonis import CelonisSimulator
@@ -286,6 +286,28 @@ async def test_an_old_status_is_not_taken_for_the_new_execution(serve: Any) -> N
     result = await run_to_end(connector, second)
     assert result.status is RemoteStatus.FAILED
     assert result.error == "Transform orders: bad join"
+    await connector.aclose()
+
+
+async def test_a_restarted_connector_decides_from_the_stored_handle(serve: Any) -> None:
+    """What decides a poll is in the handle (``submittedAt``, ``previousStart``) and on the
+    remote, never in the connector's memory: a fresh connector (another process, after a
+    restart) given the stored handle decides as the one that submitted."""
+    connector, sim, _, _ = await open_connector(serve, status_lag=0.25)
+    sim.script(Behaviour(duration=0.02))
+    first = await connector.submit(submission(FIELDS))
+    assert (await run_to_end(connector, first)).status is RemoteStatus.SUCCEEDED
+    sim.script(Behaviour(duration=0.02, outcome="failure", message="bad join"))
+    second = await connector.submit(submission(FIELDS, attempt=2))
+    stored = json.loads(json.dumps(second))
+    fresh, _, _ = connect(connector.connection.base_url)
+    early = [await connector.poll(second), await fresh.poll(stored)]
+    assert [(r.status, r.remote_status) for r in early] == [(RemoteStatus.RUNNING, "SUCCESS")] * 2
+    ended = [await run_to_end(connector, second), await run_to_end(fresh, stored)]
+    assert [(r.status, r.error, r.outputs) for r in ended] == [
+        (RemoteStatus.FAILED, "Transform orders: bad join", ended[0].outputs)
+    ] * 2
+    await fresh.aclose()
     await connector.aclose()
 
 

@@ -21,7 +21,7 @@ from orchestrator.connectors.granta import (
     auth_headers,
     poll_result,
 )
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.errors import AuthError, NotFoundError, PermanentError
 from orchestrator.testing.simulators.base import Behaviour, Fault
 from orchestrator.testing.simulators.granta import SERVICE, GrantaSimulator
@@ -245,6 +245,27 @@ async def test_cancel_deletes_a_pending_job(serve: Any, inputs: Path) -> None:
     assert sim.jobs == {}
     result = await connector.poll(handle)
     assert (result.status, result.remote_status) == (RemoteStatus.CANCELLED, "Deleted")
+    await connector.aclose()
+
+
+async def test_a_restarted_connector_decides_from_the_stored_handle(
+    serve: Any, inputs: Path
+) -> None:
+    """Nothing that decides a poll is kept in the connector's memory: a fresh connector (another
+    process, after a restart) given the stored handle decides as the one that cancelled."""
+    connector, sim, _ = await open_connector(serve)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    handle = await connector.submit(submission(import_fields(scheduledExecutionDate=later)))
+    stored = json.loads(json.dumps(handle))
+    assert (await connector.cancel(handle)).supported
+    assert sim.jobs == {}
+    fresh = GrantaConnector(connector.connection)
+    results = [await connector.poll(handle), await fresh.poll(stored)]
+    assert [(r.status, r.remote_status, r.error) for r in results] == [
+        (RemoteStatus.CANCELLED, "Deleted", results[0].error)
+    ] * 2
+    assert "no longer in the queue" in (results[0].error or "")
+    await fresh.aclose()
     await connector.aclose()
 
 

@@ -26,7 +26,8 @@ from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
 from orchestrator.connections import Connection
-from orchestrator.connectors.http_client import HttpClient, Response, TransientRetry, _loads
+from orchestrator.connectors.http.client import HttpClient, Response, TransientRetry
+from orchestrator.connectors.http.response import loads as _loads
 from orchestrator.errors import (
     AuthError,
     ConnectorError,
@@ -645,3 +646,25 @@ def test_json_decoding_matches_json_loads(body: bytes) -> None:
             _loads(body)
     else:
         assert _loads(body) == expected
+
+
+# -- streamed downloads ---------------------------------------------------------------------
+
+
+async def test_download_streams_into_the_file_whole_or_not_at_all(
+    remote: Remote, tmp_path: Path
+) -> None:
+    big = b"x" * 300_000
+    remote.on("/api/out", reply(200, big), reply(503, {"message": "busy"}), reply(200, big))
+    target = tmp_path / "out.bin"
+    async with client(conn(remote.base_url), Recorder()) as http:
+        assert await http.download("/out", target, max_bytes=len(big)) == len(big)
+        assert target.read_bytes() == big
+        target.unlink()
+        with pytest.raises(TransientError, match=r"HTTP 503"):  # not retried inside the call
+            await http.download("/out", target, max_bytes=len(big))
+        with pytest.raises(PermanentError, match="larger than 1000 bytes"):
+            await http.download("/out", target, max_bytes=1000, what="the output")
+    assert list(tmp_path.iterdir()) == []  # no part file left behind
+    assert remote.hits("/api/out") == 3
+    assert http.statistics()["failures"] == 2

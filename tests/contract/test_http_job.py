@@ -10,7 +10,7 @@ from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
 from orchestrator.connectors.base import RemoteStatus
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.connectors.rest import RestConnector, auth_headers, validate
 from orchestrator.errors import AuthError, NotFoundError, PermanentError
 from orchestrator.testing.simulators.base import Behaviour, Fault

@@ -14,7 +14,7 @@ from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
 from orchestrator.connectors.base import LookupUndecided, RemoteStatus
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.connectors.ocapi import JOB_TYPES, NO_CANCEL, OcapiConnector, poll_result
 from orchestrator.errors import AuthError, NotFoundError, PermanentError, TransientError
 from orchestrator.testing.simulators.base import Behaviour, Fault
@@ -242,6 +242,29 @@ async def test_several_executions_allowed_when_not_single_instance(serve: Any) -
     await connector.submit(submission(FIELDS))
     await connector.submit(submission(FIELDS, attempt=2))
     assert len(sim.jobs) == 2
+    await connector.aclose()
+
+
+async def test_a_restarted_connector_decides_from_the_stored_handle(serve: Any) -> None:
+    """What decides a poll is in the handle (execution id, job id, API version) and on the
+    remote; the connector's memory holds only its access token. A fresh connector (another
+    process, after a restart) given the stored handle decides as the one that submitted."""
+    connector, sim, _, _ = await open_connector(serve)
+    sim.rule("CustomerImportJob", Behaviour(duration=0.05, outcome="failure", message="bad row"))
+    handle = await connector.submit(submission(FIELDS))
+    stored = json.loads(json.dumps(handle))
+    fresh = OcapiConnector(connector.connection)
+    ended = [await run_to_end(connector, handle), await run_to_end(fresh, stored)]
+    assert [(r.status, r.remote_status, r.error, r.outputs) for r in ended] == [
+        (RemoteStatus.FAILED, "finished", ended[0].error, ended[0].outputs)
+    ] * 2
+    assert "bad row" in (ended[0].error or "")
+    assert [(await c.cancel(h)).supported for c, h in ((connector, handle), (fresh, stored))] == [
+        False,
+        False,
+    ]
+    assert sim.jobs[handle["id"]] is not None  # still there: OCAPI has no cancel
+    await fresh.aclose()
     await connector.aclose()
 
 

@@ -15,7 +15,7 @@ from aioresponses import aioresponses
 
 from orchestrator.connections import Connection
 from orchestrator.connectors.base import LookupUndecided, RemoteStatus
-from orchestrator.connectors.http_client import HttpClient, TransientRetry
+from orchestrator.connectors.http.client import HttpClient, TransientRetry
 from orchestrator.connectors.trifacta import CALLBACK_NAME, JOB_TYPES, Kind, TrifactaConnector
 from orchestrator.errors import AuthError, NotFoundError, PermanentError
 from orchestrator.testing.simulators.base import Behaviour, Fault

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from orchestrator.clock import FakeClock
+from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.dag import DAG
 from orchestrator.engine.records import Run
 from orchestrator.runtime.runs import run_dag
-from orchestrator.testing.fake import FakeConnector, FakeRemote
 
 
 @pytest.fixture

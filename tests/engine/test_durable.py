@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.clock import FakeClock
 from orchestrator.connectors.base import Submission
+from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.dag import DAG, Job
 from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.durable import dag_definition, record_new_run, restore
@@ -25,7 +26,6 @@ from orchestrator.states import JobState, RunState
 from orchestrator.store.base import Operation, RunTransition, StaleWrite, Store
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.sqlite import SQLiteStore
-from orchestrator.testing.fake import FakeConnector, FakeRemote
 
 from ..store_ops import attempt
 from ..store_ops import job as job_step

@@ -19,6 +19,7 @@ from orchestrator.connectors.base import (
     RemoteStatus,
     Submission,
 )
+from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.dag import DAG, Job
 from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.executor import RunExecutor
@@ -26,7 +27,6 @@ from orchestrator.engine.records import JobRun
 from orchestrator.engine.runner import prepare_run
 from orchestrator.errors import TransientError
 from orchestrator.states import JobState, RunState
-from orchestrator.testing.fake import FakeConnector, FakeRemote
 
 from .conftest import RunFn
 

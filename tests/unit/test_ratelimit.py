@@ -7,7 +7,7 @@ import math
 import anyio
 import pytest
 
-from orchestrator.connectors.ratelimit import RateLimiter
+from orchestrator.connectors.http.ratelimit import RateLimiter
 
 
 class FakeTime:

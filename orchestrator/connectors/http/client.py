@@ -14,6 +14,9 @@ before every try, and transient faults retried inside the call:
 
 Backoff is exponential with full jitter. Other statuses outside ``ok`` become
 :class:`AuthError` (401, 403), :class:`NotFoundError` (404) or :class:`PermanentError`.
+:meth:`HttpClient.download` streams a large body into a file over the same pool and rate limit,
+with a deadline per read instead of one for the whole answer.
+
 No aiohttp or asyncio exception leaves :meth:`HttpClient.request`, and no message or log line
 carries headers, query strings or credentials. Redirects are not followed (an SSRF guard):
 a 3xx outside ``ok`` is a :class:`PermanentError`.
@@ -21,16 +24,15 @@ a 3xx outside ``ok`` is a :class:`PermanentError`.
 
 from __future__ import annotations
 
-import email.utils
 import functools
-import json as jsonlib
 import math
 import random
+import secrets
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
@@ -39,63 +41,23 @@ import anyio
 import structlog
 from yarl import URL
 
-from ..connections import Connection
-from ..errors import (
-    AuthError,
+from ...connections import Connection
+from ...errors import (
     ConnectorError,
-    NotFoundError,
     PermanentError,
     TransientError,
 )
 from .ratelimit import RateLimiter
+from .response import Response, snippet
+from .statuses import TRANSIENT_STATUSES, error_for_status, retry_after
 
 __all__ = ["HttpClient", "Response", "TransientRetry"]
 
 log = structlog.get_logger("orchestrator.http")
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "orchestrator/0.1"
-_SNIPPET = 200
-_DETAIL = 500
-
-
-# One per request on the engine's hot path: slotted but not frozen (a frozen dataclass costs
-# several times as much to build), like Submission and PollResult. Treat it as a value.
-@dataclass(slots=True)
-class Response:
-    """A complete answer: status, headers (case-insensitive), the whole body, and the URL
-    it came from without its query string."""
-
-    status: int
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-    url: str
-
-    def json(self) -> Any:
-        """The body parsed as JSON; :class:`PermanentError` naming the URL if it is not JSON."""
-        try:
-            return _loads(self.body)
-        except ValueError:
-            kind = self.headers.get("Content-Type", "no content type")
-            raise PermanentError(
-                f"{self.url}: HTTP {self.status}: the body is not JSON ({kind}, "
-                f"{len(self.body)} bytes): {_one_line(self.text(), 80)}",
-                status=self.status,
-                detail=self.text()[:_DETAIL],
-            ) from None
-
-    def text(self) -> str:
-        """The body decoded with the charset the server named (UTF-8 if none)."""
-        charset = "utf-8"
-        for part in self.headers.get("Content-Type", "").split(";")[1:]:
-            key, _, value = part.strip().partition("=")
-            if key.lower() == "charset" and value:
-                charset = value.strip().strip('"')
-        try:
-            return self.body.decode(charset, errors="replace")
-        except LookupError:
-            return self.body.decode("utf-8", errors="replace")
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +132,9 @@ class HttpClient:
         self._open_lock = anyio.Lock()
         self._closed = False
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connection.connect_timeout, sock_read=connection.timeout
+        )
         self._stats = {
             "requests": 0,  # calls of request()
             "sent": 0,  # tries sent
@@ -409,22 +374,83 @@ class HttpClient:
         status = response.status
         if status in ok:
             return response
-        detail = _detail(response)
-        message = f"{method} {shown}: HTTP {status}: {_snippet(detail)}"
+        detail = response.detail()
+        message = f"{method} {shown}: HTTP {status}: {snippet(detail)}"
         if status in TRANSIENT_STATUSES:
             if status == 429:
                 self._stats["throttled"] += 1
             raise _Retry(
-                f"HTTP {status}: {_snippet(detail)}",
+                f"HTTP {status}: {snippet(detail)}",
                 status=status,
                 detail=detail,
-                hint=_retry_after(response.headers, self._clock),
+                hint=retry_after(response.headers, self._clock()),
             )
-        if status in (401, 403):
-            raise AuthError(message, status=status, detail=detail)
-        if status == 404:
-            raise NotFoundError(message, status=status, detail=detail)
-        raise PermanentError(message, status=status, detail=detail)
+        raise error_for_status(status, message, detail=detail)
+
+    async def download(
+        self,
+        path: str,
+        target: Path,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int,
+        what: str | None = None,
+    ) -> int:
+        """``GET path`` streamed into the file ``target``, written whole or not at all (a part
+        file beside it, renamed at the end); the bytes written. No overall deadline: the
+        connection's ``timeout`` bounds each read. Not retried inside the call: a broken or
+        stalled transfer, a 429 or a 5xx is a :class:`TransientError` (try again later); a body
+        over ``max_bytes`` or a file that cannot be written is a :class:`PermanentError`.
+        ``what`` names the file in messages (default: the URL)."""
+        url = self.url(path)
+        shown = what or f"GET {_display(url)}"
+        part = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        self._stats["requests"] += 1
+        size = 0
+        try:
+            session = self._session if self._session is not None else await self._open()
+            await self._limiter.acquire()
+            self._stats["sent"] += 1
+            async with session.get(
+                url,
+                params=_query(params),
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._stream_timeout,
+            ) as resp:
+                self._stats["responses"] += 1
+                if resp.status != 200:
+                    text = (await resp.content.read(500)).decode("utf-8", "replace")
+                    raise error_for_status(resp.status, f"{shown}: HTTP {resp.status}: {text}")
+                if (resp.content_length or 0) > max_bytes:
+                    raise PermanentError(f"{shown} is larger than {max_bytes} bytes")
+                async with await anyio.open_file(part, "wb") as out:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise PermanentError(f"{shown} is larger than {max_bytes} bytes")
+                        await out.write(chunk)
+            await anyio.Path(part).replace(target)
+        except ConnectorError:
+            self._stats["failures"] += 1
+            raise
+        except aiohttp.ClientError as exc:
+            self._stats["failures"] += 1
+            raise TransientError(f"{shown}: download broke off ({type(exc).__name__})") from None
+        except TimeoutError:
+            self._stats["failures"] += 1
+            raise TransientError(f"{shown}: no data within {self.connection.timeout:g}s") from None
+        except OSError as exc:
+            self._stats["failures"] += 1
+            raise PermanentError(
+                f"{shown}: cannot write {target}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        finally:
+            self._stats["bytes_received"] += size
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(part).unlink(missing_ok=True)
+        return size
 
     def _too_large(self, method: str, shown: str, status: int, size: int) -> NoReturn:
         raise PermanentError(
@@ -478,78 +504,6 @@ def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
             else:
                 pairs.append((key, str(item)))
     return pairs
-
-
-def _retry_after(headers: Mapping[str, str], clock: Callable[[], float]) -> float | None:
-    """Seconds the server asked to wait: ``Retry-After`` (seconds or HTTP date), else
-    ``x-ratelimit-reset`` (seconds)."""
-    value = headers.get("Retry-After")
-    if value is not None:
-        value = value.strip()
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:  # "-0000": UTC all the same
-                    when = when.replace(tzinfo=UTC)
-                return max(0.0, when.timestamp() - clock())
-        else:
-            if math.isfinite(seconds):
-                return max(0.0, seconds)
-    reset = headers.get("x-ratelimit-reset")
-    if reset is not None:
-        try:
-            seconds = float(reset.strip())
-        except ValueError:
-            return None
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None
-
-
-def _loads(body: bytes) -> Any:
-    """``json.loads(body)`` without its encoding sniffing in the usual case: a body starting
-    with an ASCII character not followed by NUL has no BOM and is not UTF-16 or UTF-32, so
-    ``json`` would decode it as UTF-8 (as aiohttp's own ``json()`` does)."""
-    if body and 0 < body[0] < 0x80 and body[1:2] != b"\x00":
-        return jsonlib.loads(body.decode("utf-8", "surrogatepass"))
-    return jsonlib.loads(body)
-
-
-def _detail(response: Response) -> object:
-    """The remote's error document: parsed JSON, or the first 500 characters of text."""
-    if response.body:
-        try:
-            return _loads(response.body)
-        except ValueError:
-            pass
-    return response.text()[:_DETAIL]
-
-
-_MESSAGE_KEYS = ("message", "error_description", "errorMessage", "error", "detail", "title")
-
-
-def _snippet(detail: object) -> str:
-    """A short one-line summary of an error document."""
-    if isinstance(detail, dict):
-        for key in _MESSAGE_KEYS:
-            value = detail.get(key)
-            if isinstance(value, str) and value.strip():
-                return _one_line(value, _SNIPPET)
-            if isinstance(value, dict):
-                return _snippet(value)
-    if isinstance(detail, str):
-        return _one_line(detail, _SNIPPET) or "(empty body)"
-    return _one_line(jsonlib.dumps(detail, separators=(",", ":"), default=str), _SNIPPET)
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _tls_reason(exc: Exception) -> str:

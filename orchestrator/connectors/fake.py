@@ -24,7 +24,9 @@ from typing import Any
 
 from ..clock import Clock, RealClock
 from ..connections import Connection
-from ..connectors.base import (
+from ..durations import parse_duration
+from ..errors import NotFoundError, PermanentError, TransientError
+from .base import (
     CancelResult,
     ConnectorBase,
     JobType,
@@ -34,8 +36,6 @@ from ..connectors.base import (
     RemoteStatus,
     Submission,
 )
-from ..durations import parse_duration
-from ..errors import NotFoundError, PermanentError, TransientError
 
 
 @dataclass(slots=True)
