@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from .durations import parse_duration
 from .errors import ConfigError
-from .validation import name_problem
+from .printable import name_problem
 
 __all__ = ["ENV_VAR", "Connection", "connection_secrets", "load_connections"]
 

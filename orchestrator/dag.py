@@ -21,6 +21,7 @@ import networkx as nx
 
 from .durations import parse_duration
 from .retry import RetryPolicy
+from .tokens import has_tokens
 from .trigger_rules import TriggerRule
 
 ENGINE_FIELDS = frozenset(
@@ -111,8 +112,6 @@ class Job:
         for these params (:meth:`DAG.validate` works it out again)."""
         cached = self._tokens
         if cached is None or cached[0] is not self.params:
-            from .engine.tokens import has_tokens
-
             cached = self._tokens = (self.params, has_tokens(self.params))
         return cached[1]
 

@@ -26,3 +26,17 @@ def printable(text: object, *, keep_newlines: bool = False) -> str:
         char if char.isprintable() or (keep_newlines and char == "\n") else _escape(char)
         for char in text
     )
+
+
+def name_problem(what: str, name: object) -> str | None:
+    """Why ``name`` (a job id, a pool, connection or DAG name) cannot be shown on a terminal as
+    it is: a control, format (bidi) or other non-printable character; ``None`` if it can."""
+    if not isinstance(name, str):
+        return f"expected a string {what}, got {name!r}"
+    for char in name:
+        if not char.isprintable():
+            return (
+                f"the {what} {name!r} has the non-printable character U+{ord(char):04X}; "
+                "use printable characters only"
+            )
+    return None

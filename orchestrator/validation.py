@@ -16,6 +16,7 @@ from cronsim import CronSim, CronSimError
 from .dag import AMBIGUOUS_POLICIES, DAG, ENGINE_FIELDS
 from .durations import parse_duration
 from .errors import DagValidationError
+from .printable import name_problem
 from .trigger_rules import TriggerRule
 from .webhooks.definitions import validate_webhooks
 from .webhooks.guard import ALLOW_ENV, Egress, allow_word, literal_refused
@@ -203,20 +204,6 @@ def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], 
 
 
 # -- pure checks, each returning the problem or None -------------------------------------------
-
-
-def name_problem(what: str, name: object) -> str | None:
-    """Why ``name`` (a job id, a pool, connection or DAG name) cannot be shown on a terminal as
-    it is: a control, format (bidi) or other non-printable character; ``None`` if it can."""
-    if not isinstance(name, str):
-        return f"expected a string {what}, got {name!r}"
-    for char in name:
-        if not char.isprintable():
-            return (
-                f"the {what} {name!r} has the non-printable character U+{ord(char):04X}; "
-                "use printable characters only"
-            )
-    return None
 
 
 def call_problem(call: object) -> str | None:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..engine.tokens import Substituter, substitute
 from ..errors import ConfigError, ConnectorError, PermanentError
+from ..tokens import Substituter, substitute
 
 if TYPE_CHECKING:
     from ..connections import Connection

@@ -28,8 +28,8 @@ import anyio.abc
 
 from ..connections import Connection
 from ..durations import parse_duration
-from ..engine.tokens import substitute, substitute_shell
 from ..errors import NotFoundError, PermanentError
+from ..tokens import substitute, substitute_shell
 from .base import (
     CancelResult,
     ConnectorBase,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.tokens import substitute, substitute_shell
+from orchestrator.tokens import substitute, substitute_shell
 
 TOKENS = {
     "runId": "run-42",
