@@ -315,6 +315,9 @@ async def test_a_failed_upgrade_leaves_the_database_as_it_was(
 async def test_a_newer_database_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     await (await SQLiteStore.open(path)).aclose()
+    with anyio.fail_after(10):  # the writer's final checkpoint, after aclose returned
+        while "new.db-wal" in siblings(path):
+            await anyio.sleep(0.01)
     conn = raw(path)
     conn.execute("UPDATE schema_version SET version = ?", (LATEST + 5,))
     conn.close()
