@@ -40,15 +40,17 @@ from ..errors import ConnectorError, StoreError, TransientError
 from ..outcome import run_failure
 from ..retry import Outcome
 from ..states import (
+    ATTEMPT_LIVE,
     JOB_TERMINAL,
     JOB_TRANSITIONS,
+    AttemptState,
     JobState,
+    Reconcile,
     RunState,
     check_job_transition,
     check_run_transition,
 )
 from ..store.base import (
-    LIVE_ATTEMPT_STATES,
     Changes,
     EnqueueDelivery,
     EventJSON,
@@ -77,13 +79,9 @@ DIRTY_ATTEMPT = 2  # its current attempt did
 
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
+_ENDED = {outcome: AttemptState(outcome.value) for outcome in Outcome}  # how an attempt ended
 
 
-class _Resubmit:
-    """What ``onAmbiguousSubmit: resubmit`` decides: send the same attempt again."""
-
-
-_RESUBMIT = _Resubmit()
 _ACTIVE = (RunState.QUEUED, RunState.RUNNING)
 CLAIM_MARGIN = 60.0  # seconds before a write-ahead record whose accepted handles may claim
 
@@ -328,7 +326,7 @@ class RunExecutor:
     def _attempt_write(
         self,
         jr: JobRun,
-        state: str,
+        new: AttemptState,
         *,
         key: str | None = None,
         handle: RemoteHandle | None = None,
@@ -341,6 +339,7 @@ class RunExecutor:
         at = self._clock.time()
         row = jr.attempt_row
         n = jr.attempts
+        state = new._value_  # rows and events carry plain values
         if key is not None:
             if row is not None and jr.dirty & DIRTY_ATTEMPT:  # the one before has a step
                 self._attempt_rows.append(row)
@@ -379,7 +378,7 @@ class RunExecutor:
                 handle_json,
                 row[7],
                 accepted_at,
-                at if state not in LIVE_ATTEMPT_STATES else None,
+                at if new not in ATTEMPT_LIVE else None,
                 error if error is not None else row[10],
             )
         # the event as event_json encodes it (attempt states need no escaping)
@@ -655,16 +654,16 @@ class RunExecutor:
             result = await self._attempt(jr)
         if result.outcome is None:
             jr.error = None
-            self._attempt_write(jr, "succeeded")
+            self._attempt_write(jr, AttemptState.SUCCEEDED)
             self._set(jr, JobState.SUCCEEDED)
             self._job_done(jr)
             return
         if result.outcome is _UNKNOWN:
-            self._attempt_write(jr, "unknown", error=result.error)
+            self._attempt_write(jr, AttemptState.UNKNOWN, error=result.error)
             self._set(jr, JobState.UNKNOWN, result.error)
             self._job_done(jr)
             return
-        self._attempt_write(jr, result.outcome.value, error=result.error)
+        self._attempt_write(jr, _ENDED[result.outcome], error=result.error)
         if jr.policy.should_retry(jr.attempts, result.outcome):
             delay = jr.policy.delay(jr.attempts, self._rng)
             self._set(jr, JobState.RETRY_WAIT, result.error)
@@ -700,7 +699,7 @@ class RunExecutor:
         connector = self._connectors.get(jr.job_type, jr.job.connection)
         submission = self._submission(jr)
         if self._store is not None:
-            self._attempt_write(jr, "submitting", key=submission.idempotency_key)
+            self._attempt_write(jr, AttemptState.SUBMITTING, key=submission.idempotency_key)
             await self._commit()  # durable before the request leaves
         crash.reached("before_submit")
         handle: RemoteHandle | None = None
@@ -744,7 +743,7 @@ class RunExecutor:
             self._set(jr, JobState.RUNNING)
             return
         try:
-            self._attempt_write(jr, "running", handle=handle)
+            self._attempt_write(jr, AttemptState.RUNNING, handle=handle)
         except StoreError as exc:  # a handle the store cannot keep: the run stops
             self._stop(RunState.FAILED, str(exc))
             await anyio.lowlevel.checkpoint()  # cancelled: this job is cancelled too
@@ -761,9 +760,15 @@ class RunExecutor:
     ) -> RemoteHandle | _Attempt:
         """An ambiguous submission: the remote job it started, else what the policy says (a
         resubmission of the same attempt included)."""
-        found = await self._reconcile(jr, connector, submission, why)
-        if not isinstance(found, _Resubmit):
+        decision, found, message = await self._reconcile(jr, connector, submission, why)
+        if decision is Reconcile.ADOPT:
+            assert found is not None
             return found
+        if decision is Reconcile.UNKNOWN:
+            return _Attempt(_UNKNOWN, f"{message}; not sent again (onAmbiguousSubmit: unknown)")
+        if decision is Reconcile.FAIL:
+            return _Attempt(Outcome.ERROR, f"{message}; not sent again (onAmbiguousSubmit: fail)")
+        self._log.warning("job.resubmitting", job=jr.id, attempt=jr.attempts, reason=message)
         try:
             return await connector.submit(submission)
         except ConnectorError as exc:
@@ -771,11 +776,11 @@ class RunExecutor:
 
     async def _reconcile(
         self, jr: JobRun, connector: Connector, submission: Submission, why: str
-    ) -> RemoteHandle | _Attempt | _Resubmit:
+    ) -> tuple[Reconcile, RemoteHandle | None, str]:
         """The submission may or may not have reached the remote: look it up (a remote job
-        started since the write-ahead record that no other attempt claims), else apply the
-        job's ``onAmbiguousSubmit`` policy: an :class:`_Attempt` that ends it, or
-        ``_RESUBMIT`` (send the same attempt again)."""
+        started since the write-ahead record that no other attempt claims) and adopt it, else
+        decide by the job's ``onAmbiguousSubmit`` policy. Returns the decision, the handle of
+        the job to adopt, and what was found (for the job's error)."""
         row = jr.attempt_row
         submission.not_before = row[7] if row is not None else None
         submission.claimed = _Claims(self, jr, submission.not_before)
@@ -790,15 +795,9 @@ class RunExecutor:
             found, outcome = None, f"the lookup failed: {exc}"
         if found is not None:
             self._log.info("job.reconciled", job=jr.id, attempt=jr.attempts, remote=found)
-            return found
-        policy = jr.job.on_ambiguous_submit or jr.job_type.ambiguous_default
-        message = f"submission outcome unknown ({why}); {outcome}"
-        if policy == "unknown":
-            return _Attempt(_UNKNOWN, f"{message}; not sent again (onAmbiguousSubmit: unknown)")
-        if policy == "fail":
-            return _Attempt(Outcome.ERROR, f"{message}; not sent again (onAmbiguousSubmit: fail)")
-        self._log.warning("job.resubmitting", job=jr.id, attempt=jr.attempts, reason=message)
-        return _RESUBMIT
+            return Reconcile.ADOPT, found, "found on the remote"
+        policy = Reconcile(jr.job.on_ambiguous_submit or jr.job_type.ambiguous_default)
+        return policy, None, f"submission outcome unknown ({why}); {outcome}"
 
     async def _claimed(self, jr: JobRun, not_before: float | None) -> list[RemoteHandle]:
         """The handles held by every attempt but ``jr``'s current one that may have been
@@ -862,7 +861,7 @@ class RunExecutor:
                 with anyio.move_on_after(self._cancel_grace):
                     await self._cancel_remote(jr, connector, handle)
             if not jr.state.terminal:
-                self._attempt_write(jr, "cancelled", error=self._stop_reason)
+                self._attempt_write(jr, AttemptState.CANCELLED, error=self._stop_reason)
                 self._set(jr, JobState.CANCELLED, self._stop_reason or "run cancelled")
                 self._remaining -= 1
 

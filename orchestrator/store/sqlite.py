@@ -39,7 +39,7 @@ import anyio
 
 from .. import crash
 from ..errors import StoreError
-from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
+from ..states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
 from . import migrations, sqlite_writer
 from .base import (
     ActiveRunExists,
@@ -583,7 +583,7 @@ class SQLiteStore:
                     r[0],
                     r[1],
                     r[2],
-                    r[3],
+                    AttemptState(r[3]),
                     json.loads(r[4]) if r[4] else None,
                     r[5],
                     r[6],
