@@ -19,6 +19,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -121,6 +122,14 @@ def _after_store() -> None:
     crash.reached("after_store")
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutorStatistics:
+    """What a run's executor holds at one moment (see :meth:`RunExecutor.statistics`)."""
+
+    workers: int  # worker tasks alive
+    running: int  # jobs holding a concurrency slot
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -200,6 +209,9 @@ class RunExecutor:
             jr.counts.total = dag.graph.in_degree(job_id)
 
     # -- public --------------------------------------------------------------------------
+    def statistics(self) -> ExecutorStatistics:
+        return ExecutorStatistics(workers=self._workers, running=self._running)
+
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the run: running jobs are cancelled on their remotes, the rest never start."""
         self._stop(RunState.CANCELLED, reason)

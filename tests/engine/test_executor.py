@@ -20,7 +20,7 @@ from orchestrator.connectors.base import (
 )
 from orchestrator.dag import DAG, Job
 from orchestrator.engine.connectors import ConnectorSet
-from orchestrator.engine.executor import RunExecutor
+from orchestrator.engine.executor import ExecutorStatistics, RunExecutor
 from orchestrator.engine.records import JobRun
 from orchestrator.engine.runner import prepare_run
 from orchestrator.errors import TransientError
@@ -369,6 +369,30 @@ async def test_global_concurrency_limit(run: RunFn, clock: FakeClock) -> None:
     result = await run(dag, observers=[rec])
     assert result.state is RunState.SUCCEEDED
     assert rec.max_running == 3
+
+
+async def test_statistics_show_the_workers_and_slots_in_use(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
+    with DAG("stats", concurrency=2) as dag:
+        for i in range(4):
+            Job(f"j{i}", "fake", duration="10s")
+    dag.validate()
+    run = prepare_run(dag)
+    seen: list[ExecutorStatistics] = []
+
+    def observe(jr: JobRun, old: JobState) -> None:
+        if jr.state is JobState.RUNNING:
+            seen.append(executor.statistics())
+
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        executor = RunExecutor(run, connectors, clock=clock, observers=[observe])
+        await executor.execute()
+    assert run.state is RunState.SUCCEEDED
+    assert len(seen) == 4
+    assert all(1 <= s.running <= 2 and s.running <= s.workers <= 2 for s in seen)
+    assert max(s.running for s in seen) == 2
+    assert executor.statistics() == ExecutorStatistics(workers=0, running=0)
 
 
 async def test_named_pool_limits_its_jobs_only(run: RunFn, clock: FakeClock) -> None:
