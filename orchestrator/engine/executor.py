@@ -5,7 +5,8 @@ rule says run; nothing rescans the graph. Ready jobs wait in one priority heap. 
 worker tasks that each take the best runnable job (respecting the global limit and named
 pools), run it, and take the next one; a spawner adds workers only while ready jobs outnumber
 free workers, doubling at most per turn of the event loop, so that jobs which never wait on I/O
-do not pay for a task each.
+do not pay for a task each. Jobs waiting for a retry hold neither a worker nor a slot: they wait
+in a second heap, by due time, whose one timer task queues each when it falls due.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class ExecutorStatistics:
 
     workers: int  # worker tasks alive
     running: int  # jobs holding a concurrency slot
+    retry_waiting: int  # jobs waiting for their next attempt (they hold neither)
 
 
 class RunExecutor:
@@ -161,6 +163,10 @@ class RunExecutor:
         self._pool_used: Counter[str] = Counter()
         self._blocked: defaultdict[str, list[tuple[int, int, JobRun]]] = defaultdict(list)
         self._heap: list[tuple[int, int, JobRun]] = []
+        # jobs waiting for a retry, by due time (monotonic), woken by one timer task
+        self._due: list[tuple[float, int, JobRun]] = []
+        self._timing = False  # the timer task runs
+        self._timer: anyio.CancelScope | None = None  # its sleep until the first due time
         self._seq = itertools.count()
         self._running = 0
         self._workers = 0
@@ -210,7 +216,9 @@ class RunExecutor:
 
     # -- public --------------------------------------------------------------------------
     def statistics(self) -> ExecutorStatistics:
-        return ExecutorStatistics(workers=self._workers, running=self._running)
+        return ExecutorStatistics(
+            workers=self._workers, running=self._running, retry_waiting=len(self._due)
+        )
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the run: running jobs are cancelled on their remotes, the rest never start."""
@@ -512,6 +520,7 @@ class RunExecutor:
     def _finish_run(self) -> None:
         run = self.run
         reason = self._stop_reason or "run cancelled"
+        self._due.clear()  # a stopped run's retries wait no more: they are cancelled
         for jr in run.jobs.values():
             if not jr.state.terminal:
                 if jr.state in (JobState.RUNNING, JobState.SUBMITTING):
@@ -612,6 +621,37 @@ class RunExecutor:
         if self._heap:
             self._need.set()
 
+    # -- retry waits ---------------------------------------------------------------------
+    def _wait_retry(self, jr: JobRun, delay: float) -> None:
+        """Hold ``jr`` in the due-time queue until its next attempt is due: a waiting retry
+        holds no worker and no slot. Then it is queued like any ready job."""
+        entry = (self._clock.monotonic() + delay, next(self._seq), jr)
+        heapq.heappush(self._due, entry)
+        if not self._timing:
+            self._timing = True
+            self._tg.start_soon(self._wake_due)
+        elif self._due[0] is entry and self._timer is not None:
+            self._timer.cancel()  # due before the one it sleeps for
+
+    async def _wake_due(self) -> None:
+        """The timer of the due-time queue: sleeps until the first due time, queues what is
+        due, and ends when no retry waits (the next one starts it again)."""
+        due = self._due
+        try:
+            while due:
+                wait = due[0][0] - self._clock.monotonic()
+                if wait > 0:
+                    with anyio.CancelScope() as self._timer:
+                        await self._clock.sleep(wait)
+                    self._timer = None
+                    continue
+                jr = heapq.heappop(due)[2]
+                if jr.state is JobState.RETRY_WAIT:
+                    self._queue(jr)  # back in line like any ready job: slots and pools apply
+        finally:
+            self._timing = False
+            self._timer = None
+
     # -- workers -------------------------------------------------------------------------
     async def _spawner(self) -> None:
         while self._remaining > 0:
@@ -688,8 +728,7 @@ class RunExecutor:
                 delay=round(delay, 3),
             )
             self._release(jr)
-            await self._clock.sleep(delay)
-            self._queue(jr)  # back in line like any ready job: slots and pools apply
+            self._wait_retry(jr, delay)
             return
         self._set(jr, JobState.FAILED, result.error)
         self._job_done(jr)
