@@ -144,6 +144,7 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
         jr.notes = list(record.notes)
         jr.started_at = record.started_at
         jr.ended_at = record.ended_at
+        jr.retry_at = record.retry_at
         attempt = last.get(job_id)
         if attempt is not None:
             jr.handle = attempt.handle

@@ -276,8 +276,13 @@ class RunExecutor:
                     self._queue(jr)
                 elif decision is not Decision.WAIT:  # upstream ended while we were down
                     self._job_done_by_rule(jr, decision)
-            elif state is JobState.RETRY_WAIT:
-                self._queue(jr)
+            elif state is JobState.RETRY_WAIT:  # for the time left until its stored due time
+                left = jr.retry_at - self._clock.time() if jr.retry_at is not None else 0.0
+                if left > 0:
+                    self._log.info("job.retry_waits", job=jr.id, attempt=jr.attempts, left=left)
+                    self._wait_retry(jr, left)
+                else:
+                    self._queue(jr)
             elif state is JobState.QUEUED:
                 heapq.heappush(self._heap, (-jr.priority, next(self._seq), jr))
             elif state in (JobState.SUBMITTING, JobState.RUNNING):
@@ -299,6 +304,8 @@ class RunExecutor:
         jr.state = new
         if error is not None:
             jr.error = error
+        if old is JobState.RETRY_WAIT:
+            jr.retry_at = None
         if self._debug:
             self._log.debug(
                 "job.state", job=jr.id, attempt=jr.attempts, old=old.value, new=new.value
@@ -432,6 +439,7 @@ class RunExecutor:
                         json_text(notes) if notes else None,
                         jr.started_at,
                         jr.ended_at,
+                        jr.retry_at,
                     )
                 )
                 jr.stored_state = jr.state
@@ -467,12 +475,14 @@ class RunExecutor:
             self._schedule_flush()
         await waiter
 
-    def _commit_soon(self, after: Callable[[], None]) -> None:
-        """Hand what changed to the store with the next batch, without waiting for it."""
+    def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
+        """Hand what changed to the store with the next batch, without waiting for it; ``after``
+        is called once it is committed."""
         if self._store is None or not self._unwritten():
             return
         self._schedule_flush()
-        self._after_flush.append(after)
+        if after is not None:
+            self._after_flush.append(after)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -718,6 +728,7 @@ class RunExecutor:
         self._attempt_write(jr, _ENDED[result.outcome], error=result.error)
         if jr.policy.should_retry(jr.attempts, result.outcome):
             delay = jr.policy.delay(jr.attempts, self._rng)
+            jr.retry_at = self._clock.time() + delay  # stored: a resumed run waits what is left
             self._set(jr, JobState.RETRY_WAIT, result.error)
             self._log.info(
                 "job.retrying",
@@ -729,6 +740,7 @@ class RunExecutor:
             )
             self._release(jr)
             self._wait_retry(jr, delay)
+            self._commit_soon()  # durable without anyone waiting for it
             return
         self._set(jr, JobState.FAILED, result.error)
         self._job_done(jr)

@@ -54,6 +54,7 @@ class JobRecord:
     notes: list[str] = field(default_factory=list)
     started_at: float | None = None
     ended_at: float | None = None
+    retry_at: float | None = None  # in retry_wait: when its next attempt is due (wall clock)
 
 
 @dataclass(slots=True)
@@ -164,6 +165,7 @@ class JobRow(NamedTuple):
     notes: str | None = None  # JSON array, None for none
     started_at: float | None = None
     ended_at: float | None = None
+    retry_at: float | None = None
 
 
 class AttemptRow(NamedTuple):

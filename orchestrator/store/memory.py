@@ -308,6 +308,7 @@ def _job_record(row: JobRow) -> JobRecord:
         json.loads(row.notes) if row.notes else [],
         row.started_at,
         row.ended_at,
+        row.retry_at,
     )
 
 

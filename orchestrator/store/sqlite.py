@@ -548,7 +548,7 @@ class SQLiteStore:
         def read(conn: sqlite3.Connection) -> dict[str, JobRecord]:
             rows = conn.execute(
                 "SELECT job_id, state, attempts, error, remote_status, outputs, log_tail, notes, "
-                "started_at, ended_at FROM jobs WHERE run_id = ? ORDER BY rowid",
+                "started_at, ended_at, retry_at FROM jobs WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             )
             return {
@@ -564,6 +564,7 @@ class SQLiteStore:
                     json.loads(r[7]) if r[7] else [],
                     r[8],
                     r[9],
+                    r[10],
                 )
                 for r in rows
             }
