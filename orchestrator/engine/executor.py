@@ -279,7 +279,9 @@ class RunExecutor:
             elif state is JobState.RETRY_WAIT:  # for the time left until its stored due time
                 left = jr.retry_at - self._clock.time() if jr.retry_at is not None else 0.0
                 if left > 0:
-                    self._log.info("job.retry_waits", job=jr.id, attempt=jr.attempts, left=left)
+                    self._log.info(
+                        "job.retry_waits", job=jr.id, attempt=jr.attempts, left=round(left, 3)
+                    )
                     self._wait_retry(jr, left)
                 else:
                     self._queue(jr)
