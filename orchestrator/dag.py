@@ -19,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 
+from . import states
 from .durations import parse_duration
 from .retry import RetryPolicy
 from .tokens import has_tokens
@@ -38,7 +39,8 @@ ENGINE_FIELDS = frozenset(
         "description",
     }
 )
-AMBIGUOUS_POLICIES = ("resubmit", "unknown", "fail")
+# the words onAmbiguousSubmit takes, as validation shows them
+AMBIGUOUS_POLICIES = tuple(policy.value for policy in states.AMBIGUOUS_POLICIES)
 _NO_RETRY = RetryPolicy()
 _current_dag: contextvars.ContextVar[DAG | None] = contextvars.ContextVar("dag", default=None)
 

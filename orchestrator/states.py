@@ -1,8 +1,9 @@
-"""Job and run states and the one table of legal transitions.
+"""Job, run and attempt states, the one table of legal transitions, and what resume decides
+for an attempt whose submission may or may not have reached its remote.
 
 Pure: no I/O. Every state write in the engine (and, later, the store) goes through
 :func:`check_job_transition` / :func:`check_run_transition`; a terminal state is never
-overwritten.
+overwritten. The values of these enums are what the store holds.
 """
 
 from __future__ import annotations
@@ -46,6 +47,46 @@ class RunState(StrEnum):
         return self in RUN_TERMINAL
 
 
+class AttemptState(StrEnum):
+    """One attempt as stored: ``submitting`` is written before its request leaves, ``running``
+    with the remote's handle; the others are how it ended."""
+
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the remote job failed
+    TIMEOUT = "timeout"  # the job's timeout ended it
+    ERROR = "error"  # it could not be submitted or followed
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"  # its submission's outcome is unknown and policy forbids resending it
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def live(self) -> bool:
+        """The attempt may still move on (a stored one is followed again on resume)."""
+        return self in ATTEMPT_LIVE
+
+
+class Reconcile(StrEnum):
+    """What is decided for an attempt whose submission may or may not have reached its remote
+    (an ambiguous answer, or a ``submitting`` attempt found on resume): adopt the remote job
+    that the lookup found, else the job's ``onAmbiguousSubmit`` policy (the other three, whose
+    values are the policy's words)."""
+
+    ADOPT = "adopt"  # follow the remote job found, submit nothing
+    RESUBMIT = "resubmit"  # send the same attempt again, with the same idempotency key
+    UNKNOWN = "unknown"  # the job ends unknown, nothing is sent again
+    FAIL = "fail"  # the attempt fails (retries apply), nothing is sent again
+
+    def __str__(self) -> str:
+        return self.value
+
+
+AMBIGUOUS_POLICIES = (Reconcile.RESUBMIT, Reconcile.UNKNOWN, Reconcile.FAIL)
+"""The decisions ``onAmbiguousSubmit`` may name."""
+
 JOB_TERMINAL = frozenset(
     {
         JobState.SUCCEEDED,
@@ -57,6 +98,7 @@ JOB_TERMINAL = frozenset(
     }
 )
 RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+ATTEMPT_LIVE = frozenset({AttemptState.SUBMITTING, AttemptState.RUNNING})
 
 _J = JobState
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {

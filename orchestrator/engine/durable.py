@@ -144,27 +144,26 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
         jr.notes = list(record.notes)
         jr.started_at = record.started_at
         jr.ended_at = record.ended_at
+        jr.retry_at = record.retry_at
         attempt = last.get(job_id)
         if attempt is not None:
             jr.handle = attempt.handle
+            state = attempt.state.value  # rows carry plain values
             jr.attempt_row = AttemptRow(
                 run.id,
                 job_id,
                 attempt.attempt,
-                attempt.state,
+                state,
                 attempt.key,
-                attempt.state,
+                state,
                 json_text(attempt.handle) if attempt.handle is not None else None,
                 attempt.submitted_at,
                 attempt.accepted_at,
                 attempt.ended_at,
                 attempt.error,
             )
-            jr.attempt_stored = attempt.state
-            if record.state in (JobState.SUBMITTING, JobState.RUNNING) and attempt.state not in (
-                "submitting",
-                "running",
-            ):
+            jr.attempt_stored = state
+            if record.state in (JobState.SUBMITTING, JobState.RUNNING) and not attempt.state.live:
                 raise StoreError(
                     f"run {run.id}: job {job_id} is {record.state.value} but its attempt "
                     f"{attempt.attempt} is {attempt.state}"

@@ -5,7 +5,8 @@ rule says run; nothing rescans the graph. Ready jobs wait in one priority heap. 
 worker tasks that each take the best runnable job (respecting the global limit and named
 pools), run it, and take the next one; a spawner adds workers only while ready jobs outnumber
 free workers, doubling at most per turn of the event loop, so that jobs which never wait on I/O
-do not pay for a task each.
+do not pay for a task each. Jobs waiting for a retry hold neither a worker nor a slot: they wait
+in a second heap, by due time, whose one timer task queues each when it falls due.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -40,15 +42,17 @@ from ..errors import ConnectorError, StoreError, TransientError
 from ..outcome import run_failure
 from ..retry import Outcome
 from ..states import (
+    ATTEMPT_LIVE,
     JOB_TERMINAL,
     JOB_TRANSITIONS,
+    AttemptState,
     JobState,
+    Reconcile,
     RunState,
     check_job_transition,
     check_run_transition,
 )
 from ..store.base import (
-    LIVE_ATTEMPT_STATES,
     Changes,
     EnqueueDelivery,
     EventJSON,
@@ -78,13 +82,11 @@ DIRTY_ATTEMPT = 2  # its current attempt did
 
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
+_ENDED = {outcome: AttemptState(outcome.value) for outcome in Outcome}  # how an attempt ended
+# read on every state change: a global is read in a tenth of the time of an enum's attribute
+_RETRY_WAIT = JobState.RETRY_WAIT
 
 
-class _Resubmit:
-    """What ``onAmbiguousSubmit: resubmit`` decides: send the same attempt again."""
-
-
-_RESUBMIT = _Resubmit()
 _ACTIVE = (RunState.QUEUED, RunState.RUNNING)
 CLAIM_MARGIN = 60.0  # seconds before a write-ahead record whose accepted handles may claim
 
@@ -124,6 +126,15 @@ def _after_store() -> None:
     crash.reached("after_store")
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutorStatistics:
+    """What a run's executor holds at one moment (see :meth:`RunExecutor.statistics`)."""
+
+    workers: int  # worker tasks alive
+    running: int  # jobs holding a concurrency slot
+    retry_waiting: int  # jobs waiting for their next attempt (they hold neither)
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -160,6 +171,10 @@ class RunExecutor:
             self._slots.limit(f"connection:{name}", limit)
         self._blocked: defaultdict[str, list[tuple[int, int, JobRun]]] = defaultdict(list)
         self._heap: list[tuple[int, int, JobRun]] = []
+        # jobs waiting for a retry, by due time (monotonic), woken by one timer task
+        self._due: list[tuple[float, int, JobRun]] = []
+        self._timing = False  # the timer task runs
+        self._timer: anyio.CancelScope | None = None  # its sleep until the first due time
         self._seq = itertools.count()
         self._running = 0
         self._workers = 0
@@ -208,6 +223,11 @@ class RunExecutor:
             jr.counts.total = dag.graph.in_degree(job_id)
 
     # -- public --------------------------------------------------------------------------
+    def statistics(self) -> ExecutorStatistics:
+        return ExecutorStatistics(
+            workers=self._workers, running=self._running, retry_waiting=len(self._due)
+        )
+
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the run: running jobs are cancelled on their remotes, the rest never start."""
         self._stop(RunState.CANCELLED, reason)
@@ -275,8 +295,15 @@ class RunExecutor:
                     self._queue(jr)
                 elif decision is not Decision.WAIT:  # upstream ended while we were down
                     self._job_done_by_rule(jr, decision)
-            elif state is JobState.RETRY_WAIT:
-                self._queue(jr)
+            elif state is JobState.RETRY_WAIT:  # for the time left until its stored due time
+                left = jr.retry_at - self._clock.time() if jr.retry_at is not None else 0.0
+                if left > 0:
+                    self._log.info(
+                        "job.retry_waits", job=jr.id, attempt=jr.attempts, left=round(left, 3)
+                    )
+                    self._wait_retry(jr, left)
+                else:
+                    self._queue(jr)
             elif state is JobState.QUEUED:
                 heapq.heappush(self._heap, (-jr.priority, next(self._seq), jr))
             elif state in (JobState.SUBMITTING, JobState.RUNNING):
@@ -298,6 +325,8 @@ class RunExecutor:
         jr.state = new
         if error is not None:
             jr.error = error
+        if old is _RETRY_WAIT:
+            jr.retry_at = None
         if self._debug:
             self._log.debug(
                 "job.state", job=jr.id, attempt=jr.attempts, old=old.value, new=new.value
@@ -345,7 +374,7 @@ class RunExecutor:
     def _attempt_write(
         self,
         jr: JobRun,
-        state: str,
+        new: AttemptState,
         *,
         key: str | None = None,
         handle: RemoteHandle | None = None,
@@ -358,6 +387,7 @@ class RunExecutor:
         at = self._clock.time()
         row = jr.attempt_row
         n = jr.attempts
+        state = new._value_  # rows and events carry plain values
         if key is not None:
             if row is not None and jr.dirty & DIRTY_ATTEMPT:  # the one before has a step
                 self._attempt_rows.append(row)
@@ -396,7 +426,7 @@ class RunExecutor:
                 handle_json,
                 row[7],
                 accepted_at,
-                at if state not in LIVE_ATTEMPT_STATES else None,
+                at if new not in ATTEMPT_LIVE else None,
                 error if error is not None else row[10],
             )
         # the event as event_json encodes it (attempt states need no escaping)
@@ -430,6 +460,7 @@ class RunExecutor:
                         json_text(notes) if notes else None,
                         jr.started_at,
                         jr.ended_at,
+                        jr.retry_at,
                     )
                 )
                 jr.stored_state = jr.state
@@ -465,12 +496,14 @@ class RunExecutor:
             self._schedule_flush()
         await waiter
 
-    def _commit_soon(self, after: Callable[[], None]) -> None:
-        """Hand what changed to the store with the next batch, without waiting for it."""
+    def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
+        """Hand what changed to the store with the next batch, without waiting for it; ``after``
+        is called once it is committed."""
         if self._store is None or not self._unwritten():
             return
         self._schedule_flush()
-        self._after_flush.append(after)
+        if after is not None:
+            self._after_flush.append(after)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -518,6 +551,7 @@ class RunExecutor:
     def _finish_run(self) -> None:
         run = self.run
         reason = self._stop_reason or "run cancelled"
+        self._due.clear()  # a stopped run's retries wait no more: they are cancelled
         for jr in run.jobs.values():
             if not jr.state.terminal:
                 if jr.state in (JobState.RUNNING, JobState.SUBMITTING):
@@ -622,6 +656,37 @@ class RunExecutor:
             blocked.clear()
             self._need.set()
 
+    # -- retry waits ---------------------------------------------------------------------
+    def _wait_retry(self, jr: JobRun, delay: float) -> None:
+        """Hold ``jr`` in the due-time queue until its next attempt is due: a waiting retry
+        holds no worker and no slot. Then it is queued like any ready job."""
+        entry = (self._clock.monotonic() + delay, next(self._seq), jr)
+        heapq.heappush(self._due, entry)
+        if not self._timing:
+            self._timing = True
+            self._tg.start_soon(self._wake_due)
+        elif self._due[0] is entry and self._timer is not None:
+            self._timer.cancel()  # due before the one it sleeps for
+
+    async def _wake_due(self) -> None:
+        """The timer of the due-time queue: sleeps until the first due time, queues what is
+        due, and ends when no retry waits (the next one starts it again)."""
+        due = self._due
+        try:
+            while due:
+                wait = due[0][0] - self._clock.monotonic()
+                if wait > 0:
+                    with anyio.CancelScope() as self._timer:
+                        await self._clock.sleep(wait)
+                    self._timer = None
+                    continue
+                jr = heapq.heappop(due)[2]
+                if jr.state is JobState.RETRY_WAIT:
+                    self._queue(jr)  # back in line like any ready job: slots and pools apply
+        finally:
+            self._timing = False
+            self._timer = None
+
     # -- workers -------------------------------------------------------------------------
     async def _spawner(self) -> None:
         while self._remaining > 0:
@@ -676,18 +741,19 @@ class RunExecutor:
             result = await self._attempt(jr)
         if result.outcome is None:
             jr.error = None
-            self._attempt_write(jr, "succeeded")
+            self._attempt_write(jr, AttemptState.SUCCEEDED)
             self._set(jr, JobState.SUCCEEDED)
             self._job_done(jr)
             return
         if result.outcome is _UNKNOWN:
-            self._attempt_write(jr, "unknown", error=result.error)
+            self._attempt_write(jr, AttemptState.UNKNOWN, error=result.error)
             self._set(jr, JobState.UNKNOWN, result.error)
             self._job_done(jr)
             return
-        self._attempt_write(jr, result.outcome.value, error=result.error)
+        self._attempt_write(jr, _ENDED[result.outcome], error=result.error)
         if jr.policy.should_retry(jr.attempts, result.outcome):
             delay = jr.policy.delay(jr.attempts, self._rng)
+            jr.retry_at = self._clock.time() + delay  # stored: a resumed run waits what is left
             self._set(jr, JobState.RETRY_WAIT, result.error)
             self._log.info(
                 "job.retrying",
@@ -698,8 +764,8 @@ class RunExecutor:
                 delay=round(delay, 3),
             )
             self._release(jr)
-            await self._clock.sleep(delay)
-            self._queue(jr)  # back in line like any ready job: slots and pools apply
+            self._wait_retry(jr, delay)
+            self._commit_soon()  # durable without anyone waiting for it
             return
         self._set(jr, JobState.FAILED, result.error)
         self._job_done(jr)
@@ -721,7 +787,7 @@ class RunExecutor:
         connector = self._connectors.get(jr.job_type, jr.job.connection)
         submission = self._submission(jr)
         if self._store is not None:
-            self._attempt_write(jr, "submitting", key=submission.idempotency_key)
+            self._attempt_write(jr, AttemptState.SUBMITTING, key=submission.idempotency_key)
             await self._commit()  # durable before the request leaves
         crash.reached("before_submit")
         handle: RemoteHandle | None = None
@@ -765,7 +831,7 @@ class RunExecutor:
             self._set(jr, JobState.RUNNING)
             return
         try:
-            self._attempt_write(jr, "running", handle=handle)
+            self._attempt_write(jr, AttemptState.RUNNING, handle=handle)
         except StoreError as exc:  # a handle the store cannot keep: the run stops
             self._stop(RunState.FAILED, str(exc))
             await anyio.lowlevel.checkpoint()  # cancelled: this job is cancelled too
@@ -782,9 +848,15 @@ class RunExecutor:
     ) -> RemoteHandle | _Attempt:
         """An ambiguous submission: the remote job it started, else what the policy says (a
         resubmission of the same attempt included)."""
-        found = await self._reconcile(jr, connector, submission, why)
-        if not isinstance(found, _Resubmit):
+        decision, found, message = await self._reconcile(jr, connector, submission, why)
+        if decision is Reconcile.ADOPT:
+            assert found is not None
             return found
+        if decision is Reconcile.UNKNOWN:
+            return _Attempt(_UNKNOWN, f"{message}; not sent again (onAmbiguousSubmit: unknown)")
+        if decision is Reconcile.FAIL:
+            return _Attempt(Outcome.ERROR, f"{message}; not sent again (onAmbiguousSubmit: fail)")
+        self._log.warning("job.resubmitting", job=jr.id, attempt=jr.attempts, reason=message)
         try:
             return await connector.submit(submission)
         except ConnectorError as exc:
@@ -792,11 +864,11 @@ class RunExecutor:
 
     async def _reconcile(
         self, jr: JobRun, connector: Connector, submission: Submission, why: str
-    ) -> RemoteHandle | _Attempt | _Resubmit:
+    ) -> tuple[Reconcile, RemoteHandle | None, str]:
         """The submission may or may not have reached the remote: look it up (a remote job
-        started since the write-ahead record that no other attempt claims), else apply the
-        job's ``onAmbiguousSubmit`` policy: an :class:`_Attempt` that ends it, or
-        ``_RESUBMIT`` (send the same attempt again)."""
+        started since the write-ahead record that no other attempt claims) and adopt it, else
+        decide by the job's ``onAmbiguousSubmit`` policy. Returns the decision, the handle of
+        the job to adopt, and what was found (for the job's error)."""
         row = jr.attempt_row
         submission.not_before = row[7] if row is not None else None
         submission.claimed = _Claims(self, jr, submission.not_before)
@@ -811,15 +883,9 @@ class RunExecutor:
             found, outcome = None, f"the lookup failed: {exc}"
         if found is not None:
             self._log.info("job.reconciled", job=jr.id, attempt=jr.attempts, remote=found)
-            return found
-        policy = jr.job.on_ambiguous_submit or jr.job_type.ambiguous_default
-        message = f"submission outcome unknown ({why}); {outcome}"
-        if policy == "unknown":
-            return _Attempt(_UNKNOWN, f"{message}; not sent again (onAmbiguousSubmit: unknown)")
-        if policy == "fail":
-            return _Attempt(Outcome.ERROR, f"{message}; not sent again (onAmbiguousSubmit: fail)")
-        self._log.warning("job.resubmitting", job=jr.id, attempt=jr.attempts, reason=message)
-        return _RESUBMIT
+            return Reconcile.ADOPT, found, "found on the remote"
+        policy = Reconcile(jr.job.on_ambiguous_submit or jr.job_type.ambiguous_default)
+        return policy, None, f"submission outcome unknown ({why}); {outcome}"
 
     async def _claimed(self, jr: JobRun, not_before: float | None) -> list[RemoteHandle]:
         """The handles held by every attempt but ``jr``'s current one that may have been
@@ -883,7 +949,7 @@ class RunExecutor:
                 with anyio.move_on_after(self._cancel_grace):
                     await self._cancel_remote(jr, connector, handle)
             if not jr.state.terminal:
-                self._attempt_write(jr, "cancelled", error=self._stop_reason)
+                self._attempt_write(jr, AttemptState.CANCELLED, error=self._stop_reason)
                 self._set(jr, JobState.CANCELLED, self._stop_reason or "run cancelled")
                 self._remaining -= 1
 

@@ -50,6 +50,7 @@ class JobRun:
         "pools",
         "priority",
         "remote_status",
+        "retry_at",
         "rule",
         "started_at",
         "state",
@@ -81,6 +82,7 @@ class JobRun:
         self.notes: list[str] = []
         self.started_at: float | None = None
         self.ended_at: float | None = None
+        self.retry_at: float | None = None  # in retry_wait: its next attempt's due time (wall)
         self.held = False
         self.adopt = False  # in flight when the process stopped: follow it, never resubmit
         # what the store has (see RunExecutor._changes): the job's state as last written, the

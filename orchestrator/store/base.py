@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..states import JobState, RunState
+from ..states import AttemptState, JobState, RunState
 
 # -- what is stored ---------------------------------------------------------------------------
 
@@ -54,19 +54,7 @@ class JobRecord:
     notes: list[str] = field(default_factory=list)
     started_at: float | None = None
     ended_at: float | None = None
-
-
-ATTEMPT_STATES = (
-    "submitting",
-    "running",
-    "succeeded",
-    "failed",
-    "timeout",
-    "error",
-    "cancelled",
-    "unknown",
-)
-LIVE_ATTEMPT_STATES = ATTEMPT_STATES[:2]  # the attempt may still move on
+    retry_at: float | None = None  # in retry_wait: when its next attempt is due (wall clock)
 
 
 @dataclass(slots=True)
@@ -75,7 +63,7 @@ class AttemptRecord:
     job_id: str
     attempt: int
     key: str  # the idempotency key sent to the remote
-    state: str  # one of ATTEMPT_STATES
+    state: AttemptState
     handle: dict[str, Any] | None = None  # the remote handle, plain JSON
     submitted_at: float | None = None  # recorded before the request left
     accepted_at: float | None = None  # the remote answered with a handle
@@ -177,6 +165,7 @@ class JobRow(NamedTuple):
     notes: str | None = None  # JSON array, None for none
     started_at: float | None = None
     ended_at: float | None = None
+    retry_at: float | None = None
 
 
 class AttemptRow(NamedTuple):
@@ -191,7 +180,7 @@ class AttemptRow(NamedTuple):
     attempt: int
     expected: str | None
     key: str
-    state: str  # one of ATTEMPT_STATES
+    state: str  # an AttemptState's value
     handle: str | None = None  # the remote handle as JSON text
     submitted_at: float | None = None
     accepted_at: float | None = None

@@ -8,9 +8,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
+from ..states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
 from .base import (
-    LIVE_ATTEMPT_STATES,
     ActiveRunExists,
     AttemptRecord,
     AttemptRow,
@@ -111,7 +110,7 @@ class MemoryStore:
                         attempts[key] = _attempt_record(a, None)
                     elif current is None:
                         raise StaleWrite(f"attempt {key} does not exist")
-                    elif current.state not in LIVE_ATTEMPT_STATES:
+                    elif not current.state.live:
                         raise StaleWrite(f"attempt {key} already ended ({current.state})")
                     elif current.state != a.expected:
                         raise StaleWrite(f"attempt {key}: expected {a.expected}")
@@ -309,6 +308,7 @@ def _job_record(row: JobRow) -> JobRecord:
         json.loads(row.notes) if row.notes else [],
         row.started_at,
         row.ended_at,
+        row.retry_at,
     )
 
 
@@ -321,7 +321,7 @@ def _attempt_record(row: AttemptRow, stored: AttemptRecord | None) -> AttemptRec
         row.job_id,
         row.attempt,
         row.key,
-        row.state,
+        AttemptState(row.state),
         json.loads(row.handle) if row.handle is not None else None,
         row.submitted_at,
         row.accepted_at,

@@ -163,6 +163,14 @@ MIGRATIONS: list[tuple[int, str]] = [
             FROM event_chunks AS c, json_each(c.events) AS e;
         """,
     ),
+    (
+        4,
+        # a job waiting for a retry keeps when its next attempt is due (wall-clock seconds),
+        # so that a resumed run waits for the time left instead of starting it at once
+        """
+        ALTER TABLE jobs ADD COLUMN retry_at REAL;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

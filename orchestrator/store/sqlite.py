@@ -39,7 +39,7 @@ import anyio
 
 from .. import crash
 from ..errors import StoreError
-from ..states import JOB_REACHABLE, RUN_TRANSITIONS, JobState, RunState
+from ..states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
 from . import migrations, sqlite_writer
 from .base import (
     ActiveRunExists,
@@ -548,7 +548,7 @@ class SQLiteStore:
         def read(conn: sqlite3.Connection) -> dict[str, JobRecord]:
             rows = conn.execute(
                 "SELECT job_id, state, attempts, error, remote_status, outputs, log_tail, notes, "
-                "started_at, ended_at FROM jobs WHERE run_id = ? ORDER BY rowid",
+                "started_at, ended_at, retry_at FROM jobs WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             )
             return {
@@ -564,6 +564,7 @@ class SQLiteStore:
                     json.loads(r[7]) if r[7] else [],
                     r[8],
                     r[9],
+                    r[10],
                 )
                 for r in rows
             }
@@ -583,7 +584,7 @@ class SQLiteStore:
                     r[0],
                     r[1],
                     r[2],
-                    r[3],
+                    AttemptState(r[3]),
                     json.loads(r[4]) if r[4] else None,
                     r[5],
                     r[6],

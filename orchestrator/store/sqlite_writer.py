@@ -500,13 +500,13 @@ class _Events:
 # the rows bind as they are: ?N is the row's field N (JobRow and AttemptRow of the store)
 _JOB_UPDATE = (
     "UPDATE jobs SET state = ?4, attempts = ?5, error = ?6, remote_status = ?7, outputs = ?8, "
-    "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12 "
+    "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12, retry_at = ?13 "
     "WHERE run_id = ?1 AND job_id = ?2 AND state = ?3"
 )
 _JOB_LEAVES_PENDING = (
     "UPDATE jobs SET state = ?4 WHERE run_id = ?1 AND job_id = ?2 AND state = ?3 AND ?3 = 'pending'"
 )
-_UNSET = (0, None, None, None, None, None, None, None)  # a JobRow's fields after `state`
+_UNSET = (0, None, None, None, None, None, None, None, None)  # a JobRow's fields after `state`
 _MOVE = operator.itemgetter(2, 3)  # (expected, state) of a JobRow
 _ATTEMPT_INSERT = (
     "INSERT INTO attempts (run_id, job_id, attempt, key, state, handle, submitted_at, "

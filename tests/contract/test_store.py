@@ -196,6 +196,25 @@ async def test_one_row_may_move_several_steps_with_an_event_each(store: Store) -
     ]
 
 
+async def test_a_retry_wait_keeps_when_its_next_attempt_is_due(store: Store) -> None:
+    await store.apply([create()])
+    due = 1_700_000_060.25  # wall-clock seconds
+    await store.apply(
+        [
+            job(J.PENDING, J.QUEUED),
+            job(J.QUEUED, J.SUBMITTING, attempts=1, started_at=2.0),
+            job(J.SUBMITTING, J.RETRY_WAIT, attempts=1, error="boom", retry_at=due),
+        ]
+    )
+    jobs = await store.get_jobs("r1")
+    assert (jobs["a"].state, jobs["a"].error, jobs["a"].retry_at) == (J.RETRY_WAIT, "boom", due)
+    assert jobs["b"].retry_at is None  # a job is created without one
+    # the row as it is now: the due time goes once the job leaves retry_wait
+    await store.apply([job(J.RETRY_WAIT, J.QUEUED, attempts=1, error="boom", started_at=2.0)])
+    a = (await store.get_jobs("r1"))["a"]
+    assert (a.state, a.error, a.retry_at) == (J.QUEUED, "boom", None)
+
+
 async def test_a_stale_write_writes_nothing_of_its_batch(store: Store) -> None:
     await store.apply([create()])
     before_events = await store.get_events("r1")

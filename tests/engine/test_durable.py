@@ -10,6 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from orchestrator.clock import FakeClock
@@ -392,3 +394,65 @@ async def test_events_of_any_job_id_are_json_the_store_and_sqlite_can_read(
         conn.close()
     assert [(j, k, n) for j, k, n, _ in rows] == [(e.job_id, e.kind, e.new) for e in events]
     assert [at for *_, at in rows] == pytest.approx([e.at for e in events])
+
+
+@pytest.mark.parametrize(("down", "waits"), [(10.0, 50.0), (75.0, 0.0)])
+async def test_a_retry_wait_resumes_with_the_time_left(down: float, waits: float) -> None:
+    """Killed during a 60 s retry wait and resumed ``down`` seconds later (wall clock; the new
+    process's monotonic clock starts elsewhere), the job waits what is left of the 60 s, or
+    starts at once when that time has passed."""
+    with DAG("retrying") as dag:
+        Job(
+            "flaky",
+            "fake",
+            duration="5s",
+            failTimes=1,
+            retries={"attempts": 2, "base": "1m", "jitter": False},
+        )
+    dag.validate()
+    store = MemoryStore()
+    run = prepare_run(dag)
+    first = FakeClock()
+    await record_new_run(store, run, owner="me", at=first.time(), exclusive=True)
+    ended = anyio.Event()
+    async with first, ConnectorSet(dag, {}, {"fake": FakeConnector(FakeRemote(clock=first))}) as c:
+        executor = RunExecutor(run, c, clock=first, store=store)
+
+        async def execute() -> None:
+            await executor.execute()
+            ended.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(execute)
+            while not ended.is_set():  # until the retry wait is stored, then the process dies
+                if (await store.get_jobs(run.id))["flaky"].state is J.RETRY_WAIT:
+                    break
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+    assert not ended.is_set(), "the run ended before its retry wait was stored"
+    killed_at = first.time()
+    record = (await store.get_jobs(run.id))["flaky"]
+    assert record.retry_at == pytest.approx(killed_at + 60)  # stored with the row, wall clock
+
+    second = FakeClock(start=5.0, wall_start=killed_at + down)  # another process, later
+    resumed = Run(run.id, dag, {}, "manual")
+    resumed.state = RunState.RUNNING
+    remote = FakeRemote(clock=second)
+    async with second, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        rec: list[tuple[float, J]] = []
+        executor = RunExecutor(
+            resumed,
+            connectors,
+            clock=second,
+            store=store,
+            observers=[lambda jr, old: rec.append((second.monotonic(), jr.state))],
+        )
+        restore(resumed, await store.get_jobs(run.id), await store.get_attempts(run.id))
+        executor._resumed = True
+        await executor.execute()
+    assert resumed.state is RunState.SUCCEEDED
+    submitted = next(t for t, state in rec if state is J.SUBMITTING)
+    assert submitted - 5.0 == pytest.approx(waits)
+    assert dict(remote.submissions) == {f"{run.id}/flaky/2": 1}
+    record = (await store.get_jobs(run.id))["flaky"]
+    assert (record.state, record.attempts, record.retry_at) == (J.SUCCEEDED, 2, None)

@@ -22,7 +22,7 @@ from orchestrator.connectors.base import (
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.dag import DAG, Job
 from orchestrator.engine.connectors import ConnectorSet
-from orchestrator.engine.executor import RunExecutor
+from orchestrator.engine.executor import ExecutorStatistics, RunExecutor
 from orchestrator.engine.records import JobRun
 from orchestrator.engine.runner import prepare_run
 from orchestrator.errors import TransientError
@@ -261,6 +261,80 @@ async def test_retry_delays_use_full_jitter_below_the_cap(run: RunFn, clock: Fak
     assert len(set(clock.sleeps)) == 5  # jittered, not a fixed schedule
 
 
+async def test_a_retry_wait_holds_no_worker_and_no_slot(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
+    """With concurrency 1, a job waiting an hour for its retry lets another job run meanwhile,
+    and no worker task sleeps through that wait."""
+    with DAG("waiting", concurrency=1) as dag:
+        Job(
+            "flaky",
+            "fake",
+            failTimes=1,
+            priority=1,
+            retries={"attempts": 2, "base": "1h", "cap": "1h", "jitter": False},
+        )
+        Job("other", "fake", duration="10s")
+    dag.validate()
+    run = prepare_run(dag)
+    rec = Recorder(clock)
+    meanwhile: list[ExecutorStatistics] = []
+
+    def observe(jr: JobRun, old: JobState) -> None:
+        if jr.id == "other" and jr.state is JobState.RUNNING:
+            meanwhile.append(executor.statistics())
+
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        executor = RunExecutor(run, connectors, clock=clock, observers=[rec, observe])
+        await executor.execute()
+    assert states(run) == {"flaky": S, "other": S}
+    waited_from = rec.first("flaky", JobState.RETRY_WAIT)
+    assert rec.order(JobState.SUBMITTING) == ["flaky", "other", "flaky"]
+    assert rec.first("other", S) < waited_from + 60  # ran during the hour's wait
+    retried_at = [t for t, j, st in rec.events if j == "flaky" and st is JobState.SUBMITTING][1]
+    assert retried_at - waited_from == pytest.approx(3600)  # the retry waited its hour
+    # while "other" ran, its worker was the only one: none slept through the retry wait
+    assert meanwhile == [ExecutorStatistics(workers=1, running=1, retry_waiting=1)]
+    assert executor.statistics() == ExecutorStatistics(workers=0, running=0, retry_waiting=0)
+
+
+async def test_a_retry_due_sooner_is_not_held_behind_a_later_one(
+    run: RunFn, clock: FakeClock
+) -> None:
+    def flaky(name: str, duration: str, wait: str) -> Job:
+        retries = {"attempts": 2, "base": wait, "cap": wait, "jitter": False}
+        return Job(name, "fake", duration=duration, failTimes=1, retries=retries)
+
+    with DAG("two_waits") as dag:
+        flaky("late", "1s", "1h")
+        flaky("soon", "10s", "1m")
+    rec = Recorder(clock)
+    result = await run(dag, observers=[rec])
+    assert states(result) == {"late": S, "soon": S}
+
+    def retried(job: str) -> float:
+        submits = [t for t, j, st in rec.events if j == job and st is JobState.SUBMITTING]
+        return submits[1] - rec.first(job, JobState.RETRY_WAIT)
+
+    assert retried("soon") == pytest.approx(60)
+    assert retried("late") == pytest.approx(3600)
+
+
+async def test_a_stopped_run_cancels_the_jobs_waiting_for_a_retry(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
+    with DAG("stopped", timeout="10m") as dag:
+        Job("flaky", "fake", outcome="failure", retries={"attempts": 3, "base": "1h", "cap": "1h"})
+    dag.validate()
+    run = prepare_run(dag)
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        executor = RunExecutor(run, connectors, clock=clock)
+        await executor.execute()
+    assert (run.state, run.error) == (RunState.FAILED, "run timed out after 600s")
+    assert (run.jobs["flaky"].state, run.jobs["flaky"].attempts) == (C, 1)
+    assert executor.statistics() == ExecutorStatistics(workers=0, running=0, retry_waiting=0)
+
+
 async def test_retry_only_on_the_named_outcomes(run: RunFn) -> None:
     with DAG("retry_on") as dag:
         Job("fails", "fake", outcome="failure", retries={"attempts": 3, "retryOn": ["timeout"]})
@@ -370,6 +444,30 @@ async def test_global_concurrency_limit(run: RunFn, clock: FakeClock) -> None:
     result = await run(dag, observers=[rec])
     assert result.state is RunState.SUCCEEDED
     assert rec.max_running == 3
+
+
+async def test_statistics_show_the_workers_and_slots_in_use(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
+    with DAG("stats", concurrency=2) as dag:
+        for i in range(4):
+            Job(f"j{i}", "fake", duration="10s")
+    dag.validate()
+    run = prepare_run(dag)
+    seen: list[ExecutorStatistics] = []
+
+    def observe(jr: JobRun, old: JobState) -> None:
+        if jr.state is JobState.RUNNING:
+            seen.append(executor.statistics())
+
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        executor = RunExecutor(run, connectors, clock=clock, observers=[observe])
+        await executor.execute()
+    assert run.state is RunState.SUCCEEDED
+    assert len(seen) == 4
+    assert all(1 <= s.running <= 2 and s.running <= s.workers <= 2 for s in seen)
+    assert max(s.running for s in seen) == 2
+    assert executor.statistics() == ExecutorStatistics(workers=0, running=0, retry_waiting=0)
 
 
 async def test_named_pool_limits_its_jobs_only(run: RunFn, clock: FakeClock) -> None:

@@ -6,11 +6,16 @@ import itertools
 
 import pytest
 
+from orchestrator import dag
+from orchestrator.retry import Outcome
 from orchestrator.states import (
+    AMBIGUOUS_POLICIES,
     JOB_TERMINAL,
     RUN_TERMINAL,
+    AttemptState,
     IllegalTransition,
     JobState,
+    Reconcile,
     RunState,
     check_job_transition,
     check_run_transition,
@@ -160,3 +165,29 @@ def test_states_print_as_their_values() -> None:
     assert str(J.UPSTREAM_FAILED) == "upstream_failed"
     assert f"{R.RUNNING}" == "running"
     assert J("retry_wait") is J.RETRY_WAIT
+
+
+def test_attempt_states_are_an_enum_of_the_stored_values() -> None:
+    # the values are what the store holds: changing one needs a data migration
+    assert [s.value for s in AttemptState] == [
+        "submitting",
+        "running",
+        "succeeded",
+        "failed",
+        "timeout",
+        "error",
+        "cancelled",
+        "unknown",
+    ]
+    assert {s for s in AttemptState if s.live} == {AttemptState.SUBMITTING, AttemptState.RUNNING}
+    assert AttemptState("running") is AttemptState.RUNNING
+    assert f"{AttemptState.TIMEOUT}" == "timeout"
+    # every way an attempt can fail is a way it can end
+    assert {AttemptState(outcome.value) for outcome in Outcome} <= set(AttemptState)
+
+
+def test_the_reconcile_decision_is_an_enum_whose_policies_are_onambiguoussubmit() -> None:
+    assert [d.value for d in Reconcile] == ["adopt", "resubmit", "unknown", "fail"]
+    assert AMBIGUOUS_POLICIES == (Reconcile.RESUBMIT, Reconcile.UNKNOWN, Reconcile.FAIL)
+    assert dag.AMBIGUOUS_POLICIES == ("resubmit", "unknown", "fail")  # as validation names them
+    assert Reconcile("unknown") is Reconcile.UNKNOWN

@@ -260,6 +260,41 @@ async def test_a_version_1_database_keeps_its_events_in_order(tmp_path: Path) ->
     ]
 
 
+async def test_a_version_3_database_gets_the_due_time_of_retries(tmp_path: Path) -> None:
+    """Version 4 added ``jobs.retry_at``: the jobs of a version 3 file have none (a resumed
+    retry starts at once, as it did), and new rows write it."""
+    path = tmp_path / "v3.db"
+    conn = raw(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (3)")
+    for version, script in MIGRATIONS:
+        if version <= 3:
+            for statement in statements(script):
+                conn.execute(statement)
+    conn.execute("INSERT INTO dags VALUES ('h', 'd', '{}', 0)")
+    conn.execute(
+        "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, created_at) "
+        "VALUES ('r1', 'd', 'h', '{}', 'manual', 'running', 0)"
+    )
+    conn.executemany(
+        "INSERT INTO jobs (run_id, job_id, state, attempts) VALUES ('r1', ?, ?, 1)",
+        [("a", "retry_wait"), ("b", "running")],
+    )
+    conn.commit()
+    conn.close()
+    async with await SQLiteStore.open(path) as store:
+        assert (await store.get_jobs("r1"))["a"].retry_at is None
+        await store.apply(
+            [job(JobState.RUNNING, JobState.RETRY_WAIT, "b", attempts=1, retry_at=9.5)]
+        )
+        jobs = await store.get_jobs("r1")
+    assert {j: (r.state, r.retry_at) for j, r in jobs.items()} == {
+        "a": (JobState.RETRY_WAIT, None),
+        "b": (JobState.RETRY_WAIT, 9.5),
+    }
+    assert schema(path)[1] == [(LATEST,)]
+
+
 @pytest.mark.parametrize("recorded", [None, 0], ids=["empty-version-table", "version-0"])
 async def test_a_version_0_database_is_upgraded(tmp_path: Path, recorded: int | None) -> None:
     path = tmp_path / "old.db"
