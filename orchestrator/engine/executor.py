@@ -56,6 +56,8 @@ from ..store.base import (
     Changes,
     EnqueueDelivery,
     EventJSON,
+    Lease,
+    LeaseLost,
     Operation,
     Row,
     RunTransition,
@@ -196,7 +198,7 @@ class RunExecutor:
         self._cohort = max(1, self._limit // 2)
         self._after_flush: list[Callable[[], None]] = []
         self.on_deliveries: Callable[[], None] | None = None  # new webhook deliveries committed
-        self._store_failure: StoreError | None = None
+        self._store_failure: StoreError | LeaseLost | None = None
         self._deliveries_pending = False
         self._job_hooks: dict[str, list[Webhook]] = {
             job.id: [Webhook.from_json(h) for h in job.webhooks] for job in dag if job.webhooks
@@ -205,6 +207,8 @@ class RunExecutor:
         self._resumed = False
         self._stop_state: RunState | None = None
         self._halted = False  # the store failed: stop where we are, touch no remote
+        # the lease this executor writes the run under (fencing): set by its host
+        self.lease: Lease | None = None
         self._stop_reason: str | None = None
         self._tokens_base = {"runId": run.id, "dagName": dag.name, **run.params}
         self._tg: Any = None
@@ -240,7 +244,7 @@ class RunExecutor:
         jr.wake()
         return True
 
-    def halt(self, failure: StoreError) -> None:
+    def halt(self, failure: StoreError | LeaseLost) -> None:
         """The store failed (a full disk, another owner): nothing more can be recorded, so stop
         where the store shows the run. No remote job is cancelled (that cancel could not be
         recorded): in-flight jobs are left for ``resume`` to follow, as after a crash.
@@ -267,7 +271,7 @@ class RunExecutor:
                     if self._remaining:
                         tg.start_soon(self._spawner)
                         self._start_worker()
-        except* StoreError as group:  # the store refused a write: stop, say why
+        except* (StoreError, LeaseLost) as group:  # the store refused a write: stop, say why
             raise group.exceptions[0] from None
         if self._store_failure is not None:
             raise self._store_failure
@@ -369,7 +373,9 @@ class RunExecutor:
         if self._store is not None:
             error = self.run.error if new.terminal else None
             self._cut()  # the run's event after those of its jobs so far
-            self._ops.append(RunTransition(self.run.id, old, new, self._clock.time(), error))
+            self._ops.append(
+                RunTransition(self.run.id, old, new, self._clock.time(), error, self.lease)
+            )
 
     def _attempt_write(
         self,
@@ -472,7 +478,7 @@ class RunExecutor:
             jr.dirty = 0
         self._dirty = []
         events, self._events = self._events, []
-        return Changes(run_id, jobs, attempts, events)
+        return Changes(run_id, jobs, attempts, events, self.lease)
 
     def _cut(self) -> None:
         """Put what changed so far into the next batch as it is, before an operation that
@@ -527,7 +533,10 @@ class RunExecutor:
         def done(error: BaseException | None) -> None:
             if error is not None:
                 self._log.error("run.lost", error=str(error))
-                if isinstance(error, StaleWrite):
+                failure: StoreError | LeaseLost
+                if isinstance(error, LeaseLost):
+                    failure = error
+                elif isinstance(error, StaleWrite):
                     failure = StoreError(f"run {self.run.id}: another process changed it: {error}")
                 elif isinstance(error, StoreError):
                     failure = error

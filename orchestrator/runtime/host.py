@@ -30,7 +30,7 @@ from ..engine.executor import Observer, RunExecutor
 from ..engine.records import Run
 from ..engine.slots import Slots
 from ..errors import RunHalted, StoreError
-from ..store.base import AttemptRecord, JobRecord, Store
+from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Store
 from ..store.owner import HEARTBEAT, this_owner
 from .hub import ConnectorHub
 
@@ -128,11 +128,22 @@ class RunHost:
             await anyio.sleep(self._heartbeat)
             if not self._executors:
                 continue
+            leases = {
+                run_id: executor.lease
+                for run_id, executor in self._executors.items()
+                if executor.lease is not None
+            }
             try:
-                await store.heartbeat(list(self._executors), self.owner, time.time())
+                lost = await store.heartbeat(leases, time.time())
             except StoreError as exc:
                 for executor in list(self._executors.values()):
                     executor.halt(exc)
+                continue
+            for run_id in lost:  # another owner claimed it: stop, write nothing, cancel nothing
+                losing = self._executors.get(run_id)
+                if losing is not None:
+                    log.warning("run.lease_lost", run=run_id, lease=leases[run_id])
+                    losing.halt(LeaseLost(f"run {run_id}: its lease was taken over"))
 
     # -- runs -----------------------------------------------------------------------------
     @property
@@ -145,6 +156,7 @@ class RunHost:
         run: Run,
         *,
         stored: Stored | None = None,
+        lease: Lease | None = None,
         created: Awaitable[None] | None = None,
         concurrency: int | None = None,
         observers: list[Observer] | None = None,
@@ -154,7 +166,10 @@ class RunHost:
         """Run ``run`` to its end in the calling task. ``stored`` (its jobs and attempts as the
         store has them) continues a run that did not end: in-flight attempts are followed, never
         resubmitted. ``created`` (the store's record of a new run, sent by the caller) is awaited
-        once the connectors are open, before any job starts.
+        once the connectors are open, before any job starts. ``lease`` is the host's lease on
+        the run in the store (its owner and the epoch of its claim): every write carries it, the
+        heartbeat renews it, and once another owner has claimed the run the executor stops,
+        writing nothing more and cancelling nothing remote.
         At the end, waits up to ``webhook_wait`` seconds for the run's webhooks; the rest stay in
         the outbox for the next start. Raises :class:`RunHalted` when the store fails."""
         if run.id in self._executors:
@@ -172,6 +187,7 @@ class RunHost:
         )
         if self.deliverer is not None:
             executor.on_deliveries = self.deliverer.notify
+        executor.lease = lease
         if stored is not None:
             restore(run, *stored)
             executor._resumed = True
@@ -183,7 +199,7 @@ class RunHost:
         try:
             try:
                 await executor.execute()
-            except* StoreError as group:
+            except* (StoreError, LeaseLost) as group:
                 raise _halted(run, group) from None
         finally:
             del self._executors[run.id]
@@ -230,10 +246,16 @@ def _sole(error: BaseException) -> BaseException | None:
     return error
 
 
-def _halted(run: Run, group: BaseExceptionGroup[StoreError]) -> RunHalted:
+def _halted(run: Run, group: BaseExceptionGroup[StoreError | LeaseLost]) -> RunHalted:
     error = _leaf(group)
     if isinstance(error, RunHalted):
         return error
+    if isinstance(error, LeaseLost):
+        return RunHalted(
+            f"run {run.id} stopped: another process took it over ({error}); this one left its "
+            "state and its remote jobs to the new owner",
+            run.id,
+        )
     return RunHalted(
         f"run {run.id} stopped: {error}; its state is kept as it was, remote jobs left "
         f"running: `orchestrator resume {run.id}` continues it once the store works",

@@ -21,7 +21,7 @@ from ..engine.records import Run
 from ..engine.runner import prepare_run
 from ..errors import DagValidationError
 from ..states import RunState
-from ..store.base import ActiveRunExists, RunRecord, Store
+from ..store.base import ActiveRunExists, Lease, RunRecord, Store
 from ..store.owner import owner_alive
 from .host import WEBHOOK_WAIT, RunHost, Stored
 
@@ -53,6 +53,7 @@ async def _execute(
     run: Run,
     *,
     stored: Stored | None = None,
+    lease: Lease | None = None,
     concurrency: int | None = None,
     view_for: ViewFor | None = None,
     webhook_wait: float = WEBHOOK_WAIT,
@@ -63,6 +64,7 @@ async def _execute(
         return await host.run(
             run,
             stored=stored,
+            lease=lease,
             concurrency=concurrency,
             observers=observers,
             webhook_wait=webhook_wait,
@@ -73,6 +75,7 @@ async def _execute(
             await host.run(
                 run,
                 stored=stored,
+                lease=lease,
                 concurrency=concurrency,
                 observers=observers,
                 webhook_wait=webhook_wait,
@@ -100,13 +103,22 @@ async def resume(
     problems = check_connections(dag, host.connections)
     if problems:
         raise DagValidationError(problems)
-    await store.claim_run(record.id, host.owner, expected_owner=record.owner, at=time.time())
+    epoch = await store.claim_run(
+        record.id, host.owner, expected_owner=record.owner, at=time.time()
+    )
     run = Run(record.id, dag, dict(record.params), record.trigger)
     run.state = record.state
     run.started_at = record.started_at
     stored = (await store.get_jobs(record.id), await store.get_attempts(record.id))
     log.info("run.resuming", dag=dag.name, run=record.id, previous_owner=record.owner)
-    return await _execute(host, run, stored=stored, concurrency=concurrency, view_for=view_for)
+    return await _execute(
+        host,
+        run,
+        stored=stored,
+        lease=Lease(host.owner, epoch),
+        concurrency=concurrency,
+        view_for=view_for,
+    )
 
 
 async def run_new(
@@ -163,7 +175,12 @@ async def run_new(
             ) from None
         break
     return await _execute(
-        host, run, concurrency=concurrency, view_for=view_for, webhook_wait=webhook_wait
+        host,
+        run,
+        lease=Lease(host.owner, 0),  # a new run's first claim
+        concurrency=concurrency,
+        view_for=view_for,
+        webhook_wait=webhook_wait,
     )
 
 
@@ -202,6 +219,7 @@ async def run_dag(
             created = send_new_run(store, run, owner=host.owner, at=time.time(), exclusive=False)
         return await host.run(
             run,
+            lease=Lease(host.owner, 0) if store is not None else None,
             created=created,
             concurrency=concurrency,
             observers=observers,

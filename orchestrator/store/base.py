@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from ..errors import OrchestratorError
 from ..states import AttemptState, JobState, RunState
 
 # -- what is stored ---------------------------------------------------------------------------
+
+
+class Lease(NamedTuple):
+    """Who may write a run: its owner and the epoch of the owner's claim. Every claim bumps
+    the epoch, so a write by an earlier owner, even one that is still alive (paused, cut off),
+    is refused (fencing, as Temporal's RangeID)."""
+
+    owner: str
+    epoch: int
 
 
 @dataclass(slots=True)
@@ -146,6 +156,7 @@ class RunTransition:
     new: RunState
     at: float
     error: str | None = None
+    lease: Lease | None = None  # the writer's lease on the run: refused if no longer its own
 
 
 class JobRow(NamedTuple):
@@ -272,6 +283,7 @@ class Changes:
     jobs: Sequence[Row] = field(default_factory=list)  # JobRow's fields
     attempts: Sequence[Row] = field(default_factory=list)  # AttemptRow's fields
     events: list[EventJSON] = field(default_factory=list)
+    lease: Lease | None = None  # the writer's lease on the run: refused if no longer its own
 
 
 @dataclass(slots=True)
@@ -284,8 +296,14 @@ class EnqueueDelivery:
 Operation = CreateRun | RunTransition | Changes | EnqueueDelivery
 
 
-class StaleWrite(Exception):
-    """A compare-and-set found another state than expected: someone else owns the run."""
+class StaleWrite(OrchestratorError):
+    """A compare-and-set found another state than expected: someone else owns the run. Not a
+    :class:`StoreError`: the store works, the writer lost the run."""
+
+
+class LeaseLost(StaleWrite):
+    """A write or heartbeat carried a lease (owner, epoch) that the run no longer has: another
+    owner claimed it. The writer must stop, writing nothing and touching no remote job."""
 
 
 class ActiveRunExists(StaleWrite):
@@ -300,7 +318,9 @@ class Store(Protocol):
     async def apply(self, ops: Sequence[Operation]) -> None:
         """Apply ``ops`` in order in one transaction, committed when this returns. A transition
         whose current state is not its ``expected`` state raises :class:`StaleWrite` and
-        nothing of the batch is written. A terminal state is never overwritten."""
+        nothing of the batch is written. A terminal state is never overwritten. An operation
+        that carries a ``lease`` the run no longer has raises :class:`LeaseLost`, and nothing
+        of the batch is written."""
         ...
 
     def apply_nowait(
@@ -342,7 +362,11 @@ class Store(Protocol):
         return the epoch. :class:`StaleWrite` if another took it first."""
         ...
 
-    async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None: ...
+    async def heartbeat(self, leases: Mapping[str, Lease], at: float) -> list[str]:
+        """Renew the leases (run id -> lease held) of the runs one owner runs; return the ids
+        of those whose lease was lost (another owner claimed the run): their executors must
+        stop, writing nothing more."""
+        ...
 
     # -- the webhook outbox ------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
@@ -21,6 +21,8 @@ from .base import (
     Event,
     JobRecord,
     JobRow,
+    Lease,
+    LeaseLost,
     Operation,
     RunRecord,
     RunTransition,
@@ -69,6 +71,7 @@ class MemoryStore:
                     Event(seq, op.run.id, None, "run", None, op.run.state.value, op.run.created_at)
                 )
             elif isinstance(op, RunTransition):
+                _check_lease(runs.get(op.run_id), op.run_id, op.lease)
                 run = runs.get(op.run_id)
                 if (
                     run is None
@@ -89,6 +92,7 @@ class MemoryStore:
                     Event(seq, op.run_id, None, "run", op.expected.value, op.new.value, op.at)
                 )
             elif isinstance(op, Changes):
+                _check_lease(runs.get(op.run_id), op.run_id, op.lease)
                 for row in map(JobRow._make, op.jobs):
                     job = jobs.get(row.run_id, {}).get(row.job_id)
                     if (
@@ -193,11 +197,15 @@ class MemoryStore:
         run.heartbeat_at = at
         return run.epoch
 
-    async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None:
-        for run_id in run_ids:
+    async def heartbeat(self, leases: Mapping[str, Lease], at: float) -> list[str]:
+        lost = []
+        for run_id, lease in leases.items():
             run = self.runs.get(run_id)
-            if run is not None and run.owner == owner:
+            if run is not None and (run.owner, run.epoch) == lease:
                 run.heartbeat_at = at
+            else:
+                lost.append(run_id)
+        return lost
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         due = [
@@ -334,3 +342,12 @@ def _attempt_record(row: AttemptRow, stored: AttemptRecord | None) -> AttemptRec
             if getattr(record, name) is None:
                 setattr(record, name, getattr(stored, name))
     return record
+
+
+def _check_lease(run: RunRecord | None, run_id: str, lease: Lease | None) -> None:
+    if lease is not None and (run is None or (run.owner, run.epoch) != lease):
+        now = f"{run.owner}, epoch {run.epoch}" if run is not None else "no such run"
+        raise LeaseLost(
+            f"run {run_id}: its lease was lost ({now}; this writer holds {lease[0]}, epoch "
+            f"{lease[1]})"
+        )

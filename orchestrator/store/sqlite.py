@@ -30,7 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +50,8 @@ from .base import (
     DeliveryRecord,
     Event,
     JobRecord,
+    Lease,
+    LeaseLost,
     Operation,
     RunRecord,
     RunTransition,
@@ -80,10 +82,12 @@ def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
                     list(map(tuple, op.jobs)),
                     list(map(tuple, op.attempts)),
                     op.events,
+                    tuple(op.lease) if op.lease is not None else None,
                 )
             )
         elif isinstance(op, RunTransition):
-            out.append(("run", op.run_id, op.expected.value, op.new.value, op.at, op.error))
+            lease = tuple(op.lease) if op.lease is not None else None
+            out.append(("run", op.run_id, op.expected.value, op.new.value, op.at, op.error, lease))
         elif isinstance(op, CreateRun):
             run = op.run
             row = (
@@ -487,6 +491,8 @@ class SQLiteStore:
         kind, message = value
         if kind == "stale":
             return StaleWrite(message)
+        if kind == "lease":
+            return LeaseLost(message)
         if kind == "active":
             return ActiveRunExists(message)
         if kind == "value":
@@ -633,8 +639,11 @@ class SQLiteStore:
         epoch: int = await self._call("claim_run", run_id, owner, expected_owner, at)
         return epoch
 
-    async def heartbeat(self, run_ids: Sequence[str], owner: str, at: float) -> None:
-        await self._call("heartbeat", list(run_ids), owner, at)
+    async def heartbeat(self, leases: Mapping[str, Lease], at: float) -> list[str]:
+        lost: list[str] = await self._call(
+            "heartbeat", [(run_id, *lease) for run_id, lease in leases.items()], at
+        )
+        return lost
 
     # -- outbox --------------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:

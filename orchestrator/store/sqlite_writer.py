@@ -266,8 +266,10 @@ class Writer:
         jobs: list[tuple[Any, ...]],
         attempts: list[tuple[Any, ...]],
         events: list[str],
+        lease: Sequence[Any] | None = None,
     ) -> None:
         """One ``executemany`` per statement: the rows go to SQLite as they are."""
+        self._check_lease(run_id, lease)
         conn = self.conn
         if jobs:
             reachable = self.job_reachable
@@ -338,8 +340,15 @@ class Writer:
         self.events.extend(run_id, [_run_event(None, state, created_at)])
 
     def _run_transition(
-        self, run_id: str, expected: str, new: str, at: float, error: str | None
+        self,
+        run_id: str,
+        expected: str,
+        new: str,
+        at: float,
+        error: str | None,
+        lease: Sequence[Any] | None = None,
     ) -> None:
+        self._check_lease(run_id, lease)
         if new not in self.run_transitions.get(expected, ()):
             raise Refused("stale", f"run {run_id}: {expected} -> {new} is not a transition")
         sets = ["state = ?"]
@@ -391,11 +400,30 @@ class Writer:
         row = self.conn.execute("SELECT epoch FROM runs WHERE id = ?", (run_id,)).fetchone()
         return int(row[0])
 
-    def heartbeat(self, run_ids: list[str], owner: str, at: float) -> None:
-        self.conn.executemany(
-            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ?",
-            [(at, r, owner) for r in run_ids],
-        )
+    def heartbeat(self, leases: list[tuple[str, str, int]], at: float) -> list[str]:
+        """Renew each (run, owner, epoch) lease still held; the runs whose lease was lost."""
+        lost = []
+        for run_id, owner, epoch in leases:
+            cursor = self.conn.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ? AND epoch = ?",
+                (at, run_id, owner, epoch),
+            )
+            if cursor.rowcount != 1:
+                lost.append(run_id)
+        return lost
+
+    def _check_lease(self, run_id: str, lease: Sequence[Any] | None) -> None:
+        """Refuse a write by an owner whose lease on the run was taken over (fencing)."""
+        if lease is None:
+            return
+        row = self.conn.execute("SELECT owner, epoch FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[0] != lease[0] or row[1] != lease[1]:
+            now = f"{row[0]}, epoch {row[1]}" if row is not None else "no such run"
+            raise Refused(
+                "lease",
+                f"run {run_id}: its lease was lost ({now}; this writer holds {lease[0]}, epoch "
+                f"{lease[1]})",
+            )
 
     def record_delivery(self, attempt: tuple[Any, ...], state: str, next_at: float | None) -> None:
         delivery_id, number, at, status, error, _ = attempt

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
+from orchestrator.errors import OrchestratorError, StoreError
 from orchestrator.states import JobState, RunState
 from orchestrator.store.base import (
     ActiveRunExists,
@@ -21,6 +22,8 @@ from orchestrator.store.base import (
     DeliveryRecord,
     EnqueueDelivery,
     JobRow,
+    Lease,
+    LeaseLost,
     Operation,
     RunRecord,
     RunTransition,
@@ -488,17 +491,59 @@ async def test_claim_run_bumps_the_epoch_and_fences_the_old_owner(store: Store) 
         await store.claim_run("nope", "host:1:a", expected_owner=None, at=13.0)
 
 
-async def test_heartbeat_only_moves_the_owners_runs(store: Store) -> None:
+async def test_heartbeat_renews_the_leases_held_and_names_those_lost(store: Store) -> None:
     await store.apply([create("r1"), create("r2"), create("r3")])
     await store.claim_run("r1", "me", expected_owner=None, at=1.0)
     await store.claim_run("r2", "other", expected_owner=None, at=1.0)
-    await store.heartbeat(["r1", "r2", "r3", "nope"], "me", at=5.0)
+    leases = {run_id: Lease("me", 1) for run_id in ("r1", "r2", "r3", "nope")}
+    assert sorted(await store.heartbeat(leases, at=5.0)) == ["nope", "r2", "r3"]
     beats = {}
     for run_id in ("r1", "r2", "r3"):
         stored = await store.get_run(run_id)
         assert stored is not None
         beats[run_id] = stored.heartbeat_at
     assert beats == {"r1": 5.0, "r2": 1.0, "r3": None}
+
+
+async def test_a_lease_of_an_earlier_claim_is_lost_even_for_the_same_owner(store: Store) -> None:
+    await store.apply([create("r1")])
+    await store.claim_run("r1", "me", expected_owner=None, at=1.0)
+    await store.claim_run("r1", "me", expected_owner="me", at=2.0)  # a second process of mine
+    assert await store.heartbeat({"r1": Lease("me", 1)}, at=3.0) == ["r1"]
+    assert await store.heartbeat({"r1": Lease("me", 2)}, at=3.0) == []
+
+
+@pytest.mark.parametrize("kind", ["changes", "run"])
+async def test_a_write_under_a_lost_lease_is_refused_and_writes_nothing(
+    store: Store, kind: str
+) -> None:
+    await store.apply([create("r1")])
+    assert await store.claim_run("r1", "old", expected_owner=None, at=1.0) == 1
+    held = Lease("old", 1)
+    await store.apply([Changes("r1", job(J.PENDING, J.QUEUED).jobs, lease=held)])  # still its own
+    await store.claim_run("r1", "new", expected_owner="old", at=2.0)  # taken over
+    events = len(await store.get_events("r1"))
+    late: Operation = (
+        Changes("r1", job(J.QUEUED, J.SUBMITTING).jobs, lease=held)
+        if kind == "changes"
+        else RunTransition("r1", R.QUEUED, R.RUNNING, 3.0, lease=held)
+    )
+    with pytest.raises(LeaseLost, match=r"run r1: its lease was lost"):
+        await store.apply([late])
+    assert (await store.get_jobs("r1"))["a"].state is J.QUEUED
+    stored = await store.get_run("r1")
+    assert stored is not None
+    assert (stored.state, stored.owner, stored.epoch) == (R.QUEUED, "new", 2)
+    assert len(await store.get_events("r1")) == events
+    # the new owner's lease writes
+    await store.apply([Changes("r1", job(J.QUEUED, J.SUBMITTING).jobs, lease=Lease("new", 2))])
+    assert (await store.get_jobs("r1"))["a"].state is J.SUBMITTING
+
+
+def test_lease_refusals_are_orchestrator_errors() -> None:
+    assert issubclass(LeaseLost, StaleWrite)
+    assert issubclass(StaleWrite, OrchestratorError)
+    assert not issubclass(StaleWrite, StoreError)  # the store works; the run was lost
 
 
 # -- DAG definitions --------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Fenced leases: a run host whose lease on a run was taken over stops that run's executor,
+which then writes nothing and cancels nothing remote; the new owner goes on."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from orchestrator import DAG, Job
+from orchestrator.connectors.fake import FakeConnector, FakeRemote
+from orchestrator.engine.durable import record_new_run
+from orchestrator.engine.runner import prepare_run
+from orchestrator.errors import RunHalted
+from orchestrator.runtime.host import RunHost
+from orchestrator.states import JobState
+from orchestrator.store.base import Lease
+from orchestrator.store.memory import MemoryStore
+
+
+@pytest.mark.parametrize("noticed_by", ["heartbeat", "write"])
+async def test_a_stolen_lease_stops_the_executor_that_lost_it(noticed_by: str) -> None:
+    with DAG("stolen") as dag:
+        hanging = Job("hanging", "fake", hang=True)
+        quick = Job("quick", "fake", duration=0.2)
+        hanging >> Job("after", "fake")
+        quick >> Job("after_quick", "fake")
+    dag.validate()
+    remote = FakeRemote()
+    store = MemoryStore()
+    run = prepare_run(dag)
+    # the heartbeat finds the loss first, or the write of `quick`'s end does
+    beat = 0.05 if noticed_by == "heartbeat" else 3600.0
+    async with RunHost(store, connectors={"fake": FakeConnector(remote)}, heartbeat=beat) as host:
+        await record_new_run(store, run, owner=host.owner, at=time.time(), exclusive=False)
+        stolen: dict[str, object] = {}
+
+        async def steal() -> None:
+            while not (
+                store.jobs[run.id]["hanging"].state is JobState.RUNNING
+                and store.jobs[run.id]["quick"].state is JobState.RUNNING
+            ):
+                await anyio.sleep(0.01)
+            await store.claim_run(run.id, "thief", expected_owner=host.owner, at=time.time())
+            stolen["jobs"] = {j: r.state for j, r in store.jobs[run.id].items()}
+            stolen["events"] = len(store.events)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(steal)
+                with pytest.raises(RunHalted, match="another process took it over"):
+                    await host.run(run, lease=Lease(host.owner, 0))
+    assert {j: r.state for j, r in store.jobs[run.id].items()} == stolen["jobs"]  # nothing
+    assert len(store.events) == stolen["events"]
+    assert remote.cancels == []  # the remote jobs are the new owner's
+    assert store.runs[run.id].owner == "thief"
