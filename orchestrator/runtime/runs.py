@@ -21,8 +21,8 @@ from ..engine.records import Run
 from ..engine.runner import prepare_run
 from ..errors import DagValidationError
 from ..states import RunState
-from ..store.base import ActiveRunExists, Lease, RunRecord, Store
-from ..store.owner import owner_alive
+from ..store.base import ActiveRunExists, Lease, RunRecord, StaleWrite, Store
+from ..store.owner import LEASE, local_owner_alive
 from .host import WEBHOOK_WAIT, RunHost, Stored
 
 log = structlog.get_logger("orchestrator")
@@ -91,24 +91,38 @@ async def resume(
     *,
     concurrency: int | None = None,
     view_for: ViewFor | None = None,
+    orphan: bool = False,
 ) -> Run:
-    """Continue a run that did not end: in-flight attempts are followed, never resubmitted."""
+    """Continue a run that did not end: in-flight attempts are followed, never resubmitted.
+    :class:`RunRefused` while its owner lives (its process here, or its lease elsewhere)."""
     from ..engine.connectors import check_connections
 
     store = host.store
     assert store is not None
-    if record.owner != host.owner and owner_alive(record.owner, record.heartbeat_at, time.time()):
+    alive = local_owner_alive(record.owner) if record.owner != host.owner else False
+    if alive:
         raise RunRefused(f"run {record.id} is being run by {record.owner}", record.id)
     dag = await load_dag_for(store, record)
     problems = check_connections(dag, host.connections)
     if problems:
         raise DagValidationError(problems)
-    epoch = await store.claim_run(
-        record.id, host.owner, expected_owner=record.owner, at=time.time()
-    )
+    try:  # an owner elsewhere: only once its lease expired, on the store's clock
+        epoch = await store.claim_run(
+            record.id,
+            host.owner,
+            expected_owner=record.owner,
+            at=time.time(),
+            expired_after=LEASE if alive is None else None,
+        )
+    except StaleWrite:
+        raise RunRefused(
+            f"run {record.id} is being run by {record.owner} (its lease holds)", record.id
+        ) from None
     run = Run(record.id, dag, dict(record.params), record.trigger)
     run.state = record.state
     run.started_at = record.started_at
+    if orphan:
+        log.warning("run.orphaned", dag=dag.name, run=record.id, owner=record.owner)
     stored = (await store.get_jobs(record.id), await store.get_attempts(record.id))
     log.info("run.resuming", dag=dag.name, run=record.id, previous_owner=record.owner)
     return await _execute(
@@ -149,11 +163,13 @@ async def run_new(
         now = time.time()
         live = []
         for record in active:
-            if owner_alive(record.owner, record.heartbeat_at, now):
+            if local_owner_alive(record.owner):
                 live.append(record)
-            else:
-                log.warning("run.orphaned", dag=dag.name, run=record.id, owner=record.owner)
-                await resume(host, record, concurrency=concurrency)
+                continue
+            try:  # adopted if its owner died here, or its lease expired
+                await resume(host, record, concurrency=concurrency, orphan=True)
+            except RunRefused:
+                live.append(record)
         if live and overlap == "skip":
             raise RunRefused(
                 f"DAG {dag.name!r} has an active run {live[0].id} (owner {live[0].owner}); "

@@ -356,10 +356,18 @@ class Store(Protocol):
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None: ...
 
     async def claim_run(
-        self, run_id: str, owner: str, *, expected_owner: str | None, at: float
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        expected_owner: str | None,
+        at: float,
+        expired_after: float | None = None,
     ) -> int:
-        """Make ``owner`` the run's owner if its owner is still ``expected_owner``; bump and
-        return the epoch. :class:`StaleWrite` if another took it first."""
+        """Make ``owner`` the run's owner if its owner is still ``expected_owner`` (and, with
+        ``expired_after``, only if the run's lease has expired: no heartbeat for that many
+        seconds, by the store's own clock, so that owners' clocks cannot skew it); bump and
+        return the epoch. :class:`StaleWrite` if another took it first, or the lease holds."""
         ...
 
     async def heartbeat(self, leases: Mapping[str, Lease], at: float) -> list[str]:

@@ -187,11 +187,20 @@ class MemoryStore:
         return self.dags.get(dag_hash)
 
     async def claim_run(
-        self, run_id: str, owner: str, *, expected_owner: str | None, at: float
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        expected_owner: str | None,
+        at: float,
+        expired_after: float | None = None,
     ) -> int:
         run = self.runs.get(run_id)
         if run is None or run.owner != expected_owner:
             raise StaleWrite(f"run {run_id} is owned by {run.owner if run else None}")
+        last = run.heartbeat_at if run.heartbeat_at is not None else run.created_at
+        if expired_after is not None and at - last < expired_after:  # this store's clock: at
+            raise StaleWrite(f"run {run_id}: the lease of {run.owner} has not expired")
         run.owner = owner
         run.epoch += 1
         run.heartbeat_at = at

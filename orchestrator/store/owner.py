@@ -2,7 +2,9 @@
 
 A run started from the CLI is owned by its process. On the same host an owner is alive while
 its pid exists with the same start time (a reused pid is not mistaken for it); an owner on
-another host is alive while its heartbeat is younger than the lease.
+another host is alive while its lease holds, which the store decides on its own clock when the
+run is claimed (``claim_run(..., expired_after=LEASE)``). Either way the claim bumps the run's
+epoch, so that writes of the previous owner are refused (see ``LeaseLost``).
 """
 
 from __future__ import annotations
@@ -32,16 +34,19 @@ def this_owner() -> str:
     return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '0'}"
 
 
-def owner_alive(owner: str | None, heartbeat_at: float | None, now: float) -> bool:
+def local_owner_alive(owner: str | None) -> bool | None:
+    """Whether ``owner``, a process of this host, is alive (its pid with the same start time);
+    None for an owner on another host (or none): then only its lease, which the store judges
+    on its own clock, can tell."""
     if not owner:
-        return False
+        return None
     host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return None
     pid_text, _, start = rest.partition(":")
-    if host == socket.gethostname():
-        try:
-            pid = int(pid_text)
-        except ValueError:
-            return False
-        current = _start_time(pid)
-        return current is not None and (start in ("0", current))
-    return heartbeat_at is not None and now - heartbeat_at < LEASE
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    current = _start_time(pid)
+    return current is not None and (start in ("0", current))

@@ -634,9 +634,15 @@ class SQLiteStore:
         return await self._query(read)
 
     async def claim_run(
-        self, run_id: str, owner: str, *, expected_owner: str | None, at: float
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        expected_owner: str | None,
+        at: float,
+        expired_after: float | None = None,
     ) -> int:
-        epoch: int = await self._call("claim_run", run_id, owner, expected_owner, at)
+        epoch: int = await self._call("claim_run", run_id, owner, expected_owner, at, expired_after)
         return epoch
 
     async def heartbeat(self, leases: Mapping[str, Lease], at: float) -> list[str]:

@@ -38,6 +38,7 @@ import signal
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -389,14 +390,26 @@ class Writer:
             raise Refused("stale", f"delivery {delivery_id} exists") from None
 
     # -- the store's other writes ---------------------------------------------------------
-    def claim_run(self, run_id: str, owner: str, expected_owner: str | None, at: float) -> int:
+    def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        expected_owner: str | None,
+        at: float,
+        expired_after: float | None = None,
+    ) -> int:
+        # whether the lease expired is decided here, on this store's clock (the database's
+        # machine), in the transaction of the claim
         cursor = self.conn.execute(
             "UPDATE runs SET owner = ?, epoch = epoch + 1, heartbeat_at = ? WHERE id = ? AND "
-            "owner IS ?",
-            (owner, at, run_id, expected_owner),
+            "owner IS ? AND (? IS NULL OR COALESCE(heartbeat_at, created_at) < ?)",
+            (owner, at, run_id, expected_owner, expired_after, time.time() - (expired_after or 0)),
         )
         if cursor.rowcount != 1:
-            raise Refused("stale", f"run {run_id} is not owned by {expected_owner}")
+            why = f"is not owned by {expected_owner}"
+            if expired_after is not None:
+                why += f", or its lease has not expired ({expired_after:g} s)"
+            raise Refused("stale", f"run {run_id} {why}")
         row = self.conn.execute("SELECT epoch FROM runs WHERE id = ?", (run_id,)).fetchone()
         return int(row[0])
 

@@ -5,6 +5,7 @@ fixture's parameters when it exists.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -489,6 +490,16 @@ async def test_claim_run_bumps_the_epoch_and_fences_the_old_owner(store: Store) 
     assert (stored.owner, stored.epoch, stored.heartbeat_at) == ("host:2:b", 2, 12.0)
     with pytest.raises(StaleWrite):
         await store.claim_run("nope", "host:1:a", expected_owner=None, at=13.0)
+
+
+async def test_a_claim_after_expiry_waits_for_the_lease_to_expire(store: Store) -> None:
+    await store.apply([create("r1")])
+    now = time.time()
+    await store.claim_run("r1", "a", expected_owner=None, at=now)  # a heartbeat now
+    with pytest.raises(StaleWrite):
+        await store.claim_run("r1", "b", expected_owner="a", at=now + 1, expired_after=30)
+    await store.heartbeat({"r1": Lease("a", 1)}, at=now - 100)  # its last beat, long ago
+    assert await store.claim_run("r1", "b", expected_owner="a", at=now, expired_after=30) == 2
 
 
 async def test_heartbeat_renews_the_leases_held_and_names_those_lost(store: Store) -> None:

@@ -13,8 +13,9 @@ from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.engine.durable import record_new_run
 from orchestrator.engine.runner import prepare_run
 from orchestrator.errors import RunHalted
+from orchestrator.runtime import runs
 from orchestrator.runtime.host import RunHost
-from orchestrator.states import JobState
+from orchestrator.states import JobState, RunState
 from orchestrator.store.base import Lease
 from orchestrator.store.memory import MemoryStore
 
@@ -55,3 +56,25 @@ async def test_a_stolen_lease_stops_the_executor_that_lost_it(noticed_by: str) -
     assert len(store.events) == stolen["events"]
     assert remote.cancels == []  # the remote jobs are the new owner's
     assert store.runs[run.id].owner == "thief"
+
+
+@pytest.mark.parametrize(("beat_age", "adopted"), [(5.0, False), (120.0, True)])
+async def test_a_run_owned_on_another_host_is_adopted_once_its_lease_expired(
+    beat_age: float, adopted: bool
+) -> None:
+    with DAG("elsewhere") as dag:
+        Job("a", "fake")
+    dag.validate()
+    store = MemoryStore()
+    theirs = prepare_run(dag)
+    now = time.time()
+    await record_new_run(store, theirs, owner="otherhost:1:1", at=now - beat_age, exclusive=True)
+    async with RunHost(store, connectors={"fake": FakeConnector(FakeRemote())}) as host:
+        if adopted:
+            await runs.run_new(host, dag, {}, overlap="skip")
+            assert store.runs[theirs.id].state is RunState.SUCCEEDED  # adopted, then its own
+            assert store.runs[theirs.id].owner == host.owner
+        else:
+            with pytest.raises(runs.RunRefused, match="has an active run"):
+                await runs.run_new(host, dag, {}, overlap="skip")
+            assert store.runs[theirs.id].owner == "otherhost:1:1"

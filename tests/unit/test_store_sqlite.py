@@ -734,3 +734,13 @@ async def test_a_failed_checkpoint_thread_hands_checkpoints_back_to_sqlite(tmp_p
         await store.apply([create()])
         autocheckpoint = (await store._call("settings"))[4]
     assert autocheckpoint == 1000
+
+
+async def test_lease_expiry_is_judged_on_the_stores_clock(tmp_path: Path) -> None:
+    """A claimant whose clock runs an hour ahead does not take a run whose lease holds."""
+    async with await SQLiteStore.open(tmp_path / "lease.db") as store:
+        await store.apply([create()])
+        now = time.time()
+        await store.claim_run("r1", "a", expected_owner=None, at=now)
+        with pytest.raises(StaleWrite, match="its lease has not expired"):
+            await store.claim_run("r1", "b", expected_owner="a", at=now + 3600, expired_after=30)
