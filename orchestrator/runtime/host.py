@@ -27,11 +27,13 @@ from ..connections import Connection
 from ..connectors.base import Connector
 from ..engine.durable import restore
 from ..engine.executor import Observer, RunExecutor
-from ..engine.records import Run
+from ..engine.records import JobRun, Run
 from ..engine.slots import Slots
 from ..errors import RunHalted, StoreError
+from ..states import JobState, RunState
 from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Store
 from ..store.owner import HEARTBEAT, this_owner
+from .events import JobChanged, Publisher, RunChanged
 from .hub import ConnectorHub
 
 log = structlog.get_logger("orchestrator")
@@ -52,6 +54,7 @@ class RunHost:
         clock: Clock | None = None,
         owner: str | None = None,
         heartbeat: float = HEARTBEAT,
+        publish: bool = True,
     ) -> None:
         self.store = store
         self.connections = dict(connections or {})
@@ -67,6 +70,8 @@ class RunHost:
         self._clock = clock
         self._heartbeat = heartbeat
         self._executors: dict[str, RunExecutor] = {}
+        self.events = Publisher()  # the runs' state changes, for live views
+        self._publish = publish
         self._cancelled: str | None = None  # cancel_all's reason: runs started later end at once
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
@@ -84,6 +89,7 @@ class RunHost:
                 self.deliverer = await stack.enter_async_context(Deliverer(self.store))
             self._tg = tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._stop_services)
+            stack.callback(self.events.close)
             stack.callback(self.hub.close)  # the task group then waits for it to close them
             await tg.start(self.hub.serve)
             if self.store is not None:
@@ -175,6 +181,8 @@ class RunHost:
         if run.id in self._executors:
             raise RuntimeError(f"run {run.id} is already running in this host")
         connectors = await self.hub.open_for(run.dag)
+        if self._publish:
+            observers = [*(observers or ()), self._job_observer(run)]
         executor = RunExecutor(
             run,
             connectors,
@@ -196,6 +204,8 @@ class RunHost:
         if created is not None:
             await created
         self._executors[run.id] = executor
+        dag = run.dag.name
+        self.events.publish(RunChanged(run.id, dag, None, RunState.RUNNING, time.time()))
         try:
             try:
                 await executor.execute()
@@ -203,11 +213,23 @@ class RunHost:
                 raise _halted(run, group) from None
         finally:
             del self._executors[run.id]
+            end = RunChanged(run.id, dag, RunState.RUNNING, run.state, time.time(), run.error)
+            self.events.publish(end)
         if self.deliverer is not None and not await self.deliverer.drain(run.id, webhook_wait):
             log.warning(
                 "webhooks.pending", run=run.id, note="left in the outbox for the next start"
             )
         return run
+
+    def _job_observer(self, run: Run) -> Observer:
+        publish, run_id = self.events.publish, run.id
+
+        def observe(jr: JobRun, old: JobState) -> None:
+            if self.events.listening:
+                error = jr.error if jr.state.terminal else None
+                publish(JobChanged(run_id, jr.id, old, jr.state, jr.attempts, time.time(), error))
+
+        return observe
 
     def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a run of this host: its running jobs are cancelled on their remotes, the rest

@@ -228,7 +228,8 @@ async def run_dag(
         from ..store.memory import MemoryStore
 
         store = MemoryStore()  # webhooks go through an outbox
-    async with RunHost(store, conns, connectors=connectors, clock=clock) as host:
+    # a host of its own, which no one else can subscribe to: it publishes nothing
+    async with RunHost(store, conns, connectors=connectors, clock=clock, publish=False) as host:
         created = None
         if store is not None:
             # stored while the connectors and the executor are set up; awaited before any job
