@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator import DAG, Job, JobContext, run_dag
+from orchestrator.cli.progress import Progress
 from orchestrator.printable import printable
-from orchestrator.progress import Progress
 from orchestrator.states import JobState, RunState
 from orchestrator.store.base import CreateRun, RunRecord
 from orchestrator.store.open import open_store

@@ -8,10 +8,10 @@ from typing import TextIO
 
 import anyio
 
-from .engine.records import JobRun, Run
-from .logs import LossyStream
-from .printable import printable
-from .states import JobState
+from ..engine.records import JobRun, Run
+from ..logs import LossyStream
+from ..printable import printable
+from ..states import JobState
 
 _MARK = {
     JobState.PENDING: "·",

@@ -1,0 +1,172 @@
+"""``orchestrator runs`` and ``orchestrator webhooks``: what the store holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import anyio
+
+from .. import logs
+from ..errors import ConfigError, StoreError
+from ..printable import printable
+from ..states import RunState
+from ..views import read_run_view, run_summary
+from .common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    _error,
+    _find_run_id,
+    _known_secrets,
+)
+
+
+# -- runs list / show ------------------------------------------------------------------------
+def cmd_runs(args: argparse.Namespace) -> int:
+    logs.configure("warning")
+    return anyio.run(_runs, args)
+
+
+async def _runs(args: argparse.Namespace) -> int:
+    from ..engine.records import iso
+    from ..store.open import open_store
+
+    try:
+        store = await open_store(args.db)
+    except StoreError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    try:
+        if args.runs_command == "list":
+            states = None
+            if args.status:
+                try:
+                    states = [RunState(args.status)]
+                except ValueError:
+                    _error(f"--status: unknown run state {args.status!r}")
+                    return EXIT_INVALID
+            records = await store.list_runs(dag=args.dag, states=states, limit=args.limit)
+            if args.json:
+                print(json.dumps([run_summary(r) for r in records]))
+            else:
+                print(f"{'RUN':32}  {'DAG':20}  {'STATUS':10}  {'TRIGGER':8}  CREATED")
+                for r in records:
+                    created = iso(r.created_at)
+                    run_id, dag, trigger = printable(r.id), printable(r.dag), printable(r.trigger)
+                    print(f"{run_id:32}  {dag:20}  {r.state.value:10}  {trigger:8}  {created}")
+            return EXIT_OK
+        try:
+            record = await store.get_run(await _find_run_id(store, args.run_id))
+        except ConfigError as exc:
+            _error(str(exc))
+            return EXIT_INVALID
+        assert record is not None
+        detail = await read_run_view(store, record.id)
+        assert detail is not None
+        _known_secrets()
+        detail = logs.redact(detail)  # a run stored before its secrets were masked
+        if args.json:
+            print(json.dumps(detail, default=str))
+        else:
+            print(f"run {printable(record.id)}  {printable(record.dag)}  {record.state.value}")
+            if record.error:
+                print(f"  reason: {printable(logs.redact_text(record.error))}")
+            for j in detail["jobs"]["data"]:
+                err = f"  {printable(j['error'])}" if j["error"] else ""
+                print(f"  {printable(j['id']):24} {j['status']:16} attempts={j['attempts']}{err}")
+            print(f"  {len(detail['attempts'])} attempts, {detail['events']} events")
+        return EXIT_OK
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    logs.configure(getattr(args, "log_level", None) or "warning")
+    return anyio.run(_webhooks, args)
+
+
+async def _webhooks(args: argparse.Namespace) -> int:
+    import time
+
+    from ..engine.records import iso
+    from ..store.open import open_store
+    from ..webhooks.deliver import Deliverer
+
+    try:
+        store = await open_store(args.db)
+    except StoreError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    try:
+        if args.webhooks_command == "list":
+            try:
+                run_id = args.run and await _find_run_id(store, args.run)
+            except ConfigError as exc:
+                _error(str(exc))
+                return EXIT_INVALID
+            rows = await store.list_deliveries(run_id)
+            data: list[dict[str, Any]] = [
+                {
+                    "id": d.id,
+                    "run": d.run_id,
+                    "job": d.job_id,
+                    "dag": d.dag,
+                    "webhook": d.webhook,
+                    "event": d.event,
+                    "url": d.url,
+                    "status": d.state,
+                    "attempts": [
+                        {
+                            "number": a.number,
+                            "at": iso(a.at),
+                            "httpStatus": a.status,
+                            "error": a.error,
+                            "seconds": round(a.duration, 3),
+                        }
+                        for a in attempts
+                    ],
+                    "nextAt": iso(d.next_at) if d.state == "pending" else None,
+                }
+                for d, attempts in rows
+            ]
+            if args.json:
+                print(json.dumps(data))
+            else:
+                for row in data:
+                    where = printable(f"{row['run'][:12]}/{row['job'] or '(run)'}")
+                    print(
+                        f"{row['id']}  {row['status']:9}  {row['event']:12}  "
+                        f"{printable(row['webhook'])}  {where}  {printable(row['url'])}"
+                    )
+                    for a in row["attempts"]:
+                        outcome = a["httpStatus"] if a["httpStatus"] is not None else a["error"]
+                        print(f"    #{a['number']} {a['at']}  {printable(outcome)}")
+            return EXIT_OK
+        before = {d.id: d.attempts for d, _ in await store.list_deliveries()}
+        if args.delivery_id not in before or not await store.redeliver(
+            args.delivery_id, time.time()
+        ):
+            _error(f"no webhook delivery {args.delivery_id!r}")
+            return EXIT_INVALID
+        async with Deliverer(store) as deliverer:
+            deliverer.notify()
+            with anyio.move_on_after(args.wait):
+                while True:  # until one more attempt is recorded
+                    now = {d.id: d.attempts for d, _ in await store.list_deliveries()}
+                    if now[args.delivery_id] > before[args.delivery_id]:
+                        break
+                    await anyio.sleep(0.05)
+        ((delivery, attempts),) = [
+            pair for pair in await store.list_deliveries() if pair[0].id == args.delivery_id
+        ]
+        last = attempts[-1] if attempts else None
+        outcome = (last.status or last.error) if last else "not attempted"
+        print(f"{delivery.id}: {delivery.state} ({printable(outcome)})")
+        return EXIT_OK if delivery.state == "delivered" else EXIT_FAILED
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
