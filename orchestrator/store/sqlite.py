@@ -609,20 +609,32 @@ class SQLiteStore:
                 "ORDER BY first",
                 (run_id,),
             )
-            return [
-                Event(
-                    first + i,
-                    run_id,
-                    e[0],
-                    e[1],
-                    e[2],
-                    e[3],
-                    e[4] if per_second == 1 else e[4] / per_second,
-                    _event_data(e[5]),
-                )
-                for first, chunk, per_second in rows
-                for i, e in enumerate(json.loads(chunk))
-            ]
+            return [event for row in rows for event in _chunk_events(run_id, *row)]
+
+        return await self._query(read)
+
+    async def events_since(self, run_id: str, seq: int, limit: int = 1000) -> list[Event]:
+        # from the chunk that holds seq + 1 (the last one starting at or before seq, whose
+        # events up to seq are skipped) on, chunk by chunk until the limit is reached
+        sql = (
+            "SELECT first, events, per_second FROM event_chunks WHERE run_id = ?1 AND first >= "
+            "COALESCE((SELECT first FROM event_chunks WHERE run_id = ?1 AND first <= ?2 "
+            "ORDER BY first DESC LIMIT 1), ?2) ORDER BY first"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            out: list[Event] = []
+            if limit <= 0:
+                return out
+            rows = conn.execute(sql, (run_id, seq))
+            try:
+                for row in rows:
+                    out.extend(e for e in _chunk_events(run_id, *row) if e.seq > seq)
+                    if len(out) >= limit:
+                        break
+            finally:
+                rows.close()
+            return out[:limit]
 
         return await self._query(read)
 
@@ -780,6 +792,24 @@ def _deliveries_with_attempts(
         ]
         out.append((d, attempts))
     return out
+
+
+def _chunk_events(run_id: str, first: int, chunk: str, per_second: int) -> list[Event]:
+    """The events of one chunk row: a JSON array of ``[job_id, kind, old, new, at, data]``
+    numbered from ``first``, ``at`` in ``1/per_second`` seconds."""
+    return [
+        Event(
+            first + i,
+            run_id,
+            e[0],
+            e[1],
+            e[2],
+            e[3],
+            e[4] if per_second == 1 else e[4] / per_second,
+            _event_data(e[5]),
+        )
+        for i, e in enumerate(json.loads(chunk))
+    ]
 
 
 def _event_data(data: Any) -> dict[str, Any]:

@@ -240,6 +240,9 @@ async def test_a_version_1_database_keeps_its_events_in_order(tmp_path: Path) ->
     async with await SQLiteStore.open(path) as store:
         await store.apply([job(JobState.QUEUED, JobState.SUBMITTING, at=4.0)])
         events = await store.get_events("r1")
+        # read on from any of them, across the old chunks (seconds) and the new (microseconds)
+        for seq in range(5):
+            assert await store.events_since("r1", seq) == events[seq:]
     assert [(e.seq, e.job_id, e.old, e.new, e.at, e.data) for e in events] == [
         (1, None, None, "queued", 1.0, {}),
         (2, None, "queued", "running", 2.0, {}),
