@@ -18,7 +18,6 @@ import pytest
 
 from orchestrator.errors import StoreError
 from orchestrator.states import JobState, RunState
-from orchestrator.store import migrations
 from orchestrator.store.base import (
     Changes,
     CreateRun,
@@ -28,9 +27,10 @@ from orchestrator.store.base import (
     StaleWrite,
 )
 from orchestrator.store.memory import MemoryStore
-from orchestrator.store.migrations import LATEST, MIGRATIONS, statements
 from orchestrator.store.open import default_db_path, open_store, sqlite_path, without_password
-from orchestrator.store.sqlite import CHECKPOINT_EVERY, SQLiteStore
+from orchestrator.store.sqlite import SQLiteStore, migrations
+from orchestrator.store.sqlite.migrations import LATEST, MIGRATIONS, statements
+from orchestrator.store.sqlite.writer import CHECKPOINT_EVERY
 
 from ..store_ops import attempt, job, run_lifecycles
 

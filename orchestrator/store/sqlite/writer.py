@@ -1,7 +1,7 @@
 """The SQLite store's writer: a process of its own, so that writing never holds the event loop.
 
 :class:`~orchestrator.store.sqlite.SQLiteStore` starts this file as a script (``python -I -S
-sqlite_writer.py``). It imports the standard library only, so that it starts in milliseconds
+writer.py``). It imports the standard library only, so that it starts in milliseconds
 and shares nothing with the process that started it but two pipes: requests come in on its
 stdin, answers go out on its stdout, each a frame (a 4-byte length, then a :mod:`marshal`
 value). A thread of the engine's process could not do this work beside the event loop: the

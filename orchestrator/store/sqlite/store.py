@@ -3,7 +3,7 @@
 WAL mode, ``synchronous=NORMAL`` (a commit survives a crash of the process; ``durable=True``
 uses ``FULL``, which survives a power loss too, at the cost of an fsync per commit), a busy
 timeout (5 s by default), ``BEGIN IMMEDIATE`` for every write, foreign keys on. One writer owns
-the write connection: a process of its own (:mod:`orchestrator.store.sqlite_writer`), so that
+the write connection: a process of its own (:mod:`orchestrator.store.sqlite.writer`), so that
 the event loop and the writing run side by side on two cores. ``apply`` sends its batch down a
 pipe and awaits; the writer takes every batch waiting, applies each (a compare-and-set failure
 rolls back that batch only and fails only its caller), commits once (a group commit), then
@@ -37,11 +37,10 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .. import crash
-from ..errors import StoreError
-from ..states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
-from . import migrations, sqlite_writer
-from .base import (
+from ... import crash
+from ...errors import StoreError
+from ...states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
+from ..base import (
     ActiveRunExists,
     AttemptRecord,
     Changes,
@@ -57,12 +56,13 @@ from .base import (
     RunTransition,
     StaleWrite,
 )
-from .sqlite_writer import CHECKPOINT_EVERY, Frames, frame
+from . import migrations, writer
+from .writer import Frames, frame
 
-__all__ = ["CHECKPOINT_EVERY", "SQLiteStore"]
+__all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-_WRITER = [sys.executable, "-I", "-S", sqlite_writer.__file__]  # stdlib only: starts at once
+_WRITER = [sys.executable, "-I", "-S", writer.__file__]  # stdlib only: starts at once
 _PIPE_SIZE = 1 << 20  # bytes a pipe holds (Linux), so that a batch seldom waits to be sent
 
 
@@ -71,7 +71,7 @@ def _dumps(value: Any) -> str:
 
 
 def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
-    """The operations as the writer process takes them: plain data (see sqlite_writer)."""
+    """The operations as the writer process takes them: plain data (see the writer module)."""
     out: list[tuple[Any, ...]] = []
     for op in ops:
         if isinstance(op, Changes):
@@ -260,7 +260,7 @@ class SQLiteStore:
         return conn
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(sqlite_writer.error_text(str(self.path), str(exc)))
+        return StoreError(writer.error_text(str(self.path), str(exc)))
 
     def _open(self) -> None:
         directory = self.path.parent
