@@ -623,7 +623,10 @@ def test_a_store_answers_a_loop_in_another_thread(tmp_path: Path) -> None:
 
         jobs = asyncio.run(elsewhere())
         assert jobs["a"].state is J.QUEUED
-        assert store._answer_loop is loop  # still read there, handed over to the caller's loop
+        assert store._writer is not None
+        assert (
+            store._writer._answer_loop is loop
+        )  # still read there, handed over to the caller's loop
         asyncio.run_coroutine_threadsafe(store.aclose(), loop).result(timeout=10)
     finally:
         loop.call_soon_threadsafe(loop.stop)

@@ -20,11 +20,11 @@ service manager's stop, which signal the whole group or service, leave it to rec
 shutdown (the cancels it sends); the end of its input, when the engine closes the store or dies,
 is what ends it.
 
-Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as :func:`encode_ops`
-in the engine's process makes them) or one of the store's other writes, by name. Answers are
-``("done", [(id, ok, value), ...], batches, commits)``; a failure's value is ``(kind,
-message)``, kind ``stale`` (a compare-and-set found another state), ``active`` (the message is
-the active run's id) or ``store`` (the database failed).
+Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as the client's
+``_encode_ops`` makes them in the engine's process) or one of the store's other writes, by
+name. Answers are ``("done", [(id, ok, value), ...], batches, commits)``; a failure's value
+is ``(kind, message)``, kind ``stale`` (a compare-and-set found another state), ``active``
+(the message is the active run's id) or ``store`` (the database failed).
 """
 
 from __future__ import annotations
