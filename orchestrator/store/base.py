@@ -353,6 +353,18 @@ class Store(Protocol):
         """The run's append-only event log, in order."""
         ...
 
+    async def events_since(self, run_id: str, seq: int, limit: int = 1000) -> list[Event]:
+        """The run's events whose ``seq`` is above ``seq``, in order, at most ``limit``: what an
+        event stream or a second replica reads, passing the ``seq`` of the last event it has
+        (0 for all of them). An unknown run has none.
+
+        An event's ``seq`` is numbered by the store when its batch commits, from one counter
+        for the whole store: it never changes once read, and it grows strictly with every event
+        committed, so a run's events are strictly increasing but not consecutive (the events of
+        other runs fall in between). An event committed after a read has a greater ``seq`` than
+        any event that read returned."""
+        ...
+
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None: ...
 
     async def claim_run(

@@ -4,6 +4,7 @@ started with ``--db memory:`` (nothing survives the process)."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -182,6 +183,11 @@ class MemoryStore:
 
     async def get_events(self, run_id: str) -> list[Event]:
         return [e for e in self.events if e.run_id == run_id]
+
+    async def events_since(self, run_id: str, seq: int, limit: int = 1000) -> list[Event]:
+        # seq n is self.events[n - 1]: the events after seq start there
+        later = (e for e in self.events[max(seq, 0) :] if e.run_id == run_id)
+        return list(itertools.islice(later, max(limit, 0)))
 
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
         return self.dags.get(dag_hash)

@@ -5,6 +5,7 @@ fixture's parameters when it exists.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -449,6 +450,79 @@ async def test_events_are_in_order_with_their_old_and_new_states(store: Store) -
         ("run", None, None, "queued"),
         ("job", "b", "pending", "queued"),
     ]
+
+
+async def events_of_r1_with_another_run_between(store: Store) -> None:
+    """r1's events in three commits (five events), r2's committed between them."""
+    await store.apply([create(), run(R.QUEUED, R.RUNNING)])  # 2 events of r1, one chunk
+    await store.apply([create("r2"), job(J.PENDING, J.QUEUED, "b", run_id="r2")])
+    await store.apply([job(J.PENDING, J.QUEUED), job(J.PENDING, J.QUEUED, "b")])  # 2 more
+    await store.apply([job(J.QUEUED, J.CANCELLED, "b", at=3.0)])
+
+
+async def test_events_since_zero_are_all_of_the_runs_events(store: Store) -> None:
+    await events_of_r1_with_another_run_between(store)
+    everything = await store.get_events("r1")
+    assert len(everything) == 5
+    assert await store.events_since("r1", 0) == everything
+    assert await store.events_since("r2", 0) == await store.get_events("r2")
+
+
+async def test_events_since_a_seq_are_those_after_it_even_mid_chunk(store: Store) -> None:
+    await events_of_r1_with_another_run_between(store)
+    everything = await store.get_events("r1")
+    for i, event in enumerate(everything):
+        assert await store.events_since("r1", event.seq) == everything[i + 1 :]
+    # a seq that is not one of the run's (another run's, between two of its chunks)
+    [_, r2_event] = await store.get_events("r2")
+    assert everything[1].seq < r2_event.seq < everything[2].seq
+    assert await store.events_since("r1", r2_event.seq) == everything[2:]
+
+
+async def test_events_since_returns_at_most_limit(store: Store) -> None:
+    await events_of_r1_with_another_run_between(store)
+    everything = await store.get_events("r1")
+    assert await store.events_since("r1", 0, limit=3) == everything[:3]
+    assert await store.events_since("r1", everything[0].seq, limit=2) == everything[1:3]
+    assert await store.events_since("r1", 0, limit=1) == everything[:1]
+    assert await store.events_since("r1", 0, limit=0) == []
+    # paging by the last seq read gives the whole log once
+    paged, last = [], 0
+    while page := await store.events_since("r1", last, limit=2):
+        paged.extend(page)
+        last = page[-1].seq
+    assert paged == everything
+
+
+async def test_events_since_of_an_unknown_run_or_past_the_end_are_none(store: Store) -> None:
+    assert await store.events_since("nope", 0) == []
+    await events_of_r1_with_another_run_between(store)
+    assert await store.events_since("nope", 0) == []
+    last = (await store.get_events("r1"))[-1].seq
+    assert await store.events_since("r1", last) == []
+    assert await store.events_since("r1", last + 1000) == []
+
+
+async def test_events_appended_after_a_read_follow_it(store: Store) -> None:
+    await events_of_r1_with_another_run_between(store)
+    first = await store.events_since("r1", 0)
+    await store.apply([create("r3")])  # another run's, in between
+    await store.apply([job(J.QUEUED, J.SUBMITTING, attempts=1, at=4.0)])
+    later = await store.events_since("r1", first[-1].seq)
+    assert [(e.kind, e.job_id, e.old, e.new, e.at) for e in later] == [
+        ("job", "a", "queued", "submitting", 4.0)
+    ]
+    # numbered once and for all: what was read before reads the same
+    assert await store.get_events("r1") == first + later
+    assert first[-1].seq < later[0].seq
+
+
+async def test_a_runs_event_seqs_strictly_increase_across_commits(store: Store) -> None:
+    await events_of_r1_with_another_run_between(store)
+    await store.apply([job(J.QUEUED, J.SUBMITTING, attempts=1, at=4.0)])
+    seqs = [e.seq for e in await store.get_events("r1")]
+    assert all(a < b for a, b in itertools.pairwise(seqs))
+    assert seqs[0] >= 1
 
 
 # -- listing runs -----------------------------------------------------------------------------

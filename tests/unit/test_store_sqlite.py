@@ -18,7 +18,6 @@ import pytest
 
 from orchestrator.errors import StoreError
 from orchestrator.states import JobState, RunState
-from orchestrator.store import migrations
 from orchestrator.store.base import (
     Changes,
     CreateRun,
@@ -28,9 +27,10 @@ from orchestrator.store.base import (
     StaleWrite,
 )
 from orchestrator.store.memory import MemoryStore
-from orchestrator.store.migrations import LATEST, MIGRATIONS, statements
 from orchestrator.store.open import default_db_path, open_store, sqlite_path, without_password
-from orchestrator.store.sqlite import CHECKPOINT_EVERY, SQLiteStore
+from orchestrator.store.sqlite import SQLiteStore, migrations
+from orchestrator.store.sqlite.migrations import LATEST, MIGRATIONS, statements
+from orchestrator.store.sqlite.writer import CHECKPOINT_EVERY
 
 from ..store_ops import attempt, job, run_lifecycles
 
@@ -240,6 +240,9 @@ async def test_a_version_1_database_keeps_its_events_in_order(tmp_path: Path) ->
     async with await SQLiteStore.open(path) as store:
         await store.apply([job(JobState.QUEUED, JobState.SUBMITTING, at=4.0)])
         events = await store.get_events("r1")
+        # read on from any of them, across the old chunks (seconds) and the new (microseconds)
+        for seq in range(5):
+            assert await store.events_since("r1", seq) == events[seq:]
     assert [(e.seq, e.job_id, e.old, e.new, e.at, e.data) for e in events] == [
         (1, None, None, "queued", 1.0, {}),
         (2, None, "queued", "running", 2.0, {}),
@@ -620,7 +623,10 @@ def test_a_store_answers_a_loop_in_another_thread(tmp_path: Path) -> None:
 
         jobs = asyncio.run(elsewhere())
         assert jobs["a"].state is J.QUEUED
-        assert store._answer_loop is loop  # still read there, handed over to the caller's loop
+        assert store._writer is not None
+        assert (
+            store._writer._answer_loop is loop
+        )  # still read there, handed over to the caller's loop
         asyncio.run_coroutine_threadsafe(store.aclose(), loop).result(timeout=10)
     finally:
         loop.call_soon_threadsafe(loop.stop)

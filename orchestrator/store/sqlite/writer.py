@@ -1,7 +1,7 @@
 """The SQLite store's writer: a process of its own, so that writing never holds the event loop.
 
 :class:`~orchestrator.store.sqlite.SQLiteStore` starts this file as a script (``python -I -S
-sqlite_writer.py``). It imports the standard library only, so that it starts in milliseconds
+writer.py``). It imports the standard library only, so that it starts in milliseconds
 and shares nothing with the process that started it but two pipes: requests come in on its
 stdin, answers go out on its stdout, each a frame (a 4-byte length, then a :mod:`marshal`
 value). A thread of the engine's process could not do this work beside the event loop: the
@@ -20,11 +20,11 @@ service manager's stop, which signal the whole group or service, leave it to rec
 shutdown (the cancels it sends); the end of its input, when the engine closes the store or dies,
 is what ends it.
 
-Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as :func:`encode_ops`
-in the engine's process makes them) or one of the store's other writes, by name. Answers are
-``("done", [(id, ok, value), ...], batches, commits)``; a failure's value is ``(kind,
-message)``, kind ``stale`` (a compare-and-set found another state), ``active`` (the message is
-the active run's id) or ``store`` (the database failed).
+Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as the client's
+``_encode_ops`` makes them in the engine's process) or one of the store's other writes, by
+name. Answers are ``("done", [(id, ok, value), ...], batches, commits)``; a failure's value
+is ``(kind, message)``, kind ``stale`` (a compare-and-set found another state), ``active``
+(the message is the active run's id) or ``store`` (the database failed).
 """
 
 from __future__ import annotations

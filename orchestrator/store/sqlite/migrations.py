@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from os import PathLike
 
-from ..errors import StoreError
+from ...errors import StoreError
 
 MIGRATIONS: list[tuple[int, str]] = [
     (

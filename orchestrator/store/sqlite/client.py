@@ -1,0 +1,444 @@
+"""The SQLite store's client of its writer process, in the engine's process.
+
+The writer (:mod:`orchestrator.store.sqlite.writer`) is started as a standard-library-only
+script with two pipes. Batches go down the first as plain data (:func:`_encode_ops`), in the
+order asked; what the pipe cannot take now waits for a sender thread, so that nothing blocks the
+event loop. The writer's answers come back on the second, read by the event loop itself (a
+reader callback: no thread hands them over), and settle their callers: futures for ``apply``
+and the store's other writes, callbacks for ``apply_nowait``; a caller on another event loop
+(in another thread) is settled through its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import itertools
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ... import crash
+from ...errors import StoreError
+from ...states import JOB_REACHABLE, RUN_TRANSITIONS
+from ..base import (
+    ActiveRunExists,
+    Changes,
+    CreateRun,
+    LeaseLost,
+    Operation,
+    RunTransition,
+    StaleWrite,
+)
+from . import writer
+from .writer import Frames, frame
+
+_WRITER = [sys.executable, "-I", "-S", writer.__file__]  # stdlib only: starts at once
+_PIPE_SIZE = 1 << 20  # bytes a pipe holds (Linux), so that a batch seldom waits to be sent
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
+    """The operations as the writer process takes them: plain data (see the writer module)."""
+    out: list[tuple[Any, ...]] = []
+    for op in ops:
+        if isinstance(op, Changes):
+            out.append(
+                (
+                    "changes",
+                    op.run_id,
+                    list(map(tuple, op.jobs)),
+                    list(map(tuple, op.attempts)),
+                    op.events,
+                    tuple(op.lease) if op.lease is not None else None,
+                )
+            )
+        elif isinstance(op, RunTransition):
+            lease = tuple(op.lease) if op.lease is not None else None
+            out.append(("run", op.run_id, op.expected.value, op.new.value, op.at, op.error, lease))
+        elif isinstance(op, CreateRun):
+            run = op.run
+            row = (
+                run.id,
+                run.dag,
+                run.dag_hash,
+                _dumps(run.params),
+                run.trigger,
+                run.state.value,
+                run.owner,
+                run.epoch,
+                run.heartbeat_at,
+                run.created_at,
+                run.started_at,
+                run.ended_at,
+                run.error,
+            )
+            definition = op.definition_json or _dumps(op.dag_definition)
+            out.append(("create", row, definition, list(op.job_ids), op.exclusive))
+        else:
+            d = op.delivery
+            outbox = (
+                d.id,
+                d.run_id,
+                d.job_id,
+                d.dag,
+                d.webhook,
+                d.event,
+                d.url,
+                d.method,
+                _dumps(d.headers),
+                d.body,
+                _dumps(d.secret_refs),
+                int(d.ssl_verification),
+                d.state,
+                d.attempts,
+                d.next_at,
+                d.created_at,
+            )
+            out.append(("enqueue", outbox))
+    return out
+
+
+class _Sender:
+    """Writes frames to the writer's pipe without blocking: what the pipe cannot take now
+    waits, in order, for a thread that sends it as the writer reads."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self._fd: int = pipe.fileno()
+        self._backlog: list[bytes] = []
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def send(self, data: bytes) -> None:
+        """Called with the store's lock held (one sender at a time)."""
+        if not self._backlog:
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        with self._wake:
+            self._backlog.append(data)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._drain, name="orchestrator-store-send", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def _drain(self) -> None:
+        while True:
+            with self._wake:
+                while not self._backlog and not self._closing:
+                    self._wake.wait()
+                if not self._backlog:
+                    return
+                data = self._backlog[0]
+            view = memoryview(data)
+            try:
+                while view:
+                    select.select([], [self._fd], [])
+                    try:
+                        view = view[os.write(self._fd, view) :]
+                    except BlockingIOError:
+                        pass
+            except OSError:  # the writer is gone: the answer thread fails what waits
+                with self._wake:
+                    self._backlog.clear()
+                return
+            with self._wake:
+                self._backlog.pop(0)
+
+    def close(self) -> None:
+        """Send what waits, then end the writer's input."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._pipe.close()
+
+
+@dataclass(slots=True)
+class _Request:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any] | Callable[[BaseException | None], None]
+
+
+class WriterClient:
+    """The store's end of a running writer process: sends it requests, settles their callers
+    with its answers."""
+
+    def __init__(self, path: Path, process: subprocess.Popen[bytes], answers: Frames) -> None:
+        assert process.stdin is not None
+        self.path = path
+        self._process = process
+        self._sender = _Sender(process.stdin)
+        self._answers = answers  # the writer's answers, read on an event loop
+        self._answer_loop: asyncio.AbstractEventLoop | None = None
+        self._finished = threading.Event()  # the writer answered its last (or ended)
+        self._pending: dict[int, _Request] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()  # the pending requests, the order of what is sent
+        self._ended: StoreError | None = None  # the writer process ended
+        self._stats = {"batches": 0, "commits": 0}
+        self._closed = False
+
+    @classmethod
+    def start(cls, path: Path, *, busy_timeout: float, synchronous: str) -> WriterClient:
+        """Start the writer on the database at ``path`` (blocking: from a worker thread)."""
+        # A process group of its own: a Ctrl-C on the terminal, `timeout`, `kill -- -PGID`
+        # signal the engine's group, and the writer must outlive the engine's shutdown to
+        # record it (it also ignores SIGINT, SIGTERM and SIGHUP, for systemd and docker, which
+        # signal every process of the service). It ends at the end of its input: when the
+        # engine closes the store or dies.
+        process = subprocess.Popen(
+            _WRITER,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
+            process_group=0,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        config = {
+            "path": str(path),
+            "parent": os.getpid(),
+            "busy_timeout": busy_timeout,
+            "synchronous": synchronous,
+            "crash_mid_commit": crash.remaining("mid_commit"),
+            "job_reachable": [list(pair) for pair in JOB_REACHABLE],
+            "run_transitions": {
+                old.value: [new.value for new in news] for old, news in RUN_TRANSITIONS.items()
+            },
+        }
+        try:
+            os.write(process.stdin.fileno(), frame(config))  # its answer: read on the loop
+        except OSError as exc:
+            process.kill()
+            process.wait()
+            process.stdin.close()
+            process.stdout.close()
+            why = f"{path}: the store's writer process did not start ({exc})"
+            raise StoreError(why) from None
+        answers = Frames(process.stdout.fileno())
+        os.set_blocking(answers.fd, False)
+        fd = process.stdin.fileno()
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:  # a system without it, or above its limit: the default size
+            pass
+        os.set_blocking(fd, False)
+        return cls(path, process, answers)
+
+    def listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the writer's answers on ``loop``, the one the store is used from. A store used
+        from another loop while this one runs (in another thread) is answered through it; one
+        used after its loop stopped moves to the loop it is used from now."""
+        with self._lock:
+            current = self._answer_loop
+            if current is loop or self._finished.is_set():
+                return
+            if current is not None:
+                if current.is_running():
+                    return
+                if not current.is_closed():
+                    current.remove_reader(self._answers.fd)
+            loop.add_reader(self._answers.fd, self._on_answers, loop)
+            self._answer_loop = loop
+
+    def refuse(self) -> None:
+        """Refuse every request from now on: the store is closing."""
+        self._closed = True
+
+    def stop(self) -> None:
+        """The writer commits what it has and answers, then closes its connection (which
+        checkpoints the log) and exits on its own: nothing here waits for that checkpoint.
+        Blocking: from a worker thread."""
+        self._closed = True
+        self._sender.close()
+        self._finished.wait()
+
+    def statistics(self) -> dict[str, int]:
+        """``batches`` applied (or refused) in committed transactions and ``commits``: fewer
+        commits than batches is group commit at work."""
+        return dict(self._stats)
+
+    async def apply(self, ops: Sequence[Operation]) -> None:
+        await self._submit("ops", _encode_ops(ops))
+
+    def apply_nowait(
+        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
+    ) -> None:
+        try:
+            self._send("ops", _encode_ops(ops), _Request(asyncio.get_running_loop(), done))
+        except StoreError as exc:  # closed, or a value that is not plain data
+            done(exc)
+
+    async def call(self, kind: str, *args: Any) -> Any:
+        """One of the writer's other writes, by name, in its own batch."""
+        return await self._submit(kind, args)
+
+    async def _submit(self, kind: str, payload: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._send(kind, payload, _Request(loop, future))
+        return await asyncio.shield(future)
+
+    def _send(self, kind: str, payload: Any, request: _Request) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
+        request_id = next(self._ids)
+        try:
+            data = frame((request_id, kind, payload))
+        except ValueError as exc:  # marshal: a value that is not plain data
+            raise StoreError(f"{self.path}: a value cannot be stored ({exc})") from None
+        if request.loop is not self._answer_loop:
+            self.listen(request.loop)
+        with self._lock:  # sent in the order asked
+            if self._ended is not None:
+                raise self._ended
+            self._pending[request_id] = request
+            self._sender.send(data)
+
+    def _on_answers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer's answers that arrived (a reader callback on ``loop``): each commit's
+        answers settle their callers, those of another loop through that loop."""
+        answers = self._answers
+        try:
+            frames = answers.available()
+        except OSError:
+            frames, answers.eof = [], True
+        failed: BaseException | None = None
+        for answer in frames:
+            kind = answer[0]
+            if kind == "done":
+                failed = self._settle(loop, answer) or failed
+            elif kind == "crash":  # the crash point mid_commit: this process ends too
+                crash.end_now()
+            elif kind == "closed":  # all answered; it checkpoints and exits by itself
+                self._finish(loop, "")
+                break
+            elif kind == "error":  # it could not open the database, and exits
+                self._finish(loop, answer[1])
+                break
+            # ("ready", pid): it started
+        else:
+            if answers.eof:
+                status = self._process.poll()
+                why = f"{self.path}: the store's writer process ended" + (
+                    f" (exit status {status})" if status is not None else ""
+                )
+                self._finish(loop, why)
+        if failed is not None:
+            raise failed  # the event loop's exception handler reports it
+
+    def _settle(self, loop: asyncio.AbstractEventLoop, answer: Any) -> BaseException | None:
+        _, results, batches, commits = answer
+        self._stats["batches"], self._stats["commits"] = batches, commits
+        with self._lock:
+            requests = [self._pending.pop(request_id) for request_id, _, _ in results]
+        return _hand_over(
+            loop,
+            [
+                (request, ok, value if ok else self._failure(value))
+                for request, (_, ok, value) in zip(requests, results, strict=True)
+            ],
+        )
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
+        """The writer said its last (or ended): what still waits fails, the process is reaped
+        in the background."""
+        answers = self._answers
+        process = self._process
+        loop.remove_reader(answers.fd)
+        assert process.stdout is not None
+        process.stdout.close()
+        threading.Thread(target=process.wait, daemon=True).start()
+        with self._lock:
+            self._ended = StoreError(why or f"{self.path}: the store is closed")
+            pending, self._pending = self._pending, {}
+            self._finished.set()
+        failed = _hand_over(loop, [(request, False, self._ended) for request in pending.values()])
+        if failed is not None:
+            raise failed  # the event loop's exception handler reports it
+
+    def _failure(self, value: tuple[str, str]) -> Exception:
+        kind, message = value
+        if kind == "stale":
+            return StaleWrite(message)
+        if kind == "lease":
+            return LeaseLost(message)
+        if kind == "active":
+            return ActiveRunExists(message)
+        if kind == "value":
+            return StoreError(f"{self.path}: a value cannot be stored ({message})")
+        return StoreError(message)
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop, outcomes: list[tuple[_Request, bool, Any]]
+) -> BaseException | None:
+    """Settle the requests made on ``loop`` now and hand the others to their own loops; the
+    first exception a callback raised, if any."""
+    here: list[tuple[Any, bool, Any]] = []
+    elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    for request, ok, value in outcomes:
+        settled = (request.future, ok, value)
+        if request.loop is loop:
+            here.append(settled)
+        else:
+            elsewhere.setdefault(request.loop, []).append(settled)
+    _settle_by_loop(elsewhere)
+    return _settle_all(here)
+
+
+def _settle_by_loop(by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]]) -> None:
+    for loop, settled in by_loop.items():  # one wake-up of each loop per commit
+        try:
+            loop.call_soon_threadsafe(_settle_raising, settled)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
+
+
+def _settle_raising(settled: list[tuple[Any, bool, Any]]) -> None:
+    failed = _settle_all(settled)
+    if failed is not None:
+        raise failed  # the event loop's exception handler reports it
+
+
+def _settle_all(settled: list[tuple[Any, bool, Any]]) -> BaseException | None:
+    """Settle futures and call callbacks; the first exception a callback raised, if any."""
+    callbacks = []
+    for future, ok, value in settled:
+        if not isinstance(future, asyncio.Future):
+            callbacks.append((future, None if ok else value))  # apply_nowait's callback
+        elif future.cancelled():
+            continue
+        elif ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    failed: BaseException | None = None
+    for callback, outcome in callbacks:  # one callback that raises does not starve the others
+        try:
+            callback(outcome)
+        except Exception as exc:
+            failed = failed or exc
+    return failed
