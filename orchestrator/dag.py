@@ -19,28 +19,12 @@ from typing import Any
 
 import networkx as nx
 
-from . import states
 from .durations import parse_duration
 from .retry import RetryPolicy
 from .tokens import has_tokens
 from .trigger_rules import TriggerRule
+from .validation import validate_dag
 
-ENGINE_FIELDS = frozenset(
-    {
-        "type",
-        "connection",
-        "triggerRule",
-        "retries",
-        "timeout",
-        "priority",
-        "pool",
-        "webhooks",
-        "onAmbiguousSubmit",
-        "description",
-    }
-)
-# the words onAmbiguousSubmit takes, as validation shows them
-AMBIGUOUS_POLICIES = tuple(policy.value for policy in states.AMBIGUOUS_POLICIES)
 _NO_RETRY = RetryPolicy()
 _current_dag: contextvars.ContextVar[DAG | None] = contextvars.ContextVar("dag", default=None)
 
@@ -233,8 +217,6 @@ class DAG:
 
     def validate(self, known_types: Iterable[str] | None = None) -> None:
         """Raise :class:`DagValidationError` listing every problem found."""
-        from .validation import validate_dag
-
         validate_dag(self, known_types)
         for job in self:
             job._tokens = None  # the params may have changed since a run

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .dag import DAG, ENGINE_FIELDS, Job
+from .dag import DAG, Job
 from .errors import DagError, DagValidationError
+from .validation import ENGINE_FIELDS
 
 _DAG_FIELDS = frozenset(
     {

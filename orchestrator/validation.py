@@ -7,19 +7,39 @@ import inspect
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import networkx as nx
 from cronsim import CronSim, CronSimError
 
-from .dag import AMBIGUOUS_POLICIES, DAG, ENGINE_FIELDS
+from . import states
 from .durations import parse_duration
 from .errors import DagValidationError
 from .printable import name_problem
 from .trigger_rules import TriggerRule
 from .webhooks.definitions import validate_webhooks
 from .webhooks.guard import ALLOW_ENV, Egress, allow_word, literal_refused
+
+if TYPE_CHECKING:  # the DAG imports this module to validate itself
+    from .dag import DAG
+
+ENGINE_FIELDS = frozenset(
+    {
+        "type",
+        "connection",
+        "triggerRule",
+        "retries",
+        "timeout",
+        "priority",
+        "pool",
+        "webhooks",
+        "onAmbiguousSubmit",
+        "description",
+    }
+)
+# the words onAmbiguousSubmit takes, as validation shows them
+AMBIGUOUS_POLICIES = tuple(policy.value for policy in states.AMBIGUOUS_POLICIES)
 
 MAX_JOBS = 100_000
 OVERLAP_POLICIES = ("skip", "queue", "allow")
