@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from orchestrator import dag
+from orchestrator import validation
 from orchestrator.retry import Outcome
 from orchestrator.states import (
     AMBIGUOUS_POLICIES,
@@ -189,5 +189,5 @@ def test_attempt_states_are_an_enum_of_the_stored_values() -> None:
 def test_the_reconcile_decision_is_an_enum_whose_policies_are_onambiguoussubmit() -> None:
     assert [d.value for d in Reconcile] == ["adopt", "resubmit", "unknown", "fail"]
     assert AMBIGUOUS_POLICIES == (Reconcile.RESUBMIT, Reconcile.UNKNOWN, Reconcile.FAIL)
-    assert dag.AMBIGUOUS_POLICIES == ("resubmit", "unknown", "fail")  # as validation names them
+    assert validation.AMBIGUOUS_POLICIES == ("resubmit", "unknown", "fail")  # as it names them
     assert Reconcile("unknown") is Reconcile.UNKNOWN
