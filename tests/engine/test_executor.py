@@ -324,7 +324,12 @@ async def test_a_stopped_run_cancels_the_jobs_waiting_for_a_retry(
     clock: FakeClock, remote: FakeRemote
 ) -> None:
     with DAG("stopped", timeout="10m") as dag:
-        Job("flaky", "fake", outcome="failure", retries={"attempts": 3, "base": "1h", "cap": "1h"})
+        Job(
+            "flaky",
+            "fake",
+            outcome="failure",
+            retries={"attempts": 3, "base": "1h", "jitter": False},
+        )
     dag.validate()
     run = prepare_run(dag)
     async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
