@@ -328,7 +328,7 @@ async def test_a_stopped_run_cancels_the_jobs_waiting_for_a_retry(
             "flaky",
             "fake",
             outcome="failure",
-            retries={"attempts": 3, "base": "1h", "jitter": False},
+            retries={"attempts": 3, "base": "1h", "cap": "1h", "jitter": False},  # > timeout
         )
     dag.validate()
     run = prepare_run(dag)
