@@ -33,7 +33,6 @@ from ..errors import StoreError
 from ..outcome import run_failure
 from ..states import JobState, RunState
 from ..store.base import (
-    EnqueueDelivery,
     EventJSON,
     Lease,
     LeaseLost,
@@ -43,11 +42,9 @@ from ..store.base import (
     json_text,
 )
 from ..trigger_rules import Decision, evaluate
-from ..webhooks.definitions import Webhook
-from ..webhooks.outbox import run_deliveries
 from .attempt import Attempts
 from .journal import Observer
-from .ports import ConnectorProvider
+from .ports import ConnectorProvider, EventSink, RunEnded
 from .records import JobRun, Run
 from .slots import Slots
 
@@ -85,6 +82,7 @@ class RunExecutor(Attempts):
         cancel_grace: float = CANCEL_GRACE,
         store: Store | None = None,
         slots: Slots | None = None,
+        events: EventSink | None = None,
     ) -> None:
         dag = run.dag
         self.run = run
@@ -130,13 +128,11 @@ class RunExecutor(Attempts):
         # while the first one's jobs go on (the writer and the event loop work side by side)
         self._cohort = max(1, self._limit // 2)
         self._after_flush: list[Callable[[], None]] = []
-        self.on_deliveries: Callable[[], None] | None = None  # new webhook deliveries committed
         self._store_failure: StoreError | LeaseLost | None = None
-        self._deliveries_pending = False
-        self._job_hooks: dict[str, list[Webhook]] = {
-            job.id: [Webhook.from_json(h) for h in job.webhooks] for job in dag if job.webhooks
-        }
-        self._dag_hooks = [Webhook.from_json(h) for h in dag.webhooks]
+        # told of the ends of jobs and of the run, with a store only (it adds to its batches)
+        self._sink = events if store is not None else None
+        self._watched = frozenset(self._sink.watched) if self._sink is not None else frozenset()
+        self._sink_pending = False
         self._resumed = False
         self._stop_state: RunState | None = None
         self._halted = False  # the store failed: stop where we are, touch no remote
@@ -274,10 +270,14 @@ class RunExecutor(Attempts):
             state = RunState.FAILED if run.error else RunState.SUCCEEDED
         run.ended_at = self._clock.time()
         self._set_run(state)
-        if self._store is not None and self._dag_hooks:
-            for delivery in run_deliveries(self._dag_hooks, run, run.ended_at):
-                self._ops.append(EnqueueDelivery(delivery))
-                self._deliveries_pending = True
+        if self._sink is not None:  # with a store only
+            ended = RunEnded(
+                run.dag.name, run.id, state, run.error, run.started_at, run.ended_at, run.ended_at
+            )
+            ops = self._sink.run_ended(ended)
+            if ops:
+                self._ops.extend(ops)
+                self._sink_pending = True
         (self._log.info if state is RunState.SUCCEEDED else self._log.warning)(
             "run.ended", state=state.value, error=run.error
         )

@@ -29,7 +29,6 @@ from ..states import (
 )
 from ..store.base import (
     Changes,
-    EnqueueDelivery,
     EventJSON,
     Lease,
     LeaseLost,
@@ -41,7 +40,7 @@ from ..store.base import (
     json_text,
     strict_json_text,
 )
-from ..webhooks.outbox import job_deliveries
+from .ports import EventSink, JobEnded
 from .records import JobRun, Run
 
 Observer = Callable[[JobRun, JobState], None]
@@ -58,7 +57,6 @@ class Journal:
     # the executor's state that the journal reads and writes (set in RunExecutor.__init__)
     run: Run
     lease: Lease | None
-    on_deliveries: Callable[[], None] | None
     _store: Store | None
     _clock: Clock
     _log: Any
@@ -72,8 +70,9 @@ class Journal:
     _flush_waiters: list[asyncio.Future[None]]
     _cohort: int
     _after_flush: list[Callable[[], None]]
-    _deliveries_pending: bool
-    _job_hooks: dict[str, list[Any]]
+    _sink: EventSink | None
+    _watched: frozenset[str]  # the jobs whose end the sink is told of (with a store only)
+    _sink_pending: bool  # a batch to come holds operations of the sink
 
     if TYPE_CHECKING:
 
@@ -108,12 +107,33 @@ class Journal:
             if not jr.dirty:
                 self._dirty.append(jr)
             jr.dirty |= DIRTY_JOB
-            if terminal and jr.id in self._job_hooks:
-                for delivery in job_deliveries(self._job_hooks[jr.id], self.run, jr, at):
-                    self._ops.append(EnqueueDelivery(delivery))
-                    self._deliveries_pending = True
+            if terminal and jr.id in self._watched:
+                self._job_ended(jr, at)
         for observer in self._observers:
             observer(jr, old)
+
+    def _job_ended(self, jr: JobRun, at: float) -> None:
+        """Tell the sink of ``jr``'s end; what it returns goes in the batch of that end."""
+        assert self._sink is not None
+        run = self.run
+        ops = self._sink.job_ended(
+            JobEnded(
+                run.dag.name,
+                run.id,
+                run.state,
+                jr.id,
+                jr.state,
+                jr.error,
+                jr.handle,
+                jr.attempts,
+                jr.started_at,
+                jr.ended_at,
+                at,
+            )
+        )
+        if ops:
+            self._ops.extend(ops)
+            self._sink_pending = True
 
     def _log_end(self, jr: JobRun) -> None:
         state = jr.state
@@ -286,7 +306,7 @@ class Journal:
         self._cut()
         ops, self._ops = self._ops, []
         after, self._after_flush = self._after_flush, []
-        notify, self._deliveries_pending = self._deliveries_pending, False
+        notify, self._sink_pending = self._sink_pending, False
 
         def done(error: BaseException | None) -> None:
             if error is not None:
@@ -308,8 +328,8 @@ class Journal:
             for waiter in waiters:
                 if not waiter.cancelled():
                     waiter.set_result(None)
-            if notify and self.on_deliveries is not None:
-                self.on_deliveries()
+            if notify and self._sink is not None:
+                self._sink.committed()
             for callback in after:
                 callback()
 

@@ -32,6 +32,7 @@ from ..engine.slots import Slots
 from ..errors import RunHalted, StoreError
 from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Store
 from ..store.owner import HEARTBEAT, this_owner
+from ..webhooks.outbox import OutboxSink
 from .hub import ConnectorHub
 
 log = structlog.get_logger("orchestrator")
@@ -175,6 +176,7 @@ class RunHost:
         if run.id in self._executors:
             raise RuntimeError(f"run {run.id} is already running in this host")
         connectors = await self.hub.open_for(run.dag)
+        sink = OutboxSink(run.dag, self.deliverer.notify) if self.deliverer is not None else None
         executor = RunExecutor(
             run,
             connectors,
@@ -184,9 +186,8 @@ class RunHost:
             rng=rng,
             observers=observers,
             store=self.store,
+            events=sink,  # webhooks: their outbox rows written with the ends that fire them
         )
-        if self.deliverer is not None:
-            executor.on_deliveries = self.deliverer.notify
         executor.lease = lease
         if stored is not None:
             restore(run, *stored)
