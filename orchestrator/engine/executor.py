@@ -28,7 +28,6 @@ import anyio.lowlevel
 import structlog
 
 from ..clock import Clock, RealClock
-from ..connectors.registry import job_types
 from ..errors import StoreError
 from ..outcome import run_failure
 from ..states import JobState, RunState
@@ -44,7 +43,7 @@ from ..store.base import (
 from ..trigger_rules import Decision, evaluate
 from .attempt import Attempts
 from .journal import Observer
-from .ports import ConnectorProvider, EventSink, RunEnded
+from .ports import ConnectorProvider, EventSink, JobTypes, RunEnded
 from .records import JobRun, Run
 from .slots import Slots
 
@@ -73,6 +72,7 @@ class RunExecutor(Attempts):
         run: Run,
         connectors: ConnectorProvider,
         *,
+        job_types: JobTypes,
         clock: Clock | None = None,
         concurrency: int | None = None,
         pool_limits: Mapping[str, int] | None = None,
@@ -143,12 +143,11 @@ class RunExecutor(Attempts):
         self._tg: Any = None
         self._log = structlog.get_logger("orchestrator.engine").bind(dag=dag.name, run=run.id)
         self._debug = self._log.is_enabled_for(logging.DEBUG)  # once: a state change is hot
-        types = job_types()
         for job in dag:
             pools = tuple(f"{run.id}/{pool}" for pool in job.pools)
             if job.connection and f"connection:{job.connection}" in self._slots.limits:
                 pools = (*pools, f"connection:{job.connection}")
-            jr = run.jobs[job.id] = JobRun(job, types[job.type], pools)
+            jr = run.jobs[job.id] = JobRun(job, job_types[job.type], pools)
             if store is not None:
                 jr.id_json = json_text(job.id)  # in its events
         for job_id, jr in run.jobs.items():

@@ -24,7 +24,8 @@ from anyio.abc import TaskGroup
 
 from ..clock import Clock
 from ..connections import Connection
-from ..connectors.base import Connector
+from ..connectors.base import Connector, JobType
+from ..connectors.registry import job_types as registered_job_types
 from ..engine.durable import restore
 from ..engine.executor import Observer, RunExecutor
 from ..engine.records import Run
@@ -42,7 +43,8 @@ Stored = tuple[Mapping[str, JobRecord], list[AttemptRecord]]  # a run's rows, to
 
 class RunHost:
     """Runs runs. ``connectors`` replace a job type's connector for every run (tests hand in
-    fakes); ``clock`` is the engine's clock (a virtual one in tests)."""
+    fakes); ``clock`` is the engine's clock (a virtual one in tests); ``job_types`` is the
+    catalog of job types the engine runs (by default, every registered one)."""
 
     def __init__(
         self,
@@ -53,8 +55,10 @@ class RunHost:
         clock: Clock | None = None,
         owner: str | None = None,
         heartbeat: float = HEARTBEAT,
+        job_types: Mapping[str, JobType] | None = None,
     ) -> None:
         self.store = store
+        self.job_types = job_types if job_types is not None else registered_job_types()
         self.connections = dict(connections or {})
         self.hub = ConnectorHub(self.connections, connectors)
         self.slots = Slots(
@@ -180,6 +184,7 @@ class RunHost:
         executor = RunExecutor(
             run,
             connectors,
+            job_types=self.job_types,
             clock=self._clock,
             concurrency=concurrency,
             slots=self.slots,
