@@ -10,12 +10,20 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+
+
+def iso(ts: float | None) -> str | None:
+    """``ts`` (seconds since the epoch) as ISO 8601 in UTC, to the millisecond."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Clock(Protocol):

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence, Set
 from typing import Protocol
 
 from ..connectors.base import Connector, JobType
+from ..ended import JobEnded, RunEnded
+from ..store.base import Operation
+
+__all__ = ["ConnectorProvider", "EventSink", "JobEnded", "JobTypes", "RunEnded"]
+
+JobTypes = Mapping[str, JobType]  # the job type catalog: a job's ``type`` to its JobType
 
 
 class ConnectorProvider(Protocol):
     """The connector for a job type and connection, open for the run's whole life."""
 
     def get(self, job_type: JobType, connection: str | None) -> Connector: ...
+
+
+class EventSink(Protocol):
+    """Told of the end of each job it watches and of the run's end, as they are recorded (with a
+    store only). What it returns is written in the same batch as that end: an outbox row is
+    durable exactly when the state change it reports is. :meth:`committed` is called once a
+    batch holding operations it returned is durable (a deliverer may then send them)."""
+
+    @property
+    def watched(self) -> Set[str]:
+        """The ids of the jobs whose end it is told of."""
+        ...
+
+    def job_ended(self, event: JobEnded) -> Sequence[Operation]: ...
+
+    def run_ended(self, event: RunEnded) -> Sequence[Operation]: ...
+
+    def committed(self) -> None: ...

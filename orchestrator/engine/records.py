@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..clock import iso as iso  # where views and the command line find it
 from ..states import JobState, RunState
 from ..trigger_rules import TriggerRule, UpstreamCounts
 
@@ -15,12 +15,6 @@ if TYPE_CHECKING:
     from ..dag import DAG, Job
     from ..retry import RetryPolicy
     from ..store.base import Row
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JobRun:

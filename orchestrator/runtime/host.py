@@ -24,7 +24,8 @@ from anyio.abc import TaskGroup
 
 from ..clock import Clock
 from ..connections import Connection
-from ..connectors.base import Connector
+from ..connectors.base import Connector, JobType
+from ..connectors.registry import job_types as registered_job_types
 from ..engine.durable import restore
 from ..engine.executor import Observer, RunExecutor
 from ..engine.records import JobRun, Run
@@ -33,6 +34,7 @@ from ..errors import RunHalted, StoreError
 from ..states import JobState, RunState
 from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Store
 from ..store.owner import HEARTBEAT, this_owner
+from ..webhooks.outbox import OutboxSink
 from .events import JobChanged, Publisher, RunChanged
 from .hub import ConnectorHub
 
@@ -43,7 +45,8 @@ Stored = tuple[Mapping[str, JobRecord], list[AttemptRecord]]  # a run's rows, to
 
 class RunHost:
     """Runs runs. ``connectors`` replace a job type's connector for every run (tests hand in
-    fakes); ``clock`` is the engine's clock (a virtual one in tests)."""
+    fakes); ``clock`` is the engine's clock (a virtual one in tests); ``job_types`` is the
+    catalog of job types the engine runs (by default, every registered one)."""
 
     def __init__(
         self,
@@ -55,8 +58,10 @@ class RunHost:
         owner: str | None = None,
         heartbeat: float = HEARTBEAT,
         publish: bool = True,
+        job_types: Mapping[str, JobType] | None = None,
     ) -> None:
         self.store = store
+        self.job_types = job_types if job_types is not None else registered_job_types()
         self.connections = dict(connections or {})
         self.hub = ConnectorHub(self.connections, connectors)
         self.slots = Slots(
@@ -183,18 +188,19 @@ class RunHost:
         connectors = await self.hub.open_for(run.dag)
         if self._publish:
             observers = [*(observers or ()), self._job_observer(run)]
+        sink = OutboxSink(run.dag, self.deliverer.notify) if self.deliverer is not None else None
         executor = RunExecutor(
             run,
             connectors,
+            job_types=self.job_types,
             clock=self._clock,
             concurrency=concurrency,
             slots=self.slots,
             rng=rng,
             observers=observers,
             store=self.store,
+            events=sink,  # webhooks: their outbox rows written with the ends that fire them
         )
-        if self.deliverer is not None:
-            executor.on_deliveries = self.deliverer.notify
         executor.lease = lease
         if stored is not None:
             restore(run, *stored)

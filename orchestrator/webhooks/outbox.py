@@ -1,18 +1,23 @@
-"""Turning a job's or a run's end into outbox rows: which webhooks fire, and what they send."""
+"""Turning a job's or a run's end into outbox rows: which webhooks fire, and what they send.
+
+:class:`OutboxSink` is the engine's event sink for a DAG's webhooks: the engine hands it each end
+and writes the rows it returns in the same batch as that end."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..engine.records import JobRun, Run, iso
-from ..store.base import DeliveryRecord
+from ..clock import iso
+from ..dag import DAG
+from ..ended import JobEnded, RunEnded
+from ..store.base import DeliveryRecord, EnqueueDelivery, Operation
 from .definitions import Webhook
 from .payloads import default_payload, render_body
 
 
-def remote_id(handle: dict[str, Any] | None) -> str | None:
+def remote_id(handle: Mapping[str, Any] | None) -> str | None:
     if not handle:
         return None
     for key in ("id", "jobGroupId", "executionId", "jobId", "job_id", "pid", "call"):
@@ -22,7 +27,13 @@ def remote_id(handle: dict[str, Any] | None) -> str | None:
 
 
 def _record(
-    hook: Webhook, run: Run, job_id: str | None, event_type: str, values: dict[str, Any], at: float
+    hook: Webhook,
+    dag: str,
+    run_id: str,
+    job_id: str | None,
+    event_type: str,
+    values: dict[str, Any],
+    at: float,
 ) -> DeliveryRecord:
     headers = {str(k): str(v) for k, v in hook.headers.items()}
     if hook.method in ("get", "delete"):
@@ -36,9 +47,9 @@ def _record(
             headers["Content-Type"] = content_type
     return DeliveryRecord(
         id=f"msg_{uuid.uuid4().hex}",
-        run_id=run.id,
+        run_id=run_id,
         job_id=job_id,
-        dag=run.dag.name,
+        dag=dag,
         webhook=hook.name,
         event=hook.trigger_event,
         url=hook.url,
@@ -52,53 +63,94 @@ def _record(
     )
 
 
-def job_deliveries(
-    hooks: Iterable[Webhook], run: Run, jr: JobRun, at: float
-) -> list[DeliveryRecord]:
-    state = jr.state.value
+def job_deliveries(hooks: Iterable[Webhook], ended: JobEnded) -> list[DeliveryRecord]:
+    state = ended.state.value
     firing = [h for h in hooks if h.fires_for_job(state)]
     if not firing:
         return []
-    duration = (jr.ended_at - jr.started_at) if jr.ended_at and jr.started_at else None
+    started_at, ended_at = ended.started_at, ended.ended_at
+    duration = (ended_at - started_at) if ended_at and started_at else None
     values = {
-        "dagName": run.dag.name,
-        "runId": run.id,
-        "runStatus": run.state.value,
-        "jobId": jr.id,
+        "dagName": ended.dag,
+        "runId": ended.run_id,
+        "runStatus": ended.run_state.value,
+        "jobId": ended.job_id,
         "jobStatus": state,
-        "jobError": jr.error or "",
-        "remoteJobId": remote_id(jr.handle) or "",
-        "attempt": jr.attempts,
-        "startedAt": iso(jr.started_at) or "",
-        "endedAt": iso(jr.ended_at) or "",
+        "jobError": ended.error or "",
+        "remoteJobId": remote_id(ended.handle) or "",
+        "attempt": ended.attempt,
+        "startedAt": iso(started_at) or "",
+        "endedAt": iso(ended_at) or "",
         "duration": round(duration, 3) if duration is not None else "",
     }
     return [
-        _record(h, run, jr.id, f"job.{state}", {**values, "event": h.trigger_event}, at)
+        _record(
+            h,
+            ended.dag,
+            ended.run_id,
+            ended.job_id,
+            f"job.{state}",
+            {**values, "event": h.trigger_event},
+            ended.at,
+        )
         for h in firing
     ]
 
 
-def run_deliveries(hooks: Iterable[Webhook], run: Run, at: float) -> list[DeliveryRecord]:
-    state = run.state.value
+def run_deliveries(hooks: Iterable[Webhook], ended: RunEnded) -> list[DeliveryRecord]:
+    state = ended.state.value
     firing = [h for h in hooks if h.fires_for_run(state)]
     if not firing:
         return []
-    duration = (run.ended_at - run.started_at) if run.ended_at and run.started_at else None
+    started_at, ended_at = ended.started_at, ended.ended_at
+    duration = (ended_at - started_at) if ended_at and started_at else None
     values = {
-        "dagName": run.dag.name,
-        "runId": run.id,
+        "dagName": ended.dag,
+        "runId": ended.run_id,
         "runStatus": state,
         "jobId": "",
         "jobStatus": "",
-        "jobError": run.error or "",
+        "jobError": ended.error or "",
         "remoteJobId": "",
         "attempt": "",
-        "startedAt": iso(run.started_at) or "",
-        "endedAt": iso(run.ended_at) or "",
+        "startedAt": iso(started_at) or "",
+        "endedAt": iso(ended_at) or "",
         "duration": round(duration, 3) if duration is not None else "",
     }
     return [
-        _record(h, run, None, f"run.{state}", {**values, "event": h.trigger_event}, at)
+        _record(
+            h,
+            ended.dag,
+            ended.run_id,
+            None,
+            f"run.{state}",
+            {**values, "event": h.trigger_event},
+            ended.at,
+        )
         for h in firing
     ]
+
+
+class OutboxSink:
+    """A DAG's webhooks as the engine's event sink (see ``orchestrator.engine.ports.EventSink``):
+    the end of a job or of the run becomes the outbox rows of the webhooks that fire for it.
+    ``notify`` (the deliverer's) is called once such rows are committed."""
+
+    def __init__(self, dag: DAG, notify: Callable[[], None] | None = None) -> None:
+        self._job_hooks = {
+            job.id: [Webhook.from_json(h) for h in job.webhooks] for job in dag if job.webhooks
+        }
+        self._dag_hooks = [Webhook.from_json(h) for h in dag.webhooks]
+        self.watched = frozenset(self._job_hooks)
+        self._notify = notify
+
+    def job_ended(self, event: JobEnded) -> list[Operation]:
+        hooks = self._job_hooks.get(event.job_id, ())
+        return [EnqueueDelivery(delivery) for delivery in job_deliveries(hooks, event)]
+
+    def run_ended(self, event: RunEnded) -> list[Operation]:
+        return [EnqueueDelivery(d) for d in run_deliveries(self._dag_hooks, event)]
+
+    def committed(self) -> None:
+        if self._notify is not None:
+            self._notify()

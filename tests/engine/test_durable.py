@@ -17,6 +17,7 @@ import pytest
 from orchestrator.clock import FakeClock
 from orchestrator.connectors.base import Submission
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
+from orchestrator.connectors.registry import job_types
 from orchestrator.dag import DAG, Job
 from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.durable import dag_definition, record_new_run, restore
@@ -47,7 +48,9 @@ async def test_a_run_with_a_store_records_every_change(
     run = prepare_run(dag)
     await record_new_run(store, run, owner="me", at=clock.time(), exclusive=True)
     async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
-        await RunExecutor(run, connectors, clock=clock, store=store, rng=random.Random(1)).execute()
+        await RunExecutor(
+            run, connectors, job_types=job_types(), clock=clock, store=store, rng=random.Random(1)
+        ).execute()
     assert run.state is RunState.SUCCEEDED
     record = await store.get_run(run.id)
     assert record is not None
@@ -94,7 +97,9 @@ async def test_an_attempt_that_ends_in_the_batch_of_the_next_one_is_written_too(
         run = prepare_run(dag)
         await record_new_run(store, run, owner="me", at=clock.time(), exclusive=True)
         async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
-            await RunExecutor(run, connectors, clock=clock, store=store).execute()
+            await RunExecutor(
+                run, connectors, job_types=job_types(), clock=clock, store=store
+            ).execute()
         assert run.state is RunState.SUCCEEDED
         attempts = await store.get_attempts(run.id)
         assert [(x.attempt, x.state) for x in attempts] == [
@@ -137,7 +142,9 @@ async def test_write_ahead_the_attempt_is_durable_before_the_request_leaves(
     run = prepare_run(dag)
     await record_new_run(store, run, owner="me", at=0, exclusive=False)
     async with clock, ConnectorSet(dag, {}, {"fake": Spy(FakeRemote(clock=clock))}) as connectors:
-        await RunExecutor(run, connectors, clock=clock, store=store).execute()
+        await RunExecutor(
+            run, connectors, job_types=job_types(), clock=clock, store=store
+        ).execute()
     assert seen == ["submitting"]
 
 
@@ -158,7 +165,7 @@ async def test_the_handle_is_durable_before_the_first_poll(clock: FakeClock) -> 
     run = prepare_run(dag)
     await record_new_run(store, run, owner="me", at=0, exclusive=False)
     async with clock, ConnectorSet(dag, {}, {"fake": Spy(FakeRemote(clock=clock))}) as connectors:
-        executor = RunExecutor(run, connectors, clock=clock, store=store)
+        executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock, store=store)
         # polled as a remote job type is: over a connection (the fake is polled in memory,
         # where the handle only rides along with the next commit)
         jr = run.jobs["a"]
@@ -210,7 +217,9 @@ async def test_an_ambiguous_submit_is_sent_again_only_when_the_policy_says_and_s
     run = prepare_run(dag)
     await record_new_run(store, run, owner="me", at=0, exclusive=False)
     async with clock, ConnectorSet(dag, {}, {"fake": Spy(FakeRemote(clock=clock))}) as connectors:
-        await RunExecutor(run, connectors, clock=clock, store=store).execute()
+        await RunExecutor(
+            run, connectors, job_types=job_types(), clock=clock, store=store
+        ).execute()
     assert (run.jobs["a"].state, run.jobs["a"].error) == (state, error)
     assert sent == [f"{run.id}/a/1"] * sends  # sent again with the attempt's own key
 
@@ -276,7 +285,7 @@ async def test_resume_adopts_in_flight_attempts_and_never_submits_them_again(
     run = Run(crashed.id, dag, {}, "manual")
     run.state = RunState.RUNNING
     async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
-        executor = RunExecutor(run, connectors, clock=clock, store=store)
+        executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock, store=store)
         restore(run, await store.get_jobs(run.id), await store.get_attempts(run.id))
         executor._resumed = True
         await executor.execute()
@@ -416,7 +425,7 @@ async def test_a_retry_wait_resumes_with_the_time_left(down: float, waits: float
     await record_new_run(store, run, owner="me", at=first.time(), exclusive=True)
     ended = anyio.Event()
     async with first, ConnectorSet(dag, {}, {"fake": FakeConnector(FakeRemote(clock=first))}) as c:
-        executor = RunExecutor(run, c, clock=first, store=store)
+        executor = RunExecutor(run, c, job_types=job_types(), clock=first, store=store)
 
         async def execute() -> None:
             await executor.execute()
@@ -443,6 +452,7 @@ async def test_a_retry_wait_resumes_with_the_time_left(down: float, waits: float
         executor = RunExecutor(
             resumed,
             connectors,
+            job_types=job_types(),
             clock=second,
             store=store,
             observers=[lambda jr, old: rec.append((second.monotonic(), jr.state))],

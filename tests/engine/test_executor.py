@@ -20,6 +20,7 @@ from orchestrator.connectors.base import (
     Submission,
 )
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
+from orchestrator.connectors.registry import job_types
 from orchestrator.dag import DAG, Job
 from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.executor import ExecutorStatistics, RunExecutor
@@ -285,7 +286,9 @@ async def test_a_retry_wait_holds_no_worker_and_no_slot(
             meanwhile.append(executor.statistics())
 
     async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
-        executor = RunExecutor(run, connectors, clock=clock, observers=[rec, observe])
+        executor = RunExecutor(
+            run, connectors, job_types=job_types(), clock=clock, observers=[rec, observe]
+        )
         await executor.execute()
     assert states(run) == {"flaky": S, "other": S}
     waited_from = rec.first("flaky", JobState.RETRY_WAIT)
@@ -333,7 +336,7 @@ async def test_a_stopped_run_cancels_the_jobs_waiting_for_a_retry(
     dag.validate()
     run = prepare_run(dag)
     async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
-        executor = RunExecutor(run, connectors, clock=clock)
+        executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock)
         await executor.execute()
     assert (run.state, run.error) == (RunState.FAILED, "run timed out after 600s")
     assert (run.jobs["flaky"].state, run.jobs["flaky"].attempts) == (C, 1)
@@ -404,7 +407,7 @@ async def test_cancel_reaches_every_running_job_and_starts_nothing_new(
     dag.validate()
     run = prepare_run(dag)
     async with ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
-        executor = RunExecutor(run, connectors, clock=clock)
+        executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock)
 
         async def cancel_later() -> None:
             await clock.sleep(60)
@@ -466,7 +469,9 @@ async def test_statistics_show_the_workers_and_slots_in_use(
             seen.append(executor.statistics())
 
     async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
-        executor = RunExecutor(run, connectors, clock=clock, observers=[observe])
+        executor = RunExecutor(
+            run, connectors, job_types=job_types(), clock=clock, observers=[observe]
+        )
         await executor.execute()
     assert run.state is RunState.SUCCEEDED
     assert len(seen) == 4
@@ -531,7 +536,9 @@ async def test_poll_delay_grows_and_transient_errors_do_not_use_attempts(clock: 
     dag.validate()
     run = prepare_run(dag)
     async with clock, ConnectorSet(dag, {}, {"fake": connector}) as connectors:
-        await RunExecutor(run, connectors, clock=clock, rng=random.Random(1)).execute()
+        await RunExecutor(
+            run, connectors, job_types=job_types(), clock=clock, rng=random.Random(1)
+        ).execute()
     assert run.jobs["j"].state is S
     assert run.jobs["j"].attempts == 1
     # the fake job type polls from 0.1s growing by 1.5x (each jittered by ±20%); Retry-After 7s
@@ -550,7 +557,7 @@ async def test_remote_cancelled_job_counts_as_failed(clock: FakeClock) -> None:
     dag.validate()
     run = prepare_run(dag)
     async with clock, ConnectorSet(dag, {}, {"fake": connector}) as connectors:
-        await RunExecutor(run, connectors, clock=clock).execute()
+        await RunExecutor(run, connectors, job_types=job_types(), clock=clock).execute()
     assert run.jobs["j"].state is F
     assert run.jobs["j"].error == "cancelled on the remote"
 
@@ -592,7 +599,7 @@ async def test_remote_cancel_is_retried_until_acknowledged(clock: FakeClock) -> 
     dag.validate()
     run = prepare_run(dag)
     async with clock, ConnectorSet(dag, {}, {"fake": connector}) as connectors:
-        await RunExecutor(run, connectors, clock=clock).execute()
+        await RunExecutor(run, connectors, job_types=job_types(), clock=clock).execute()
     assert connector.cancel_calls == 3
     assert run.jobs["j"].state is C
     assert run.jobs["j"].notes == []
@@ -610,7 +617,7 @@ async def test_a_connector_bug_fails_the_attempt_not_the_run(clock: FakeClock) -
     dag.validate()
     run = prepare_run(dag)
     async with clock, ConnectorSet(dag, {}, {"fake": Buggy([])}) as connectors:
-        await RunExecutor(run, connectors, clock=clock).execute()
+        await RunExecutor(run, connectors, job_types=job_types(), clock=clock).execute()
     assert run.jobs["j"].state is F
     assert run.jobs["j"].attempts == 2
     assert run.jobs["j"].error == "polling failed: KeyError: 'status'"

@@ -11,6 +11,7 @@ import pytest
 from orchestrator import DAG, Job, JobContext, JobState, RunState, run_dag
 from orchestrator.connectors.base import RemoteStatus, Submission
 from orchestrator.connectors.local import CommandConnector, _start_time
+from orchestrator.connectors.registry import job_types
 from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.runner import prepare_run
@@ -88,7 +89,7 @@ async def test_cancelled_run_stops_its_commands(tmp_path: os.PathLike[str]) -> N
     dag.validate()
     run = prepare_run(dag)
     async with ConnectorSet(dag) as connectors:
-        executor = RunExecutor(run, connectors)
+        executor = RunExecutor(run, connectors, job_types=job_types())
         async with anyio.create_task_group() as tg:
             tg.start_soon(executor.execute)
             with anyio.fail_after(5):

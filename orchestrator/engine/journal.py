@@ -1,0 +1,336 @@
+"""The run's journal: every state change of its jobs, attempts and run, kept as what changed
+since the last hand-over to the store (the jobs and attempts marked dirty, their events as JSON
+text), and handed over in group commits: the writes asked for in one turn of the event loop go
+to the store as one batch, in the order they were made.
+
+:class:`Journal` is a part of :class:`~orchestrator.engine.executor.RunExecutor` (its state is
+the executor's, set up by its constructor): the executor's hot path calls these methods on
+itself, as it did when they were written in one class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..clock import Clock
+from ..connectors.base import RemoteHandle
+from ..errors import StoreError
+from ..states import (
+    ATTEMPT_LIVE,
+    JOB_TERMINAL,
+    JOB_TRANSITIONS,
+    AttemptState,
+    JobState,
+    RunState,
+    check_job_transition,
+    check_run_transition,
+)
+from ..store.base import (
+    Changes,
+    EventJSON,
+    Lease,
+    LeaseLost,
+    Operation,
+    Row,
+    RunTransition,
+    StaleWrite,
+    Store,
+    json_text,
+    strict_json_text,
+)
+from .ports import EventSink, JobEnded
+from .records import JobRun, Run
+
+Observer = Callable[[JobRun, JobState], None]
+DIRTY_JOB = 1  # JobRun.dirty: the job's record changed since it was handed to the store
+DIRTY_ATTEMPT = 2  # its current attempt did
+
+# read on every state change: a global is read in a tenth of the time of an enum's attribute
+_RETRY_WAIT = JobState.RETRY_WAIT
+
+
+class Journal:
+    """State changes, and their hand-over to the store (a part of the run executor)."""
+
+    # the executor's state that the journal reads and writes (set in RunExecutor.__init__)
+    run: Run
+    lease: Lease | None
+    _store: Store | None
+    _clock: Clock
+    _log: Any
+    _debug: bool
+    _observers: list[Observer]
+    _ops: list[Operation]
+    _dirty: list[JobRun]
+    _events: list[EventJSON]
+    _attempt_rows: list[Row]
+    _flush_scheduled: bool
+    _flush_waiters: list[asyncio.Future[None]]
+    _cohort: int
+    _after_flush: list[Callable[[], None]]
+    _sink: EventSink | None
+    _watched: frozenset[str]  # the jobs whose end the sink is told of (with a store only)
+    _sink_pending: bool  # a batch to come holds operations of the sink
+
+    if TYPE_CHECKING:
+
+        def halt(self, failure: StoreError | LeaseLost) -> None: ...
+
+    # -- states --------------------------------------------------------------------------
+    def _set(self, jr: JobRun, new: JobState, error: str | None = None) -> None:
+        old = jr.state
+        if new not in JOB_TRANSITIONS[old]:
+            check_job_transition(old, new)  # raises, naming both states
+        jr.state = new
+        if error is not None:
+            jr.error = error
+        if old is _RETRY_WAIT:
+            jr.retry_at = None
+        if self._debug:
+            self._log.debug(
+                "job.state", job=jr.id, attempt=jr.attempts, old=old.value, new=new.value
+            )
+        terminal = new in JOB_TERMINAL
+        if terminal:
+            jr.ended_at = self._clock.time()
+            self._log_end(jr)
+        if self._store is not None:
+            at = self._clock.time()
+            at_us = round(at * 1_000_000)
+            data = f'{{"error":{json_text(error)}}}' if error else "null"
+            # the event as event_json encodes it, in one step (states need no escaping)
+            self._events.append(
+                f'[{jr.id_json},"job","{old._value_}","{new._value_}",{at_us},{data}]'
+            )
+            if not jr.dirty:
+                self._dirty.append(jr)
+            jr.dirty |= DIRTY_JOB
+            if terminal and jr.id in self._watched:
+                self._job_ended(jr, at)
+        for observer in self._observers:
+            observer(jr, old)
+
+    def _job_ended(self, jr: JobRun, at: float) -> None:
+        """Tell the sink of ``jr``'s end; what it returns goes in the batch of that end."""
+        assert self._sink is not None
+        run = self.run
+        ops = self._sink.job_ended(
+            JobEnded(
+                run.dag.name,
+                run.id,
+                run.state,
+                jr.id,
+                jr.state,
+                jr.error,
+                jr.handle,
+                jr.attempts,
+                jr.started_at,
+                jr.ended_at,
+                at,
+            )
+        )
+        if ops:
+            self._ops.extend(ops)
+            self._sink_pending = True
+
+    def _log_end(self, jr: JobRun) -> None:
+        state = jr.state
+        if state is JobState.SUCCEEDED or state is JobState.SKIPPED:
+            self._log.info("job.ended", job=jr.id, attempt=jr.attempts, state=state.value)
+        else:
+            self._log.warning(
+                "job.ended", error=jr.error, job=jr.id, attempt=jr.attempts, state=state.value
+            )
+
+    def _set_run(self, new: RunState) -> None:
+        old = self.run.state
+        check_run_transition(old, new)
+        self.run.state = new
+        if self._store is not None:
+            error = self.run.error if new.terminal else None
+            self._cut()  # the run's event after those of its jobs so far
+            self._ops.append(
+                RunTransition(self.run.id, old, new, self._clock.time(), error, self.lease)
+            )
+
+    def _attempt_write(
+        self,
+        jr: JobRun,
+        new: AttemptState,
+        *,
+        key: str | None = None,
+        handle: RemoteHandle | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a step of the current attempt (a ``key`` starts a new one, ``submitting``):
+        its row as it is now goes to the store with the next batch."""
+        if self._store is None:
+            return
+        at = self._clock.time()
+        row = jr.attempt_row
+        n = jr.attempts
+        state = new._value_  # rows and events carry plain values
+        if key is not None:
+            if row is not None and jr.dirty & DIRTY_ATTEMPT:  # the one before has a step
+                self._attempt_rows.append(row)
+            jr.attempt_stored = None
+            jr.attempt_row = (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
+            old = "null"
+            data = f'{{"attempt":{n}}}'
+        else:
+            if row is None:
+                raise StoreError(f"run {self.run.id}: job {jr.id} has no attempt {n} stored")
+            # the row's fields by position (AttemptRow's order)
+            old = f'"{row[5]}"'
+            data = f'{{"attempt":{n}'
+            handle_json = row[6]
+            accepted_at = row[8]
+            if handle is not None:
+                try:
+                    handle_json = strict_json_text(handle)
+                except (TypeError, ValueError) as exc:
+                    raise StoreError(
+                        f"run {self.run.id}: job {jr.id}: its remote handle cannot be stored "
+                        f"({exc})"
+                    ) from None
+                accepted_at = at
+                data += f',"handle":{handle_json}'
+            if error is not None:
+                data += f',"error":{json_text(error)}'
+            data += "}"
+            jr.attempt_row = (
+                row[0],
+                row[1],
+                row[2],
+                jr.attempt_stored,
+                row[4],
+                state,
+                handle_json,
+                row[7],
+                accepted_at,
+                at if new not in ATTEMPT_LIVE else None,
+                error if error is not None else row[10],
+            )
+        # the event as event_json encodes it (attempt states need no escaping)
+        at_us = round(at * 1_000_000)
+        self._events.append(f'[{jr.id_json},"attempt",{old},"{state}",{at_us},{data}]')
+        if not jr.dirty:
+            self._dirty.append(jr)
+        jr.dirty |= DIRTY_ATTEMPT
+
+    def _changes(self) -> Changes:
+        """The rows of what changed since the last hand-over, one per job and attempt however
+        many steps it took, with the events of those steps in order. Rows are plain tuples in
+        the order of JobRow and AttemptRow's fields (building those would cost more)."""
+        run_id = self.run.id
+        jobs: list[Row] = []
+        attempts, self._attempt_rows = self._attempt_rows, []
+        for jr in self._dirty:
+            if jr.dirty & DIRTY_JOB:
+                outputs, notes = jr.outputs, jr.notes
+                jobs.append(
+                    (
+                        run_id,
+                        jr.id,
+                        jr.stored_state._value_,
+                        jr.state._value_,
+                        jr.attempts,
+                        jr.error,
+                        jr.remote_status,
+                        json_text(outputs) if outputs else None,
+                        jr.log_tail,
+                        json_text(notes) if notes else None,
+                        jr.started_at,
+                        jr.ended_at,
+                        jr.retry_at,
+                    )
+                )
+                jr.stored_state = jr.state
+            if jr.dirty & DIRTY_ATTEMPT:
+                row = jr.attempt_row
+                assert row is not None
+                attempts.append(row)
+                jr.attempt_stored = row[5]
+            jr.dirty = 0
+        self._dirty = []
+        events, self._events = self._events, []
+        return Changes(run_id, jobs, attempts, events, self.lease)
+
+    def _cut(self) -> None:
+        """Put what changed so far into the next batch as it is, before an operation that
+        must follow it."""
+        if self._events:
+            self._ops.append(self._changes())
+
+    def _unwritten(self) -> bool:
+        return bool(self._ops or self._events)
+
+    async def _commit(self) -> None:
+        """Write what changed; returns once it is durable. The commits asked for in one turn of
+        the event loop go to the store as one batch (see :meth:`_flush`)."""
+        if self._store is None or not self._unwritten():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append(waiter)  # a waiter cancelled alone leaves the others waiting
+        if len(self._flush_waiters) >= self._cohort:
+            self._flush()  # now: these wait for their commit while the others go on
+        else:
+            self._schedule_flush()
+        await waiter
+
+    def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
+        """Hand what changed to the store with the next batch, without waiting for it; ``after``
+        is called once it is committed."""
+        if self._store is None or not self._unwritten():
+            return
+        self._schedule_flush()
+        if after is not None:
+            self._after_flush.append(after)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """One store batch for every write of this turn of the loop: the workers that wait for
+        durability wait together, and the store sees a few large batches instead of one per
+        write. Writes stay in the order they were made."""
+        assert self._store is not None
+        self._flush_scheduled = False
+        if not (self._flush_waiters or self._after_flush or self._unwritten()):
+            return  # flushed early, in this turn of the loop
+        waiters, self._flush_waiters = self._flush_waiters, []
+        self._cut()
+        ops, self._ops = self._ops, []
+        after, self._after_flush = self._after_flush, []
+        notify, self._sink_pending = self._sink_pending, False
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                self._log.error("run.lost", error=str(error))
+                failure: StoreError | LeaseLost
+                if isinstance(error, LeaseLost):
+                    failure = error
+                elif isinstance(error, StaleWrite):
+                    failure = StoreError(f"run {self.run.id}: another process changed it: {error}")
+                elif isinstance(error, StoreError):
+                    failure = error
+                else:
+                    failure = StoreError(f"run {self.run.id}: the store refused a write: {error}")
+                for waiter in waiters:
+                    if not waiter.cancelled():
+                        waiter.set_exception(failure)
+                self.halt(failure)
+                return
+            for waiter in waiters:
+                if not waiter.cancelled():
+                    waiter.set_result(None)
+            if notify and self._sink is not None:
+                self._sink.committed()
+            for callback in after:
+                callback()
+
+        self._store.apply_nowait(ops, done)
