@@ -29,7 +29,7 @@ import structlog
 
 from ..clock import Clock, RealClock
 from ..errors import StoreError
-from ..outcome import run_failure
+from ..outcome import FAILURES, run_failure
 from ..states import JobState, RunState
 from ..store.base import (
     EventJSON,
@@ -262,10 +262,16 @@ class RunExecutor(Attempts):
             state = self._stop_state
             run.error = self._stop_reason
         else:
-            run.error = run_failure(
-                {jr.id: (jr.state, jr.rule) for jr in run.jobs.values()},
-                ((jr.id, child.id) for jr in run.jobs.values() for child in jr.children),
-            )
+            jobs = run.jobs.values()
+            if any(jr.state in FAILURES for jr in jobs):
+                run.error = run_failure(
+                    {jr.id: (jr.state, jr.rule) for jr in jobs},
+                    ((jr.id, child.id) for jr in jobs for child in jr.children),
+                )
+            else:  # nothing failed: only the final jobs can fail the run (no graph to build,
+                # which for 10,000 jobs was enough garbage to set off a full collection)
+                finals = {jr.id: (jr.state, jr.rule) for jr in jobs if not jr.children}
+                run.error = run_failure(finals, ())
             state = RunState.FAILED if run.error else RunState.SUCCEEDED
         run.ended_at = self._clock.time()
         self._set_run(state)
