@@ -32,8 +32,8 @@ from .running import cmd_resume, cmd_run
 
 # -- validate / graph ----------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..engine.connectors import check_connections
     from ..loader import load_path
+    from ..runtime.connectors import check_connections
 
     status = EXIT_OK
     conns = None

@@ -23,7 +23,7 @@ from ..connections import Connection, connection_secrets
 from ..connectors.base import Connector, JobType
 from ..connectors.registry import job_types
 from ..dag import DAG
-from ..engine.connectors import MaskedConnector
+from .connectors import MaskedConnector
 
 Key = tuple[str, str | None]  # (job type, connection)
 _Request = tuple[Key, Callable[[], Connector], anyio.Event]

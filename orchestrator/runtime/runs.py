@@ -18,12 +18,12 @@ from ..dag import DAG
 from ..engine.durable import load_dag_for, record_new_run, send_new_run
 from ..engine.executor import Observer
 from ..engine.records import Run
-from ..engine.runner import prepare_run
 from ..errors import DagValidationError
 from ..states import RunState
 from ..store.base import ActiveRunExists, Lease, RunRecord, StaleWrite, Store
 from ..store.owner import LEASE, local_owner_alive
 from .host import WEBHOOK_WAIT, RunHost, Stored
+from .prepare import prepare_run
 
 log = structlog.get_logger("orchestrator")
 
@@ -95,7 +95,7 @@ async def resume(
 ) -> Run:
     """Continue a run that did not end: in-flight attempts are followed, never resubmitted.
     :class:`RunRefused` while its owner lives (its process here, or its lease elsewhere)."""
-    from ..engine.connectors import check_connections
+    from .connectors import check_connections
 
     store = host.store
     assert store is not None

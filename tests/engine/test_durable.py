@@ -19,11 +19,11 @@ from orchestrator.connectors.base import Submission
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.connectors.registry import job_types
 from orchestrator.dag import DAG, Job
-from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.durable import dag_definition, record_new_run, restore
 from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.records import Run
-from orchestrator.engine.runner import prepare_run
+from orchestrator.runtime.connectors import ConnectorSet
+from orchestrator.runtime.prepare import prepare_run
 from orchestrator.runtime.runs import run_dag
 from orchestrator.states import JobState, RunState
 from orchestrator.store.base import Operation, RunTransition, StaleWrite, Store

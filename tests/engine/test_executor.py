@@ -22,11 +22,11 @@ from orchestrator.connectors.base import (
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.connectors.registry import job_types
 from orchestrator.dag import DAG, Job
-from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.executor import ExecutorStatistics, RunExecutor
 from orchestrator.engine.records import JobRun
-from orchestrator.engine.runner import prepare_run
 from orchestrator.errors import TransientError
+from orchestrator.runtime.connectors import ConnectorSet
+from orchestrator.runtime.prepare import prepare_run
 from orchestrator.states import JobState, RunState
 
 from .conftest import RunFn

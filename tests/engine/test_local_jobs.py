@@ -12,9 +12,9 @@ from orchestrator import DAG, Job, JobContext, JobState, RunState, run_dag
 from orchestrator.connectors.base import RemoteStatus, Submission
 from orchestrator.connectors.local import CommandConnector, _start_time
 from orchestrator.connectors.registry import job_types
-from orchestrator.engine.connectors import ConnectorSet
 from orchestrator.engine.executor import RunExecutor
-from orchestrator.engine.runner import prepare_run
+from orchestrator.runtime.connectors import ConnectorSet
+from orchestrator.runtime.prepare import prepare_run
 
 
 async def test_command_exit_code_decides_and_output_is_kept() -> None:

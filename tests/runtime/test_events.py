@@ -6,9 +6,9 @@ import anyio
 
 from orchestrator import DAG, Job
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
-from orchestrator.engine.runner import prepare_run
 from orchestrator.runtime.events import HostEvent, JobChanged, RunChanged
 from orchestrator.runtime.host import RunHost
+from orchestrator.runtime.prepare import prepare_run
 from orchestrator.states import JobState, RunState
 
 

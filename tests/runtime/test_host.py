@@ -12,8 +12,8 @@ from aiohttp import web
 from orchestrator import DAG, Job
 from orchestrator.connections import Connection
 from orchestrator.engine.records import Run
-from orchestrator.engine.runner import prepare_run
 from orchestrator.runtime.host import RunHost
+from orchestrator.runtime.prepare import prepare_run
 from orchestrator.testing.simulators.base import Behaviour
 from orchestrator.testing.simulators.jobs_api import JobsApiSimulator
 from tests.contract.conftest import serve  # noqa: F401 - the fixture

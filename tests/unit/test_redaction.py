@@ -20,10 +20,10 @@ from orchestrator.connectors.base import (
     RemoteStatus,
     Submission,
 )
-from orchestrator.engine.connectors import MaskedConnector, RedactedError
 from orchestrator.errors import PermanentError
 from orchestrator.formats import render
 from orchestrator.loader import dag_from_json
+from orchestrator.runtime.connectors import MaskedConnector, RedactedError
 
 LONG = "tok-3c9f2a7b51d8e6"  # masked anywhere
 SHORT = "nightly"  # masked only as a whole token

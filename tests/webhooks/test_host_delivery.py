@@ -6,8 +6,8 @@ import anyio
 
 from orchestrator import DAG, Job
 from orchestrator.engine.durable import record_new_run
-from orchestrator.engine.runner import prepare_run
 from orchestrator.runtime.host import RunHost
+from orchestrator.runtime.prepare import prepare_run
 from orchestrator.store.memory import MemoryStore
 
 from .conftest import Receiver, hook

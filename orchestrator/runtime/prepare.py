@@ -8,9 +8,9 @@ from typing import Any
 
 from ..connections import Connection
 from ..dag import DAG
+from ..engine.records import Run
 from ..errors import ConfigError, DagValidationError
 from .connectors import check_connections
-from .records import Run
 
 
 def resolve_params(dag: DAG, given: Mapping[str, Any] | None) -> dict[str, Any]:
