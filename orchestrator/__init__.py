@@ -3,7 +3,9 @@
 DAG authors need only what this module exports.
 """
 
+from . import validation as _validation
 from .connectors.local import JobContext
+from .connectors.registry import job_types as _job_types
 from .dag import DAG, Job
 from .engine.records import JobRun, Run
 from .errors import (
@@ -18,6 +20,8 @@ from .retry import Outcome, RetryPolicy
 from .runtime.runs import run_dag
 from .states import JobState, RunState
 from .trigger_rules import TriggerRule
+
+_validation.use_job_types(_job_types)  # DAGs are checked against every registered job type
 
 __all__ = [
     "DAG",

@@ -61,10 +61,21 @@ def _where(dag: DAG) -> str:
     return dag.source or f"dag {dag.name!r}"
 
 
-def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
-    from .connectors.registry import job_types
+_catalog: Callable[[], Mapping[str, Any]] | None = None
 
-    types = job_types()
+
+def use_job_types(catalog: Callable[[], Mapping[str, Any]]) -> None:
+    """The job types that DAGs are checked against (name -> job type), handed in by the
+    package's composition root (``orchestrator/__init__``): the model does not import the
+    connectors."""
+    global _catalog
+    _catalog = catalog
+
+
+def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
+    if _catalog is None:
+        raise RuntimeError("no job types to validate against: import orchestrator first")
+    types = dict(_catalog())
     allowed = set(known_types) if known_types is not None else set(types)
     where = _where(dag)
     problems: list[str] = []
