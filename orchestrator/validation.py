@@ -8,7 +8,6 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import networkx as nx
 from cronsim import CronSim, CronSimError
@@ -18,8 +17,7 @@ from .durations import parse_duration
 from .errors import DagValidationError
 from .printable import name_problem
 from .trigger_rules import TriggerRule
-from .webhooks.definitions import validate_webhooks
-from .webhooks.guard import ALLOW_ENV, Egress, allow_word, literal_refused
+from .webhook_definitions import validate_webhooks
 
 if TYPE_CHECKING:  # the DAG imports this module to validate itself
     from .dag import DAG
@@ -145,33 +143,6 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         bad(None, f"jobGraph: cycle {cycle_text([edge[0] for edge in cycle])}")
     if problems:
         raise DagValidationError(problems)
-
-
-def webhook_warnings(dag: DAG, egress: Egress | None = None) -> list[str]:
-    """One line per webhook whose URL writes an address the policy refuses (loopback,
-    private, link-local): not an error, since the policy is enforced when sending, by the
-    process that sends, but its deliveries will fail unless that process allows it. Reads
-    ``$ORCHESTRATOR_WEBHOOK_ALLOW`` when no ``egress`` is given (a bad value raises)."""
-    egress = Egress.from_env() if egress is None else egress
-    where = _where(dag)
-    warnings = []
-    for job_id, hooks in [(None, dag.webhooks)] + [(j.id, j.webhooks) for j in dag.jobs.values()]:
-        for hook in hooks if isinstance(hooks, list) else ():
-            url = hook.get("url") if isinstance(hook, dict) else None
-            try:
-                host = urlsplit(url).hostname if isinstance(url, str) else None
-            except ValueError:
-                continue  # a syntax error, reported by validate_dag
-            ip = literal_refused(host, egress) if host else None
-            if ip is None:
-                continue
-            job = f"job {job_id!r}: " if job_id is not None else ""
-            warnings.append(
-                f"{where}: {job}webhook {hook.get('name')!r}: field 'url': {host} is not a public "
-                f"address: deliveries to it will be refused (allow them with "
-                f"{ALLOW_ENV}={allow_word(ip)})"
-            )
-    return warnings
 
 
 def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], bad: Any) -> None:

@@ -106,7 +106,7 @@ def _isatty(stream: Any) -> bool:
 def _warn_webhooks(dag: Any) -> None:
     """A line per webhook whose literal address its deliveries will be refused (a bad
     ``$ORCHESTRATOR_WEBHOOK_ALLOW`` raises ConfigError)."""
-    from ..validation import webhook_warnings
+    from ..webhooks.guard import webhook_warnings
 
     for warning in webhook_warnings(dag):
         _say(f"orchestrator: warning: {printable(warning)}", sys.stderr)

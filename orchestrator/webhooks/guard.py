@@ -9,11 +9,16 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from ..errors import ConfigError, PermanentError
+
+if TYPE_CHECKING:
+    from ..dag import DAG
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_ENV = "ORCHESTRATOR_WEBHOOK_ALLOW"
@@ -113,7 +118,7 @@ class GuardedResolver(AbstractResolver):
 
 def check_literal(host: str, egress: Egress) -> None:
     """Refuse, before resolving, a URL whose host is a literal address not allowed."""
-    from .definitions import literal_ip
+    from ..webhook_definitions import literal_ip
 
     ip = literal_ip(host)
     if ip is not None:
@@ -123,7 +128,34 @@ def check_literal(host: str, egress: Egress) -> None:
 def literal_refused(host: str, egress: Egress) -> IPAddress | None:
     """The address a URL host writes literally, if ``egress`` refuses it (a warning when a DAG
     is validated: the policy is enforced when sending, by the process that sends)."""
-    from .definitions import literal_ip
+    from ..webhook_definitions import literal_ip
 
     ip = literal_ip(host)
     return ip if ip is not None and not egress.allows(ip) else None
+
+
+def webhook_warnings(dag: DAG, egress: Egress | None = None) -> list[str]:
+    """One line per webhook whose URL writes an address the policy refuses (loopback,
+    private, link-local): not an error, since the policy is enforced when sending, by the
+    process that sends, but its deliveries will fail unless that process allows it. Reads
+    ``$ORCHESTRATOR_WEBHOOK_ALLOW`` when no ``egress`` is given (a bad value raises)."""
+    egress = Egress.from_env() if egress is None else egress
+    where = dag.source or f"dag {dag.name!r}"
+    warnings = []
+    for job_id, hooks in [(None, dag.webhooks)] + [(j.id, j.webhooks) for j in dag.jobs.values()]:
+        for hook in hooks if isinstance(hooks, list) else ():
+            url = hook.get("url") if isinstance(hook, dict) else None
+            try:
+                host = urlsplit(url).hostname if isinstance(url, str) else None
+            except ValueError:
+                continue  # a syntax error, reported by validate_dag
+            ip = literal_refused(host, egress) if host else None
+            if ip is None:
+                continue
+            job = f"job {job_id!r}: " if job_id is not None else ""
+            warnings.append(
+                f"{where}: {job}webhook {hook.get('name')!r}: field 'url': {host} is not a public "
+                f"address: deliveries to it will be refused (allow them with "
+                f"{ALLOW_ENV}={allow_word(ip)})"
+            )
+    return warnings

@@ -13,7 +13,7 @@ from ..clock import iso
 from ..dag import DAG
 from ..ended import JobEnded, RunEnded
 from ..store.base import DeliveryRecord, EnqueueDelivery, Operation
-from .definitions import Webhook
+from ..webhook_definitions import Webhook
 from .payloads import default_payload, render_body
 
 

@@ -252,7 +252,7 @@ async def test_get_sends_no_body_and_template_escapes_json(receiver: Receiver) -
 def test_a_private_literal_destination_is_a_warning_not_an_error(
     url: str, allow: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.validation import webhook_warnings
+    from orchestrator.webhooks.guard import webhook_warnings
 
     monkeypatch.delenv("ORCHESTRATOR_WEBHOOK_ALLOW", raising=False)
     with DAG("ssrf") as dag:
