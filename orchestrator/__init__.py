@@ -3,10 +3,8 @@
 DAG authors need only what this module exports.
 """
 
-from . import validation as _validation
 from .connectors.local import JobContext
 from .connectors.registry import job_types as _job_types
-from .dag import DAG, Job
 from .engine.records import JobRun, Run
 from .errors import (
     ConfigError,
@@ -15,11 +13,13 @@ from .errors import (
     DagValidationError,
     OrchestratorError,
 )
-from .loader import load_path
-from .retry import Outcome, RetryPolicy
+from .model import validation as _validation
+from .model.dag import DAG, Job
+from .model.loader import load_path
+from .model.retry import Outcome, RetryPolicy
+from .model.states import JobState, RunState
+from .model.trigger_rules import TriggerRule
 from .runtime.runs import run_dag
-from .states import JobState, RunState
-from .trigger_rules import TriggerRule
 
 _validation.use_job_types(_job_types)  # DAGs are checked against every registered job type
 

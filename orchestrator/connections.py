@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .durations import parse_duration
 from .errors import ConfigError
+from .model.durations import parse_duration
 from .printable import name_problem
 
 __all__ = ["ENV_VAR", "Connection", "connection_secrets", "load_connections"]

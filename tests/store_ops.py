@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.states import JobState
+from orchestrator.model.states import JobState
 from orchestrator.store.base import AttemptRow, Changes, JobRow, Operation, Store, event_json
 
 

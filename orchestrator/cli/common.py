@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import logs
-from ..durations import MAX_DURATION
 from ..errors import ConfigError
+from ..model.durations import MAX_DURATION
+from ..model.states import RunState
 from ..printable import printable
-from ..states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
 EXIT_HALTED = 75  # EX_TEMPFAIL: the store failed mid-run; `resume` continues the run

@@ -32,7 +32,7 @@ from .running import cmd_resume, cmd_run
 
 # -- validate / graph ----------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..loader import load_path
+    from ..model.loader import load_path
     from ..runtime.connectors import check_connections
 
     status = EXIT_OK
@@ -62,8 +62,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from ..formats import render
-    from ..loader import load_one
+    from ..model.formats import render
+    from ..model.loader import load_one
 
     try:
         dag = load_one(args.path, args.dag)

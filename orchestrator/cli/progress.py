@@ -10,8 +10,8 @@ import anyio
 
 from ..engine.records import JobRun, Run
 from ..logs import LossyStream
+from ..model.states import JobState
 from ..printable import printable
-from ..states import JobState
 
 _MARK = {
     JobState.PENDING: "·",

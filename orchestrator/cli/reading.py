@@ -10,8 +10,8 @@ import anyio
 
 from .. import logs
 from ..errors import ConfigError, StoreError
+from ..model.states import RunState
 from ..printable import printable
-from ..states import RunState
 from ..views import read_run_view, run_summary
 from .common import (
     EXIT_FAILED,

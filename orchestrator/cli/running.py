@@ -16,8 +16,8 @@ import structlog
 
 from .. import logs
 from ..errors import ConfigError, DagError, RunHalted, StoreError
+from ..model.states import RunState
 from ..printable import printable
-from ..states import RunState
 from ..views import read_run_view
 from .common import (
     _RUN_EXIT,
@@ -72,7 +72,7 @@ def _report(
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..engine.durable import overlap_policy
-    from ..loader import load_one
+    from ..model.loader import load_one
 
     try:
         interactive = _configure_logs(args)

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError, ConnectorError, PermanentError
-from ..tokens import Substituter, substitute
+from ..model.tokens import Substituter, substitute
 
 if TYPE_CHECKING:
     from ..connections import Connection

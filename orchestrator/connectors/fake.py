@@ -24,8 +24,8 @@ from typing import Any
 
 from ..clock import Clock, RealClock
 from ..connections import Connection
-from ..durations import parse_duration
 from ..errors import NotFoundError, PermanentError, TransientError
+from ..model.durations import parse_duration
 from .base import (
     CancelResult,
     ConnectorBase,

@@ -27,9 +27,9 @@ import anyio
 import anyio.abc
 
 from ..connections import Connection
-from ..durations import parse_duration
 from ..errors import NotFoundError, PermanentError
-from ..tokens import substitute, substitute_shell
+from ..model.durations import parse_duration
+from ..model.tokens import substitute, substitute_shell
 from .base import (
     CancelResult,
     ConnectorBase,

@@ -26,10 +26,10 @@ from ..connectors.base import (
     RemoteStatus,
     Submission,
 )
-from ..dag import DAG
 from ..errors import ConnectorError, StoreError, TransientError
-from ..retry import Outcome
-from ..states import AttemptState, JobState, Reconcile, RunState
+from ..model.dag import DAG
+from ..model.retry import Outcome
+from ..model.states import AttemptState, JobState, Reconcile, RunState
 from .journal import Journal
 from .ports import ConnectorProvider
 from .records import JobRun

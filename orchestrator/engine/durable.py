@@ -11,11 +11,12 @@ from typing import Any
 
 import anyio
 
-from ..dag import DAG
 from ..errors import DagError, StoreError
-from ..formats import to_json
-from ..loader import dag_from_json, load_path
-from ..states import JobState, RunState
+from ..model.dag import DAG
+from ..model.formats import to_json
+from ..model.loader import dag_from_json, load_path
+from ..model.states import JobState, RunState
+from ..model.validation import schedule_field_problem
 from ..store.base import (
     AttemptRecord,
     AttemptRow,
@@ -25,7 +26,6 @@ from ..store.base import (
     Store,
     json_text,
 )
-from ..validation import schedule_field_problem
 from .records import Run
 
 

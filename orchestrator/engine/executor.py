@@ -29,8 +29,9 @@ import structlog
 
 from ..clock import Clock, RealClock
 from ..errors import StoreError
-from ..outcome import FAILURES, run_failure
-from ..states import JobState, RunState
+from ..model.outcome import FAILURES, run_failure
+from ..model.states import JobState, RunState
+from ..model.trigger_rules import Decision, evaluate
 from ..store.base import (
     EventJSON,
     Lease,
@@ -40,7 +41,6 @@ from ..store.base import (
     Store,
     json_text,
 )
-from ..trigger_rules import Decision, evaluate
 from .attempt import Attempts
 from .journal import Observer
 from .ports import ConnectorProvider, EventSink, JobTypes, RunEnded

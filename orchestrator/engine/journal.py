@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import Clock
 from ..connectors.base import RemoteHandle
 from ..errors import StoreError
-from ..states import (
+from ..model.states import (
     ATTEMPT_LIVE,
     JOB_TERMINAL,
     JOB_TRANSITIONS,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence, Set
 from typing import Protocol
 
 from ..connectors.base import Connector, JobType
-from ..ended import JobEnded, RunEnded
+from ..model.ended import JobEnded, RunEnded
 from ..store.base import Operation
 
 __all__ = ["ConnectorProvider", "EventSink", "JobEnded", "JobTypes", "RunEnded"]

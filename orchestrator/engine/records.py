@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..clock import iso as iso  # where views and the command line find it
-from ..states import JobState, RunState
-from ..trigger_rules import TriggerRule, UpstreamCounts
+from ..model.states import JobState, RunState
+from ..model.trigger_rules import TriggerRule, UpstreamCounts
 
 if TYPE_CHECKING:
     from ..connectors.base import JobType
-    from ..dag import DAG, Job
-    from ..retry import RetryPolicy
+    from ..model.dag import DAG, Job
+    from ..model.retry import RetryPolicy
     from ..store.base import Row
 
 
@@ -136,7 +136,7 @@ class Run:
         self.jobs: dict[str, JobRun] = {}
 
     def to_json(self) -> dict[str, Any]:
-        from ..formats import job_graph
+        from ..model.formats import job_graph
 
         return {
             "id": self.id,

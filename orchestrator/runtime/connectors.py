@@ -21,7 +21,7 @@ from ..connectors.base import (
     Submission,
 )
 from ..connectors.registry import job_types
-from ..dag import DAG
+from ..model.dag import DAG
 
 
 def check_connections(dag: DAG, connections: Mapping[str, Connection]) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..states import JobState, RunState
+from ..model.states import JobState, RunState
 
 
 @dataclass(frozen=True, slots=True)

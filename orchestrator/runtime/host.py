@@ -31,7 +31,7 @@ from ..engine.executor import Observer, RunExecutor
 from ..engine.records import JobRun, Run
 from ..engine.slots import Slots
 from ..errors import RunHalted, StoreError
-from ..states import JobState, RunState
+from ..model.states import JobState, RunState
 from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Store
 from ..store.owner import HEARTBEAT, this_owner
 from ..webhooks.outbox import OutboxSink

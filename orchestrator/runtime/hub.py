@@ -22,7 +22,7 @@ from .. import logs
 from ..connections import Connection, connection_secrets
 from ..connectors.base import Connector, JobType
 from ..connectors.registry import job_types
-from ..dag import DAG
+from ..model.dag import DAG
 from .connectors import MaskedConnector
 
 Key = tuple[str, str | None]  # (job type, connection)

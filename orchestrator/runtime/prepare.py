@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..connections import Connection
-from ..dag import DAG
 from ..engine.records import Run
 from ..errors import ConfigError, DagValidationError
+from ..model.dag import DAG
 from .connectors import check_connections
 
 

@@ -14,12 +14,12 @@ import structlog
 from ..clock import Clock
 from ..connections import Connection
 from ..connectors.base import Connector
-from ..dag import DAG
 from ..engine.durable import load_dag_for, record_new_run, send_new_run
 from ..engine.executor import Observer
 from ..engine.records import Run
 from ..errors import DagValidationError
-from ..states import RunState
+from ..model.dag import DAG
+from ..model.states import RunState
 from ..store.base import ActiveRunExists, Lease, RunRecord, StaleWrite, Store
 from ..store.owner import LEASE, local_owner_alive
 from .host import WEBHOOK_WAIT, RunHost, Stored

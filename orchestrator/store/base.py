@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..errors import OrchestratorError
-from ..states import AttemptState, JobState, RunState
+from ..model.states import AttemptState, JobState, RunState
 
 # -- what is stored ---------------------------------------------------------------------------
 

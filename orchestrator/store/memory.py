@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
+from ..model.states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
 from .base import (
     ActiveRunExists,
     AttemptRecord,

@@ -26,9 +26,9 @@ import anyio.abc
 import structlog
 
 from ..connectors.http.statuses import retry_after
-from ..durations import parse_duration
 from ..errors import ConfigError, PermanentError
 from ..logs import add_secrets
+from ..model.durations import parse_duration
 from ..store.base import DeliveryAttempt, DeliveryRecord, Store
 from .guard import DestinationRefused, Egress, GuardedResolver, check_literal
 from .signing import signature_header

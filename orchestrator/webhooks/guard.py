@@ -18,7 +18,7 @@ from aiohttp.resolver import DefaultResolver
 from ..errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
-    from ..dag import DAG
+    from ..model.dag import DAG
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_ENV = "ORCHESTRATOR_WEBHOOK_ALLOW"
@@ -118,7 +118,7 @@ class GuardedResolver(AbstractResolver):
 
 def check_literal(host: str, egress: Egress) -> None:
     """Refuse, before resolving, a URL whose host is a literal address not allowed."""
-    from ..webhook_definitions import literal_ip
+    from ..model.webhook_definitions import literal_ip
 
     ip = literal_ip(host)
     if ip is not None:
@@ -128,7 +128,7 @@ def check_literal(host: str, egress: Egress) -> None:
 def literal_refused(host: str, egress: Egress) -> IPAddress | None:
     """The address a URL host writes literally, if ``egress`` refuses it (a warning when a DAG
     is validated: the policy is enforced when sending, by the process that sends)."""
-    from ..webhook_definitions import literal_ip
+    from ..model.webhook_definitions import literal_ip
 
     ip = literal_ip(host)
     return ip if ip is not None and not egress.allows(ip) else None

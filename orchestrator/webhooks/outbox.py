@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..clock import iso
-from ..dag import DAG
-from ..ended import JobEnded, RunEnded
+from ..model.dag import DAG
+from ..model.ended import JobEnded, RunEnded
+from ..model.webhook_definitions import Webhook
 from ..store.base import DeliveryRecord, EnqueueDelivery, Operation
-from ..webhook_definitions import Webhook
 from .payloads import default_payload, render_body
 
 

@@ -32,8 +32,8 @@ import anyio
 from workloads import layered_dag, layered_graph
 
 from orchestrator import logs
+from orchestrator.model.states import RunState
 from orchestrator.runtime.runs import run_dag
-from orchestrator.states import RunState
 from orchestrator.store.sqlite import SQLiteStore
 
 

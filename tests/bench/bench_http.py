@@ -29,9 +29,9 @@ import anyio
 
 from orchestrator import logs
 from orchestrator.connections import Connection
-from orchestrator.dag import DAG, Job
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.states import RunState
 from orchestrator.runtime.runs import run_dag
-from orchestrator.states import RunState
 
 TOKEN = "sim-token"
 

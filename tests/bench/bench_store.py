@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 import anyio
 from store_ops import run_lifecycles
 
-from orchestrator.states import RunState
+from orchestrator.model.states import RunState
 from orchestrator.store.base import CreateRun, RunRecord
 from orchestrator.store.sqlite import SQLiteStore
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import networkx as nx
 
-from orchestrator.dag import DAG, Job
+from orchestrator.model.dag import DAG, Job
 
 
 def layered_graph(n: int, *, layers: int = 10, parents: int = 2, seed: int = 42) -> Any:

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from orchestrator.errors import OrchestratorError, StoreError
-from orchestrator.states import JobState, RunState
+from orchestrator.model.states import JobState, RunState
 from orchestrator.store.base import (
     ActiveRunExists,
     Changes,

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.states import RunState
+from orchestrator.model.states import RunState
 
 ROOT = Path(__file__).parents[2]
 DAGS = ROOT / "dags"

@@ -19,7 +19,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from orchestrator.states import JobState, RunState
+from orchestrator.model.states import JobState, RunState
 from orchestrator.store.base import CreateRun, RunRecord
 from orchestrator.store.open import open_store
 from orchestrator.testing.simulators.base import Behaviour

@@ -10,8 +10,8 @@ import pytest
 
 from orchestrator.clock import FakeClock
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
-from orchestrator.dag import DAG
 from orchestrator.engine.records import Run
+from orchestrator.model.dag import DAG
 from orchestrator.runtime.runs import run_dag
 
 

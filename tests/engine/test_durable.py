@@ -18,14 +18,14 @@ from orchestrator.clock import FakeClock
 from orchestrator.connectors.base import Submission
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.connectors.registry import job_types
-from orchestrator.dag import DAG, Job
 from orchestrator.engine.durable import dag_definition, record_new_run, restore
 from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.records import Run
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.states import JobState, RunState
 from orchestrator.runtime.connectors import ConnectorSet
 from orchestrator.runtime.prepare import prepare_run
 from orchestrator.runtime.runs import run_dag
-from orchestrator.states import JobState, RunState
 from orchestrator.store.base import Operation, RunTransition, StaleWrite, Store
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.sqlite import SQLiteStore

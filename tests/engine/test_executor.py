@@ -21,13 +21,13 @@ from orchestrator.connectors.base import (
 )
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.connectors.registry import job_types
-from orchestrator.dag import DAG, Job
 from orchestrator.engine.executor import ExecutorStatistics, RunExecutor
 from orchestrator.engine.records import JobRun
 from orchestrator.errors import TransientError
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.states import JobState, RunState
 from orchestrator.runtime.connectors import ConnectorSet
 from orchestrator.runtime.prepare import prepare_run
-from orchestrator.states import JobState, RunState
 
 from .conftest import RunFn
 

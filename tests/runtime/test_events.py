@@ -6,10 +6,10 @@ import anyio
 
 from orchestrator import DAG, Job
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
+from orchestrator.model.states import JobState, RunState
 from orchestrator.runtime.events import HostEvent, JobChanged, RunChanged
 from orchestrator.runtime.host import RunHost
 from orchestrator.runtime.prepare import prepare_run
-from orchestrator.states import JobState, RunState
 
 
 async def test_a_subscriber_sees_every_state_change_of_every_run() -> None:

@@ -12,10 +12,10 @@ from orchestrator import DAG, Job
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.engine.durable import record_new_run
 from orchestrator.errors import RunHalted
+from orchestrator.model.states import JobState, RunState
 from orchestrator.runtime import runs
 from orchestrator.runtime.host import RunHost
 from orchestrator.runtime.prepare import prepare_run
-from orchestrator.states import JobState, RunState
 from orchestrator.store.base import Lease
 from orchestrator.store.memory import MemoryStore
 

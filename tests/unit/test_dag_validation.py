@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.dag import DAG, Job
 from orchestrator.errors import DagError, DagValidationError
-from orchestrator.loader import dag_from_json, load_one, load_path
-from orchestrator.trigger_rules import TriggerRule
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.loader import dag_from_json, load_one, load_path
+from orchestrator.model.trigger_rules import TriggerRule
 
 
 def _spec(

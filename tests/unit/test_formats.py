@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.dag import DAG, Job
-from orchestrator.formats import render
-from orchestrator.loader import dag_from_json
-from orchestrator.trigger_rules import TriggerRule
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.formats import render
+from orchestrator.model.loader import dag_from_json
+from orchestrator.model.trigger_rules import TriggerRule
 
 SECRET = "whsec_dGhpcyBpcyBhIHNlY3JldCBrZXk9"
 JOB_SECRET = "whsec_am9iIHNlY3JldCBrZXkgaGVyZQ=="

@@ -12,10 +12,10 @@ import anyio
 import pytest
 
 from orchestrator.connections import Connection
-from orchestrator.dag import DAG, Job
 from orchestrator.errors import ConfigError, DagError, DagValidationError
-from orchestrator.loader import load_path
-from orchestrator.retry import RetryPolicy
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.loader import load_path
+from orchestrator.model.retry import RetryPolicy
 from orchestrator.runtime.runs import run_dag
 
 ROOT = Path(__file__).resolve().parents[2]

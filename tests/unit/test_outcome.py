@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.outcome import run_failure
-from orchestrator.states import JobState
-from orchestrator.trigger_rules import TriggerRule
+from orchestrator.model.outcome import run_failure
+from orchestrator.model.states import JobState
+from orchestrator.model.trigger_rules import TriggerRule
 
 J, T = JobState, TriggerRule
 OK, ALL_SUCCESS = J.SUCCEEDED, T.ALL_SUCCESS

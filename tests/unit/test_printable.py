@@ -11,8 +11,8 @@ import pytest
 
 from orchestrator import DAG, Job, JobContext, run_dag
 from orchestrator.cli.progress import Progress
+from orchestrator.model.states import JobState, RunState
 from orchestrator.printable import printable
-from orchestrator.states import JobState, RunState
 from orchestrator.store.base import CreateRun, RunRecord
 from orchestrator.store.open import open_store
 from tests.store_ops import job

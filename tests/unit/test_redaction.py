@@ -21,8 +21,8 @@ from orchestrator.connectors.base import (
     Submission,
 )
 from orchestrator.errors import PermanentError
-from orchestrator.formats import render
-from orchestrator.loader import dag_from_json
+from orchestrator.model.formats import render
+from orchestrator.model.loader import dag_from_json
 from orchestrator.runtime.connectors import MaskedConnector, RedactedError
 
 LONG = "tok-3c9f2a7b51d8e6"  # masked anywhere

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from orchestrator.durations import MAX_DURATION, format_duration, parse_duration
-from orchestrator.retry import ALL_OUTCOMES, MAX_ATTEMPTS, Outcome, RetryPolicy
+from orchestrator.model.durations import MAX_DURATION, format_duration, parse_duration
+from orchestrator.model.retry import ALL_OUTCOMES, MAX_ATTEMPTS, Outcome, RetryPolicy
 
 # -- parse_duration ------------------------------------------------------------------------
 

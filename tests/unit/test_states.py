@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from orchestrator import validation
-from orchestrator.retry import Outcome
-from orchestrator.states import (
+from orchestrator.model import validation
+from orchestrator.model.retry import Outcome
+from orchestrator.model.states import (
     AMBIGUOUS_POLICIES,
     JOB_TERMINAL,
     RUN_TERMINAL,

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from orchestrator.errors import StoreError
-from orchestrator.states import JobState, RunState
+from orchestrator.model.states import JobState, RunState
 from orchestrator.store.base import (
     Changes,
     CreateRun,

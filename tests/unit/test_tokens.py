@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tokens import substitute, substitute_shell
+from orchestrator.model.tokens import substitute, substitute_shell
 
 TOKENS = {
     "runId": "run-42",
@@ -76,7 +76,7 @@ def test_substitute_with_no_tokens_only_unescapes() -> None:
 
 
 def test_a_job_works_out_whether_it_has_tokens_once_and_again_when_validated() -> None:
-    from orchestrator.dag import DAG, Job
+    from orchestrator.model.dag import DAG, Job
 
     with DAG("d") as dag:
         job = Job("a", "fake", message="plain")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.states import JobState
-from orchestrator.trigger_rules import Decision, TriggerRule, UpstreamCounts, evaluate
+from orchestrator.model.states import JobState
+from orchestrator.model.trigger_rules import Decision, TriggerRule, UpstreamCounts, evaluate
 
 R = TriggerRule
 RUN, WAIT, SKIP, UF = Decision.RUN, Decision.WAIT, Decision.SKIP, Decision.UPSTREAM_FAILED

@@ -9,11 +9,11 @@ import anyio
 import pytest
 from standardwebhooks import Webhook as StandardWebhook
 
-from orchestrator.dag import DAG, Job
 from orchestrator.engine.records import Run
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.states import RunState
 from orchestrator.runtime import runs
 from orchestrator.runtime.host import RunHost
-from orchestrator.states import RunState
 from orchestrator.store.memory import MemoryStore
 from orchestrator.webhooks.signing import sign
 

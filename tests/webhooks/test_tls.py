@@ -10,7 +10,7 @@ import trustme
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from orchestrator.dag import DAG, Job
+from orchestrator.model.dag import DAG, Job
 from orchestrator.runtime import runs
 from orchestrator.runtime.host import RunHost
 from orchestrator.store.memory import MemoryStore

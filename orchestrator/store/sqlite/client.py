@@ -27,7 +27,7 @@ from typing import Any
 
 from ... import crash
 from ...errors import StoreError
-from ...states import JOB_REACHABLE, RUN_TRANSITIONS
+from ...model.states import JOB_REACHABLE, RUN_TRANSITIONS
 from ..base import (
     ActiveRunExists,
     Changes,

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from typing import Any
 
-from ...states import RunState
+from ...model.states import RunState
 from ..base import DeliveryAttempt, DeliveryRecord, Event, RunRecord
 
 RUN_COLUMNS = (

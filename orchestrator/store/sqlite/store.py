@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ...errors import StoreError
-from ...states import AttemptState, JobState, RunState
+from ...model.states import AttemptState, JobState, RunState
 from ..base import (
     AttemptRecord,
     DeliveryAttempt,

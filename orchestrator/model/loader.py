@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import DagError, DagValidationError
 from .dag import DAG, Job
-from .errors import DagError, DagValidationError
 from .validation import ENGINE_FIELDS
 
 _DAG_FIELDS = frozenset(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..logs import is_credential_header
 from .dag import DAG, Job
 from .durations import format_duration
-from .logs import is_credential_header
 from .retry import RetryPolicy
 from .trigger_rules import TriggerRule
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 from cronsim import CronSim, CronSimError
 
+from ..errors import DagValidationError
+from ..printable import name_problem
 from . import states
 from .durations import parse_duration
-from .errors import DagValidationError
-from .printable import name_problem
 from .trigger_rules import TriggerRule
 from .webhook_definitions import validate_webhooks
 
