@@ -38,12 +38,11 @@ from ..store.base import (
     LeaseLost,
     Operation,
     Row,
-    Store,
     json_text,
 )
 from .attempt import Attempts
 from .journal import Observer
-from .ports import ConnectorProvider, EventSink, JobTypes, RunEnded
+from .ports import ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
 from .records import JobRun, Run
 from .slots import Slots
 
@@ -80,7 +79,7 @@ class RunExecutor(Attempts):
         rng: random.Random | None = None,
         observers: list[Observer] | None = None,
         cancel_grace: float = CANCEL_GRACE,
-        store: Store | None = None,
+        store: RunStore | None = None,
         slots: Slots | None = None,
         events: EventSink | None = None,
     ) -> None:

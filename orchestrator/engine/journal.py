@@ -36,11 +36,10 @@ from ..store.base import (
     Row,
     RunTransition,
     StaleWrite,
-    Store,
     json_text,
     strict_json_text,
 )
-from .ports import EventSink, JobEnded
+from .ports import EventSink, JobEnded, RunStore
 from .records import JobRun, Run
 
 Observer = Callable[[JobRun, JobState], None]
@@ -57,7 +56,7 @@ class Journal:
     # the executor's state that the journal reads and writes (set in RunExecutor.__init__)
     run: Run
     lease: Lease | None
-    _store: Store | None
+    _store: RunStore | None
     _clock: Clock
     _log: Any
     _debug: bool

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Protocol
 
+from ..clock import Clock
 from ..connectors.base import Connector, JobType
 from ..model.ended import JobEnded, RunEnded
-from ..store.base import Operation
+from ..model.states import RunState
+from ..store.base import AttemptRecord, Operation, RunRecord
 
-__all__ = ["ConnectorProvider", "EventSink", "JobEnded", "JobTypes", "RunEnded"]
+__all__ = [
+    "Clock",
+    "ConnectorProvider",
+    "EventSink",
+    "JobEnded",
+    "JobTypes",
+    "RunEnded",
+    "RunStore",
+]
+
+
+class RunStore(Protocol):
+    """What the engine asks of the run store (every backend's ``Store`` is one): batches
+    written in order, in the background, each answered once durable or refused; and the
+    attempts of recent runs, to tell its own remote jobs from those others hold."""
+
+    def apply_nowait(
+        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
+    ) -> None: ...
+
+    async def list_runs(
+        self,
+        *,
+        dag: str | None = None,
+        states: Sequence[RunState] | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]: ...
+
+    async def get_attempts(self, run_id: str) -> list[AttemptRecord]: ...
+
 
 JobTypes = Mapping[str, JobType]  # the job type catalog: a job's ``type`` to its JobType
 
