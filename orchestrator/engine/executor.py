@@ -33,7 +33,9 @@ from ..model.outcome import FAILURES, run_failure
 from ..model.states import JobState, RunState
 from ..model.trigger_rules import Decision, evaluate
 from ..store.base import (
+    AttemptRecord,
     EventJSON,
+    JobRecord,
     Lease,
     LeaseLost,
     Operation,
@@ -41,6 +43,7 @@ from ..store.base import (
     json_text,
 )
 from .attempt import Attempts
+from .durable import restore
 from .journal import Observer
 from .ports import ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
 from .records import JobRun, Run
@@ -162,6 +165,12 @@ class RunExecutor(Attempts):
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the run: running jobs are cancelled on their remotes, the rest never start."""
         self._stop(RunState.CANCELLED, reason)
+
+    def resume_from(self, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecord]) -> None:
+        """Continue a run that did not end, from its jobs and attempts as the store has them:
+        in-flight attempts are followed, never submitted again."""
+        restore(self.run, jobs, attempts)
+        self._resumed = True
 
     def wake(self, job_id: str) -> bool:
         """Poll ``job_id`` now (a pushed completion); False if it is not being followed."""

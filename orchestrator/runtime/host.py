@@ -26,7 +26,6 @@ from ..clock import Clock
 from ..connections import Connection
 from ..connectors.base import Connector, JobType
 from ..connectors.registry import job_types as registered_job_types
-from ..engine.durable import restore
 from ..engine.executor import Observer, RunExecutor
 from ..engine.records import JobRun, Run
 from ..engine.slots import Slots
@@ -63,7 +62,7 @@ class RunHost:
         self.store = store
         self.job_types = job_types if job_types is not None else registered_job_types()
         self.connections = dict(connections or {})
-        self.hub = ConnectorHub(self.connections, connectors)
+        self.hub = ConnectorHub(self.connections, connectors, job_types=self.job_types)
         self.slots = Slots(
             {
                 f"connection:{c.name}": c.concurrency
@@ -203,8 +202,7 @@ class RunHost:
         )
         executor.lease = lease
         if stored is not None:
-            restore(run, *stored)
-            executor._resumed = True
+            executor.resume_from(*stored)
         if self._cancelled is not None:
             executor.cancel(self._cancelled)
         if created is not None:

@@ -37,8 +37,11 @@ class ConnectorHub:
         self,
         connections: Mapping[str, Connection] | None = None,
         overrides: Mapping[str, Connector] | None = None,
+        *,
+        job_types: Mapping[str, JobType] | None = None,
     ) -> None:
         self.connections = dict(connections or {})
+        self._types = job_types
         self._overrides = dict(overrides or {})
         self._open: dict[Key, Connector] = {}
         self._failed: dict[Key, BaseException] = {}
@@ -80,7 +83,7 @@ class ConnectorHub:
 
     async def open_for(self, dag: DAG) -> HubView:
         """Open what ``dag``'s jobs need (each connector once per host); its view for a run."""
-        types = job_types()
+        types = self._types if self._types is not None else job_types()
         for job in dag:
             job_type = types[job.type]
             key = self.key(job_type, job.connection)

@@ -18,7 +18,7 @@ from orchestrator.clock import FakeClock
 from orchestrator.connectors.base import Submission
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.connectors.registry import job_types
-from orchestrator.engine.durable import dag_definition, record_new_run, restore
+from orchestrator.engine.durable import dag_definition, record_new_run
 from orchestrator.engine.executor import RunExecutor
 from orchestrator.engine.records import Run
 from orchestrator.model.dag import DAG, Job
@@ -286,8 +286,7 @@ async def test_resume_adopts_in_flight_attempts_and_never_submits_them_again(
     run.state = RunState.RUNNING
     async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
         executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock, store=store)
-        restore(run, await store.get_jobs(run.id), await store.get_attempts(run.id))
-        executor._resumed = True
+        executor.resume_from(await store.get_jobs(run.id), await store.get_attempts(run.id))
         await executor.execute()
 
     r = run.id
@@ -457,8 +456,7 @@ async def test_a_retry_wait_resumes_with_the_time_left(down: float, waits: float
             store=store,
             observers=[lambda jr, old: rec.append((second.monotonic(), jr.state))],
         )
-        restore(resumed, await store.get_jobs(run.id), await store.get_attempts(run.id))
-        executor._resumed = True
+        executor.resume_from(await store.get_jobs(run.id), await store.get_attempts(run.id))
         await executor.execute()
     assert resumed.state is RunState.SUCCEEDED
     submitted = next(t for t, state in rec if state is J.SUBMITTING)
