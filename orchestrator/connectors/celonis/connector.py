@@ -1,44 +1,5 @@
-"""The ``celonis.dataJob`` job type: Celonis EMS data jobs (REMOTE_APIS.md §3).
-
-Fields: ``poolId`` and ``jobId`` (required); the ``JobExecutionConfiguration``: ``mode``
-(``FULL`` or ``DELTA``, default ``DELTA``), ``transformations`` (task ids), ``extractions``
-(``[{extractionId, tables?}]``), ``dataModels`` (``[{dataModelExecutionId, tables?}]``); each
-``executeOnlySubsetOf...``/``loadOnlySubset...`` flag is sent true only when its list is given
-(even empty), as PyCelonis does; ``waitIfRunning`` (default false).
-
-Connection: ``base_url`` is the team URL (``https://<team>.<realm>.celonis.cloud``). Auth is
-``Authorization: AppKey <app_key>`` with credential ``app_key``, else ``Bearer <token>`` with
-credential ``token`` (or ``api_key``). Option ``appear_grace`` (seconds, default 60): how long
-after the submission the job's status may still describe an older execution.
-
-Submit: ``GET /integration/api/pools/{p}/logs/status``; if the job is ``RUNNING`` or ``QUEUED``
-the submission fails ("an execution is already in progress") unless ``waitIfRunning``, which
-polls on the job type's schedule until it is not. Then ``POST .../pools/{p}/jobs/{j}/execute``
-with the configuration and the ``Idempotency-Key`` header (which the remote ignores).
-
-Handle: ``{"poolId", "jobId", "submittedAt"}`` (wall-clock seconds) plus ``previousStart``, the
-``lastExecutionStartDate`` the status showed before the submission (only when there was one),
-and ``executionId`` when the execute answer carried one.
-
-Status: ``logs/status`` is per job, not per execution. While it still shows ``previousStart``
-with a terminal status, the new execution has not appeared yet: the poll says running, for
-``appear_grace`` seconds after ``submittedAt``, then fails. A job missing from the status list
-is running within that grace and :class:`NotFoundError` after it. ``QUEUED``/``RUNNING`` poll
-again; ``SUCCESS`` succeeds; ``FAIL`` fails with the first log message of each failed task of
-the latest execution (``logs/{j}/executions``, ``logs/executions?type=TASK``,
-``logs/executions/detail``); ``CANCEL`` is cancelled; ``SKIPPED`` fails (it is not success);
-any other value fails as an unknown remote status.
-
-Cancel: ``POST .../pools/{p}/jobs/{j}/cancel``; it cancels the job's current execution.
-
-Find: nothing on the remote carries the key. :meth:`CelonisConnector.find` takes the data job's
-execution that started since the submission's write-ahead time (less the connection option
-``clock_skew``, default 5 s) and that no other stored attempt holds, from the job's latest
-executions (``logs/{j}/executions``) and its current execution (``currentExecutionId`` of ``GET
-pools/{p}/jobs/{j}``, started at the status's ``lastExecutionStartDate``); the handle then has
-its ``executionId``. None: ``None``. Several, or another attempt submitted the job since without
-knowing its execution id: :class:`LookupUndecided`.
-"""
+"""The Celonis connector: execute, poll, cancel and find data job executions over the EMS
+integration API (see the package's docstring for the whole behaviour)."""
 
 from __future__ import annotations
 
@@ -50,9 +11,9 @@ from urllib.parse import quote
 
 import anyio
 
-from ..connections import Connection
-from ..errors import AuthError, ConnectorError, NotFoundError, PermanentError
-from .base import (
+from ...connections import Connection
+from ...errors import AuthError, ConnectorError, NotFoundError, PermanentError
+from ..base import (
     CancelResult,
     ConnectorBase,
     LookupUndecided,
@@ -63,25 +24,16 @@ from .base import (
     Submission,
     after,
     clock_skew,
-    remote_id,
-    remote_job_type,
     wall_time,
 )
-from .http.client import HttpClient, Response
+from ..http.client import HttpClient, Response
+from .documents import configuration, execution_id_of, first_message, json_object
 
-__all__ = ["JOB_TYPES", "CelonisConnector", "auth_headers", "configuration", "validate"]
+__all__ = ["SCHEDULE", "CelonisConnector", "auth_headers"]
 
 IN_PROGRESS = frozenset({"QUEUED", "RUNNING"})
-MODES = ("FULL", "DELTA")
 LOOKUP_ITEMS = 20  # latest executions a lookup reads
 SCHEDULE = PollSchedule(initial=0.5, factor=2.0, cap=5.0)  # PyCelonis: 0.1, 0.3, 0.9, 2, 2...
-FIELDS = (
-    "mode",
-    "transformations",
-    "extractions",
-    "dataModels",
-    "waitIfRunning",
-)
 
 
 def auth_headers(connection: Connection) -> dict[str, str]:
@@ -90,37 +42,6 @@ def auth_headers(connection: Connection) -> dict[str, str]:
         return {"Authorization": f"AppKey {creds['app_key']}"}
     bearer = creds.get("token") or creds.get("api_key")
     return {"Authorization": f"Bearer {bearer}"} if bearer else {}
-
-
-def configuration(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``JobExecutionConfiguration`` body (REMOTE_APIS.md §3.3)."""
-    transformations = params.get("transformations")
-    extractions = params.get("extractions")
-    data_models = params.get("dataModels")
-    return {
-        "poolId": params["poolId"],
-        "jobId": params["jobId"],
-        "mode": params.get("mode") or "DELTA",
-        "executeOnlySubsetOfTransformations": transformations is not None,
-        "transformations": list(transformations or []),
-        "executeOnlySubsetOfExtractions": extractions is not None,
-        "extractions": [
-            {
-                "extractionId": item["extractionId"],
-                "loadOnlySubsetOfTables": item.get("tables") is not None,
-                "tables": list(item.get("tables") or []),
-            }
-            for item in extractions or []
-        ],
-        "loadOnlySubsetOfDataModels": data_models is not None,
-        "dataModels": [
-            {
-                "dataModelExecutionId": item["dataModelExecutionId"],
-                "tables": list(item.get("tables") or []),
-            }
-            for item in data_models or []
-        ],
-    }
 
 
 class CelonisConnector(ConnectorBase):
@@ -202,7 +123,7 @@ class CelonisConnector(ConnectorBase):
             json=configuration(p),
             headers={"Idempotency-Key": submission.idempotency_key},
         )
-        execution_id = _execution_id(response)
+        execution_id = execution_id_of(response)
         if execution_id is not None:
             handle["executionId"] = execution_id
         return handle
@@ -324,7 +245,7 @@ class CelonisConnector(ConnectorBase):
                         "page": 0,
                     },
                 )
-                text = _first_message(detail.json())
+                text = first_message(detail.json())
                 name = task.get("name") or task_id
                 messages.append(f"{name}: {text}" if text else f"{name}: failed")
         except ConnectorError as exc:
@@ -361,7 +282,7 @@ class CelonisConnector(ConnectorBase):
         for item in await self._executions(pool_id, job_id):
             if item.get("executionId") is not None:
                 starts.setdefault(str(item["executionId"]), wall_time(item.get("startDate")))
-        job = _json_object(
+        job = json_object(
             await self._request("GET", f"{self._pool(pool_id)}/jobs/{quote(job_id, safe='')}")
         )
         current = job.get("currentExecutionId")
@@ -400,102 +321,5 @@ class CelonisConnector(ConnectorBase):
             f"{self._pool(pool_id)}/logs/{quote(job_id, safe='')}/executions",
             params={"limit": LOOKUP_ITEMS, "page": 0},
         )
-        items = _json_object(response).get("executionItems")
+        items = json_object(response).get("executionItems")
         return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
-
-def _json_object(response: Response) -> dict[str, Any]:
-    document = response.json()
-    if not isinstance(document, dict):
-        raise PermanentError(
-            f"GET {response.url}: expected a JSON object, got {type(document).__name__}"
-        )
-    return document
-
-
-def _execution_id(response: Response) -> str | None:
-    """The execution id, if the execute answer (its body is undocumented) carries one."""
-    if not response.body.strip():
-        return None
-    try:
-        document = response.json()
-    except PermanentError:
-        return None
-    if isinstance(document, dict):
-        for key in ("executionId", "currentExecutionId"):
-            if document.get(key) is not None:
-                return str(remote_id(document[key], job_type="celonis.dataJob", field=key))
-    return None
-
-
-def _first_message(document: Any) -> str | None:
-    """The first ERROR message of a ``logs/executions/detail`` page, else the first one."""
-    messages = document.get("logMessages") if isinstance(document, dict) else None
-    if not isinstance(messages, list):
-        return None
-    texts = [
-        (m.get("level"), str(m["logMessage"]))
-        for m in messages
-        if isinstance(m, dict) and m.get("logMessage")
-    ]
-    for level, text in texts:
-        if level == "ERROR":
-            return text
-    return texts[0][1] if texts else None
-
-
-# -- the job type -----------------------------------------------------------------------------
-
-
-def _strings(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-
-
-def _items(name: str, value: Any, id_key: str) -> list[str]:
-    if not isinstance(value, list):
-        return [f"field {name!r}: expected a list of {{{id_key}, tables?}} objects"]
-    problems = []
-    for n, item in enumerate(value):
-        where = f"field '{name}[{n}]"
-        if not isinstance(item, dict):
-            problems.append(f"{where}': expected an object with {id_key!r}")
-            continue
-        if not isinstance(item.get(id_key), str) or not item[id_key]:
-            problems.append(f"{where}.{id_key}': required, a non-empty string")
-        if "tables" in item and not _strings(item["tables"]):
-            problems.append(f"{where}.tables': expected a list of table ids")
-        extra = sorted(set(item) - {id_key, "tables"})
-        if extra:
-            problems.append(f"{where}': unknown key {extra[0]!r}")
-    return problems
-
-
-def validate(params: Mapping[str, Any]) -> list[str]:
-    problems = []
-    for name in ("poolId", "jobId"):
-        if name in params and (not isinstance(params[name], str) or not params[name].strip()):
-            problems.append(f"field {name!r}: expected a non-empty string")
-    if "mode" in params and params["mode"] not in MODES:
-        problems.append("field 'mode': expected 'FULL' or 'DELTA'")
-    if "transformations" in params and not _strings(params["transformations"]):
-        problems.append("field 'transformations': expected a list of task ids")
-    if "extractions" in params:
-        problems += _items("extractions", params["extractions"], "extractionId")
-    if "dataModels" in params:
-        problems += _items("dataModels", params["dataModels"], "dataModelExecutionId")
-    if "waitIfRunning" in params and not isinstance(params["waitIfRunning"], bool):
-        problems.append("field 'waitIfRunning': expected true or false")
-    return problems
-
-
-JOB_TYPES = (
-    remote_job_type(
-        "celonis.dataJob",
-        CelonisConnector,
-        connection_type="celonis",
-        required=("poolId", "jobId"),
-        optional=FIELDS,
-        validate=validate,
-        poll=SCHEDULE,
-    ),
-)
