@@ -30,9 +30,15 @@ class DagError(OrchestratorError):
 class DagValidationError(DagError):
     """One or more problems found before anything runs."""
 
+    SHOWN = 50  # problems its message lists; a DAG of thousands of bad jobs would bury the rest
+
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+        shown = self.problems[: self.SHOWN]
+        if len(self.problems) > self.SHOWN:
+            more = len(self.problems) - self.SHOWN
+            shown.append(f"... and {more} more problems ({len(self.problems)} in all)")
+        super().__init__("\n".join(shown))
 
 
 class ConfigError(OrchestratorError):

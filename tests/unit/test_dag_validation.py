@@ -597,3 +597,14 @@ def test_known_types_restricts_the_job_types() -> None:
     dag.validate()
     with pytest.raises(DagValidationError, match=r"unknown job type 'command' \(known: fake\)"):
         dag.validate(known_types=["fake"])
+
+
+def test_thousands_of_problems_list_the_first_fifty_and_count_the_rest() -> None:
+    from orchestrator.errors import DagValidationError
+
+    error = DagValidationError([f"problem {i}" for i in range(3000)])
+    lines = str(error).splitlines()
+    assert lines[:2] == ["problem 0", "problem 1"]
+    assert len(lines) == 51
+    assert lines[-1] == "... and 2950 more problems (3000 in all)"
+    assert len(error.problems) == 3000  # all kept for whoever reads them
