@@ -50,3 +50,22 @@ def simulator_process() -> Iterator[str]:
     yield base
     proc.terminate()
     proc.wait(10)
+
+
+def generic_job(name: str) -> dict[str, Any]:
+    """A job of the generic job API simulator on the connection ``sim``, named ``name`` (the
+    simulator's behaviours are keyed by it), with a cancel and a lookup by idempotency key."""
+    return {
+        "type": "http",
+        "connection": "sim",
+        "submit": {"path": "/jobs", "body": {"name": name}},
+        "idPath": "$.id",
+        "poll": {"path": "/jobs/{id}"},
+        "statusPath": "$.state",
+        "running": ["queued", "running"],
+        "success": ["done"],
+        "failure": ["error", "cancelled"],
+        "errorPath": "$.error",
+        "cancel": {"path": "/jobs/{id}/cancel"},
+        "find": {"path": "/jobs?key={key}", "listPath": "$.data"},
+    }

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import generic_job
+
 ROOT = Path(__file__).parents[2]
 CRASH_EXIT = 70
 
@@ -75,23 +77,6 @@ def control(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
     return json.loads(urllib.request.urlopen(request, timeout=5).read())
 
 
-def http_job(name: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "connection": "sim",
-        "submit": {"path": "/jobs", "body": {"name": name}},
-        "idPath": "$.id",
-        "poll": {"path": "/jobs/{id}"},
-        "statusPath": "$.state",
-        "running": ["queued", "running"],
-        "success": ["done"],
-        "failure": ["error", "cancelled"],
-        "errorPath": "$.error",
-        "cancel": {"path": "/jobs/{id}/cancel"},
-        "find": {"path": "/jobs?key={key}", "listPath": "$.data"},
-    }
-
-
 @pytest.fixture
 def setup(simulator: str, tmp_path: Path) -> dict[str, Any]:
     control(simulator, "/_sim/reset", {})
@@ -102,10 +87,10 @@ def setup(simulator: str, tmp_path: Path) -> dict[str, Any]:
     dag = {
         "name": "crashy",
         "jobs": {
-            "extract": http_job("slow"),
-            "left": http_job("quick"),
-            "right": http_job("quick"),
-            "join": http_job("quick"),
+            "extract": generic_job("slow"),
+            "left": generic_job("quick"),
+            "right": generic_job("quick"),
+            "join": generic_job("quick"),
         },
         "jobGraph": {
             "vertices": ["extract", "left", "right", "join"],

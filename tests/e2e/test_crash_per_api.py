@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .conftest import control
 
 ROOT = Path(__file__).parents[2]
 CRASH_EXIT = 70
@@ -74,40 +72,10 @@ JOBS: dict[str, dict[str, Any]] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "simulate", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/generic/_sim/counters", timeout=1).read()
-            break
-        except OSError:
-            assert proc.poll() is None, "the simulator ended"
-            assert time.monotonic() < deadline, "the simulator did not start"
-            time.sleep(0.05)
-    yield base
-    proc.terminate()
-    proc.wait(10)
-
-
-def control(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    return json.loads(urllib.request.urlopen(request, timeout=5).read())
+def simulator(simulator_process: str) -> str:
+    """The simulators' base URL (each API under its prefix), shared by this module's tests."""
+    return simulator_process
 
 
 class Case:

@@ -12,11 +12,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .conftest import control
+from .conftest import control, generic_job
 
 ROOT = Path(__file__).parents[2]
 EXIT_HALTED = 75
@@ -156,22 +155,6 @@ def _fill(directory: Path) -> Path:
     return filler
 
 
-def http_job(name: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "connection": "sim",
-        "submit": {"path": "/jobs", "body": {"name": name}},
-        "idPath": "$.id",
-        "poll": {"path": "/jobs/{id}"},
-        "statusPath": "$.state",
-        "running": ["queued", "running"],
-        "success": ["done"],
-        "failure": ["error", "cancelled"],
-        "cancel": {"path": "/jobs/{id}/cancel"},
-        "find": {"path": "/jobs?key={key}", "listPath": "$.data"},
-    }
-
-
 def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(
     simulator_process: str, small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -186,7 +169,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(
         json.dumps(
             {
                 "name": "full",
-                "jobs": {"first": http_job("first"), "second": http_job("second")},
+                "jobs": {"first": generic_job("first"), "second": generic_job("second")},
                 "jobGraph": {
                     "vertices": ["first", "second"],
                     "edges": [{"source": "first", "target": "second"}],

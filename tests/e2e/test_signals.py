@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import control
+from .conftest import control, generic_job
 
 ROOT = Path(__file__).parents[2]
 
@@ -38,18 +38,7 @@ def case(simulator_process: str, tmp_path: Path) -> dict[str, Any]:
     dag = {
         "name": "signalled",
         "jobs": {
-            "long": {
-                "type": "http",
-                "connection": "sim",
-                "submit": {"path": "/jobs", "body": {"name": "long"}},
-                "idPath": "$.id",
-                "poll": {"path": "/jobs/{id}"},
-                "statusPath": "$.state",
-                "running": ["queued", "running"],
-                "success": ["done"],
-                "failure": ["error", "cancelled"],
-                "cancel": {"path": "/jobs/{id}/cancel"},
-            },
+            "long": generic_job("long"),
             "after": {"type": "fake"},
         },
         "jobGraph": {
