@@ -24,7 +24,6 @@ a 3xx outside ``ok`` is a :class:`PermanentError`.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import secrets
@@ -50,6 +49,7 @@ from ...errors import (
 from .ratelimit import RateLimiter
 from .response import Response, snippet
 from .statuses import TRANSIENT_STATUSES, error_for_status, retry_after
+from .wording import display, query_pairs, tls_reason, transport_reason
 
 __all__ = ["HttpClient", "Response", "TransientRetry"]
 
@@ -254,11 +254,11 @@ class HttpClient:
         ``ok``, else raise the matching :mod:`orchestrator.errors` exception."""
         method = method.upper()
         url = self.url(path)
-        shown = _display(url)
+        shown = display(url)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         deadline = timeout if timeout is not None else self.connection.timeout
-        query = _query(params)
+        query = query_pairs(params)
         self._stats["requests"] += 1
         limiter = self._limiter
         try:
@@ -365,11 +365,11 @@ class HttpClient:
         except aiohttp.InvalidURL:
             raise PermanentError(f"{method} {shown}: not a valid http or https URL") from None
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
-            raise PermanentError(f"{method} {shown}: {_tls_reason(exc)}") from None
+            raise PermanentError(f"{method} {shown}: {tls_reason(exc)}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise _Retry(_transport_reason(exc, deadline)) from None
+            raise _Retry(transport_reason(exc, deadline)) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _Retry(_transport_reason(exc, deadline), sent=True) from None
+            raise _Retry(transport_reason(exc, deadline), sent=True) from None
         self._stats["responses"] += 1
         status = response.status
         if status in ok:
@@ -404,7 +404,7 @@ class HttpClient:
         over ``max_bytes`` or a file that cannot be written is a :class:`PermanentError`.
         ``what`` names the file in messages (default: the URL)."""
         url = self.url(path)
-        shown = what or f"GET {_display(url)}"
+        shown = what or f"GET {display(url)}"
         part = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         self._stats["requests"] += 1
         size = 0
@@ -414,7 +414,7 @@ class HttpClient:
             self._stats["sent"] += 1
             async with session.get(
                 url,
-                params=_query(params),
+                params=query_pairs(params),
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._stream_timeout,
@@ -467,72 +467,3 @@ def _give_up(fault: _Retry, method: str, shown: str, why: str) -> NoReturn:
         detail=fault.detail,
         retry_after=fault.hint,
     ) from None
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-
-def _display(url: str) -> str:
-    """The URL fit for messages and logs: no credentials, no query string, no fragment."""
-    if "@" not in url and "?" not in url and "#" not in url:
-        return url  # nothing to hide (most URLs: a poll path differs per job, so no cache)
-    return _display_parsed(url)
-
-
-@functools.lru_cache(maxsize=256)
-def _display_parsed(url: str) -> str:
-    try:
-        parsed = URL(url)
-        return str(parsed.with_user(None).with_query(None).with_fragment(None))
-    except (ValueError, TypeError):
-        return url.split("?", 1)[0].split("#", 1)[0]
-
-
-def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
-    """Query parameters as strings: ``None`` dropped, booleans as ``true``/``false``, a list
-    or tuple repeats the key."""
-    if params is None:
-        return None
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        values = value if isinstance(value, list | tuple) else [value]
-        for item in values:
-            if item is None:
-                continue
-            if isinstance(item, bool):
-                pairs.append((key, "true" if item else "false"))
-            else:
-                pairs.append((key, str(item)))
-    return pairs
-
-
-def _tls_reason(exc: Exception) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cert = exc.certificate_error
-        why = getattr(cert, "verify_message", None) or type(cert).__name__
-        return (
-            f"TLS certificate verification failed for {exc.host}:{exc.port} ({why}); "
-            "set ca_file to the remote's CA bundle, or verify_tls = false"
-        )
-    return f"TLS handshake failed ({type(exc).__name__})"
-
-
-def _transport_reason(exc: BaseException, deadline: float) -> str:
-    """What went wrong on the wire, in words that carry no headers, query or credentials."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        os_error = exc.os_error
-        why = os_error.strerror or type(os_error).__name__
-        return f"cannot connect to {exc.host}:{exc.port} ({why})"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "timed out connecting"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the response body was cut short"
-    if isinstance(exc, TimeoutError):
-        return f"no complete answer within {deadline:g}s"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"malformed response ({type(exc).__name__})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"connection error ({exc.strerror})"
-    return f"connection error ({type(exc).__name__})"
