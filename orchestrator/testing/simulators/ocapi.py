@@ -59,19 +59,17 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from .base import SimJob, Simulator
+from .ocapi_search import SORTABLE, QueryError, matches, sort_key
 
 _DATA = "/s/-/dw/data/{version}"
 _TOKEN_PATH = "/dwsso/oauth2/access_token"
 _VERSION = re.compile(r"v(\d+)_(\d+)\Z")
-_SEARCHABLE = ("id", "job_id", "start_time", "end_time", "status")
-_SORTABLE = ("job_id", "start_time", "end_time", "status")
 
 
 class OcapiSimulator(Simulator):
@@ -323,18 +321,18 @@ class OcapiSimulator(Simulator):
             )
         docs = [self._document(j, version) for j in self.jobs.values()]
         try:
-            hits = [d for d in docs if _matches(body["query"], d)]
+            hits = [d for d in docs if matches(body["query"], d)]
             for sort in reversed(body.get("sorts") or []):
                 field = sort.get("field")
-                if field not in _SORTABLE:
+                if field not in SORTABLE:
                     return _fault(
                         version,
                         400,
                         "FieldNotSortableException",
                         f"The field '{field}' is not sortable.",
                     )
-                hits.sort(key=_sort_key(str(field)), reverse=sort.get("sort_order") == "desc")
-        except _QueryError as exc:
+                hits.sort(key=sort_key(str(field)), reverse=sort.get("sort_order") == "desc")
+        except QueryError as exc:
             return _fault(version, 400, "UnsupportedQueryException", str(exc))
         page = hits[start : start + count]
         result: dict[str, Any] = {
@@ -417,41 +415,6 @@ class OcapiSimulator(Simulator):
             )
         doc["duration"] = int(1000 * (min(now, job.ended_at()) - job.created))
         return doc
-
-
-class _QueryError(Exception):
-    pass
-
-
-def _sort_key(field: str) -> Callable[[dict[str, Any]], str]:
-    return lambda doc: str(doc.get(field) or "")
-
-
-def _matches(query: dict[str, Any], doc: dict[str, Any]) -> bool:
-    if "match_all_query" in query:
-        return True
-    if "term_query" in query:
-        term = query["term_query"]
-        fields, values = term.get("fields") or [], term.get("values") or []
-        operator = term.get("operator", "is")
-        if operator not in ("is", "one_of") or (operator == "is" and len(values) != 1):
-            raise _QueryError(f"term_query operator {operator!r} with {len(values)} values")
-        bad = [f for f in fields if f not in _SEARCHABLE]
-        if bad or not fields:
-            raise _QueryError(f"the field {(bad or [''])[0]!r} is not searchable")
-        wanted = {str(v).lower() for v in values}
-        return any(str(doc.get(f, "")).lower() in wanted for f in fields)
-    if "bool_query" in query:
-        bool_query = query["bool_query"]
-        must = bool_query.get("must") or []
-        should = bool_query.get("should") or []
-        must_not = bool_query.get("must_not") or []
-        return (
-            all(_matches(q, doc) for q in must)
-            and (not should or any(_matches(q, doc) for q in should))
-            and not any(_matches(q, doc) for q in must_not)
-        )
-    raise _QueryError(f"unsupported query {sorted(query)}")
 
 
 def _parameter_problem(parameters: Any) -> str | None:
