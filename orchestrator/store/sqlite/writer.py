@@ -1,7 +1,8 @@
 """The SQLite store's writer: a process of its own, so that writing never holds the event loop.
 
 :class:`~orchestrator.store.sqlite.SQLiteStore` starts this file as a script (``python -I -S
-writer.py``). It imports the standard library only, so that it starts in milliseconds
+writer.py``). It imports the standard library only (and its siblings ``writer_wire``,
+``writer_rows`` and ``writer_checkpoints``, which do too), so that it starts in milliseconds
 and shares nothing with the process that started it but two pipes: requests come in on its
 stdin, answers go out on its stdout, each a frame (a 4-byte length, then a :mod:`marshal`
 value). A thread of the engine's process could not do this work beside the event loop: the
@@ -29,132 +30,65 @@ is ``(kind, message)``, kind ``stale`` (a compare-and-set found another state), 
 
 from __future__ import annotations
 
-import json
-import marshal
-import operator
 import os
-import select
 import signal
 import sqlite3
-import struct
-import threading
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-HEADER = struct.Struct("<I")
+if __package__:  # imported: by the store's client, in the engine's process
+    from .writer_checkpoints import CHECKPOINT_EVERY, _Checkpointer
+    from .writer_rows import (
+        _ATTEMPT_INSERT,
+        _ATTEMPT_UPDATE,
+        _JOB_LEAVES_PENDING,
+        _JOB_UPDATE,
+        _MOVE,
+        _UNSET,
+        Refused,
+        _BatchFailed,
+        _Events,
+        _fault_of_the_batch,
+        _refusal,
+        _run_event,
+        _stale_attempt,
+        _stale_job,
+        _write_rows,
+    )
+    from .writer_wire import HEADER, Frames, error_text, frame
+else:  # run as a script (python -I -S): its siblings are beside it, not on the path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from writer_checkpoints import CHECKPOINT_EVERY, _Checkpointer  # type: ignore[import-not-found,no-redef]
+    from writer_rows import (  # type: ignore[import-not-found,no-redef]
+        _ATTEMPT_INSERT,
+        _ATTEMPT_UPDATE,
+        _JOB_LEAVES_PENDING,
+        _JOB_UPDATE,
+        _MOVE,
+        _UNSET,
+        Refused,
+        _BatchFailed,
+        _Events,
+        _fault_of_the_batch,
+        _refusal,
+        _run_event,
+        _stale_attempt,
+        _stale_job,
+        _write_rows,
+    )
+    from writer_wire import HEADER, Frames, error_text, frame  # type: ignore[import-not-found,no-redef]
+
+__all__ = ["CHECKPOINT_EVERY", "HEADER", "MAX_GROUP", "Frames", "error_text", "frame", "main"]
+
 MAX_GROUP = 256  # requests in one commit at most
-CHECKPOINT_EVERY = 64  # commits between two checkpoints (in the checkpoint thread)
 CRASH_EXIT = 70  # as orchestrator.crash
 _ACTIVE = ("queued", "running")
-_LIVE_ATTEMPT = ("submitting", "running")
 _NONE: dict[None, None] = {}
 # The sqlite3 module binds None through its adapter protocol (two failed attribute lookups per
 # parameter) unless an adapter is registered for its type: this one returns None itself.
 sqlite3.register_adapter(type(None), _NONE.get)  # a call in C
-
-
-def error_text(path: str, text: str) -> str:
-    """A database error as the store reports it, naming the file."""
-    if "file is not a database" in text or "malformed" in text:
-        return f"{path}: not an orchestrator database ({text})"
-    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
-        return f"{path}: cannot write {path} ({text})"
-    return f"{path}: {text}"
-
-
-def frame(value: Any) -> bytes:
-    data = marshal.dumps(value)
-    return HEADER.pack(len(data)) + data
-
-
-class Frames:
-    """Frames read from a file descriptor."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._buffer = bytearray()
-        self.eof = False
-
-    def _complete(self) -> bool:
-        buffer = self._buffer
-        return len(buffer) >= 4 and len(buffer) >= 4 + HEADER.unpack_from(buffer)[0]
-
-    def _fill(self) -> None:
-        data = os.read(self.fd, 1 << 20)
-        if not data:
-            self.eof = True
-        self._buffer += data
-
-    def next(self) -> Any:
-        """The next frame, waiting for it; ``None`` at the end of the input."""
-        while not self._complete():
-            if self.eof:
-                return None
-            self._fill()
-        return self._pop()
-
-    def next_ready(self) -> Any:
-        """The next frame if it is already here (read or readable), else ``None``."""
-        while not self._complete():
-            if self.eof or not select.select([self.fd], [], [], 0)[0]:
-                return None
-            self._fill()
-        return self._pop()
-
-    def available(self) -> list[Any]:
-        """The frames complete after one read of a non-blocking descriptor (``eof`` set at
-        its end)."""
-        try:
-            self._fill()
-        except BlockingIOError:
-            pass
-        out = []
-        while self._complete():
-            out.append(self._pop())
-        return out
-
-    def _pop(self) -> Any:
-        buffer = self._buffer
-        size = HEADER.unpack_from(buffer)[0]
-        value = marshal.loads(memoryview(buffer)[4 : 4 + size])
-        del buffer[: 4 + size]
-        return value
-
-
-class Refused(Exception):
-    """A request fails alone: ``kind`` as in the module docstring."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class _BatchFailed(Exception):
-    """A request of the fast path failed: redo the group with savepoints."""
-
-
-def _fault_of_the_batch(exc: Exception) -> bool:
-    """A refused compare-and-set, a duplicate row or a value that cannot be stored (or bound)
-    fails its own request; any other database error (locked, full, I/O) fails the whole
-    transaction."""
-    if isinstance(
-        exc,
-        sqlite3.IntegrityError
-        | sqlite3.DataError
-        | sqlite3.InterfaceError
-        | sqlite3.ProgrammingError,  # a value of a type SQLite cannot bind
-    ):
-        return True
-    return not isinstance(exc, sqlite3.Error)
-
-
-def _refusal(exc: Exception) -> tuple[str, str]:
-    if isinstance(exc, Refused):
-        return exc.kind, str(exc)
-    if isinstance(exc, sqlite3.IntegrityError):
-        return "stale", str(exc)
-    return "value", f"{type(exc).__name__}: {exc}"
 
 
 class Writer:
@@ -481,164 +415,6 @@ class Writer:
         """As after an error in the checkpoint thread (for tests)."""
         if self.checkpointer is not None:
             self.checkpointer.failed = True
-
-
-def _run_event(old: str | None, new: str, at: float) -> str:
-    """A run's own event, as the engine encodes those of its jobs."""
-    event = [None, "run", old, new, round(at * 1_000_000), None]
-    return json.dumps(event, separators=(",", ":"), allow_nan=False)
-
-
-class _Events:
-    """The events of the transaction being written, by run, in order, as JSON pieces (one per
-    request, so that a request that fails takes its own events back)."""
-
-    __slots__ = ("by_run",)
-
-    def __init__(self) -> None:
-        self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
-
-    def extend(self, run_id: str, events: Sequence[str]) -> None:
-        """Events as the engine encoded them (JSON arrays, ``at`` in microseconds)."""
-        piece = ",".join(events)  # a TypeError for anything but text fails the request
-        pieces, counts = self.by_run.setdefault(run_id, ([], []))
-        pieces.append(piece)
-        counts.append(len(events))
-
-    def mark(self) -> dict[str, int]:
-        return {run_id: len(pieces) for run_id, (pieces, _) in self.by_run.items()}
-
-    def rollback(self, mark: dict[str, int]) -> None:
-        for run_id in list(self.by_run):
-            if run_id in mark:
-                pieces, counts = self.by_run[run_id]
-                del pieces[mark[run_id] :]
-                del counts[mark[run_id] :]
-            else:
-                del self.by_run[run_id]
-
-    def write(self, conn: sqlite3.Connection) -> None:
-        """One chunk row per run, numbered on from the last event written: a JSON array of
-        ``[job_id, kind, old, new, at, data]``, ``at`` in microseconds; the ``events`` view
-        shows one row per event."""
-        row = conn.execute(
-            "SELECT first + n FROM event_chunks ORDER BY first DESC LIMIT 1"
-        ).fetchone()
-        seq = row[0] if row else 1
-        rows = []
-        for run_id, (pieces, counts) in self.by_run.items():
-            n = sum(counts)
-            if n:
-                rows.append((seq, run_id, n, f"[{','.join(pieces)}]"))
-                seq += n
-        conn.executemany(
-            "INSERT INTO event_chunks (first, run_id, n, events, per_second) "
-            "VALUES (?, ?, ?, ?, 1000000)",
-            rows,
-        )
-
-
-# the rows bind as they are: ?N is the row's field N (JobRow and AttemptRow of the store)
-_JOB_UPDATE = (
-    "UPDATE jobs SET state = ?4, attempts = ?5, error = ?6, remote_status = ?7, outputs = ?8, "
-    "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12, retry_at = ?13 "
-    "WHERE run_id = ?1 AND job_id = ?2 AND state = ?3"
-)
-_JOB_LEAVES_PENDING = (
-    "UPDATE jobs SET state = ?4 WHERE run_id = ?1 AND job_id = ?2 AND state = ?3 AND ?3 = 'pending'"
-)
-_UNSET = (0, None, None, None, None, None, None, None, None)  # a JobRow's fields after `state`
-_MOVE = operator.itemgetter(2, 3)  # (expected, state) of a JobRow
-_ATTEMPT_INSERT = (
-    "INSERT INTO attempts (run_id, job_id, attempt, key, state, handle, submitted_at, "
-    "accepted_at, ended_at, error) VALUES (?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-)
-_ATTEMPT_UPDATE = (
-    "UPDATE attempts SET state = ?6, handle = COALESCE(?7, handle), "
-    "accepted_at = COALESCE(?9, accepted_at), ended_at = ?10, error = COALESCE(?11, error) "
-    "WHERE run_id = ?1 AND job_id = ?2 AND attempt = ?3 AND state = ?4 "
-    "AND ?4 IN ('submitting', 'running')"
-)
-
-
-def _write_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
-    """How many rows were written (a compare-and-set that finds another state writes none)."""
-    if len(rows) == 1:
-        return int(conn.execute(sql, rows[0]).rowcount)
-    return int(conn.executemany(sql, rows).rowcount)
-
-
-def _stale_job(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> str:
-    """Which row's compare-and-set failed (read inside the transaction, before its rollback)."""
-    for run_id, job_id, expected, state, *_ in rows:
-        found = conn.execute(
-            "SELECT state FROM jobs WHERE run_id = ? AND job_id = ?", (run_id, job_id)
-        ).fetchone()
-        if found is None:
-            return f"job {run_id}/{job_id} does not exist"
-        if found[0] != state:  # not written
-            return f"job {run_id}/{job_id}: expected {expected}, found {found[0]}"
-    return f"{len(rows)} jobs: a compare-and-set found another state"
-
-
-def _stale_attempt(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> str:
-    for run_id, job_id, attempt, expected, _, state, *_ in rows:
-        name = f"attempt {run_id}/{job_id}/{attempt}"
-        found = conn.execute(
-            "SELECT state FROM attempts WHERE run_id = ? AND job_id = ? AND attempt = ?",
-            (run_id, job_id, attempt),
-        ).fetchone()
-        if found is None:
-            return f"{name} does not exist"
-        if expected not in _LIVE_ATTEMPT:
-            return f"{name} already ended ({expected})"
-        if found[0] != state:
-            return f"{name}: expected {expected}, found {found[0]}"
-    return f"{len(rows)} attempts: a compare-and-set found another state"
-
-
-class _Checkpointer:
-    """Copies the write-ahead log into the database file in a thread of its own (a ``PASSIVE``
-    checkpoint every :data:`CHECKPOINT_EVERY` commits), so that no commit waits for that copy
-    and its fsyncs. A passive checkpoint blocks neither writers nor readers. If it fails, the
-    writer goes back to SQLite's automatic checkpoints."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._due = threading.Event()
-        self._commits = 0
-        self._stopping = False
-        self.failed = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def committed(self) -> None:
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
-            self._commits = 0
-            self._due.set()
-
-    def _run(self) -> None:
-        try:
-            while True:
-                self._due.wait()
-                self._due.clear()
-                if self._stopping:
-                    return
-                try:
-                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-        except sqlite3.Error:
-            self.failed = True
-        finally:
-            self._conn.close()
-
-    def close(self) -> None:
-        self._stopping = True
-        self._due.set()
-        self._thread.join()
 
 
 def connect(config: dict[str, Any]) -> sqlite3.Connection:
