@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from ..store.base import (
     AttemptRow,
     CreateRun,
     JobRecord,
+    Receipt,
     RunRecord,
     Store,
     json_text,
@@ -63,26 +63,13 @@ def overlap_policy(dag: DAG, override: str | None = None) -> str:
 async def record_new_run(store: Store, run: Run, *, owner: str, at: float, exclusive: bool) -> None:
     """Store a new run, its DAG and its pending jobs; ``exclusive`` refuses it (raising
     ActiveRunExists) if another run of the DAG is active."""
-    await send_new_run(store, run, owner=owner, at=at, exclusive=exclusive)
+    await send_new_run(store, run, owner=owner, at=at, exclusive=exclusive).wait()
 
 
-def send_new_run(
-    store: Store, run: Run, *, owner: str, at: float, exclusive: bool
-) -> asyncio.Future[None]:
+def send_new_run(store: Store, run: Run, *, owner: str, at: float, exclusive: bool) -> Receipt:
     """:func:`record_new_run` without waiting: the run goes to the store now, ahead of any
-    later write, and the future says when it is stored (or why not). Await it before the run's
-    first job is submitted."""
-    loop = asyncio.get_running_loop()
-    stored: asyncio.Future[None] = loop.create_future()
-
-    def done(error: BaseException | None) -> None:
-        if stored.cancelled():
-            return
-        if error is None:
-            stored.set_result(None)
-        else:
-            stored.set_exception(error)
-
+    later write, and the receipt says when it is stored (or why not). Wait for it before the
+    run's first job is submitted."""
     definition, digest, encoded = encoded_definition(run.dag)
     record = RunRecord(
         id=run.id,
@@ -95,11 +82,7 @@ def send_new_run(
         owner=owner,
         heartbeat_at=at,
     )
-    op = CreateRun(record, definition, list(run.dag.jobs), exclusive, encoded)
-    store.apply_nowait([op], done)
-    # a caller that fails before awaiting it has an error of its own to report
-    stored.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return stored
+    return store.submit([CreateRun(record, definition, list(run.dag.jobs), exclusive, encoded)])
 
 
 async def load_dag_for(store: Store, record: RunRecord) -> DAG:

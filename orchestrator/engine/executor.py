@@ -12,7 +12,6 @@ in a second heap, by due time, whose one timer task queues each when it falls du
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import logging
@@ -44,7 +43,7 @@ from ..store.base import (
 )
 from .attempt import Attempts
 from .durable import restore
-from .journal import Observer
+from .journal import Observer, _Batch
 from .ports import ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
 from .records import JobRun, Run
 from .slots import Slots
@@ -125,7 +124,7 @@ class RunExecutor(Attempts):
         self._events: list[EventJSON] = []
         self._attempt_rows: list[Row] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due
-        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._filling: _Batch | None = None  # the commits waiting for the next batch
         # waiters enough for a batch of their own: the next ones make a second batch, written
         # while the first one's jobs go on (the writer and the event loop work side by side)
         self._cohort = max(1, self._limit // 2)
@@ -190,6 +189,20 @@ class RunExecutor(Attempts):
         self._stop(RunState.FAILED, str(failure))
 
     async def execute(self) -> Run:
+        """Run to its end. The tasks that follow the store's receipts live in a task group that
+        outlives the run's own (the first and the last commits are made outside it)."""
+        failure: StoreError | LeaseLost | None = None
+        async with anyio.create_task_group() as writes:
+            self._writes = writes
+            try:
+                await self._execute()
+            except (StoreError, LeaseLost) as exc:
+                failure = exc
+        if failure is not None:
+            raise failure
+        return self.run
+
+    async def _execute(self) -> None:
         run = self.run
         if run.state is RunState.QUEUED:
             self._set_run(RunState.RUNNING)
@@ -222,7 +235,6 @@ class RunExecutor(Attempts):
             self._slots.used.pop(pool, None)
         with anyio.CancelScope(shield=True):
             await self._commit()
-        return run
 
     def _start_ready(self) -> None:
         """Queue what can run: roots at the start; after a restart, whatever was queued,

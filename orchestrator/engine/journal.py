@@ -14,6 +14,9 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
+from anyio.abc import TaskGroup
+
 from ..clock import Clock
 from ..connectors.base import RemoteHandle
 from ..errors import StoreError
@@ -33,6 +36,7 @@ from ..store.base import (
     Lease,
     LeaseLost,
     Operation,
+    Receipt,
     Row,
     RunTransition,
     StaleWrite,
@@ -48,6 +52,18 @@ DIRTY_ATTEMPT = 2  # its current attempt did
 
 # read on every state change: a global is read in a tenth of the time of an enum's attribute
 _RETRY_WAIT = JobState.RETRY_WAIT
+
+
+class _Batch:
+    """The commits waiting for the next batch: the receipt they wait on, once it is handed
+    over (``cut``)."""
+
+    __slots__ = ("cut", "receipt", "waiting")
+
+    def __init__(self) -> None:
+        self.cut = anyio.Event()
+        self.receipt: Receipt | None = None
+        self.waiting = 0
 
 
 class Journal:
@@ -66,7 +82,9 @@ class Journal:
     _events: list[EventJSON]
     _attempt_rows: list[Row]
     _flush_scheduled: bool
-    _flush_waiters: list[asyncio.Future[None]]
+    _filling: _Batch | None
+    _writes: TaskGroup
+    _halted: bool
     _cohort: int
     _after_flush: list[Callable[[], None]]
     _sink: EventSink | None
@@ -271,13 +289,21 @@ class Journal:
         the event loop go to the store as one batch (see :meth:`_flush`)."""
         if self._store is None or not self._unwritten():
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._flush_waiters.append(waiter)  # a waiter cancelled alone leaves the others waiting
-        if len(self._flush_waiters) >= self._cohort:
+        batch = self._filling
+        if batch is None:
+            batch = self._filling = _Batch()
+        batch.waiting += 1  # a waiter cancelled alone leaves the others waiting
+        if batch.waiting >= self._cohort:
             self._flush()  # now: these wait for their commit while the others go on
         else:
             self._schedule_flush()
-        await waiter
+        if batch.receipt is None:  # handed over at the end of this turn of the loop
+            await batch.cut.wait()
+        assert batch.receipt is not None
+        try:
+            await batch.receipt.wait()
+        except Exception as error:
+            raise self._refused(error) from None
 
     def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
         """Hand what changed to the store with the next batch, without waiting for it; ``after``
@@ -295,41 +321,52 @@ class Journal:
 
     def _flush(self) -> None:
         """One store batch for every write of this turn of the loop: the workers that wait for
-        durability wait together, and the store sees a few large batches instead of one per
-        write. Writes stay in the order they were made."""
+        durability wait together on its receipt, and the store sees a few large batches instead
+        of one per write. Writes stay in the order they were made (the store queues a batch when
+        it is submitted). A task of the run's (``_writes``) follows each receipt, for what
+        comes after a commit: the sink told, callbacks called, the run halted if refused."""
         assert self._store is not None
         self._flush_scheduled = False
-        if not (self._flush_waiters or self._after_flush or self._unwritten()):
+        if not (self._filling or self._after_flush or self._unwritten()):
             return  # flushed early, in this turn of the loop
-        waiters, self._flush_waiters = self._flush_waiters, []
+        batch, self._filling = self._filling, None
         self._cut()
         ops, self._ops = self._ops, []
         after, self._after_flush = self._after_flush, []
         notify, self._sink_pending = self._sink_pending, False
+        receipt = self._store.submit(ops)
+        if batch is not None:
+            batch.receipt = receipt
+            batch.cut.set()
+        if after or notify or batch is None:  # else its waiters see a refusal, and halt
+            self._writes.start_soon(self._settled, receipt, after, notify)
 
-        def done(error: BaseException | None) -> None:
-            if error is not None:
-                self._log.error("run.lost", error=str(error))
-                failure: StoreError | LeaseLost
-                if isinstance(error, LeaseLost):
-                    failure = error
-                elif isinstance(error, StaleWrite):
-                    failure = StoreError(f"run {self.run.id}: another process changed it: {error}")
-                elif isinstance(error, StoreError):
-                    failure = error
-                else:
-                    failure = StoreError(f"run {self.run.id}: the store refused a write: {error}")
-                for waiter in waiters:
-                    if not waiter.cancelled():
-                        waiter.set_exception(failure)
-                self.halt(failure)
+    async def _settled(
+        self, receipt: Receipt, after: list[Callable[[], None]], notify: bool
+    ) -> None:
+        with anyio.CancelScope(shield=True):  # a batch handed over is followed to its end
+            try:
+                await receipt.wait()
+            except Exception as error:
+                self._refused(error)
                 return
-            for waiter in waiters:
-                if not waiter.cancelled():
-                    waiter.set_result(None)
-            if notify and self._sink is not None:
-                self._sink.committed()
-            for callback in after:
-                callback()
+        if notify and self._sink is not None:
+            self._sink.committed()
+        for callback in after:
+            callback()
 
-        self._store.apply_nowait(ops, done)
+    def _refused(self, error: BaseException) -> StoreError | LeaseLost:
+        """The store refused a batch: what the run says of it; the run halts (see ``halt``)."""
+        failure: StoreError | LeaseLost
+        if isinstance(error, LeaseLost):
+            failure = error
+        elif isinstance(error, StaleWrite):
+            failure = StoreError(f"run {self.run.id}: another process changed it: {error}")
+        elif isinstance(error, StoreError):
+            failure = error
+        else:
+            failure = StoreError(f"run {self.run.id}: the store refused a write: {error}")
+        if not self._halted:
+            self._log.error("run.lost", error=str(error))
+        self.halt(failure)
+        return failure

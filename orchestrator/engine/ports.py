@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from typing import Protocol
 
 from ..clock import Clock
 from ..connectors.base import Connector, JobType
 from ..model.ended import JobEnded, RunEnded
 from ..model.states import RunState
-from ..store.base import AttemptRecord, Operation, RunRecord
+from ..store.base import AttemptRecord, Operation, Receipt, RunRecord
 
 __all__ = [
     "Clock",
@@ -24,12 +24,10 @@ __all__ = [
 
 class RunStore(Protocol):
     """What the engine asks of the run store (every backend's ``Store`` is one): batches
-    written in order, in the background, each answered once durable or refused; and the
-    attempts of recent runs, to tell its own remote jobs from those others hold."""
+    queued in order, each with a receipt that says when it is durable or why it was refused;
+    and the attempts of recent runs, to tell its own remote jobs from those others hold."""
 
-    def apply_nowait(
-        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
-    ) -> None: ...
+    def submit(self, ops: Sequence[Operation]) -> Receipt: ...
 
     async def list_runs(
         self,

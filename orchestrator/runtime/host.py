@@ -31,7 +31,7 @@ from ..engine.records import JobRun, Run
 from ..engine.slots import Slots
 from ..errors import RunHalted, StoreError
 from ..model.states import JobState, RunState
-from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Store
+from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Receipt, Store
 from ..store.owner import HEARTBEAT, this_owner
 from ..webhooks.outbox import OutboxSink
 from .events import JobChanged, Publisher, RunChanged
@@ -167,7 +167,7 @@ class RunHost:
         *,
         stored: Stored | None = None,
         lease: Lease | None = None,
-        created: Awaitable[None] | None = None,
+        created: Receipt | None = None,
         concurrency: int | None = None,
         observers: list[Observer] | None = None,
         rng: random.Random | None = None,
@@ -206,7 +206,7 @@ class RunHost:
         if self._cancelled is not None:
             executor.cancel(self._cancelled)
         if created is not None:
-            await created
+            await created.wait()
         self._executors[run.id] = executor
         dag = run.dag.name
         self.events.publish(RunChanged(run.id, dag, None, RunState.RUNNING, time.time()))

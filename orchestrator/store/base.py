@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
+
+import anyio
 
 from ..errors import OrchestratorError
 from ..model.states import AttemptState, JobState, RunState
@@ -314,20 +316,43 @@ class ActiveRunExists(StaleWrite):
         self.run_id = run_id
 
 
+class Receipt:
+    """The answer to a batch handed to :meth:`Store.submit`: ``await receipt.wait()`` returns
+    once the batch is durable, or raises why it was refused. Any number of tasks may wait on
+    one receipt; the store settles it on the event loop the batch was submitted from."""
+
+    __slots__ = ("_written", "error")
+
+    def __init__(self) -> None:
+        self._written = anyio.Event()
+        self.error: BaseException | None = None
+
+    def settle(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self._written.set()
+
+    @property
+    def settled(self) -> bool:
+        return self._written.is_set()
+
+    async def wait(self) -> None:
+        await self._written.wait()
+        if self.error is not None:
+            raise self.error
+
+
 class Store(Protocol):
-    async def apply(self, ops: Sequence[Operation]) -> None:
-        """Apply ``ops`` in order in one transaction, committed when this returns. A transition
-        whose current state is not its ``expected`` state raises :class:`StaleWrite` and
-        nothing of the batch is written. A terminal state is never overwritten. An operation
-        that carries a ``lease`` the run no longer has raises :class:`LeaseLost`, and nothing
-        of the batch is written."""
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
+        """Queue ``ops`` as one batch, now: batches are written in the order they were
+        submitted, each in one transaction. A transition whose current state is not its
+        ``expected`` state refuses the batch with :class:`StaleWrite`, and nothing of it is
+        written; a terminal state is never overwritten; an operation that carries a ``lease``
+        the run no longer has refuses it with :class:`LeaseLost`. The receipt says when it is
+        durable, or why not. The contract is async: no callbacks, no futures."""
         ...
 
-    def apply_nowait(
-        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
-    ) -> None:
-        """Queue ``ops`` behind every batch queued before them, without waiting; ``done`` is
-        called on the event loop once they are committed (``None``) or refused (the error)."""
+    async def apply(self, ops: Sequence[Operation]) -> None:
+        """:meth:`submit` ``ops`` and wait for the receipt."""
         ...
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...

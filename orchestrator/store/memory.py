@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..model.states import JOB_REACHABLE, RUN_TRANSITIONS, AttemptState, JobState, RunState
@@ -25,6 +25,7 @@ from .base import (
     Lease,
     LeaseLost,
     Operation,
+    Receipt,
     RunRecord,
     RunTransition,
     StaleWrite,
@@ -140,19 +141,19 @@ class MemoryStore:
         self.events.extend(events)
         self.commits += 1
 
-    def apply_nowait(
-        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
-    ) -> None:
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
+        receipt = Receipt()
         coro = self.apply(ops)
         try:
             coro.send(None)  # apply never suspends: it runs to its end here
         except StopIteration:
-            done(None)
-        except StaleWrite as exc:
-            done(exc)
-        else:  # pragma: no cover - apply suspended
+            receipt.settle()
+        except Exception as exc:
+            receipt.settle(exc)
+        else:  # pragma: no cover - apply suspended, which it never does
             coro.close()
             raise RuntimeError("MemoryStore.apply suspended")
+        return receipt
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         run = self.runs.get(run_id)

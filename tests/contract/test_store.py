@@ -696,34 +696,41 @@ async def test_a_stale_batch_among_many_fails_only_its_caller(store: Store) -> N
     assert set(states.values()) == {J.QUEUED}
 
 
-async def test_apply_nowait_answers_in_order(store: Store) -> None:
+async def test_submitted_batches_are_answered_in_order(store: Store) -> None:
     await store.apply([create()])
-    answers: list[tuple[str, BaseException | None]] = []
-    done = anyio.Event()
-
-    def answer(name: str) -> Any:
-        def record(error: BaseException | None) -> None:
-            answers.append((name, error))
-            if len(answers) == 3:
-                done.set()
-
-        return record
-
     batches: list[tuple[str, list[Operation]]] = [
         ("first", [job(J.PENDING, J.QUEUED)]),
         ("stale", [job(J.PENDING, J.QUEUED)]),  # the first moved it on
         ("third", [job(J.QUEUED, J.SUBMITTING)]),
     ]
-    for name, ops in batches:
-        store.apply_nowait(ops, answer(name))
+    receipts = [(name, store.submit(ops)) for name, ops in batches]  # queued now, in order
+    answers: list[tuple[str, str | None]] = []
     with anyio.fail_after(5):
-        await done.wait()
-    assert [(n, type(e).__name__ if e else None) for n, e in answers] == [
-        ("first", None),
-        ("stale", "StaleWrite"),
-        ("third", None),
-    ]
+        for name, receipt in receipts:
+            try:
+                await receipt.wait()
+                answers.append((name, None))
+            except StaleWrite as exc:
+                answers.append((name, type(exc).__name__))
+    assert answers == [("first", None), ("stale", "StaleWrite"), ("third", None)]
     assert (await store.get_jobs("r1"))["a"].state is J.SUBMITTING
+
+
+async def test_a_receipt_is_awaited_by_many(store: Store) -> None:
+    await store.apply([create()])
+    receipt = store.submit([job(J.PENDING, J.QUEUED)])
+    results: list[bool] = []
+
+    async def wait() -> None:
+        await receipt.wait()
+        results.append(True)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(wait)
+    assert results == [True, True, True]
+    assert (await store.get_jobs("r1"))["a"].state is J.QUEUED
 
 
 # -- the webhook outbox -----------------------------------------------------------------------

@@ -110,12 +110,10 @@ async def test_aclose_flushes_the_writes_still_queued(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     jobs = tuple(f"j{i}" for i in range(300))
     await store.apply([create(jobs=jobs)])
-    answers: list[BaseException | None] = []
-    for job_id in jobs:
-        store.apply_nowait([queue(job_id)], answers.append)
+    receipts = [store.submit([queue(job_id)]) for job_id in jobs]
     await store.aclose()  # without waiting for any of them
     await anyio.sleep(0)  # the answers were scheduled on this loop before aclose returned
-    assert answers == [None] * len(jobs)
+    assert [(r.settled, r.error) for r in receipts] == [(True, None)] * len(jobs)
     async with await SQLiteStore.open(path) as again:
         assert {j.state for j in (await again.get_jobs("r1")).values()} == {J.QUEUED}
 
@@ -128,10 +126,9 @@ async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
         await store.apply([create()])
     with pytest.raises(StoreError, match="closed"):
         await store.get_run("r1")
-    answers: list[BaseException | None] = []
-    store.apply_nowait([create()], answers.append)
-    assert len(answers) == 1
-    assert isinstance(answers[0], StoreError)
+    receipt = store.submit([create()])
+    assert receipt.settled
+    assert isinstance(receipt.error, StoreError)
 
 
 @pytest.mark.parametrize(("durable", "synchronous"), [(False, 1), (True, 2)])

@@ -5,7 +5,7 @@ script with two pipes. Batches go down the first as plain data (:func:`_encode_o
 order asked; what the pipe cannot take now waits for a sender thread, so that nothing blocks the
 event loop. The writer's answers come back on the second, read by the event loop itself (a
 reader callback: no thread hands them over), and settle their callers: futures for ``apply``
-and the store's other writes, callbacks for ``apply_nowait``; a caller on another event loop
+and the store's other writes, receipts for ``submit``; a caller on another event loop
 (in another thread) is settled through its own loop.
 """
 
@@ -20,7 +20,7 @@ import select
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from ..base import (
     CreateRun,
     LeaseLost,
     Operation,
+    Receipt,
     RunTransition,
     StaleWrite,
 )
@@ -177,7 +178,7 @@ class _Sender:
 @dataclass(slots=True)
 class _Request:
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any] | Callable[[BaseException | None], None]
+    future: asyncio.Future[Any] | Receipt
 
 
 class WriterClient:
@@ -283,13 +284,13 @@ class WriterClient:
     async def apply(self, ops: Sequence[Operation]) -> None:
         await self._submit("ops", _encode_ops(ops))
 
-    def apply_nowait(
-        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
-    ) -> None:
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
+        receipt = Receipt()
         try:
-            self._send("ops", _encode_ops(ops), _Request(asyncio.get_running_loop(), done))
+            self._send("ops", _encode_ops(ops), _Request(asyncio.get_running_loop(), receipt))
         except StoreError as exc:  # closed, or a value that is not plain data
-            done(exc)
+            receipt.settle(exc)
+        return receipt
 
     async def call(self, kind: str, *args: Any) -> Any:
         """One of the writer's other writes, by name, in its own batch."""
@@ -424,21 +425,15 @@ def _settle_raising(settled: list[tuple[Any, bool, Any]]) -> None:
 
 
 def _settle_all(settled: list[tuple[Any, bool, Any]]) -> BaseException | None:
-    """Settle futures and call callbacks; the first exception a callback raised, if any."""
-    callbacks = []
+    """Settle futures and receipts; an exception settling one raised, if any."""
+    failed: BaseException | None = None
     for future, ok, value in settled:
-        if not isinstance(future, asyncio.Future):
-            callbacks.append((future, None if ok else value))  # apply_nowait's callback
+        if isinstance(future, Receipt):
+            future.settle(None if ok else value)
         elif future.cancelled():
             continue
         elif ok:
             future.set_result(value)
         else:
             future.set_exception(value)
-    failed: BaseException | None = None
-    for callback, outcome in callbacks:  # one callback that raises does not starve the others
-        try:
-            callback(outcome)
-        except Exception as exc:
-            failed = failed or exc
     return failed

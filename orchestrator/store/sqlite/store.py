@@ -42,6 +42,7 @@ from ..base import (
     JobRecord,
     Lease,
     Operation,
+    Receipt,
     RunRecord,
 )
 from . import migrations, writer
@@ -182,15 +183,14 @@ class SQLiteStore:
     async def apply(self, ops: Sequence[Operation]) -> None:
         await self._client().apply(ops)
 
-    def apply_nowait(
-        self, ops: Sequence[Operation], done: Callable[[BaseException | None], None]
-    ) -> None:
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
         try:
             writer = self._client()
         except StoreError as exc:
-            done(exc)
-            return
-        writer.apply_nowait(ops, done)
+            receipt = Receipt()
+            receipt.settle(exc)
+            return receipt
+        return writer.submit(ops)
 
     async def _call(self, kind: str, *args: Any) -> Any:
         """One of the writer's other writes, by name, in its own batch."""
