@@ -59,29 +59,25 @@ async def _execute(
     webhook_wait: float = WEBHOOK_WAIT,
 ) -> Run:
     view = view_for(run) if view_for else None
-    observers: list[Observer] | None = [view.observe] if view else None
-    if view is None:
-        return await host.run(
-            run,
-            stored=stored,
-            lease=lease,
-            concurrency=concurrency,
-            observers=observers,
-            webhook_wait=webhook_wait,
-        )
+    error: Exception | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(view.show)
+        if view is not None:
+            tg.start_soon(view.show)
         try:
             await host.run(
                 run,
                 stored=stored,
                 lease=lease,
                 concurrency=concurrency,
-                observers=observers,
+                observers=[view.observe] if view is not None else None,
                 webhook_wait=webhook_wait,
             )
+        except Exception as exc:  # raised as it is, not wrapped by the task group
+            error = exc
         finally:
             tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
     return run
 
 
