@@ -81,8 +81,9 @@ class ConnectorHub:
     def key(self, job_type: JobType, connection: str | None) -> Key:
         return (job_type.name, connection if job_type.needs_connection else None)
 
-    async def open_for(self, dag: DAG) -> HubView:
-        """Open what ``dag``'s jobs need (each connector once per host); its view for a run."""
+    async def open_for(self, dag: DAG) -> ConnectorHub:
+        """Open what ``dag``'s jobs need (each connector once per host); the hub, which a run's
+        executor asks for its connectors (``get``)."""
         types = self._types if self._types is not None else job_types()
         for job in dag:
             job_type = types[job.type]
@@ -98,7 +99,7 @@ class ConnectorHub:
             failure = self._failed.pop(key, None)
             if failure is not None:
                 raise failure
-        return HubView(self)
+        return self
 
     def get(self, job_type: JobType, connection: str | None) -> Connector:
         key = self.key(job_type, connection)
@@ -109,18 +110,6 @@ class ConnectorHub:
                 override if override is not None else self._open[key]
             )
         return masked
-
-
-class HubView:
-    """What a run's executor sees of the hub: ``get(job_type, connection)``."""
-
-    __slots__ = ("_hub",)
-
-    def __init__(self, hub: ConnectorHub) -> None:
-        self._hub = hub
-
-    def get(self, job_type: JobType, connection: str | None) -> Connector:
-        return self._hub.get(job_type, connection)
 
 
 def _factory(job_type: JobType, conn: Connection | None) -> Callable[[], Connector]:
