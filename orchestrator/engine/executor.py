@@ -198,6 +198,10 @@ class RunExecutor(Attempts):
                 await self._execute()
             except (StoreError, LeaseLost) as exc:
                 failure = exc
+            finally:  # the run's own pools leave the slots it may share with other runs
+                for pool in self._own_pools:
+                    self._slots.limits.pop(pool, None)
+                    self._slots.used.pop(pool, None)
         if failure is not None:
             raise failure
         return self.run
@@ -230,9 +234,6 @@ class RunExecutor(Attempts):
                 f"run timed out after {timeout:g}s",
             )
         self._finish_run()
-        for pool in self._own_pools:
-            self._slots.limits.pop(pool, None)
-            self._slots.used.pop(pool, None)
         with anyio.CancelScope(shield=True):
             await self._commit()
 
