@@ -120,7 +120,6 @@ class LossyStream:
         self.stream = stream
         self.name = name
         self.complain_to = complain_to
-        self.dropped = 0
 
     def isatty(self) -> bool:
         try:
@@ -130,7 +129,6 @@ class LossyStream:
 
     def write(self, text: str) -> None:
         if self.stream is None:
-            self.dropped += 1
             return
         try:
             self.stream.write(text)
@@ -146,7 +144,6 @@ class LossyStream:
             self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
-        self.dropped += 1
         stream, self.stream = self.stream, None
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         complain_to = self.complain_to
