@@ -326,11 +326,10 @@ class WriterClient:
             frames = answers.available()
         except OSError:
             frames, answers.eof = [], True
-        failed: BaseException | None = None
         for answer in frames:
             kind = answer[0]
             if kind == "done":
-                failed = self._settle(loop, answer) or failed
+                self._settle(loop, answer)
             elif kind == "crash":  # the crash point mid_commit: this process ends too
                 crash.end_now()
             elif kind == "closed":  # all answered; it checkpoints and exits by itself
@@ -347,15 +346,13 @@ class WriterClient:
                     f" (exit status {status})" if status is not None else ""
                 )
                 self._finish(loop, why)
-        if failed is not None:
-            raise failed  # the event loop's exception handler reports it
 
-    def _settle(self, loop: asyncio.AbstractEventLoop, answer: Any) -> BaseException | None:
+    def _settle(self, loop: asyncio.AbstractEventLoop, answer: Any) -> None:
         _, results, batches, commits = answer
         self._stats["batches"], self._stats["commits"] = batches, commits
         with self._lock:
             requests = [self._pending.pop(request_id) for request_id, _, _ in results]
-        return _hand_over(
+        _hand_over(
             loop,
             [
                 (request, ok, value if ok else self._failure(value))
@@ -376,9 +373,7 @@ class WriterClient:
             self._ended = StoreError(why or f"{self.path}: the store is closed")
             pending, self._pending = self._pending, {}
             self._finished.set()
-        failed = _hand_over(loop, [(request, False, self._ended) for request in pending.values()])
-        if failed is not None:
-            raise failed  # the event loop's exception handler reports it
+        _hand_over(loop, [(request, False, self._ended) for request in pending.values()])
 
     def _failure(self, value: tuple[str, str]) -> Exception:
         kind, message = value
@@ -393,11 +388,8 @@ class WriterClient:
         return StoreError(message)
 
 
-def _hand_over(
-    loop: asyncio.AbstractEventLoop, outcomes: list[tuple[_Request, bool, Any]]
-) -> BaseException | None:
-    """Settle the requests made on ``loop`` now and hand the others to their own loops; the
-    first exception a callback raised, if any."""
+def _hand_over(loop: asyncio.AbstractEventLoop, outcomes: list[tuple[_Request, bool, Any]]) -> None:
+    """Settle the requests made on ``loop`` now and hand the others to their own loops."""
     here: list[tuple[Any, bool, Any]] = []
     elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
     for request, ok, value in outcomes:
@@ -407,26 +399,19 @@ def _hand_over(
         else:
             elsewhere.setdefault(request.loop, []).append(settled)
     _settle_by_loop(elsewhere)
-    return _settle_all(here)
+    _settle_all(here)
 
 
 def _settle_by_loop(by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]]) -> None:
     for loop, settled in by_loop.items():  # one wake-up of each loop per commit
         try:
-            loop.call_soon_threadsafe(_settle_raising, settled)
+            loop.call_soon_threadsafe(_settle_all, settled)
         except RuntimeError:  # that loop is closed: nobody waits any more
             pass
 
 
-def _settle_raising(settled: list[tuple[Any, bool, Any]]) -> None:
-    failed = _settle_all(settled)
-    if failed is not None:
-        raise failed  # the event loop's exception handler reports it
-
-
-def _settle_all(settled: list[tuple[Any, bool, Any]]) -> BaseException | None:
-    """Settle futures and receipts; an exception settling one raised, if any."""
-    failed: BaseException | None = None
+def _settle_all(settled: list[tuple[Any, bool, Any]]) -> None:
+    """Settle futures and receipts (neither runs any code of the caller's)."""
     for future, ok, value in settled:
         if isinstance(future, Receipt):
             future.settle(None if ok else value)
@@ -436,4 +421,3 @@ def _settle_all(settled: list[tuple[Any, bool, Any]]) -> BaseException | None:
             future.set_result(value)
         else:
             future.set_exception(value)
-    return failed
