@@ -4,6 +4,7 @@ which then writes nothing and cancels nothing remote; the new owner goes on."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import anyio
 import pytest
@@ -11,12 +12,12 @@ import pytest
 from orchestrator import DAG, Job
 from orchestrator.connectors.fake import FakeConnector, FakeRemote
 from orchestrator.engine.durable import record_new_run
-from orchestrator.errors import RunHalted
+from orchestrator.errors import RunHalted, StoreError
 from orchestrator.model.states import JobState, RunState
 from orchestrator.runtime import runs
 from orchestrator.runtime.host import RunHost
 from orchestrator.runtime.prepare import prepare_run
-from orchestrator.store.base import Lease
+from orchestrator.store.base import Lease, Operation, Receipt
 from orchestrator.store.memory import MemoryStore
 
 
@@ -78,3 +79,41 @@ async def test_a_run_owned_on_another_host_is_adopted_once_its_lease_expired(
             with pytest.raises(runs.RunRefused, match="has an active run"):
                 await runs.run_new(host, dag, {}, overlap="skip")
             assert store.runs[theirs.id].owner == "otherhost:1:1"
+
+
+class _FullStore(MemoryStore):
+    """A store whose disk filled once the run was recorded: every later batch is refused."""
+
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
+        if not self.runs:  # the run's record
+            return super().submit(ops)
+        receipt = Receipt()
+        receipt.settle(StoreError("orchestrator.db: database or disk is full"))
+        return receipt
+
+
+class _View:
+    """A live view that draws until the run ends."""
+
+    def __init__(self, run: object) -> None:
+        pass
+
+    def observe(self, *args: object) -> None:
+        pass
+
+    async def show(self) -> None:
+        await anyio.sleep_forever()
+
+
+@pytest.mark.parametrize("with_view", [False, True])
+async def test_a_store_failing_mid_run_halts_it_as_it_is_with_or_without_a_live_view(
+    with_view: bool,
+) -> None:
+    with DAG("full") as dag:
+        Job("a", "fake")
+    dag.validate()
+    store = _FullStore()
+    view_for = _View if with_view else None
+    async with RunHost(store, connectors={"fake": FakeConnector(FakeRemote())}) as host:
+        with pytest.raises(RunHalted, match="database or disk is full"):  # not an exception group
+            await runs.run_new(host, dag, {}, overlap="allow", view_for=view_for)
