@@ -58,21 +58,19 @@ async def _runs(args: argparse.Namespace) -> int:
                     print(f"{run_id:32}  {dag:20}  {r.state.value:10}  {trigger:8}  {created}")
             return EXIT_OK
         try:
-            record = await store.get_run(await _find_run_id(store, args.run_id))
+            detail = await read_run_view(store, await _find_run_id(store, args.run_id))
         except ConfigError as exc:
             _error(str(exc))
             return EXIT_INVALID
-        assert record is not None
-        detail = await read_run_view(store, record.id)
         assert detail is not None
         _known_secrets()
         detail = logs.redact(detail)  # a run stored before its secrets were masked
         if args.json:
             print(json.dumps(detail, default=str))
         else:
-            print(f"run {printable(record.id)}  {printable(record.dag)}  {record.state.value}")
-            if record.error:
-                print(f"  reason: {printable(logs.redact_text(record.error))}")
+            print(f"run {printable(detail['id'])}  {printable(detail['dag'])}  {detail['status']}")
+            if detail["reason"]:
+                print(f"  reason: {printable(detail['reason'])}")
             for j in detail["jobs"]["data"]:
                 err = f"  {printable(j['error'])}" if j["error"] else ""
                 print(f"  {printable(j['id']):24} {j['status']:16} attempts={j['attempts']}{err}")
