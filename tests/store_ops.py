@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
 
-from orchestrator.model.states import JobState
-from orchestrator.store.base import AttemptRow, Changes, JobRow, Operation, Store, event_json
+from orchestrator.model.states import AttemptState, JobState
+from orchestrator.store.base import (
+    AttemptEvent,
+    AttemptRow,
+    Changes,
+    JobEvent,
+    JobRow,
+    Operation,
+    Store,
+)
 
 
 def job(
@@ -24,17 +31,8 @@ def job(
 ) -> Changes:
     """One job row moving ``old`` -> ``new`` (the other fields as given: a row is the whole
     record) with the event of that step."""
-    row = JobRow(
-        run_id,
-        job_id,
-        old.value,
-        new.value,
-        outputs=json.dumps(outputs) if outputs else None,
-        notes=json.dumps(notes) if notes else None,
-        **fields,
-    )
-    error = fields.get("error")
-    event = event_json(job_id, "job", old.value, new.value, at, {"error": error} if error else None)
+    row = JobRow(run_id, job_id, old, new, outputs=outputs, notes=notes, **fields)
+    event = JobEvent(job_id, old, new, at, fields.get("error"))
     return Changes(run_id, jobs=[row], events=[event])
 
 
@@ -52,25 +50,22 @@ def attempt(
 ) -> Changes:
     """One attempt row: ``expected`` None inserts it (submitted at ``at``), else it moves on
     from ``expected`` (accepted at ``at`` when a handle is given)."""
+    old = AttemptState(expected) if expected is not None else None
+    new = AttemptState(state)
     row = AttemptRow(
         run_id,
         job_id,
         n,
-        expected,
+        old,
         key or f"{run_id}/{job_id}/{n}",
-        state,
-        json.dumps(handle) if handle is not None else None,
+        new,
+        handle,
         submitted_at=at if expected is None else None,
         accepted_at=at if handle is not None else None,
         ended_at=at if state not in ("submitting", "running") else None,
         error=error,
     )
-    data: dict[str, Any] = {"attempt": n}
-    if handle is not None:
-        data["handle"] = handle
-    if error is not None:
-        data["error"] = error
-    event = event_json(job_id, "attempt", expected, state, at, data)
+    event = AttemptEvent(job_id, n, old, new, at, handle, error)
     return Changes(run_id, attempts=[row], events=[event])
 
 

@@ -243,7 +243,7 @@ class Attempts(Journal):
         decide by the job's ``onAmbiguousSubmit`` policy. Returns the decision, the handle of
         the job to adopt, and what was found (for the job's error)."""
         row = jr.attempt_row
-        submission.not_before = row[7] if row is not None else None
+        submission.not_before = row.submitted_at if row is not None else None
         submission.claimed = _Claims(self, jr, submission.not_before)
         outcome = "not found on the remote"
         try:

@@ -24,7 +24,6 @@ from ..store.base import (
     Receipt,
     RunRecord,
     Store,
-    json_text,
 )
 from .records import Run
 
@@ -131,7 +130,7 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
         attempt = last.get(job_id)
         if attempt is not None:
             jr.handle = attempt.handle
-            state = attempt.state.value  # rows carry plain values
+            state = attempt.state
             jr.attempt_row = AttemptRow(
                 run.id,
                 job_id,
@@ -139,7 +138,7 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
                 state,
                 attempt.key,
                 state,
-                json_text(attempt.handle) if attempt.handle is not None else None,
+                attempt.handle,
                 attempt.submitted_at,
                 attempt.accepted_at,
                 attempt.ended_at,

@@ -33,13 +33,12 @@ from ..model.states import JobState, RunState
 from ..model.trigger_rules import Decision, evaluate
 from ..store.base import (
     AttemptRecord,
-    EventJSON,
+    AttemptRow,
     JobRecord,
     Lease,
     LeaseLost,
     Operation,
-    Row,
-    json_text,
+    StateEvent,
 )
 from .attempt import Attempts
 from .durable import restore
@@ -121,8 +120,8 @@ class RunExecutor(Attempts):
         self._ops: list[Operation] = []
         # what changed since the last hand-over to the store (see _changes)
         self._dirty: list[JobRun] = []
-        self._events: list[EventJSON] = []
-        self._attempt_rows: list[Row] = []  # of attempts no longer current
+        self._events: list[StateEvent] = []
+        self._attempt_rows: list[AttemptRow] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due
         self._filling: _Batch | None = None  # the commits waiting for the next batch
         # waiters enough for a batch of their own: the next ones make a second batch, written
@@ -149,8 +148,6 @@ class RunExecutor(Attempts):
             if job.connection and f"connection:{job.connection}" in self._slots.limits:
                 pools = (*pools, f"connection:{job.connection}")
             jr = run.jobs[job.id] = JobRun(job, job_types[job.type], pools)
-            if store is not None:
-                jr.id_json = json_text(job.id)  # in its events
         for job_id, jr in run.jobs.items():
             jr.children = [run.jobs[c] for c in dag.graph.successors(job_id)]
             jr.counts.total = dag.graph.in_degree(job_id)

@@ -1,7 +1,7 @@
 """The run's journal: every state change of its jobs, attempts and run, kept as what changed
-since the last hand-over to the store (the jobs and attempts marked dirty, their events as JSON
-text), and handed over in group commits: the writes asked for in one turn of the event loop go
-to the store as one batch, in the order they were made.
+since the last hand-over to the store (the jobs and attempts marked dirty, and the events of
+their steps as records), and handed over in group commits: the writes asked for in one turn of
+the event loop go to the store as one batch, in the order they were made.
 
 :class:`Journal` is a part of :class:`~orchestrator.engine.executor.RunExecutor` (its state is
 the executor's, set up by its constructor): the executor's hot path calls these methods on
@@ -31,17 +31,19 @@ from ..model.states import (
     check_run_transition,
 )
 from ..store.base import (
+    AttemptEvent,
+    AttemptRow,
     Changes,
-    EventJSON,
+    JobEvent,
+    JobRow,
     Lease,
     LeaseLost,
     Operation,
     Receipt,
-    Row,
     RunTransition,
     StaleWrite,
-    json_text,
-    strict_json_text,
+    StateEvent,
+    handle_json,
 )
 from .ports import EventSink, JobEnded, RunStore
 from .records import JobRun, Run
@@ -52,6 +54,9 @@ DIRTY_ATTEMPT = 2  # its current attempt did
 
 # read on every state change: a global is read in a tenth of the time of an enum's attribute
 _RETRY_WAIT = JobState.RETRY_WAIT
+# the records of the store are built from all their fields at once, in C (a NamedTuple's own
+# constructor is a Python function: twice the time, on the hot path of every state change)
+_new = tuple.__new__
 
 
 class _Batch:
@@ -79,8 +84,8 @@ class Journal:
     _observers: list[Observer]
     _ops: list[Operation]
     _dirty: list[JobRun]
-    _events: list[EventJSON]
-    _attempt_rows: list[Row]
+    _events: list[StateEvent]
+    _attempt_rows: list[AttemptRow]
     _flush_scheduled: bool
     _filling: _Batch | None
     _writes: TaskGroup
@@ -115,12 +120,7 @@ class Journal:
             self._log_end(jr)
         if self._store is not None:
             at = self._clock.time()
-            at_us = round(at * 1_000_000)
-            data = f'{{"error":{json_text(error)}}}' if error else "null"
-            # the event as event_json encodes it, in one step (states need no escaping)
-            self._events.append(
-                f'[{jr.id_json},"job","{old._value_}","{new._value_}",{at_us},{data}]'
-            )
+            self._events.append(_new(JobEvent, (jr.id, old, new, at, error or None)))
             if not jr.dirty:
                 self._dirty.append(jr)
             jr.dirty |= DIRTY_JOB
@@ -188,80 +188,66 @@ class Journal:
         at = self._clock.time()
         row = jr.attempt_row
         n = jr.attempts
-        state = new._value_  # rows and events carry plain values
         if key is not None:
             if row is not None and jr.dirty & DIRTY_ATTEMPT:  # the one before has a step
                 self._attempt_rows.append(row)
             jr.attempt_stored = None
-            jr.attempt_row = (self.run.id, jr.id, n, None, key, state, None, at, None, None, None)
-            old = "null"
-            data = f'{{"attempt":{n}}}'
+            jr.attempt_row = _new(
+                AttemptRow, (self.run.id, jr.id, n, None, key, new, None, at, None, None, None)
+            )
+            self._events.append(_new(AttemptEvent, (jr.id, n, None, new, at, None, None)))
         else:
             if row is None:
                 raise StoreError(f"run {self.run.id}: job {jr.id} has no attempt {n} stored")
-            # the row's fields by position (AttemptRow's order)
-            old = f'"{row[5]}"'
-            data = f'{{"attempt":{n}'
-            handle_json = row[6]
-            accepted_at = row[8]
-            if handle is not None:
-                try:
-                    handle_json = strict_json_text(handle)
-                except (TypeError, ValueError) as exc:
-                    raise StoreError(
-                        f"run {self.run.id}: job {jr.id}: its remote handle cannot be stored "
-                        f"({exc})"
-                    ) from None
-                accepted_at = at
-                data += f',"handle":{handle_json}'
-            if error is not None:
-                data += f',"error":{json_text(error)}'
-            data += "}"
-            jr.attempt_row = (
-                row[0],
-                row[1],
-                row[2],
-                jr.attempt_stored,
-                row[4],
-                state,
-                handle_json,
-                row[7],
-                accepted_at,
-                at if new not in ATTEMPT_LIVE else None,
-                error if error is not None else row[10],
+            if handle is not None:  # refused here, failing the job, if not plain JSON
+                handle_json(self.run.id, jr.id, handle)
+            jr.attempt_row = _new(
+                AttemptRow,
+                (
+                    row.run_id,
+                    row.job_id,
+                    row.attempt,
+                    jr.attempt_stored,
+                    row.key,
+                    new,
+                    row.handle if handle is None else handle,
+                    row.submitted_at,
+                    row.accepted_at if handle is None else at,
+                    at if new not in ATTEMPT_LIVE else None,
+                    row.error if error is None else error,
+                ),
             )
-        # the event as event_json encodes it (attempt states need no escaping)
-        at_us = round(at * 1_000_000)
-        self._events.append(f'[{jr.id_json},"attempt",{old},"{state}",{at_us},{data}]')
+            self._events.append(_new(AttemptEvent, (jr.id, n, row.state, new, at, handle, error)))
         if not jr.dirty:
             self._dirty.append(jr)
         jr.dirty |= DIRTY_ATTEMPT
 
     def _changes(self) -> Changes:
         """The rows of what changed since the last hand-over, one per job and attempt however
-        many steps it took, with the events of those steps in order. Rows are plain tuples in
-        the order of JobRow and AttemptRow's fields (building those would cost more)."""
+        many steps it took, with the events of those steps in order."""
         run_id = self.run.id
-        jobs: list[Row] = []
+        jobs: list[JobRow] = []
         attempts, self._attempt_rows = self._attempt_rows, []
         for jr in self._dirty:
             if jr.dirty & DIRTY_JOB:
-                outputs, notes = jr.outputs, jr.notes
                 jobs.append(
-                    (
-                        run_id,
-                        jr.id,
-                        jr.stored_state._value_,
-                        jr.state._value_,
-                        jr.attempts,
-                        jr.error,
-                        jr.remote_status,
-                        json_text(outputs) if outputs else None,
-                        jr.log_tail,
-                        json_text(notes) if notes else None,
-                        jr.started_at,
-                        jr.ended_at,
-                        jr.retry_at,
+                    _new(
+                        JobRow,
+                        (
+                            run_id,
+                            jr.id,
+                            jr.stored_state,
+                            jr.state,
+                            jr.attempts,
+                            jr.error,
+                            jr.remote_status,
+                            jr.outputs or None,
+                            jr.log_tail,
+                            jr.notes or None,
+                            jr.started_at,
+                            jr.ended_at,
+                            jr.retry_at,
+                        ),
                     )
                 )
                 jr.stored_state = jr.state
@@ -269,7 +255,7 @@ class Journal:
                 row = jr.attempt_row
                 assert row is not None
                 attempts.append(row)
-                jr.attempt_stored = row[5]
+                jr.attempt_stored = row.state
             jr.dirty = 0
         self._dirty = []
         events, self._events = self._events, []

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from ..connectors.base import JobType
     from ..model.dag import DAG, Job
     from ..model.retry import RetryPolicy
-    from ..store.base import Row
+    from ..model.states import AttemptState
+    from ..store.base import AttemptRow
 
 
 class JobRun:
@@ -34,7 +35,6 @@ class JobRun:
         "has_tokens",
         "held",
         "id",
-        "id_json",
         "job",
         "job_type",
         "log_tail",
@@ -56,7 +56,6 @@ class JobRun:
 
     def __init__(self, job: Job, job_type: JobType, pools: tuple[str, ...]) -> None:
         self.id = job.id
-        self.id_json = ""  # the id as JSON text (set by an executor with a store)
         self.job = job
         self.job_type = job_type
         self.state = JobState.PENDING
@@ -83,8 +82,8 @@ class JobRun:
         # current attempt as it is now and its state as last written (None: not yet), and
         # what changed since
         self.stored_state = JobState.PENDING
-        self.attempt_row: Row | None = None  # AttemptRow's fields, in order
-        self.attempt_stored: str | None = None
+        self.attempt_row: AttemptRow | None = None
+        self.attempt_stored: AttemptState | None = None
         self.dirty = 0  # DIRTY_JOB | DIRTY_ATTEMPT
         self.wake_event: anyio.Event | None = None
         self.woken = False

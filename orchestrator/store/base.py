@@ -3,12 +3,14 @@
 Writes are *operations* applied in order, in one transaction per batch, each state change
 compare-and-set on the state the engine expects; every state change appends an event in the same
 transaction. Jobs and attempts are written as rows (what they are now, :class:`Changes`) rather
-than step by step: the engine hands over each changed row once per batch, and the store writes
-it with one compare-and-set, so that the cost of durability does not grow with the number of
-steps. Batches from many jobs are group-committed: ``apply`` returns once the batch is
-committed (durable against a crash of this process). The protocol is written so that a
-PostgreSQL implementation can follow: run ownership is a lease row (owner, epoch, heartbeat) and
-webhook deliveries are an outbox table written in the transaction of the state change.
+than step by step: the engine hands over each changed row once per batch, with the events of
+its steps, and the store writes it with one compare-and-set, so that the cost of durability
+does not grow with the number of steps. Rows and events are typed records with Python values;
+each backend encodes them as it stores them (no wire format crosses this boundary). Batches
+from many jobs are group-committed: a receipt settles once the batch is committed (durable
+against a crash of this process). The protocol is written so that a PostgreSQL implementation
+can follow: run ownership is a lease row (owner, epoch, heartbeat) and webhook deliveries are an
+outbox table written in the transaction of the state change.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 import anyio
 
-from ..errors import OrchestratorError
+from ..errors import OrchestratorError, StoreError
 from ..model.states import AttemptState, JobState, RunState
 
 # -- what is stored ---------------------------------------------------------------------------
@@ -163,19 +165,19 @@ class RunTransition:
 
 class JobRow(NamedTuple):
     """A job's record as the engine has it now, written only if the stored state is still
-    ``expected`` (compare-and-set). States are :class:`JobState` values; JSON fields are JSON
-    text. The fields are those of :class:`JobRecord`, all of them: a row replaces the record."""
+    ``expected`` (compare-and-set). The fields are those of :class:`JobRecord`, all of them: a
+    row replaces the record."""
 
     run_id: str
     job_id: str
-    expected: str  # the stored state it moves from
-    state: str
+    expected: JobState  # the stored state it moves from
+    state: JobState
     attempts: int = 0
     error: str | None = None
     remote_status: str | None = None
-    outputs: str | None = None  # JSON object, None for none
+    outputs: Mapping[str, Any] | None = None  # None (or empty) for none
     log_tail: str | None = None
-    notes: str | None = None  # JSON array, None for none
+    notes: Sequence[str] | None = None  # None (or empty) for none
     started_at: float | None = None
     ended_at: float | None = None
     retry_at: float | None = None
@@ -191,14 +193,62 @@ class AttemptRow(NamedTuple):
     run_id: str
     job_id: str
     attempt: int
-    expected: str | None
+    expected: AttemptState | None
     key: str
-    state: str  # an AttemptState's value
-    handle: str | None = None  # the remote handle as JSON text
+    state: AttemptState
+    handle: Mapping[str, Any] | None = None  # the remote handle, plain JSON
     submitted_at: float | None = None
     accepted_at: float | None = None
     ended_at: float | None = None
     error: str | None = None
+
+
+class JobEvent(NamedTuple):
+    """A job's state change, for the run's event log (``at`` in seconds)."""
+
+    job_id: str
+    old: JobState
+    new: JobState
+    at: float
+    error: str | None = None
+
+
+class AttemptEvent(NamedTuple):
+    """A step of one of a job's attempts, for the run's event log: ``old`` None when the
+    attempt starts (``submitting``); ``handle`` when the remote accepted it."""
+
+    job_id: str
+    attempt: int
+    old: AttemptState | None
+    new: AttemptState
+    at: float
+    handle: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+StateEvent = JobEvent | AttemptEvent
+
+
+def handle_json(run_id: str, job_id: str, handle: Any) -> str:
+    """A remote handle as JSON text, or a :class:`StoreError` that names the job."""
+    try:
+        return strict_json_text(handle)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"run {run_id}: job {job_id}: its remote handle cannot be stored ({exc})"
+        ) from None
+
+
+def event_data(event: StateEvent) -> dict[str, Any]:
+    """What an event's ``data`` holds when it is read back (:class:`Event`)."""
+    if isinstance(event, JobEvent):
+        return {"error": event.error} if event.error is not None else {}
+    data: dict[str, Any] = {"attempt": event.attempt}
+    if event.handle is not None:
+        data["handle"] = event.handle
+    if event.error is not None:
+        data["error"] = event.error
+    return data
 
 
 def _not_json(value: Any) -> Any:
@@ -241,38 +291,6 @@ def strict_json_text(value: Any) -> str:
     return "".join(_ENCODE_STRICT(value, 0))
 
 
-# An event as :class:`Changes` carries it, to be numbered by the store: the JSON text of
-# ``[job_id, kind, old, new, at, data]`` (see :func:`event_json`), job_id null for the run's
-# own, ``at`` in whole microseconds, data an object or null. The engine encodes an event as it
-# happens; the store appends it as it is.
-EventJSON = str
-
-
-def event_json(
-    job_id: str | None,
-    kind: str,
-    old: str | None,
-    new: str,
-    at: float,
-    data: dict[str, Any] | None = None,
-) -> EventJSON:
-    """An event as :class:`Changes` carries it (``at`` in seconds, as the clock gives it)."""
-    return strict_json_text([job_id, kind, old, new, round(at * 1_000_000), data or None])
-
-
-def event_fields(
-    text: EventJSON,
-) -> tuple[str | None, str, str | None, str, float, dict[str, Any]]:
-    """An event's fields back from its JSON text, ``at`` in seconds."""
-    job_id, kind, old, new, at, data = json.loads(text)
-    return job_id, kind, old, new, at / 1_000_000, data or {}
-
-
-# a JobRow or AttemptRow, or a plain tuple of the same fields in the same order (the engine
-# hands over plain tuples: cheaper to build)
-Row = tuple[Any, ...]
-
-
 @dataclass(slots=True)
 class Changes:
     """What changed in one run since the engine last wrote it: the rows of the jobs and
@@ -282,9 +300,9 @@ class Changes:
     events."""
 
     run_id: str
-    jobs: Sequence[Row] = field(default_factory=list)  # JobRow's fields
-    attempts: Sequence[Row] = field(default_factory=list)  # AttemptRow's fields
-    events: list[EventJSON] = field(default_factory=list)
+    jobs: Sequence[JobRow] = field(default_factory=list)
+    attempts: Sequence[AttemptRow] = field(default_factory=list)
+    events: Sequence[StateEvent] = field(default_factory=list)
     lease: Lease | None = None  # the writer's lease on the run: refused if no longer its own
 
 

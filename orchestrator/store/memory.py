@@ -20,6 +20,7 @@ from .base import (
     DeliveryRecord,
     EnqueueDelivery,
     Event,
+    JobEvent,
     JobRecord,
     JobRow,
     Lease,
@@ -29,7 +30,9 @@ from .base import (
     RunRecord,
     RunTransition,
     StaleWrite,
-    event_fields,
+    event_data,
+    handle_json,
+    json_text,
 )
 
 
@@ -95,16 +98,16 @@ class MemoryStore:
                 )
             elif isinstance(op, Changes):
                 _check_lease(runs.get(op.run_id), op.run_id, op.lease)
-                for row in map(JobRow._make, op.jobs):
+                for row in op.jobs:
                     job = jobs.get(row.run_id, {}).get(row.job_id)
                     if (
                         job is None
-                        or job.state.value != row.expected
+                        or job.state != row.expected
                         or (row.expected, row.state) not in JOB_REACHABLE
                     ):
                         raise StaleWrite(f"job {row.run_id}/{row.job_id}: expected {row.expected}")
                     jobs[row.run_id][row.job_id] = _job_record(row)
-                for a in map(AttemptRow._make, op.attempts):
+                for a in op.attempts:
                     key = (a.run_id, a.job_id, a.attempt)
                     current = attempts.get(key)
                     if a.expected is None:  # an insert
@@ -122,9 +125,14 @@ class MemoryStore:
                         raise StaleWrite(f"attempt {key}: expected {a.expected}")
                     else:
                         attempts[key] = _attempt_record(a, current)
-                for text in op.events:
+                for e in op.events:
                     seq += 1
-                    events.append(Event(seq, op.run_id, *event_fields(text)))
+                    kind = "job" if type(e) is JobEvent else "attempt"
+                    old = e.old.value if e.old is not None else None
+                    data = _copy(event_data(e), op.run_id, e.job_id)
+                    events.append(
+                        Event(seq, op.run_id, e.job_id, kind, old, e.new.value, e.at, data)
+                    )
             elif isinstance(op, EnqueueDelivery):
                 d = copy.copy(op.delivery)
                 if d.id in self.deliveries or d.id in deliveries:
@@ -327,9 +335,9 @@ def _job_record(row: JobRow) -> JobRecord:
         row.attempts,
         row.error,
         row.remote_status,
-        json.loads(row.outputs) if row.outputs else {},
+        json.loads(json_text(row.outputs)) if row.outputs else {},
         row.log_tail,
-        json.loads(row.notes) if row.notes else [],
+        list(row.notes) if row.notes else [],
         row.started_at,
         row.ended_at,
         row.retry_at,
@@ -346,7 +354,7 @@ def _attempt_record(row: AttemptRow, stored: AttemptRecord | None) -> AttemptRec
         row.attempt,
         row.key,
         AttemptState(row.state),
-        json.loads(row.handle) if row.handle is not None else None,
+        _copy(row.handle, row.run_id, row.job_id) if row.handle is not None else None,
         row.submitted_at,
         row.accepted_at,
         row.ended_at,
@@ -358,6 +366,11 @@ def _attempt_record(row: AttemptRow, stored: AttemptRecord | None) -> AttemptRec
             if getattr(record, name) is None:
                 setattr(record, name, getattr(stored, name))
     return record
+
+
+def _copy(value: Any, run_id: str, job_id: str) -> Any:
+    """Plain JSON as the store keeps it: a copy, refused (StoreError) as SQLite refuses it."""
+    return json.loads(handle_json(run_id, job_id, value))
 
 
 def _check_lease(run: RunRecord | None, run_id: str, lease: Lease | None) -> None:

@@ -23,6 +23,7 @@ from orchestrator.store.base import (
     DeliveryAttempt,
     DeliveryRecord,
     EnqueueDelivery,
+    JobEvent,
     JobRow,
     Lease,
     LeaseLost,
@@ -31,7 +32,6 @@ from orchestrator.store.base import (
     RunTransition,
     StaleWrite,
     Store,
-    event_json,
 )
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.sqlite import SQLiteStore
@@ -189,8 +189,8 @@ async def test_job_and_run_transitions_compare_and_set(store: Store) -> None:
 async def test_one_row_may_move_several_steps_with_an_event_each(store: Store) -> None:
     await store.apply([create()])
     steps = [(J.PENDING, J.QUEUED), (J.QUEUED, J.SUBMITTING), (J.SUBMITTING, J.SUCCEEDED)]
-    events = [event_json("a", "job", o.value, n.value, 2.0 + i) for i, (o, n) in enumerate(steps)]
-    row = JobRow("r1", "a", "pending", "succeeded", 1, started_at=3.0, ended_at=4.0)
+    events = [JobEvent("a", o, n, 2.0 + i) for i, (o, n) in enumerate(steps)]
+    row = JobRow("r1", "a", J.PENDING, J.SUCCEEDED, 1, started_at=3.0, ended_at=4.0)
     await store.apply([Changes("r1", jobs=[row], events=events)])
     a = (await store.get_jobs("r1"))["a"]
     assert (a.state, a.attempts, a.started_at, a.ended_at) == (J.SUCCEEDED, 1, 3.0, 4.0)

@@ -157,7 +157,7 @@ async def test_a_value_that_cannot_be_stored_fails_only_its_batch(
 ) -> None:
     async with await SQLiteStore.open(tmp_path / "s.db") as store:
         await store.apply([create()])
-        bad = Changes("r1", [JobRow("r1", "b", "pending", "queued", error=value)])
+        bad = Changes("r1", [JobRow("r1", "b", JobState.PENDING, JobState.QUEUED, error=value)])
         async with anyio.create_task_group() as tg:
             tg.start_soon(store.apply, [queue("a")])
             with pytest.raises(StoreError, match=message):

@@ -30,13 +30,22 @@ from ...errors import StoreError
 from ...model.states import JOB_REACHABLE, RUN_TRANSITIONS
 from ..base import (
     ActiveRunExists,
+    AttemptEvent,
+    AttemptRow,
     Changes,
     CreateRun,
+    JobEvent,
+    JobRow,
     LeaseLost,
     Operation,
     Receipt,
     RunTransition,
     StaleWrite,
+    StateEvent,
+    event_data,
+    handle_json,
+    json_text,
+    strict_json_text,
 )
 from . import writer
 from .writer import Frames, frame
@@ -49,6 +58,69 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _job_rows(rows: Sequence[JobRow]) -> list[tuple[Any, ...]]:
+    """Job rows as the writer binds them: plain values, JSON fields as text."""
+    return [
+        (
+            r[0],
+            r[1],
+            r[2]._value_,
+            r[3]._value_,
+            r[4],
+            r[5],
+            r[6],
+            json_text(r[7]) if r[7] else None,
+            r[8],
+            json_text(r[9]) if r[9] else None,
+            r[10],
+            r[11],
+            r[12],
+        )
+        for r in rows
+    ]
+
+
+def _attempt_rows(rows: Sequence[AttemptRow]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r[0],
+            r[1],
+            r[2],
+            r[3]._value_ if r[3] is not None else None,
+            r[4],
+            r[5]._value_,
+            handle_json(r[0], r[1], r[6]) if r[6] is not None else None,
+            r[7],
+            r[8],
+            r[9],
+            r[10],
+        )
+        for r in rows
+    ]
+
+
+def _events(run_id: str, events: Sequence[StateEvent]) -> str:
+    """The events as the writer appends them to the log: one JSON array of ``[job_id, kind,
+    old, new, at, data]``, ``at`` in whole microseconds (an integer encodes several times
+    faster than a float), encoded in one call."""
+    items: list[tuple[Any, ...]] = []
+    append = items.append
+    for e in events:
+        if isinstance(e, JobEvent):
+            error = e.error
+            data = None if error is None else {"error": error}
+            append((e.job_id, "job", e.old, e.new, round(e.at * 1_000_000), data))
+        else:
+            append((e.job_id, "attempt", e.old, e.new, round(e.at * 1_000_000), event_data(e)))
+    try:
+        return strict_json_text(items)
+    except (TypeError, ValueError) as exc:
+        for e in events:  # which one: a handle that is not plain JSON
+            if isinstance(e, AttemptEvent) and e.handle is not None:
+                handle_json(run_id, e.job_id, e.handle)
+        raise StoreError(f"run {run_id}: an event cannot be stored ({exc})") from None
+
+
 def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
     """The operations as the writer process takes them: plain data (see the writer module)."""
     out: list[tuple[Any, ...]] = []
@@ -58,9 +130,10 @@ def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
                 (
                     "changes",
                     op.run_id,
-                    list(map(tuple, op.jobs)),
-                    list(map(tuple, op.attempts)),
-                    op.events,
+                    _job_rows(op.jobs),
+                    _attempt_rows(op.attempts),
+                    _events(op.run_id, op.events),
+                    len(op.events),
                     tuple(op.lease) if op.lease is not None else None,
                 )
             )

@@ -200,7 +200,8 @@ class Writer:
         run_id: str,
         jobs: list[tuple[Any, ...]],
         attempts: list[tuple[Any, ...]],
-        events: list[str],
+        events: str,
+        n_events: int,
         lease: Sequence[Any] | None = None,
     ) -> None:
         """One ``executemany`` per statement: the rows go to SQLite as they are."""
@@ -236,8 +237,8 @@ class Writer:
                 updates = [a for a in attempts if a[3] is not None]
                 if _write_rows(conn, _ATTEMPT_UPDATE, updates) != len(updates):
                     raise Refused("stale", _stale_attempt(conn, updates))
-        if events:
-            self.events.extend(run_id, events)
+        if n_events:
+            self.events.extend(run_id, events, n_events)
 
     def _create_run(
         self,
@@ -272,7 +273,7 @@ class Writer:
             "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
             [(run_id, job_id) for job_id in job_ids],
         )
-        self.events.extend(run_id, [_run_event(None, state, created_at)])
+        self.events.extend(run_id, f"[{_run_event(None, state, created_at)}]", 1)
 
     def _run_transition(
         self,
@@ -303,7 +304,7 @@ class Writer:
         )
         if cursor.rowcount != 1:
             raise Refused("stale", f"run {run_id}: expected {expected}")
-        self.events.extend(run_id, [_run_event(expected, new, at)])
+        self.events.extend(run_id, f"[{_run_event(expected, new, at)}]", 1)
 
     def _enqueue(self, d: tuple[Any, ...]) -> None:
         conn = self.conn

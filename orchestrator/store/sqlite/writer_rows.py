@@ -30,12 +30,14 @@ class _Events:
     def __init__(self) -> None:
         self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
 
-    def extend(self, run_id: str, events: Sequence[str]) -> None:
-        """Events as the engine encoded them (JSON arrays, ``at`` in microseconds)."""
-        piece = ",".join(events)  # a TypeError for anything but text fails the request
+    def extend(self, run_id: str, events: str, n: int) -> None:
+        """``n`` events as the client encoded them: a JSON array of ``[job_id, kind, old,
+        new, at, data]``, ``at`` in microseconds."""
+        if not (isinstance(events, str) and events[:1] == "[" and events[-1:] == "]"):
+            raise TypeError("events must be the text of a JSON array")
         pieces, counts = self.by_run.setdefault(run_id, ([], []))
-        pieces.append(piece)
-        counts.append(len(events))
+        pieces.append(events[1:-1])
+        counts.append(n)
 
     def mark(self) -> dict[str, int]:
         return {run_id: len(pieces) for run_id, (pieces, _) in self.by_run.items()}
