@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import sys
@@ -260,9 +261,20 @@ def _read_job_graph(graph: Any, dag: DAG, bad: Any) -> None:
         dag.add_edge(str(s), str(t))
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the file as it is now, never through ``__pycache__``: a cached ``.pyc`` is
+    checked against the source's mtime in whole seconds and its size, so a DAG file rewritten
+    within a second at the same size (a daemon reloading an edit) would run the old code."""
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
 def load_python_file(path: Path) -> list[DAG]:
     module_name = f"orchestrator_dag_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    loader = _SourceLoader(module_name, str(path))
+    spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
     if spec is None or spec.loader is None:
         raise DagError(f"{path}: cannot be imported")
     module = importlib.util.module_from_spec(spec)

@@ -608,3 +608,18 @@ def test_thousands_of_problems_list_the_first_fifty_and_count_the_rest() -> None
     assert len(lines) == 51
     assert lines[-1] == "... and 2950 more problems (3000 in all)"
     assert len(error.problems) == 3000  # all kept for whoever reads them
+
+
+def test_a_python_dag_file_rewritten_within_a_second_loads_its_new_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a cached .pyc is checked against the source's mtime in whole seconds and its size: the
+    # loader must not use one, or a daemon reloading a quick edit would run the old code
+    monkeypatch.setattr("sys.dont_write_bytecode", False)
+    path = tmp_path / "flow.py"
+    source = "from orchestrator import DAG, Job\nwith DAG({!r}) as dag:\n    Job('a', 'fake')\n"
+    path.write_text(source.format("one"))
+    assert [d.name for d in load_path(path)] == ["one"]
+    path.write_text(source.format("two"))
+    assert [d.name for d in load_path(path)] == ["two"]
+    assert not (tmp_path / "__pycache__").exists()
