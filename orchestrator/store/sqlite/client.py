@@ -35,8 +35,10 @@ from ..base import (
     LeaseLost,
     Operation,
     Receipt,
+    RecordTick,
     RunTransition,
     StaleWrite,
+    TickExists,
 )
 from . import writer
 from .writer import Frames, frame
@@ -83,9 +85,15 @@ def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
                 run.started_at,
                 run.ended_at,
                 run.error,
+                run.nominal_at,
             )
             definition = op.definition_json or _dumps(op.dag_definition)
             out.append(("create", row, definition, list(op.job_ids), op.exclusive))
+        elif isinstance(op, RecordTick):
+            t = op.tick
+            out.append(
+                ("tick", (t.dag, t.nominal, t.recorded_at, t.run_id, t.skipped, int(t.backfill)))
+            )
         else:
             d = op.delivery
             outbox = (
@@ -383,6 +391,9 @@ class WriterClient:
             return LeaseLost(message)
         if kind == "active":
             return ActiveRunExists(message)
+        if kind == "tick":  # the message is the JSON of [dag, nominal]
+            dag, nominal = json.loads(message)
+            return TickExists(dag, nominal)
         if kind == "value":
             return StoreError(f"{self.path}: a value cannot be stored ({message})")
         return StoreError(message)
