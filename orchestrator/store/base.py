@@ -19,12 +19,15 @@ import json
 import json.encoder
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 import anyio
 
 from ..errors import OrchestratorError, StoreError
 from ..model.states import AttemptState, JobState, RunState
+from .ticks import RecordTick as RecordTick
+from .ticks import TickRecord as TickRecord
 
 # -- what is stored ---------------------------------------------------------------------------
 
@@ -53,6 +56,7 @@ class RunRecord:
     started_at: float | None = None
     ended_at: float | None = None
     error: str | None = None
+    nominal_at: float | None = None  # the nominal time of the schedule tick that started it
 
 
 @dataclass(slots=True)
@@ -313,7 +317,7 @@ class EnqueueDelivery:
     delivery: DeliveryRecord
 
 
-Operation = CreateRun | RunTransition | Changes | EnqueueDelivery
+Operation = CreateRun | RunTransition | Changes | EnqueueDelivery | RecordTick
 
 
 class StaleWrite(OrchestratorError):
@@ -332,6 +336,17 @@ class ActiveRunExists(StaleWrite):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} of this DAG is active")
         self.run_id = run_id
+
+
+class TickExists(StaleWrite):
+    """A ``RecordTick`` found its tick (DAG, nominal time) recorded already: another scheduler,
+    or this one before a crash, fired it. Its batch, and the run in it, are not written."""
+
+    def __init__(self, dag: str, nominal: float) -> None:
+        when = datetime.fromtimestamp(nominal, UTC).isoformat()
+        super().__init__(f"the tick of DAG {dag} at {when} is recorded already")
+        self.dag = dag
+        self.nominal = nominal
 
 
 class Receipt:
@@ -456,5 +471,28 @@ class Store(Protocol):
         ...
 
     async def disabled_webhooks(self, dag: str) -> set[str]: ...
+
+    # -- schedules ---------------------------------------------------------------------------
+    async def last_tick(self, dag: str) -> TickRecord | None:
+        """The DAG's tick of the greatest nominal time, started or skipped: where its schedule
+        is. Backfills are left out (they fire past times)."""
+        ...
+
+    async def list_ticks(self, dag: str | None = None, *, limit: int = 100) -> list[TickRecord]:
+        """Ticks (of one DAG, or of all), newest nominal time first, at most ``limit``."""
+        ...
+
+    async def skipped_ticks(self) -> dict[tuple[str, str], int]:
+        """How many ticks started no run, by (DAG, reason)."""
+        ...
+
+    async def set_paused(self, dag: str, paused: bool, at: float) -> None:
+        """Pause or resume the DAG's schedule, for good: the setting outlives the process."""
+        ...
+
+    async def schedule_pauses(self) -> dict[str, bool]:
+        """The DAGs paused or resumed by :meth:`set_paused`, and how; a DAG not here follows its
+        file's ``schedule.paused``."""
+        ...
 
     async def aclose(self) -> None: ...

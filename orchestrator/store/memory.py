@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,9 +28,12 @@ from .base import (
     LeaseLost,
     Operation,
     Receipt,
+    RecordTick,
     RunRecord,
     RunTransition,
     StaleWrite,
+    TickExists,
+    TickRecord,
     event_data,
     handle_json,
     json_text,
@@ -47,6 +51,8 @@ class MemoryStore:
         self.deliveries: dict[str, DeliveryRecord] = {}
         self.delivery_attempts: dict[str, list[DeliveryAttempt]] = {}
         self.disabled: dict[str, set[str]] = {}
+        self.ticks: dict[tuple[str, float], TickRecord] = {}  # by (dag, nominal)
+        self.pauses: dict[str, bool] = {}
         self.commits = 0
 
     async def apply(self, ops: Sequence[Operation]) -> None:
@@ -56,6 +62,7 @@ class MemoryStore:
         attempts = _Overlay(self.attempts)
         deliveries: dict[str, DeliveryRecord] = {}
         dags: dict[str, dict[str, Any]] = {}
+        ticks: dict[tuple[str, float], TickRecord] = {}
         keys: set[str] = set()  # idempotency keys inserted by this batch
         events: list[Event] = []
         seq = len(self.events)
@@ -140,11 +147,17 @@ class MemoryStore:
                 if d.webhook in self.disabled.get(d.dag, set()):
                     d.state = "disabled"
                 deliveries[d.id] = d
+            elif isinstance(op, RecordTick):
+                tick = op.tick
+                if (tick.dag, tick.nominal) in self.ticks or (tick.dag, tick.nominal) in ticks:
+                    raise TickExists(tick.dag, tick.nominal)
+                ticks[tick.dag, tick.nominal] = tick
         runs.commit()
         jobs.commit()
         attempts.commit()
         self.deliveries.update(deliveries)
         self.dags.update(dags)
+        self.ticks.update(ticks)
         self.keys |= keys
         self.events.extend(events)
         self.commits += 1
@@ -281,6 +294,24 @@ class MemoryStore:
 
     async def disabled_webhooks(self, dag: str) -> set[str]:
         return set(self.disabled.get(dag, set()))
+
+    async def last_tick(self, dag: str) -> TickRecord | None:
+        ticks = [t for t in self.ticks.values() if t.dag == dag and not t.backfill]
+        return max(ticks, key=lambda t: t.nominal, default=None)
+
+    async def list_ticks(self, dag: str | None = None, *, limit: int = 100) -> list[TickRecord]:
+        ticks = [t for t in self.ticks.values() if dag is None or t.dag == dag]
+        ticks.sort(key=lambda t: (-t.nominal, t.dag))
+        return ticks[: max(limit, 0)]
+
+    async def skipped_ticks(self) -> dict[tuple[str, str], int]:
+        return dict(Counter((t.dag, t.skipped) for t in self.ticks.values() if t.skipped))
+
+    async def set_paused(self, dag: str, paused: bool, at: float) -> None:
+        self.pauses[dag] = paused
+
+    async def schedule_pauses(self) -> dict[str, bool]:
+        return dict(self.pauses)
 
     async def aclose(self) -> None:
         return None

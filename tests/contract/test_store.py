@@ -28,10 +28,13 @@ from orchestrator.store.base import (
     Lease,
     LeaseLost,
     Operation,
+    RecordTick,
     RunRecord,
     RunTransition,
     StaleWrite,
     Store,
+    TickExists,
+    TickRecord,
 )
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.sqlite import SQLiteStore
@@ -64,9 +67,17 @@ def create(
     dag_hash: str = "h1",
     definition: dict[str, Any] | None = None,
     exclusive: bool = False,
+    nominal_at: float | None = None,
 ) -> CreateRun:
     record = RunRecord(
-        run_id, dag, dag_hash, {"day": "2024-01-01"}, "manual", R.QUEUED, created_at=created_at
+        run_id,
+        dag,
+        dag_hash,
+        {"day": "2024-01-01"},
+        "manual" if nominal_at is None else "schedule",
+        R.QUEUED,
+        created_at=created_at,
+        nominal_at=nominal_at,
     )
     return CreateRun(record, definition or {"name": dag, "jobs": list(jobs)}, jobs, exclusive)
 
@@ -829,3 +840,192 @@ async def test_a_terminal_job_record_never_changes_again(store: Store) -> None:
     assert record.state is J.SKIPPED
     assert record.error is None
     assert record.ended_at == 2.0
+
+
+# -- schedule ticks and pauses ----------------------------------------------------------------
+
+NOON = 1_704_110_400.0  # 2024-01-01T12:00:00Z
+
+
+def tick(
+    nominal: float = NOON,
+    *,
+    dag: str = "d",
+    run_id: str | None = None,
+    skipped: str | None = None,
+    backfill: bool = False,
+) -> TickRecord:
+    return TickRecord(dag, nominal, nominal + 0.5, run_id, skipped, backfill)
+
+
+def fire(run_id: str, nominal: float = NOON, *, dag: str = "d") -> list[Operation]:
+    """What a scheduler writes for a tick that starts a run: the tick and the run, one batch."""
+    return [
+        RecordTick(tick(nominal, dag=dag, run_id=run_id)),
+        create(run_id, dag=dag, created_at=nominal + 0.5, nominal_at=nominal),
+    ]
+
+
+async def test_a_tick_is_recorded_with_the_run_it_started(store: Store) -> None:
+    await store.apply(fire("r1"))
+    assert await store.list_ticks() == [tick(run_id="r1")]
+    assert await store.last_tick("d") == tick(run_id="r1")
+    stored = await store.get_run("r1")
+    assert stored is not None
+    assert (stored.trigger, stored.nominal_at) == ("schedule", NOON)
+
+
+async def test_a_tick_recorded_already_refuses_its_whole_batch(store: Store) -> None:
+    """Two schedulers, or one before and after a crash, fire the same tick: the second's run
+    is not written, nor its tick."""
+    await store.apply(fire("r1"))
+    with pytest.raises(TickExists) as refused:
+        await store.apply(fire("r2"))
+    assert (refused.value.dag, refused.value.nominal) == ("d", NOON)
+    when = "2024-01-01T12:00:00+00:00"
+    assert str(refused.value) == f"the tick of DAG d at {when} is recorded already"
+    assert isinstance(refused.value, StaleWrite)
+    # the run first, then the tick: the run is taken back all the same
+    with pytest.raises(TickExists):
+        await store.apply(list(reversed(fire("r3"))))
+    # skipped this time: refused too (one record per tick)
+    with pytest.raises(TickExists):
+        await store.apply([RecordTick(tick(skipped="overlap"))])
+    receipt = store.submit(fire("r4"))
+    with pytest.raises(TickExists):
+        await receipt.wait()
+    for run_id in ("r2", "r3", "r4"):
+        assert await store.get_run(run_id) is None
+        assert await store.get_jobs(run_id) == {}
+        assert await store.get_events(run_id) == []
+    assert [r.id for r in await store.list_runs()] == ["r1"]
+    assert await store.list_ticks() == [tick(run_id="r1")]
+    assert await store.skipped_ticks() == {}
+    await store.apply(fire("r5", NOON + 60))  # the store goes on: the next tick is written
+    assert [t.run_id for t in await store.list_ticks()] == ["r5", "r1"]
+
+
+async def test_the_same_tick_twice_in_one_batch_is_refused(store: Store) -> None:
+    with pytest.raises(TickExists):
+        await store.apply([*fire("r1"), RecordTick(tick(skipped="overlap"))])
+    assert await store.get_run("r1") is None
+    assert await store.list_ticks() == []
+
+
+async def test_the_same_nominal_time_of_another_dag_is_another_tick(store: Store) -> None:
+    await store.apply(fire("r1"))
+    await store.apply(fire("r2", dag="e"))
+    assert {(t.dag, t.run_id) for t in await store.list_ticks()} == {("d", "r1"), ("e", "r2")}
+
+
+async def test_last_tick_and_list_ticks_go_by_nominal_time(store: Store) -> None:
+    hour = 3600.0
+    await store.apply(fire("r2", NOON + 2 * hour))
+    await store.apply([RecordTick(tick(NOON + 3 * hour, skipped="overlap"))])
+    await store.apply(fire("r1", NOON + hour))  # recorded later, nominally earlier
+    await store.apply([RecordTick(tick(NOON + 9 * hour, dag="e", skipped="paused"))])
+    # a backfill of older times, and one of a time after the schedule's last: neither moves it
+    await store.apply([RecordTick(tick(NOON, run_id="b1", backfill=True))])
+    await store.apply([RecordTick(tick(NOON + 5 * hour, run_id="b2", backfill=True))])
+
+    last = await store.last_tick("d")
+    assert last == tick(NOON + 3 * hour, skipped="overlap")  # skipped ticks count too
+    assert await store.last_tick("e") == tick(NOON + 9 * hour, dag="e", skipped="paused")
+    assert await store.last_tick("unknown") is None
+
+    d_ticks = await store.list_ticks("d")
+    assert [(t.nominal - NOON) / hour for t in d_ticks] == [5, 3, 2, 1, 0]
+    assert [t.backfill for t in d_ticks] == [True, False, False, False, True]
+    assert [t.dag for t in await store.list_ticks()] == ["e", "d", "d", "d", "d", "d"]
+    assert [t.run_id for t in await store.list_ticks("d", limit=2)] == ["b2", None]
+    assert await store.list_ticks("d", limit=0) == []
+    assert await store.list_ticks("unknown") == []
+
+
+async def test_skipped_ticks_are_counted_by_dag_and_reason(store: Store) -> None:
+    assert await store.skipped_ticks() == {}
+    skips = [("d", "overlap"), ("d", "overlap"), ("d", "catchup"), ("e", "outside window")]
+    for minute, (dag, reason) in enumerate(skips):
+        await store.apply([RecordTick(tick(NOON + 60 * minute, dag=dag, skipped=reason))])
+    await store.apply(fire("r1", NOON + 3600))  # a tick that started a run is not counted
+    assert await store.skipped_ticks() == {
+        ("d", "overlap"): 2,
+        ("d", "catchup"): 1,
+        ("e", "outside window"): 1,
+    }
+
+
+def test_a_tick_either_started_a_run_or_was_skipped() -> None:
+    with pytest.raises(ValueError, match="either started a run or was skipped"):
+        TickRecord("d", NOON, NOON, None, None)
+    with pytest.raises(ValueError, match="either started a run or was skipped"):
+        TickRecord("d", NOON, NOON, "r1", "overlap")
+
+
+async def test_a_runs_nominal_time_is_stored_with_it(store: Store) -> None:
+    await store.apply([create("r1", created_at=1.0)])
+    await store.apply([create("r2", created_at=2.0, nominal_at=NOON)])
+    assert [(r.id, r.nominal_at) for r in await store.list_runs()] == [("r2", NOON), ("r1", None)]
+    first, second = await store.get_run("r1"), await store.get_run("r2")
+    assert first is not None
+    assert second is not None
+    assert (first.nominal_at, second.nominal_at) == (None, NOON)
+
+
+async def test_schedule_pauses_are_set_and_read(store: Store) -> None:
+    assert await store.schedule_pauses() == {}
+    await store.set_paused("d", True, at=1.0)
+    await store.set_paused("e", False, at=2.0)  # resumed: explicit, overrides the file's own
+    assert await store.schedule_pauses() == {"d": True, "e": False}
+    await store.set_paused("d", False, at=3.0)
+    assert await store.schedule_pauses() == {"d": False, "e": False}
+
+
+async def test_ticks_and_pauses_outlive_the_sqlite_store(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with await SQLiteStore.open(path) as store:
+        await store.apply(fire("r1"))
+        await store.apply([RecordTick(tick(NOON + 60, skipped="paused"))])
+        await store.set_paused("d", True, at=NOON + 30)
+        await store.set_paused("e", True, at=NOON + 30)
+        await store.set_paused("e", False, at=NOON + 40)
+    async with await SQLiteStore.open(path) as store:
+        assert await store.schedule_pauses() == {"d": True, "e": False}
+        assert await store.last_tick("d") == tick(NOON + 60, skipped="paused")
+        assert await store.skipped_ticks() == {("d", "paused"): 1}
+        with pytest.raises(TickExists):  # fired again after a restart: refused
+            await store.apply(fire("r2"))
+        assert await store.get_run("r2") is None
+        stored = await store.get_run("r1")
+        assert stored is not None
+        assert stored.nominal_at == NOON
+
+
+async def test_two_sqlite_schedulers_firing_one_tick_start_one_run(tmp_path: Path) -> None:
+    """Two processes' stores on one file fire the same tick at once: one run is written."""
+    path = tmp_path / "store.db"
+    outcomes: dict[str, BaseException | None] = {}
+    async with await SQLiteStore.open(path) as one, await SQLiteStore.open(path) as two:
+
+        async def fire_from(store: SQLiteStore, run_id: str) -> None:
+            try:
+                await store.apply(fire(run_id))
+            except TickExists as exc:
+                outcomes[run_id] = exc
+            else:
+                outcomes[run_id] = None
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fire_from, one, "r1")
+            tg.start_soon(fire_from, two, "r2")
+        [(started, _)] = [(r, e) for r, e in outcomes.items() if e is None]
+        [refused] = [e for e in outcomes.values() if e is not None]
+        assert isinstance(refused, TickExists)
+        assert [r.id for r in await one.list_runs()] == [started]
+        assert await two.list_ticks() == [tick(run_id=started)]
+
+
+def test_a_tick_has_a_finite_nominal_time() -> None:
+    for nominal in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="nominal time"):
+            TickRecord("d", nominal, NOON, "r1", None)

@@ -144,12 +144,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(directory: Path) -> Path:
+    # unbuffered: a buffered file that wrote part of a block when the disk filled would try the
+    # rest again on close, and raise there (unless what was free happened to be whole blocks)
     filler = directory / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler

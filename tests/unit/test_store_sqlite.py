@@ -22,9 +22,12 @@ from orchestrator.store.base import (
     Changes,
     CreateRun,
     JobRow,
+    RecordTick,
     RunRecord,
     RunTransition,
     StaleWrite,
+    TickExists,
+    TickRecord,
 )
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.open import default_db_path, open_store, sqlite_path, without_password
@@ -293,6 +296,50 @@ async def test_a_version_3_database_gets_the_due_time_of_retries(tmp_path: Path)
         "b": (JobState.RETRY_WAIT, 9.5),
     }
     assert schema(path)[1] == [(LATEST,)]
+
+
+async def test_a_version_4_database_gets_schedule_ticks_and_pauses(tmp_path: Path) -> None:
+    """Version 5 added the ticks, the pauses and ``runs.nominal_at``: the runs of a version 4
+    file have no nominal time (none was started by a schedule), and ticks are written after."""
+    path = tmp_path / "v4.db"
+    conn = raw(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (4)")
+    for version, script in MIGRATIONS:
+        if version <= 4:
+            for statement in statements(script):
+                conn.execute(statement)
+    conn.execute("INSERT INTO dags VALUES ('h', 'd', '{}', 0)")
+    conn.execute(
+        "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, created_at) "
+        "VALUES ('r1', 'd', 'h', '{}', 'manual', 'succeeded', 0)"
+    )
+    conn.commit()
+    conn.close()
+    tick = TickRecord("d", 60.0, 60.5, "r2", None)
+    record = RunRecord(
+        "r2", "d", "h", {}, "schedule", RunState.QUEUED, created_at=60.5, nominal_at=60.0
+    )
+    async with await SQLiteStore.open(path) as store:
+        old = await store.get_run("r1")
+        assert old is not None
+        assert old.nominal_at is None
+        assert await store.list_ticks() == []
+        assert await store.schedule_pauses() == {}
+        await store.apply([RecordTick(tick), CreateRun(record, {"name": "d"}, ["a"])])
+        await store.set_paused("d", True, at=61.0)
+        with pytest.raises(TickExists):
+            await store.apply([RecordTick(tick)])
+        assert await store.last_tick("d") == tick
+        assert [(r.id, r.nominal_at) for r in await store.list_runs()] == [
+            ("r2", 60.0),
+            ("r1", None),
+        ]
+    objects, versions = schema(path)
+    assert versions == [(LATEST,)]
+    assert {"ticks", "schedule_pauses"} <= {name for kind, name, _ in objects if kind == "table"}
+    async with await SQLiteStore.open(path) as store:
+        assert await store.schedule_pauses() == {"d": True}
 
 
 @pytest.mark.parametrize("recorded", [None, 0], ids=["empty-version-table", "version-0"])

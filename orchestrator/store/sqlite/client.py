@@ -1,7 +1,7 @@
 """The SQLite store's client of its writer process, in the engine's process.
 
 The writer (:mod:`orchestrator.store.sqlite.writer`) is started as a standard-library-only
-script with two pipes. Batches go down the first as plain data (:func:`_encode_ops`), in the
+script with two pipes. Batches go down the first as plain data (:mod:`.encode`), in the
 order asked; what the pipe cannot take now waits for a sender thread, so that nothing blocks the
 event loop. The writer's answers come back on the second, read by the event loop itself (a
 reader callback: no thread hands them over), and settle their callers: futures for ``apply``
@@ -30,157 +30,18 @@ from ...errors import StoreError
 from ...model.states import JOB_REACHABLE, RUN_TRANSITIONS
 from ..base import (
     ActiveRunExists,
-    AttemptEvent,
-    AttemptRow,
-    Changes,
-    CreateRun,
-    JobEvent,
-    JobRow,
     LeaseLost,
     Operation,
     Receipt,
-    RunTransition,
     StaleWrite,
-    StateEvent,
-    event_data,
-    handle_json,
-    json_text,
-    strict_json_text,
+    TickExists,
 )
 from . import writer
+from .encode import encode_ops
 from .writer import Frames, frame
 
 _WRITER = [sys.executable, "-I", "-S", writer.__file__]  # stdlib only: starts at once
 _PIPE_SIZE = 1 << 20  # bytes a pipe holds (Linux), so that a batch seldom waits to be sent
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _job_rows(rows: Sequence[JobRow]) -> list[tuple[Any, ...]]:
-    """Job rows as the writer binds them: plain values, JSON fields as text."""
-    return [
-        (
-            r[0],
-            r[1],
-            r[2]._value_,
-            r[3]._value_,
-            r[4],
-            r[5],
-            r[6],
-            json_text(r[7]) if r[7] else None,
-            r[8],
-            json_text(r[9]) if r[9] else None,
-            r[10],
-            r[11],
-            r[12],
-        )
-        for r in rows
-    ]
-
-
-def _attempt_rows(rows: Sequence[AttemptRow]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            r[0],
-            r[1],
-            r[2],
-            r[3]._value_ if r[3] is not None else None,
-            r[4],
-            r[5]._value_,
-            handle_json(r[0], r[1], r[6]) if r[6] is not None else None,
-            r[7],
-            r[8],
-            r[9],
-            r[10],
-        )
-        for r in rows
-    ]
-
-
-def _events(run_id: str, events: Sequence[StateEvent]) -> str:
-    """The events as the writer appends them to the log: one JSON array of ``[job_id, kind,
-    old, new, at, data]``, ``at`` in whole microseconds (an integer encodes several times
-    faster than a float), encoded in one call."""
-    items: list[tuple[Any, ...]] = []
-    append = items.append
-    for e in events:
-        if isinstance(e, JobEvent):
-            error = e.error
-            data = None if error is None else {"error": error}
-            append((e.job_id, "job", e.old, e.new, round(e.at * 1_000_000), data))
-        else:
-            append((e.job_id, "attempt", e.old, e.new, round(e.at * 1_000_000), event_data(e)))
-    try:
-        return strict_json_text(items)
-    except (TypeError, ValueError) as exc:
-        for e in events:  # which one: a handle that is not plain JSON
-            if isinstance(e, AttemptEvent) and e.handle is not None:
-                handle_json(run_id, e.job_id, e.handle)
-        raise StoreError(f"run {run_id}: an event cannot be stored ({exc})") from None
-
-
-def _encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
-    """The operations as the writer process takes them: plain data (see the writer module)."""
-    out: list[tuple[Any, ...]] = []
-    for op in ops:
-        if isinstance(op, Changes):
-            out.append(
-                (
-                    "changes",
-                    op.run_id,
-                    _job_rows(op.jobs),
-                    _attempt_rows(op.attempts),
-                    _events(op.run_id, op.events),
-                    len(op.events),
-                    tuple(op.lease) if op.lease is not None else None,
-                )
-            )
-        elif isinstance(op, RunTransition):
-            lease = tuple(op.lease) if op.lease is not None else None
-            out.append(("run", op.run_id, op.expected.value, op.new.value, op.at, op.error, lease))
-        elif isinstance(op, CreateRun):
-            run = op.run
-            row = (
-                run.id,
-                run.dag,
-                run.dag_hash,
-                _dumps(run.params),
-                run.trigger,
-                run.state.value,
-                run.owner,
-                run.epoch,
-                run.heartbeat_at,
-                run.created_at,
-                run.started_at,
-                run.ended_at,
-                run.error,
-            )
-            definition = op.definition_json or _dumps(op.dag_definition)
-            out.append(("create", row, definition, list(op.job_ids), op.exclusive))
-        else:
-            d = op.delivery
-            outbox = (
-                d.id,
-                d.run_id,
-                d.job_id,
-                d.dag,
-                d.webhook,
-                d.event,
-                d.url,
-                d.method,
-                _dumps(d.headers),
-                d.body,
-                _dumps(d.secret_refs),
-                int(d.ssl_verification),
-                d.state,
-                d.attempts,
-                d.next_at,
-                d.created_at,
-            )
-            out.append(("enqueue", outbox))
-    return out
 
 
 class _Sender:
@@ -355,12 +216,12 @@ class WriterClient:
         return dict(self._stats)
 
     async def apply(self, ops: Sequence[Operation]) -> None:
-        await self._submit("ops", _encode_ops(ops))
+        await self._submit("ops", encode_ops(ops))
 
     def submit(self, ops: Sequence[Operation]) -> Receipt:
         receipt = Receipt()
         try:
-            self._send("ops", _encode_ops(ops), _Request(asyncio.get_running_loop(), receipt))
+            self._send("ops", encode_ops(ops), _Request(asyncio.get_running_loop(), receipt))
         except StoreError as exc:  # closed, or a value that is not plain data
             receipt.settle(exc)
         return receipt
@@ -456,6 +317,9 @@ class WriterClient:
             return LeaseLost(message)
         if kind == "active":
             return ActiveRunExists(message)
+        if kind == "tick":  # the message is the JSON of [dag, nominal]
+            dag, nominal = json.loads(message)
+            return TickExists(dag, nominal)
         if kind == "value":
             return StoreError(f"{self.path}: a value cannot be stored ({message})")
         return StoreError(message)

@@ -171,6 +171,30 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE jobs ADD COLUMN retry_at REAL;
         """,
     ),
+    (
+        5,
+        # a DAG's schedule: each tick under its unique key (dag, nominal time), written in the
+        # transaction of its run's creation so that no tick runs twice; the run keeps the tick's
+        # nominal time; a schedule paused or resumed stays so across restarts
+        """
+        ALTER TABLE runs ADD COLUMN nominal_at REAL;
+        CREATE TABLE ticks (
+            dag TEXT NOT NULL,
+            nominal REAL NOT NULL,
+            recorded_at REAL NOT NULL,
+            run_id TEXT,
+            skipped TEXT,
+            backfill INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (dag, nominal)
+        );
+        CREATE INDEX ticks_nominal ON ticks(nominal);
+        CREATE TABLE schedule_pauses (
+            dag TEXT PRIMARY KEY,
+            paused INTEGER NOT NULL,
+            at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -8,12 +8,13 @@ import sqlite3
 from typing import Any
 
 from ...model.states import RunState
-from ..base import DeliveryAttempt, DeliveryRecord, Event, RunRecord
+from ..base import DeliveryAttempt, DeliveryRecord, Event, RunRecord, TickRecord
 
 RUN_COLUMNS = (
     "id, dag, dag_hash, params, trigger, state, created_at, owner, epoch, heartbeat_at, "
-    "started_at, ended_at, error"
+    "started_at, ended_at, error, nominal_at"
 )
+TICK_COLUMNS = "dag, nominal, recorded_at, run_id, skipped, backfill"
 OUTBOX_COLUMNS = (
     "id, run_id, job_id, dag, webhook, event, url, method, headers, body, secret_refs, "
     "ssl_verification, "
@@ -49,7 +50,12 @@ def run_record(r: Any) -> RunRecord:
         r[10],
         r[11],
         r[12],
+        r[13],
     )
+
+
+def tick_record(r: Any) -> TickRecord:
+    return TickRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
 
 
 def delivery_record(r: Any) -> DeliveryRecord:

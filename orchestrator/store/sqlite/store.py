@@ -44,17 +44,20 @@ from ..base import (
     Operation,
     Receipt,
     RunRecord,
+    TickRecord,
 )
 from . import migrations, writer
 from .client import WriterClient
 from .rows import (
     OUTBOX_COLUMNS,
     RUN_COLUMNS,
+    TICK_COLUMNS,
     after_prefix,
     chunk_events,
     deliveries_with_attempts,
     delivery_record,
     run_record,
+    tick_record,
 )
 
 __all__ = ["SQLiteStore"]
@@ -412,3 +415,40 @@ class SQLiteStore:
             ).fetchall()
         )
         return {r[0] for r in rows}
+
+    # -- schedules -----------------------------------------------------------------------
+    async def last_tick(self, dag: str) -> TickRecord | None:
+        sql = (
+            f"SELECT {TICK_COLUMNS} FROM ticks WHERE dag = ? AND backfill = 0 "
+            "ORDER BY nominal DESC LIMIT 1"
+        )
+        row = await self._query(lambda c: c.execute(sql, (dag,)).fetchone())
+        return tick_record(row) if row else None
+
+    async def list_ticks(self, dag: str | None = None, *, limit: int = 100) -> list[TickRecord]:
+        sql = f"SELECT {TICK_COLUMNS} FROM ticks"
+        args: tuple[Any, ...] = ()
+        if dag is not None:
+            sql += " WHERE dag = ?"
+            args = (dag,)
+        sql += " ORDER BY nominal DESC, dag LIMIT ?"
+        args += (max(limit, 0),)
+        return await self._query(lambda c: [tick_record(r) for r in c.execute(sql, args)])
+
+    async def skipped_ticks(self) -> dict[tuple[str, str], int]:
+        rows = await self._query(
+            lambda c: c.execute(
+                "SELECT dag, skipped, COUNT(*) FROM ticks WHERE skipped IS NOT NULL "
+                "GROUP BY dag, skipped"
+            ).fetchall()
+        )
+        return {(dag, reason): n for dag, reason, n in rows}
+
+    async def set_paused(self, dag: str, paused: bool, at: float) -> None:
+        await self._call("set_paused", dag, paused, at)
+
+    async def schedule_pauses(self) -> dict[str, bool]:
+        rows = await self._query(
+            lambda c: c.execute("SELECT dag, paused FROM schedule_pauses").fetchall()
+        )
+        return {dag: bool(paused) for dag, paused in rows}

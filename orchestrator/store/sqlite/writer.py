@@ -1,13 +1,12 @@
 """The SQLite store's writer: a process of its own, so that writing never holds the event loop.
 
 :class:`~orchestrator.store.sqlite.SQLiteStore` starts this file as a script (``python -I -S
-writer.py``). It imports the standard library only (and its siblings ``writer_wire``,
-``writer_rows`` and ``writer_checkpoints``, which do too), so that it starts in milliseconds
-and shares nothing with the process that started it but two pipes: requests come in on its
-stdin, answers go out on its stdout, each a frame (a 4-byte length, then a :mod:`marshal`
-value). A thread of the engine's process could not do this work beside the event loop: the
-sqlite3 module gives up and takes back the interpreter lock around every row it writes, and a
-busy loop makes each take-back wait.
+writer.py``). It imports the standard library only (and its siblings ``writer_*``, which do too),
+so that it starts in milliseconds and shares nothing with the process that started it but two
+pipes: requests come in on its stdin, answers go out on its stdout, each a frame (a 4-byte length,
+then a :mod:`marshal` value). A thread of the engine's process could not do this work beside the
+event loop: the sqlite3 module gives up and takes back the interpreter lock around every row it
+writes, and a busy loop makes each take-back wait.
 
 The writer owns the write connection. It takes every request waiting (up to
 :data:`MAX_GROUP`), applies each in one ``BEGIN IMMEDIATE`` transaction (a compare-and-set
@@ -22,10 +21,11 @@ shutdown (the cancels it sends); the end of its input, when the engine closes th
 is what ends it.
 
 Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as the client's
-``_encode_ops`` makes them in the engine's process) or one of the store's other writes, by
+``encode.encode_ops`` makes them in the engine's process) or one of the store's other writes, by
 name. Answers are ``("done", [(id, ok, value), ...], batches, commits)``; a failure's value
 is ``(kind, message)``, kind ``stale`` (a compare-and-set found another state), ``active``
-(the message is the active run's id) or ``store`` (the database failed).
+(the message is the active run's id), ``tick`` (a tick recorded already; the message is the
+JSON of ``[dag, nominal]``) or ``store`` (the database failed).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ if __package__:  # imported: by the store's client, in the engine's process
         _stale_job,
         _write_rows,
     )
+    from .writer_ticks import record_tick, set_paused
     from .writer_wire import HEADER, Frames, error_text, frame
 else:  # run as a script (python -I -S): its siblings are beside it, not on the path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +79,7 @@ else:  # run as a script (python -I -S): its siblings are beside it, not on the 
         _stale_job,
         _write_rows,
     )
+    from writer_ticks import record_tick, set_paused  # type: ignore[import-not-found,no-redef]
     from writer_wire import HEADER, Frames, error_text, frame  # type: ignore[import-not-found,no-redef]
 
 __all__ = ["CHECKPOINT_EVERY", "HEADER", "MAX_GROUP", "Frames", "error_text", "frame", "main"]
@@ -110,6 +112,7 @@ class Writer:
             "record_delivery": self.record_delivery,
             "redeliver": self.redeliver,
             "disable_webhook": self.disable_webhook,
+            "set_paused": lambda *args: set_paused(conn, *args),
             "settings": self.settings,
             "checkpoints_failed": self.checkpoints_failed,
         }
@@ -191,6 +194,8 @@ class Writer:
                 self._run_transition(*op[1:])
             elif kind == "create":
                 self._create_run(*op[1:])
+            elif kind == "tick":
+                record_tick(self.conn, *op[1:])
             else:
                 self._enqueue(*op[1:])
 
@@ -263,8 +268,8 @@ class Writer:
         try:
             conn.execute(
                 "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, owner, epoch, "
-                "heartbeat_at, created_at, started_at, ended_at, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "heartbeat_at, created_at, started_at, ended_at, error, nominal_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 run,
             )
         except sqlite3.IntegrityError:
