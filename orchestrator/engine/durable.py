@@ -22,8 +22,10 @@ from ..store.base import (
     CreateRun,
     JobRecord,
     Receipt,
+    RecordTick,
     RunRecord,
     Store,
+    TickRecord,
 )
 from .records import Run
 
@@ -65,10 +67,19 @@ async def record_new_run(store: Store, run: Run, *, owner: str, at: float, exclu
     await send_new_run(store, run, owner=owner, at=at, exclusive=exclusive).wait()
 
 
-def send_new_run(store: Store, run: Run, *, owner: str, at: float, exclusive: bool) -> Receipt:
+def send_new_run(
+    store: Store,
+    run: Run,
+    *,
+    owner: str,
+    at: float,
+    exclusive: bool,
+    tick: TickRecord | None = None,
+) -> Receipt:
     """:func:`record_new_run` without waiting: the run goes to the store now, ahead of any
     later write, and the receipt says when it is stored (or why not). Wait for it before the
-    run's first job is submitted."""
+    run's first job is submitted. A schedule's ``tick`` is recorded in the same transaction
+    (refused with TickExists, and the run with it, if that tick was recorded before)."""
     definition, digest, encoded = encoded_definition(run.dag)
     record = RunRecord(
         id=run.id,
@@ -80,8 +91,10 @@ def send_new_run(store: Store, run: Run, *, owner: str, at: float, exclusive: bo
         created_at=at,
         owner=owner,
         heartbeat_at=at,
+        nominal_at=tick.nominal if tick is not None else None,
     )
-    return store.submit([CreateRun(record, definition, list(run.dag.jobs), exclusive, encoded)])
+    create = CreateRun(record, definition, list(run.dag.jobs), exclusive, encoded)
+    return store.submit([RecordTick(tick), create] if tick is not None else [create])
 
 
 async def load_dag_for(store: Store, record: RunRecord) -> DAG:

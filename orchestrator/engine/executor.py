@@ -136,6 +136,7 @@ class RunExecutor(Attempts):
         self._resumed = False
         self._stop_state: RunState | None = None
         self._halted = False  # the store failed: stop where we are, touch no remote
+        self.detached = False  # let go by its host (see detach): left running in the store
         # the lease this executor writes the run under (fencing): set by its host
         self.lease: Lease | None = None
         self._stop_reason: str | None = None
@@ -185,6 +186,16 @@ class RunExecutor(Attempts):
         self._halted = True
         self._stop(RunState.FAILED, str(failure))
 
+    def detach(self, reason: str) -> None:
+        """Let the run go (a daemon stopping): what is recorded is flushed, nothing more starts,
+        no remote job is cancelled; the run stays as the store shows it (running, its in-flight
+        attempts with their handles) for the next owner to adopt, as after a crash but with
+        nothing in doubt that was answered. :meth:`execute` returns with the run still active
+        (``detached`` is then true)."""
+        self.detached = True
+        self._halted = True  # no remote cancel, no end of the run written
+        self._stop(self.run.state, reason)
+
     async def execute(self) -> Run:
         """Run to its end. The tasks that follow the store's receipts live in a task group that
         outlives the run's own (the first and the last commits are made outside it)."""
@@ -225,6 +236,11 @@ class RunExecutor(Attempts):
             raise group.exceptions[0] from None
         if self._store_failure is not None:
             raise self._store_failure
+        if self.detached:
+            with anyio.CancelScope(shield=True):
+                await self._commit()  # what is recorded so far, and nothing more
+            self._log.info("run.detached", reason=self._stop_reason)
+            return
         if deadline.cancelled_caught and self._stop_state is None:
             self._stop_state, self._stop_reason = (
                 RunState.FAILED,

@@ -41,6 +41,7 @@ class Skip(Enum):
     OUTSIDE_WINDOW = "outside window"  # missed longer ago than the catch-up window
     PAUSED = "paused"
     OVERLAP = "overlap"  # the DAG's previous run was still active (decided by the scheduler)
+    REFUSED = "refused"  # its run could not start (parameters, connections): logged
 
 
 @dataclass(frozen=True, slots=True)

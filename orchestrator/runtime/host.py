@@ -77,6 +77,7 @@ class RunHost:
         self.events = Publisher()  # the runs' state changes, for live views
         self._publish = publish
         self._cancelled: str | None = None  # cancel_all's reason: runs started later end at once
+        self._detached: str | None = None  # detach_all's reason: runs started later let go
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
         self._services: list[anyio.CancelScope] = []  # the host's own tasks, ended with it
@@ -203,7 +204,9 @@ class RunHost:
         executor.lease = lease
         if stored is not None:
             executor.resume_from(*stored)
-        if self._cancelled is not None:
+        if self._detached is not None:  # let go at once, its remote jobs untouched
+            executor.detach(self._detached)
+        elif self._cancelled is not None:
             executor.cancel(self._cancelled)
         if created is not None:
             await created.wait()
@@ -219,6 +222,8 @@ class RunHost:
             del self._executors[run.id]
             end = RunChanged(run.id, dag, RunState.RUNNING, run.state, time.time(), run.error)
             self.events.publish(end)
+        if executor.detached:
+            return run
         if self.deliverer is not None and not await self.deliverer.drain(run.id, webhook_wait):
             log.warning(
                 "webhooks.pending", run=run.id, note="left in the outbox for the next start"
@@ -249,6 +254,13 @@ class RunHost:
         self._cancelled = reason
         for executor in list(self._executors.values()):
             executor.cancel(reason)
+
+    def detach_all(self, reason: str) -> None:
+        """Let every run of the host go without ending it (a daemon stopping): what is recorded
+        is flushed, remote jobs are left running, and the next start adopts them."""
+        self._detached = reason
+        for executor in list(self._executors.values()):
+            executor.detach(reason)
 
     def wake(self, run_id: str, job_id: str) -> bool:
         """A pushed completion (a callback, a local process ending): poll that job now."""

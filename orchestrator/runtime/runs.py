@@ -48,7 +48,7 @@ class LiveView(Protocol):
 ViewFor = Callable[[Run], LiveView]
 
 
-async def _execute(
+async def execute(
     host: RunHost,
     run: Run,
     *,
@@ -121,7 +121,7 @@ async def resume(
         log.warning("run.orphaned", dag=dag.name, run=record.id, owner=record.owner)
     stored = (await store.get_jobs(record.id), await store.get_attempts(record.id))
     log.info("run.resuming", dag=dag.name, run=record.id, previous_owner=record.owner)
-    return await _execute(
+    return await execute(
         host,
         run,
         stored=stored,
@@ -151,7 +151,7 @@ async def run_new(
     store = host.store
     run = prepare_run(dag, params=dict(params), connections=host.connections, trigger=trigger)
     if store is None:
-        return await _execute(
+        return await execute(
             host, run, concurrency=concurrency, view_for=view_for, webhook_wait=webhook_wait
         )
     while True:
@@ -186,7 +186,7 @@ async def run_new(
                 exc.run_id,
             ) from None
         break
-    return await _execute(
+    return await execute(
         host,
         run,
         lease=Lease(host.owner, 0),  # a new run's first claim

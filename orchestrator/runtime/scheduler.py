@@ -1,0 +1,223 @@
+"""The daemon's scheduler: fires the schedules of the DAGs it is given, on a run host.
+
+Each tick is recorded in the store under its unique key (DAG, nominal time) in the transaction
+that creates its run, so no tick runs twice: not after a crash between the two, not with a
+second scheduler on the same store. What is due comes from :func:`~orchestrator.model.schedule.
+due_ticks` (catch-up, window, cap, pause) given the newest tick recorded; the overlap policy is
+decided here, against the DAG's active runs in the store:
+
+- ``skip``: no run while another is active (the tick is recorded as skipped, ``overlap``);
+- ``queue``: one run waits for the active one to end; a tick finding one waiting already is
+  skipped;
+- ``queue_all``: every tick's run waits, and they run one after another, in order;
+- ``cancel_previous``: the active runs of this host are cancelled (their remote jobs too), and
+  the new run starts at once;
+- ``allow``: runs start regardless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from ..clock import iso
+from ..engine.durable import send_new_run
+from ..engine.records import Run
+from ..errors import OrchestratorError
+from ..model.dag import DAG
+from ..model.schedule import ON_TIME, Schedule, Skip, due_ticks, fire_times, jitter
+from ..model.states import RunState
+from ..store.base import ActiveRunExists, Lease, RecordTick, Store, TickExists, TickRecord
+from .host import RunHost
+from .prepare import prepare_run
+from .runs import execute
+
+log = structlog.get_logger("orchestrator.scheduler")
+
+ACTIVE = [RunState.QUEUED, RunState.RUNNING]
+LOOK_AGAIN = 60.0  # seconds: the longest the scheduler sleeps (pauses, clock jumps)
+WAIT_POLL = 1.0  # seconds: how often a queued run looks whether the DAG's active run ended
+
+
+def _utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+class Scheduler:
+    """Fires schedules on ``host`` (which must have a store). ``now`` is the wall clock (a test
+    may move it); ``on_started(delay)`` and ``on_skipped(reason)`` are told of each tick (the
+    daemon's metrics)."""
+
+    def __init__(
+        self,
+        host: RunHost,
+        *,
+        now: Callable[[], float] = time.time,
+        on_started: Callable[[float], None] | None = None,
+        on_skipped: Callable[[str], None] | None = None,
+    ) -> None:
+        if host.store is None:
+            raise ValueError("a scheduler needs a host with a store")
+        self.host = host
+        self.store: Store = host.store
+        self._now = now
+        self._on_started = on_started
+        self._on_skipped = on_skipped
+        self._dags: dict[str, DAG] = {}
+        self._changed = anyio.Event()
+        self._waiting: dict[str, list[Run]] = {}  # runs queued behind an active one, by DAG
+        self._tg: TaskGroup | None = None
+        self.loaded = False  # schedules given at least once (readiness)
+        self.stopping = False
+
+    # -- what to schedule ------------------------------------------------------------------
+    def update(self, dags: Mapping[str, DAG]) -> None:
+        """The DAGs to schedule now (those without a ``schedule.cron`` are ignored); a DAG no
+        longer given stops being scheduled, its running runs go on."""
+        self._dags = {n: d for n, d in dags.items() if (d.schedule or {}).get("cron")}
+        self.loaded = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Look at the schedules now (they changed, or a pause did)."""
+        self._changed.set()
+
+    @property
+    def scheduled(self) -> Mapping[str, DAG]:
+        return self._dags
+
+    def stop(self) -> None:
+        """Fire nothing more (a daemon stopping); runs started go on until their host lets
+        them go."""
+        self.stopping = True
+        self.wake()
+
+    # -- the loop --------------------------------------------------------------------------
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            while not self.stopping:
+                self._changed = anyio.Event()
+                due = await self.evaluate()
+                delay = LOOK_AGAIN if due is None else due - self._now()
+                if delay > 0 and not self.stopping:
+                    with anyio.move_on_after(min(delay, LOOK_AGAIN)):
+                        await self._changed.wait()
+            # the runs started go on until their host lets them go; queued runs not started
+            # stay queued in the store, for the next start
+
+    async def evaluate(self) -> float | None:
+        """Fire what is due for every DAG; return when to look again (None: nothing
+        scheduled)."""
+        pauses = await self.store.schedule_pauses()
+        nearest: float | None = None
+        for name, dag in list(self._dags.items()):
+            if self.stopping:
+                break
+            schedule = Schedule.from_json(dag.schedule or {})
+            schedule = dataclasses.replace(schedule, paused=pauses.get(name, schedule.paused))
+            try:
+                due = await self._evaluate(dag, schedule)
+            except OrchestratorError as exc:
+                log.error("schedule.failed", dag=name, error=str(exc))
+                due = self._now() + LOOK_AGAIN
+            nearest = due if nearest is None else min(nearest, due)
+        return nearest
+
+    async def _evaluate(self, dag: DAG, schedule: Schedule) -> float:
+        name = dag.name
+        now = self._now()
+        last = await self.store.last_tick(name)
+        last_at = _utc(last.nominal) if last is not None else None
+        on_time = ON_TIME + schedule.jitter
+        ticks, _ = due_ticks(schedule, last_at, _utc(now), on_time=on_time)
+        for tick in ticks:
+            nominal = tick.nominal.timestamp()
+            if tick.skip is not None:
+                await self._record_skip(name, nominal, tick.skip.value)
+                continue
+            wait = jitter(schedule, name, tick.nominal)
+            if nominal + wait > now:
+                return nominal + wait  # its jitter is not over: it and the later ones wait
+            await self._fire(dag, schedule.overlap, nominal)
+        following = next(fire_times(schedule, _utc(max(now, last.nominal if last else now))))
+        return following.timestamp() + jitter(schedule, name, following)
+
+    async def _record_skip(self, dag: str, nominal: float, reason: str) -> None:
+        tick = TickRecord(dag, nominal, self._now(), None, reason)
+        try:
+            await self.store.apply([RecordTick(tick)])
+        except TickExists:
+            return  # recorded by another scheduler
+        log.info("tick.skipped", dag=dag, nominal=iso(nominal), reason=reason)
+        if self._on_skipped is not None:
+            self._on_skipped(reason)
+
+    async def _fire(self, dag: DAG, policy: str, nominal: float) -> None:
+        name = dag.name
+        active = [
+            r.id
+            for r in await self.store.list_runs(dag=name, states=ACTIVE)
+            if not any(r.id == w.id for w in self._waiting.get(name, ()))
+        ]
+        waiting = self._waiting.setdefault(name, [])
+        if (active and policy == "skip") or (policy == "queue" and waiting):
+            await self._record_skip(name, nominal, Skip.OVERLAP.value)
+            return
+        try:
+            run = prepare_run(dag, connections=self.host.connections, trigger="schedule")
+        except OrchestratorError as exc:
+            log.error("tick.refused", dag=name, nominal=iso(nominal), error=str(exc))
+            await self._record_skip(name, nominal, Skip.REFUSED.value)
+            return
+        if policy == "cancel_previous":
+            for run_id in active:
+                if not self.host.cancel(run_id, f"cancelled: the tick of {iso(nominal)} began"):
+                    log.warning("run.not_cancelled", dag=name, run=run_id, why="another owner")
+        now = self._now()
+        tick = TickRecord(name, nominal, now, run.id, None)
+        receipt = send_new_run(
+            self.store, run, owner=self.host.owner, at=now, exclusive=policy == "skip", tick=tick
+        )
+        try:
+            await receipt.wait()
+        except TickExists:
+            return  # another scheduler fired it
+        except ActiveRunExists:
+            await self._record_skip(name, nominal, Skip.OVERLAP.value)
+            return
+        log.info("tick.started", dag=name, nominal=iso(nominal), run=run.id, delay=now - nominal)
+        if self._on_started is not None:
+            self._on_started(now - nominal)
+        assert self._tg is not None
+        if waiting or (active and policy in ("queue", "queue_all")):
+            waiting.append(run)
+            if len(waiting) == 1:
+                self._tg.start_soon(self._drain, name)
+        else:
+            self._tg.start_soon(self._execute, run)
+
+    async def _drain(self, dag: str) -> None:
+        """Start the DAG's queued runs one after another, each once no other run of the DAG
+        is active."""
+        waiting = self._waiting[dag]
+        while waiting and not self.stopping:
+            active = await self.store.list_runs(dag=dag, states=ACTIVE)
+            if [r for r in active if not any(r.id == w.id for w in waiting)]:
+                await anyio.sleep(WAIT_POLL)
+                continue
+            await self._execute(waiting.pop(0))  # active until it ends
+
+    async def _execute(self, run: Run) -> None:
+        try:
+            await execute(self.host, run, lease=Lease(self.host.owner, 0))
+        except OrchestratorError as exc:
+            log.error("run.failed_to_run", dag=run.dag.name, run=run.id, error=str(exc))
