@@ -26,6 +26,7 @@ from .common import (
     _seconds,
     _warn_webhooks,
 )
+from .daemon import add_parsers as add_daemon_parsers
 from .reading import cmd_runs, cmd_webhooks
 from .running import cmd_resume, cmd_run
 
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--port", type=int, default=9000)
     receive.add_argument("--secret", help="check signatures with this secret (or $WEBHOOK_SECRET)")
     receive.set_defaults(func=cmd_receive)
+    add_daemon_parsers(sub)
     return parser
 
 

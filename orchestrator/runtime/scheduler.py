@@ -73,6 +73,7 @@ class Scheduler:
         self._dags: dict[str, DAG] = {}
         self._changed = anyio.Event()
         self._waiting: dict[str, list[Run]] = {}  # runs queued behind an active one, by DAG
+        self._since: dict[str, float] = {}  # when each DAG was first seen
         self._tg: TaskGroup | None = None
         self.loaded = False  # schedules given at least once (readiness)
         self.stopping = False
@@ -136,7 +137,10 @@ class Scheduler:
         name = dag.name
         now = self._now()
         last = await self.store.last_tick(name)
-        last_at = _utc(last.nominal) if last is not None else None
+        # a schedule with no tick recorded starts when this scheduler first saw it: nothing
+        # before that was missed
+        since = self._since.setdefault(name, now)
+        last_at = _utc(last.nominal if last is not None else since)
         on_time = ON_TIME + schedule.jitter
         ticks, _ = due_ticks(schedule, last_at, _utc(now), on_time=on_time)
         for tick in ticks:

@@ -1,0 +1,255 @@
+"""The daemon's commands: ``serve``, ``dags`` (what a DAG folder holds) and ``schedules``
+(list, pause, unpause, backfill)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .. import logs
+from ..errors import ConfigError
+from ..printable import printable
+from .common import (
+    DB_HELP,
+    EXIT_INVALID,
+    EXIT_OK,
+    _connections,
+    _error,
+    _positive_int,
+    _say,
+    _seconds,
+)
+from .running import _hosted
+
+DAGS_HELP = "the folder of DAG files (.py and .json, read recursively)"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..daemon.service import Daemon, DaemonConfig
+
+    logs.configure(args.log_level or "info", json=True)
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: expected 0 to 65535")
+    config = DaemonConfig(
+        dags=Path(args.dags),
+        connections=_connections(args.connections),
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        grace=args.grace,
+    )
+    anyio.run(Daemon(config).serve)
+    return EXIT_OK
+
+
+def _catalog(folder: str) -> Any:
+    from ..daemon.catalog import DagCatalog
+
+    logs.configure("error", json=False)
+    catalog = DagCatalog(folder)
+    catalog.reload()
+    return catalog
+
+
+def cmd_dags(args: argparse.Namespace) -> int:
+    catalog = _catalog(args.dags)
+    rows = []
+    for name, dag in sorted(catalog.dags.items()):
+        schedule = dag.schedule or {}
+        rows.append(
+            {
+                "dag": name,
+                "jobs": len(dag),
+                "file": str(catalog.source_of(name)),
+                "cron": schedule.get("cron"),
+                "timezone": schedule.get("timezone", "UTC") if schedule.get("cron") else None,
+            }
+        )
+    errors = [{"file": str(e.path), "error": e.message} for e in catalog.errors]
+    if args.json:
+        _say(json.dumps({"dags": rows, "errors": errors}), sys.stdout)
+    else:
+        for row in rows:
+            when = f"{row['cron']} ({row['timezone']})" if row["cron"] else "not scheduled"
+            _say(f"{printable(row['dag'])}\t{row['jobs']} jobs\t{when}\t{row['file']}", sys.stdout)
+        for error in errors:
+            _say(f"error: {printable(error['error'])}", sys.stderr)
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+# -- schedules ---------------------------------------------------------------------------------
+def _time(text: str) -> datetime:
+    """An ISO 8601 time; without a zone it is UTC."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time such as 2026-01-31T06:00, got {text!r}"
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    handler = {
+        "list": _schedules_list,
+        "pause": _pause,
+        "unpause": _pause,
+        "backfill": _backfill,
+    }[args.schedules_command]
+    return int(anyio.run(handler, args))
+
+
+async def _open(args: argparse.Namespace) -> Any:
+    from ..store.open import open_store
+
+    return await open_store(args.db)
+
+
+async def _schedules_list(args: argparse.Namespace) -> int:
+    from ..model.schedule import Schedule, next_fires
+
+    catalog = _catalog(args.dags)
+    store = await _open(args)
+    try:
+        pauses = await store.schedule_pauses()
+        out = []
+        now = datetime.now(UTC)
+        for name, dag in sorted(catalog.dags.items()):
+            if not (dag.schedule or {}).get("cron"):
+                continue
+            schedule = Schedule.from_json(dag.schedule or {})
+            last = await store.last_tick(name)
+            fires = next_fires(schedule, now, 5)
+            out.append(
+                {
+                    "dag": name,
+                    "cron": schedule.cron,
+                    "timezone": schedule.timezone,
+                    "paused": pauses.get(name, schedule.paused),
+                    "next": [
+                        {"utc": f.astimezone(UTC).isoformat(), "local": f.isoformat()}
+                        for f in fires
+                    ],
+                    "last_tick": None
+                    if last is None
+                    else {
+                        "nominal": datetime.fromtimestamp(last.nominal, UTC).isoformat(),
+                        "run": last.run_id,
+                        "skipped": last.skipped,
+                    },
+                }
+            )
+    finally:
+        await store.aclose()
+    if args.json:
+        _say(json.dumps(out), sys.stdout)
+        return EXIT_OK
+    for row in out:
+        state = "paused" if row["paused"] else "active"
+        _say(f"{printable(row['dag'])}  {row['cron']} ({row['timezone']})  {state}", sys.stdout)
+        last = row["last_tick"]
+        if last is not None:
+            outcome = f"run {last['run']}" if last["run"] else f"skipped: {last['skipped']}"
+            _say(f"  last tick  {last['nominal']}  {outcome}", sys.stdout)
+        for fire in row["next"]:
+            _say(f"  next       {fire['utc']}  ({fire['local']})", sys.stdout)
+    return EXIT_OK
+
+
+async def _pause(args: argparse.Namespace) -> int:
+    import time
+
+    paused = args.schedules_command == "pause"
+    store = await _open(args)
+    try:
+        await store.set_paused(args.dag, paused, time.time())
+    finally:
+        await store.aclose()
+    word = "paused" if paused else "unpaused"
+    _say(
+        f"{printable(args.dag)}: {word} (a running daemon applies it before its next tick)",
+        sys.stdout,
+    )
+    return EXIT_OK
+
+
+async def _backfill(args: argparse.Namespace) -> int:
+    from ..runtime.backfill import backfill
+
+    catalog = _catalog(args.dags)
+    dag = catalog.dags.get(args.dag)
+    if dag is None:
+        _error(f"no DAG {args.dag!r} in {args.dags} (it has: {', '.join(sorted(catalog.dags))})")
+        return EXIT_INVALID
+    if args.start > args.end:
+        _error("backfill: --from is after --to")
+        return EXIT_INVALID
+    logs.configure(args.log_level or "info", json=True)
+    conns = _connections(args.connections)
+    store = await _open(args)
+    try:
+        async with _hosted(store, conns) as (host, _):
+            report = await backfill(
+                host, dag, args.start, args.end, overlap=args.overlap, limit=args.limit
+            )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+    for line in report.lines():
+        _say(line, sys.stdout)
+    return report.exit_code
+
+
+def add_parsers(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="the daemon: run the schedules of a DAG folder")
+    serve.add_argument("--dags", required=True, help=DAGS_HELP)
+    serve.add_argument("--connections", help="connections file (default $ORCHESTRATOR_CONNECTIONS)")
+    serve.add_argument("--db", help=DB_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port of /healthz, /readyz, /metrics")
+    serve.add_argument(
+        "--grace",
+        type=_seconds,
+        default=30.0,
+        help="seconds a SIGTERM waits for runs to be let go before exiting (default 30)",
+    )
+    serve.add_argument("--log-level", choices=sorted(logs.LEVELS))
+    serve.set_defaults(func=cmd_serve)
+
+    dags = sub.add_parser("dags", help="the DAGs of a folder, and the files that failed to load")
+    dags.add_argument("--dags", required=True, help=DAGS_HELP)
+    dags.add_argument("--json", action="store_true")
+    dags.set_defaults(func=cmd_dags)
+
+    schedules = sub.add_parser("schedules", help="list, pause, unpause and backfill schedules")
+    schedules_sub = schedules.add_subparsers(dest="schedules_command", required=True)
+    listing = schedules_sub.add_parser("list", help="next fire times, last tick, paused")
+    listing.add_argument("--dags", required=True, help=DAGS_HELP)
+    listing.add_argument("--db", help=DB_HELP)
+    listing.add_argument("--json", action="store_true")
+    for name in ("pause", "unpause"):
+        each = schedules_sub.add_parser(name, help=f"{name} a DAG's schedule (kept in the store)")
+        each.add_argument("dag")
+        each.add_argument("--db", help=DB_HELP)
+    fill = schedules_sub.add_parser("backfill", help="run the ticks of a past time range")
+    fill.add_argument("dag")
+    fill.add_argument("--dags", required=True, help=DAGS_HELP)
+    fill.add_argument("--from", dest="start", type=_time, required=True, help="ISO time (UTC)")
+    fill.add_argument("--to", dest="end", type=_time, required=True, help="ISO time, included")
+    fill.add_argument(
+        "--overlap",
+        choices=("queue_all", "allow"),
+        default="queue_all",
+        help="queue_all: one run after another, in order (default); allow: all at once",
+    )
+    fill.add_argument("--limit", type=_positive_int, default=1000, help="at most this many runs")
+    fill.add_argument("--connections")
+    fill.add_argument("--db", help=DB_HELP)
+    fill.add_argument("--log-level", choices=sorted(logs.LEVELS))
+    schedules.set_defaults(func=cmd_schedules)
