@@ -27,6 +27,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from .. import crash
 from ..clock import iso
 from ..engine.durable import send_new_run
 from ..engine.records import Run
@@ -141,7 +142,11 @@ class Scheduler:
         # before that was missed
         since = self._since.setdefault(name, now)
         last_at = _utc(last.nominal if last is not None else since)
-        on_time = ON_TIME + schedule.jitter
+        # a tick is on time up to half its period late (at most ON_TIME): later, it was missed
+        # (the scheduler was down) and the catch-up policy decides
+        following = next(fire_times(schedule, _utc(now)))
+        period = (next(fire_times(schedule, following)) - following).total_seconds()
+        on_time = min(ON_TIME, period / 2) + schedule.jitter
         ticks, _ = due_ticks(schedule, last_at, _utc(now), on_time=on_time)
         for tick in ticks:
             nominal = tick.nominal.timestamp()
@@ -198,6 +203,7 @@ class Scheduler:
         except ActiveRunExists:
             await self._record_skip(name, nominal, Skip.OVERLAP.value)
             return
+        crash.reached("after_tick")
         log.info("tick.started", dag=name, nominal=iso(nominal), run=run.id, delay=now - nominal)
         if self._on_started is not None:
             self._on_started(now - nominal)
