@@ -40,7 +40,7 @@ ENGINE_FIELDS = frozenset(
 AMBIGUOUS_POLICIES = tuple(policy.value for policy in states.AMBIGUOUS_POLICIES)
 
 MAX_JOBS = 100_000
-OVERLAP_POLICIES = ("skip", "queue", "allow")
+OVERLAP_POLICIES = ("skip", "queue", "queue_all", "cancel_previous", "allow")
 """What a new run does while one of its DAG is active (``schedule.overlap``, ``--overlap``)."""
 CATCHUP_POLICIES = ("none", "latest", "all")
 CRON_ALIASES = {

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,6 +96,10 @@ class Scheduler:
     def scheduled(self) -> Mapping[str, DAG]:
         return self._dags
 
+    def waiting(self, dag: str) -> list[str]:
+        """The ids of the DAG's runs queued behind an active one, in the order they will run."""
+        return [run.id for run in self._waiting.get(dag, ())]
+
     def stop(self) -> None:
         """Fire nothing more (a daemon stopping); runs started go on until their host lets
         them go."""
@@ -102,9 +107,20 @@ class Scheduler:
         self.wake()
 
     # -- the loop --------------------------------------------------------------------------
-    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Scheduler]:
+        """The task group of the runs the scheduler starts: :meth:`evaluate` fires ticks inside
+        it; it ends once they ended (or were let go by their host)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            try:
+                yield self
+            finally:
+                self._tg = None
+
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Fire ticks as they come due, until :meth:`stop`."""
+        async with self.session():
             task_status.started()
             while not self.stopping:
                 self._changed = anyio.Event()
@@ -207,7 +223,7 @@ class Scheduler:
         log.info("tick.started", dag=name, nominal=iso(nominal), run=run.id, delay=now - nominal)
         if self._on_started is not None:
             self._on_started(now - nominal)
-        assert self._tg is not None
+        assert self._tg is not None, "evaluate inside session()"
         if waiting or (active and policy in ("queue", "queue_all")):
             waiting.append(run)
             if len(waiting) == 1:
