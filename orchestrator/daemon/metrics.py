@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -75,6 +76,7 @@ class DaemonMetrics:
             registry=r,
         )
         self._lags: deque[float] = deque(maxlen=lag_samples)
+        self._synced: dict[tuple[str, ...], int] = {}  # the totals counted so far (see sync)
         self.set_run_counts({})  # every state present from the start, at zero
         self.set_job_counts({})
 
@@ -117,6 +119,23 @@ class DaemonMetrics:
     def loop_lag(self, seconds: float) -> None:
         self._loop_lag.observe(seconds)
         self._lags.append(seconds)
+
+    def sync(self, calls: Mapping[tuple[str, str], int], deliveries: Mapping[str, int]) -> None:
+        """Bring the counters up to running totals kept elsewhere: the connectors' calls by
+        (connection, call) and the webhook delivery attempts by outcome."""
+        counters = {"submit": self._submissions, "poll": self._polls, "error": self._http_errors}
+        for (connection, call), total in calls.items():
+            counter = counters.get(call)
+            if counter is not None:
+                self._advance(counter.labels(connection=connection), ("c", connection, call), total)
+        for outcome, total in deliveries.items():
+            self._advance(self._webhooks.labels(outcome=outcome), ("w", outcome), total)
+
+    def _advance(self, child: Any, key: tuple[str, ...], total: int) -> None:
+        seen = self._synced.get(key, 0)
+        if total > seen:
+            child.inc(total - seen)
+            self._synced[key] = total
 
     # reading
 

@@ -66,9 +66,10 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self._store: Store | None = None
         self._host: RunHost | None = None
-        self._jobs: dict[tuple[str, str], JobState] = {}  # the jobs of this daemon's runs
-        self._runs: dict[str, RunState] = {}
-        self._dag_of: dict[str, str] = {}  # run id -> DAG name
+        self._jobs: dict[str, dict[str, JobState]] = {}  # the jobs of its active runs
+        self._job_counts: Counter[JobState] = Counter()  # of the jobs in _jobs
+        self._runs: dict[str, RunState] = {}  # the runs active in this daemon
+        self._ended: Counter[RunState] = Counter()  # the runs that ended in this daemon
 
     async def serve(self) -> None:
         config = self.config
@@ -102,6 +103,7 @@ class Daemon:
                 services.start_soon(watch_loop_lag, metrics)
                 services.start_soon(self.catalog.watch, self._reloaded)
                 services.start_soon(self._follow, host)
+                services.start_soon(self._sync, host)
                 async with anyio.create_task_group() as work:
                     await work.start(scheduler.serve)
                     unfinished = await store.list_runs(states=ACTIVE, limit=100_000)
@@ -181,30 +183,41 @@ class Daemon:
             log.error("run.not_resumed", run=record.id, error=str(exc))
 
     async def _follow(self, host: RunHost) -> None:
-        """The metrics of runs and jobs, from the host's events."""
+        """The counts of runs and jobs by state, from the host's events (kept up to date here,
+        set in the metrics by :meth:`_sync`)."""
+        jobs, counts = self._jobs, self._job_counts
         with host.events.subscribe() as events:
             async for event in events:
                 if isinstance(event, JobChanged):
-                    self._jobs[(event.run_id, event.job_id)] = event.new
-                    if event.new is JobState.SUBMITTING:
-                        dag = self.catalog.dags.get(self._dag_of.get(event.run_id, ""))
-                        job = dag.jobs.get(event.job_id) if dag is not None else None
-                        self.metrics.submitted((job.connection if job else None) or "default")
+                    of_run = jobs.setdefault(event.run_id, {})
+                    old = of_run.get(event.job_id)
+                    if old is not None:
+                        counts[old] -= 1
+                    of_run[event.job_id] = event.new
+                    counts[event.new] += 1
                 elif isinstance(event, RunChanged):
-                    self._runs[event.run_id] = event.new
-                    self._dag_of[event.run_id] = event.dag
-                    if event.new.terminal or event.old is RunState.RUNNING:
-                        self._forget(event.run_id)
-                self._count()
+                    if event.old is None:
+                        self._runs[event.run_id] = event.new
+                    else:  # it ended, or was let go
+                        self._runs.pop(event.run_id, None)
+                        if event.new.terminal:
+                            self._ended[event.new] += 1
+                        counts.subtract(jobs.pop(event.run_id, {}).values())
 
-    def _forget(self, run_id: str) -> None:
-        for key in [k for k in self._jobs if k[0] == run_id]:
-            del self._jobs[key]
-
-    def _count(self) -> None:
-        self.metrics.set_job_counts(Counter(s.value for s in self._jobs.values()))
-        self.metrics.set_jobs_in_flight(sum(1 for s in self._jobs.values() if s in IN_FLIGHT))
-        self.metrics.set_run_counts(Counter(s.value for s in self._runs.values()))
+    async def _sync(self, host: RunHost) -> None:
+        """The metrics brought up to date every second: runs and jobs by state, the connectors'
+        calls and the webhook deliveries."""
+        metrics = self.metrics
+        while True:
+            deliveries = host.deliverer.outcomes if host.deliverer is not None else {}
+            metrics.sync(host.hub.calls, deliveries)
+            counts = self._job_counts
+            metrics.set_job_counts({state.value: n for state, n in counts.items()})
+            metrics.set_jobs_in_flight(sum(counts[state] for state in IN_FLIGHT))
+            runs = Counter(state.value for state in self._runs.values())
+            runs.update({state.value: n for state, n in self._ended.items()})
+            metrics.set_run_counts(runs)
+            await anyio.sleep(1.0)
 
     # -- readiness -------------------------------------------------------------------------
     async def _ready(self) -> Checks:

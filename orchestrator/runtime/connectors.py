@@ -4,6 +4,7 @@ back)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -77,24 +78,32 @@ class MaskedConnector:
     masked before the engine, and so the store, the logs and the output, gets it. Handles pass
     as they are: they must reach the remote job again."""
 
-    __slots__ = ("inner",)
+    __slots__ = ("calls", "inner", "label")
 
-    def __init__(self, inner: Connector) -> None:
+    def __init__(
+        self, inner: Connector, label: str = "", calls: Counter[tuple[str, str]] | None = None
+    ) -> None:
         self.inner = inner
+        self.label = label  # the connection's name (the job type's, without one)
+        self.calls = calls if calls is not None else Counter()  # (label, call) -> count
 
     async def submit(self, submission: Submission) -> RemoteHandle:
+        self.calls[self.label, "submit"] += 1
         try:
             return await self.inner.submit(submission)
         except Exception as exc:
+            self.calls[self.label, "error"] += 1
             masked = _masked(exc)
             if masked is exc:
                 raise
             raise masked from None
 
     async def poll(self, handle: RemoteHandle) -> PollResult:
+        self.calls[self.label, "poll"] += 1
         try:
             result = await self.inner.poll(handle)
         except Exception as exc:
+            self.calls[self.label, "error"] += 1
             masked = _masked(exc)
             if masked is exc:
                 raise
@@ -110,9 +119,11 @@ class MaskedConnector:
         )
 
     async def cancel(self, handle: RemoteHandle) -> CancelResult:
+        self.calls[self.label, "cancel"] += 1
         try:
             result = await self.inner.cancel(handle)
         except Exception as exc:
+            self.calls[self.label, "error"] += 1
             masked = _masked(exc)
             if masked is exc:
                 raise

@@ -10,6 +10,7 @@ in that task when the host ends.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -46,6 +47,9 @@ class ConnectorHub:
         self._open: dict[Key, Connector] = {}
         self._failed: dict[Key, BaseException] = {}
         self._masked: dict[Key, MaskedConnector] = {}
+        # the calls of the remotes, by connection (the job type's name without one): submit,
+        # poll, cancel, and the errors they raised, for the daemon's metrics
+        self.calls: Counter[tuple[str, str]] = Counter()
         self._send: MemoryObjectSendStream[_Request] | None = None
         logs.add_secrets(connection_secrets(self.connections))
 
@@ -107,7 +111,9 @@ class ConnectorHub:
         if masked is None:
             override = self._overrides.get(job_type.name)
             masked = self._masked[key] = MaskedConnector(
-                override if override is not None else self._open[key]
+                override if override is not None else self._open[key],
+                key[1] or key[0],
+                self.calls,
             )
         return masked
 

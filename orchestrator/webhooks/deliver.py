@@ -16,6 +16,7 @@ import random
 import re
 import ssl
 import time
+from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -101,6 +102,7 @@ class Deliverer:
         # a delivery whose attempt was recorded while outbox scan N was reading: scan N may
         # still show it pending (its snapshot is older); scans after N do not
         self._scans = 0
+        self.outcomes: Counter[str] = Counter()  # delivery attempts by outcome, for metrics
         self._recorded: dict[str, int] = {}
         self._lanes: dict[str, anyio.Semaphore] = {}
         self._tg: anyio.abc.TaskGroup | None = None
@@ -265,10 +267,12 @@ class Deliverer:
         attempt = DeliveryAttempt(d.id, number, started, status, error, time.time() - started)
         if error is None:
             log.info("webhook.delivered", status=status, **fields)
+            self.outcomes["delivered"] += 1
             await self._store.record_delivery(attempt, state="delivered", next_at=None)
             return
         if status == 410:
             log.warning("webhook.disabled", status=status, **fields)
+            self.outcomes["disabled"] += 1
             await self._store.record_delivery(attempt, state="disabled", next_at=None)
             await self._store.disable_webhook(
                 d.dag, d.webhook, "the endpoint answered 410 Gone", time.time()
@@ -276,10 +280,12 @@ class Deliverer:
             return
         if refused or number >= len(self._schedule):
             log.error("webhook.failed", status=status, error=error, **fields)
+            self.outcomes["failed"] += 1
             await self._store.record_delivery(attempt, state="failed", next_at=None)
             return
         delay = self._schedule[number] * self._rng.uniform(0.9, 1.1)
         if wait is not None and (status == 429 or (status or 0) >= 500):
             delay = max(delay, wait)
         log.warning("webhook.retrying", status=status, error=error, delay=round(delay, 3), **fields)
+        self.outcomes["retry"] += 1
         await self._store.record_delivery(attempt, state="pending", next_at=time.time() + delay)
