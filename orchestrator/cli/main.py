@@ -134,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--overlap",
-        choices=("skip", "queue", "allow"),
-        help="when a run of this DAG is active: skip (exit 4), queue, allow (default: the DAG's "
+        choices=("skip", "queue", "queue_all", "cancel_previous", "allow"),
+        help="when a run of this DAG is active: skip (exit 4), queue or queue_all (wait for it), "
+        "cancel_previous (cancel it wherever it runs, then start), allow (default: the DAG's "
         "schedule.overlap, else skip)",
     )
     run.set_defaults(func=cmd_run)
@@ -169,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs_show.add_argument("run_id", help="a run id, or a unique prefix of one")
     runs_show.add_argument("--json", action="store_true")
     runs_show.add_argument("--db", help=DB_HELP)
+    runs_cancel = runs_sub.add_parser(
+        "cancel", help="cancel an active run, wherever it runs (its owner reads the request)"
+    )
+    runs_cancel.add_argument("run_id", help="a run id, or a unique prefix of one")
+    runs_cancel.add_argument("--reason", help="recorded as the run's reason")
+    runs_cancel.add_argument("--db", help=DB_HELP)
     runs.set_defaults(func=cmd_runs)
 
     hooks = sub.add_parser("webhooks", help="webhook deliveries and their attempts")

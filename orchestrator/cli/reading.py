@@ -17,6 +17,7 @@ from .common import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
+    EXIT_REFUSED,
     _error,
     _find_run_id,
     _known_secrets,
@@ -58,10 +59,13 @@ async def _runs(args: argparse.Namespace) -> int:
                     print(f"{run_id:32}  {dag:20}  {r.state.value:10}  {trigger:8}  {created}")
             return EXIT_OK
         try:
-            detail = await read_run_view(store, await _find_run_id(store, args.run_id))
+            run_id = await _find_run_id(store, args.run_id)
         except ConfigError as exc:
             _error(str(exc))
             return EXIT_INVALID
+        if args.runs_command == "cancel":
+            return await _cancel(store, run_id, args.reason)
+        detail = await read_run_view(store, run_id)
         assert detail is not None
         _known_secrets()
         detail = logs.redact(detail)  # a run stored before its secrets were masked
@@ -79,6 +83,20 @@ async def _runs(args: argparse.Namespace) -> int:
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
+
+
+async def _cancel(store: Any, run_id: str, reason: str | None) -> int:
+    """Ask the run's owner, whichever process runs it, to cancel it (and its remote jobs)."""
+    import time
+
+    reason = reason or "cancelled from the command line"
+    if not await store.request_cancel(run_id, reason, time.time()):
+        record = await store.get_run(run_id)
+        state = record.state.value if record is not None else "unknown"
+        _error(f"run {run_id} is not active ({state}): nothing to cancel")
+        return EXIT_REFUSED
+    print(f"run {run_id}: cancel requested; its owner cancels it within a few seconds")
+    return EXIT_OK
 
 
 # -- webhooks ---------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from .hub import ConnectorHub
 
 log = structlog.get_logger("orchestrator")
 WEBHOOK_WAIT = 10.0
+CANCEL_POLL = 1.0  # seconds between two reads of the cancel requests of the host's runs
 Stored = tuple[Mapping[str, JobRecord], list[AttemptRecord]]  # a run's rows, to resume it
 
 
@@ -99,6 +100,7 @@ class RunHost:
             await tg.start(self.hub.serve)
             if self.store is not None:
                 self.start_service(self._beat, self.store)
+                self.start_service(self._read_cancels, self.store)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
@@ -155,6 +157,26 @@ class RunHost:
                 if losing is not None:
                     log.warning("run.lease_lost", run=run_id, lease=leases[run_id])
                     losing.halt(LeaseLost(f"run {run_id}: its lease was taken over"))
+
+    async def _read_cancels(self, store: Store) -> None:
+        """Cancel the runs whose cancel another process asked for (``request_cancel``: the
+        command line, another daemon), reading the requests every second."""
+        done: set[str] = set()
+        while True:
+            await anyio.sleep(CANCEL_POLL)
+            if not self._executors:
+                continue
+            try:
+                requests = await store.cancel_requests(list(self._executors))
+            except StoreError:
+                continue  # the heartbeat halts the runs if the store is gone
+            for run_id, reason in requests.items():
+                executor = self._executors.get(run_id)
+                if executor is not None and run_id not in done:
+                    done.add(run_id)
+                    log.warning("run.cancel_requested", run=run_id, reason=reason)
+                    executor.cancel(reason)
+            done &= set(self._executors)
 
     # -- runs -----------------------------------------------------------------------------
     @property

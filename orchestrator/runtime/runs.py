@@ -26,6 +26,7 @@ from .host import WEBHOOK_WAIT, RunHost, Stored
 from .prepare import prepare_run
 
 log = structlog.get_logger("orchestrator")
+WAITING = ("queue", "queue_all", "cancel_previous")  # policies that wait for the active runs
 
 
 class RunRefused(Exception):
@@ -145,7 +146,9 @@ async def run_new(
     """Start a new run of ``dag`` under its overlap policy and run it to its end.
 
     Active runs of the DAG whose process died are resumed first (adopted); a live one refuses
-    the new run (``skip``), delays it (``queue``) or is ignored (``allow``).
+    the new run (``skip``), delays it until it ended (``queue``, ``queue_all``: every waiting
+    command waits its turn), is cancelled, wherever it runs, and then awaited
+    (``cancel_previous``), or is ignored (``allow``).
     """
     assert isinstance(dag, DAG)
     store = host.store
@@ -154,6 +157,7 @@ async def run_new(
         return await execute(
             host, run, concurrency=concurrency, view_for=view_for, webhook_wait=webhook_wait
         )
+    asked: set[str] = set()  # the runs whose cancel was asked for (cancel_previous)
     while True:
         active = await store.list_runs(dag=dag.name, states=[RunState.QUEUED, RunState.RUNNING])
         now = time.time()
@@ -172,13 +176,20 @@ async def run_new(
                 "its overlap policy is skip",
                 live[0].id,
             )
-        if live and overlap == "queue":
-            await anyio.sleep(1.0)
+        if live and overlap == "cancel_previous":  # cancelled wherever they run, then awaited
+            for record in live:
+                if record.id not in asked:
+                    asked.add(record.id)
+                    reason = f"cancelled: a new run of {dag.name} began (cancel_previous)"
+                    if not host.cancel(record.id, reason):
+                        await store.request_cancel(record.id, reason, now)
+        if live and overlap in WAITING:
+            await anyio.sleep(1.0 if overlap != "cancel_previous" else 0.2)
             continue
         try:
             await record_new_run(store, run, owner=host.owner, at=now, exclusive=overlap != "allow")
         except ActiveRunExists as exc:
-            if overlap == "queue":
+            if overlap in WAITING:
                 await anyio.sleep(1.0)
                 continue
             raise RunRefused(

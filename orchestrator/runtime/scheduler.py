@@ -203,10 +203,11 @@ class Scheduler:
             log.error("tick.refused", dag=name, nominal=iso(nominal), error=str(exc))
             await self._record_skip(name, nominal, Skip.REFUSED.value)
             return
-        if policy == "cancel_previous":
+        if policy == "cancel_previous":  # here at once, elsewhere through the store
+            reason = f"cancelled: the tick of {iso(nominal)} began (cancel_previous)"
             for run_id in active:
-                if not self.host.cancel(run_id, f"cancelled: the tick of {iso(nominal)} began"):
-                    log.warning("run.not_cancelled", dag=name, run=run_id, why="another owner")
+                if not self.host.cancel(run_id, reason):
+                    await self.store.request_cancel(run_id, reason, self._now())
         now = self._now()
         tick = TickRecord(name, nominal, now, run.id, None)
         receipt = send_new_run(

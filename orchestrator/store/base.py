@@ -15,8 +15,6 @@ outbox table written in the transaction of the state change.
 
 from __future__ import annotations
 
-import json
-import json.encoder
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,8 +22,11 @@ from typing import Any, NamedTuple, Protocol
 
 import anyio
 
-from ..errors import OrchestratorError, StoreError
+from ..errors import OrchestratorError
 from ..model.states import AttemptState, JobState, RunState
+from .jsontext import handle_json as handle_json
+from .jsontext import json_text as json_text
+from .jsontext import strict_json_text as strict_json_text
 from .ticks import RecordTick as RecordTick
 from .ticks import TickRecord as TickRecord
 
@@ -233,16 +234,6 @@ class AttemptEvent(NamedTuple):
 StateEvent = JobEvent | AttemptEvent
 
 
-def handle_json(run_id: str, job_id: str, handle: Any) -> str:
-    """A remote handle as JSON text, or a :class:`StoreError` that names the job."""
-    try:
-        return strict_json_text(handle)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"run {run_id}: job {job_id}: its remote handle cannot be stored ({exc})"
-        ) from None
-
-
 def event_data(event: StateEvent) -> dict[str, Any]:
     """What an event's ``data`` holds when it is read back (:class:`Event`)."""
     if isinstance(event, JobEvent):
@@ -253,46 +244,6 @@ def event_data(event: StateEvent) -> dict[str, Any]:
     if event.error is not None:
         data["error"] = event.error
     return data
-
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _c_encoder(allow_nan: bool) -> Any:
-    if getattr(json.encoder, "c_make_encoder", None) is None:  # pragma: no cover
-        return None
-    return json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None,
-        _not_json,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ":",
-        ",",
-        False,
-        False,
-        allow_nan,
-    )
-
-
-_ENCODE = _c_encoder(allow_nan=True)
-_ENCODE_STRICT = _c_encoder(allow_nan=False)
-
-
-def json_text(value: Any) -> str:
-    """``value`` (plain JSON: no cycles) as compact JSON text, in one call of the C encoder
-    (``json.dumps`` makes an encoder per call)."""
-    if _ENCODE is None:  # pragma: no cover - a Python without the json accelerator
-        return json.dumps(value, separators=(",", ":"))
-    return "".join(_ENCODE(value, 0))
-
-
-def strict_json_text(value: Any) -> str:
-    """:func:`json_text` for what the store must be able to read back as JSON (SQLite's JSON
-    functions too): no NaN or infinity (ValueError), nothing but plain JSON (TypeError)."""
-    if _ENCODE_STRICT is None:  # pragma: no cover - a Python without the json accelerator
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    return "".join(_ENCODE_STRICT(value, 0))
 
 
 @dataclass(slots=True)
@@ -444,6 +395,16 @@ class Store(Protocol):
         """Renew the leases (run id -> lease held) of the runs one owner runs; return the ids
         of those whose lease was lost (another owner claimed the run): their executors must
         stop, writing nothing more."""
+        ...
+
+    async def request_cancel(self, run_id: str, reason: str, at: float) -> bool:
+        """Ask the owner of an active run, wherever it runs, to cancel it (its host reads the
+        request within a second or so, see :meth:`cancel_requests`); False if the run is not
+        active (ended, or unknown)."""
+        ...
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The cancel requests (run id -> reason) of those of ``run_ids`` still active."""
         ...
 
     # -- the webhook outbox ------------------------------------------------------------------

@@ -54,6 +54,7 @@ class MemoryStore:
         self.ticks: dict[tuple[str, float], TickRecord] = {}  # by (dag, nominal)
         self.pauses: dict[str, bool] = {}
         self.commits = 0
+        self.cancels: dict[str, str] = {}  # run id -> the reason its cancel was asked for
 
     async def apply(self, ops: Sequence[Operation]) -> None:
         # write into overlays of what the batch touches: all or nothing
@@ -243,6 +244,20 @@ class MemoryStore:
             else:
                 lost.append(run_id)
         return lost
+
+    async def request_cancel(self, run_id: str, reason: str, at: float) -> bool:
+        run = self.runs.get(run_id)
+        if run is None or run.state.terminal:
+            return False
+        self.cancels[run_id] = reason
+        return True
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, str]:
+        return {
+            run_id: self.cancels[run_id]
+            for run_id in run_ids
+            if run_id in self.cancels and not self.runs[run_id].state.terminal
+        }
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         due = [

@@ -1029,3 +1029,15 @@ def test_a_tick_has_a_finite_nominal_time() -> None:
     for nominal in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="nominal time"):
             TickRecord("d", nominal, NOON, "r1", None)
+
+
+async def test_a_cancel_request_is_read_while_the_run_is_active(store: Store) -> None:
+    await store.apply([create(), create("r2"), run(R.QUEUED, R.RUNNING)])
+    assert await store.cancel_requests(["r1", "r2", "nope"]) == {}
+    assert await store.request_cancel("r1", "by the operator", 3.0) is True
+    assert await store.request_cancel("nope", "no such run", 3.0) is False
+    assert await store.cancel_requests(["r1", "r2"]) == {"r1": "by the operator"}
+    assert await store.cancel_requests([]) == {}
+    await store.apply([run(R.RUNNING, R.CANCELLED)])
+    assert await store.cancel_requests(["r1"]) == {}  # it ended: nothing to read
+    assert await store.request_cancel("r1", "again", 4.0) is False

@@ -187,3 +187,55 @@ def test_a_run_whose_process_died_is_resumed_by_the_next_run(
     # the orphan was resumed to its end: its command's process was gone, so that job failed
     assert by_id[first_id]["status"] == "failed"
     assert len(by_id) == 2
+
+
+def test_cancel_previous_cancels_the_run_of_another_process_then_starts(
+    home: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    """The active run belongs to another process: its cancel goes through the store, its
+    owner cancels it (its command killed), and the new run starts once it ended."""
+    gate = home / "gate"
+    path = dag_file(home, gated(gate), overlap="cancel_previous")
+    first = start(started, "run", str(path), "--json")
+    first_id = wait_started(first)
+    wait_for_handle(first_id, "work")
+    second = start(started, "run", str(path), "--json")
+    first.communicate(timeout=30)  # ends once its owner read the request and cancelled it
+    assert first.returncode == 3
+    gate.touch()  # the second run's command may end now
+    second.communicate(timeout=60)
+    assert second.returncode == 0
+    newest, oldest = runs("--dag", "nightly")
+    assert (oldest["id"], oldest["status"]) == (first_id, "cancelled")
+    assert "cancel_previous" in oldest["reason"]
+    assert newest["status"] == "succeeded"
+    assert newest["startedAt"] >= oldest["endedAt"]
+
+
+def test_runs_cancel_cancels_a_run_in_another_process(
+    home: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    path = dag_file(home, gated(home / "never"))
+    first = start(started, "run", str(path), "--json")
+    first_id = wait_started(first)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id[:8], "--reason", "by me"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    first.communicate(timeout=30)
+    assert first.returncode == 3
+    [run] = runs("--dag", "nightly")
+    assert (run["status"], run["reason"]) == ("cancelled", "by me")
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert again.returncode == 4
+    assert "not active (cancelled)" in again.stderr

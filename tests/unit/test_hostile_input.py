@@ -150,7 +150,7 @@ def _dag_file(tmp_path: Path, **top: Any) -> Path:
         ({"timezone": "../../etc/passwd"}, "field 'schedule.timezone': unknown time zone"),
         ({"timezone": 1}, "field 'schedule.timezone': expected an IANA time zone name"),
         ({"catchup": "some"}, "field 'schedule.catchup': 'some' is not one of none, latest, all"),
-        ({"overlap": "queue_all"}, "field 'schedule.overlap': 'queue_all' is not one of skip, "),
+        ({"overlap": "queue-all"}, "field 'schedule.overlap': 'queue-all' is not one of skip, "),
         ({"jitter": "soon"}, "field 'schedule.jitter': bad duration 'soon'"),
         ({"jitter": "60d"}, "field 'schedule.jitter': bad duration '60d' (at most 30 days)"),
         ({"paused": "no"}, "field 'schedule.paused': expected true or false, got 'no'"),
@@ -180,11 +180,11 @@ def test_good_schedules_load(tmp_path: Path, cron: str) -> None:
 
 
 def test_validate_refuses_the_overlap_that_run_refuses(tmp_path: Path) -> None:
-    path = _dag_file(tmp_path, schedule={"overlap": "cancel_previous"})
+    path = _dag_file(tmp_path, schedule={"overlap": "cancel-previous"})
     checked = _orchestrator("validate", str(path))
     ran = _orchestrator("run", str(path), "--db", "memory:")
     assert checked.returncode == ran.returncode == 2, (checked.stderr, ran.stderr)
-    line = f"orchestrator: {path}: field 'schedule.overlap': 'cancel_previous' is not one of"
+    line = f"orchestrator: {path}: field 'schedule.overlap': 'cancel-previous' is not one of"
     assert checked.stderr.startswith(line)
     assert ran.stderr.startswith(line)
 

@@ -195,6 +195,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        6,
+        # a cancel asked for by another process (the command line, another daemon): the run's
+        # owner reads it and cancels the run
+        """
+        ALTER TABLE runs ADD COLUMN cancel_requested TEXT;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

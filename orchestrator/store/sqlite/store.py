@@ -447,6 +447,20 @@ class SQLiteStore:
     async def set_paused(self, dag: str, paused: bool, at: float) -> None:
         await self._call("set_paused", dag, paused, at)
 
+    async def request_cancel(self, run_id: str, reason: str, at: float) -> bool:
+        return bool(await self._call("request_cancel", run_id, reason, at))
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, str]:
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        sql = (
+            f"SELECT id, cancel_requested FROM runs WHERE id IN ({marks}) "
+            "AND cancel_requested IS NOT NULL AND state IN ('queued', 'running')"
+        )
+        rows = await self._query(lambda c: c.execute(sql, tuple(run_ids)).fetchall())
+        return {run_id: reason for run_id, reason in rows}
+
     async def schedule_pauses(self) -> dict[str, bool]:
         rows = await self._query(
             lambda c: c.execute("SELECT dag, paused FROM schedule_pauses").fetchall()

@@ -1,5 +1,5 @@
-"""What the writer writes of DAG schedules: ticks, each once under its key (dag, nominal time), in
-the transaction of its batch, and schedule pauses.
+"""What the writer writes of DAG schedules (ticks, each once under its key (dag, nominal time), in
+the transaction of its batch, and schedule pauses) and of requests to a run's owner (cancel).
 
 Standard library only: a sibling of :mod:`writer`, imported by it also when it runs as a script
 (``python -I -S writer.py``)."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 if __package__:
@@ -37,3 +38,16 @@ def set_paused(conn: sqlite3.Connection, dag: str, paused: bool, at: float) -> N
         "ON CONFLICT (dag) DO UPDATE SET paused = excluded.paused, at = excluded.at",
         (dag, int(paused), at),
     )
+
+
+def request_cancel(conn: sqlite3.Connection, run_id: str, reason: str, at: float) -> bool:
+    """Ask an active run's owner to cancel it; False if the run is not active."""
+    cursor = conn.execute(
+        "UPDATE runs SET cancel_requested = ? WHERE id = ? AND state IN ('queued', 'running')",
+        (reason, run_id),
+    )
+    return cursor.rowcount == 1
+
+
+# the writer's calls defined here, by name: each takes the connection first
+CALLS: dict[str, Callable[..., Any]] = {"set_paused": set_paused, "request_cancel": request_cancel}
