@@ -17,6 +17,7 @@ from orchestrator.runtime.host import RunHost
 from orchestrator.runtime.scheduler import Scheduler
 from orchestrator.store.base import RecordTick, RunRecord, TickRecord
 from orchestrator.store.memory import MemoryStore
+from tests.unit.test_schedule import DST
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp()  # a Monday, 12:00 UTC
 
@@ -256,3 +257,30 @@ async def test_a_dag_no_longer_given_is_not_scheduled(store: MemoryStore) -> Non
             wall.at = T0 + 60.1
             assert await scheduler.evaluate() is None
     assert await runs_of(store, dag.name) == []
+
+
+@pytest.mark.parametrize(("cron", "zone", "after", "expected"), DST)
+async def test_the_scheduler_fires_each_tick_once_across_daylight_saving_time(
+    store: MemoryStore, cron: str, zone: str, after: str, expected: list[str]
+) -> None:
+    """The daemon's scheduler in virtual time, from ``after``: it sleeps until the time it
+    names, then fires; the ticks it starts are the fire times the DST table lists (written out
+    from Debian cron's rule in tests/unit/test_schedule.py), each once."""
+    with DAG("dst", schedule={"cron": cron, "timezone": zone, "overlap": "allow"}) as dag:
+        Job("a", "fake")
+    dag.validate()
+    wall = Wall(datetime.fromisoformat(after).timestamp())
+    async with RunHost(store) as host:
+        scheduler = Scheduler(host, now=wall)
+        scheduler.update({dag.name: dag})
+        async with scheduler.session():
+            due = await scheduler.evaluate()
+            for _ in expected:
+                assert due is not None
+                wall.at = due  # the loop wakes when it said it would
+                due = await scheduler.evaluate()
+                assert due is not None
+                due = await scheduler.evaluate()  # nothing new at the same moment
+    runs = await settled(store, dag.name, len(expected))
+    assert [r.nominal_at for r in runs] == [datetime.fromisoformat(t).timestamp() for t in expected]
+    assert [r.created_at for r in runs] == [r.nominal_at for r in runs]  # on time to the second
