@@ -36,10 +36,19 @@ from ..errors import OrchestratorError
 from ..model.dag import DAG
 from ..model.schedule import ON_TIME, Schedule, Skip, due_ticks, fire_times, jitter
 from ..model.states import RunState
-from ..store.base import ActiveRunExists, Lease, RecordTick, Store, TickExists, TickRecord
+from ..store.base import (
+    ActiveRunExists,
+    Lease,
+    RecordTick,
+    RunRecord,
+    Store,
+    TickExists,
+    TickRecord,
+)
+from ..store.owner import local_owner_alive
 from .host import RunHost
 from .prepare import prepare_run
-from .runs import execute
+from .runs import RunRefused, execute, resume
 
 log = structlog.get_logger("orchestrator.scheduler")
 
@@ -76,6 +85,7 @@ class Scheduler:
         self._changed = anyio.Event()
         self._waiting: dict[str, list[Run]] = {}  # runs queued behind an active one, by DAG
         self._since: dict[str, float] = {}  # when each DAG was first seen
+        self._adopting: set[str] = set()  # orphaned runs being resumed
         self._tg: TaskGroup | None = None
         self.loaded = False  # schedules given at least once (readiness)
         self.stopping = False
@@ -144,8 +154,9 @@ class Scheduler:
             schedule = dataclasses.replace(schedule, paused=pauses.get(name, schedule.paused))
             try:
                 due = await self._evaluate(dag, schedule)
-            except OrchestratorError as exc:
-                log.error("schedule.failed", dag=name, error=str(exc))
+            except Exception as exc:  # one schedule's failure stops neither the others nor
+                # the daemon: said, and tried again a minute later
+                log.error("schedule.failed", dag=name, error=f"{type(exc).__name__}: {exc}")
                 due = self._now() + LOOK_AGAIN
             nearest = due if nearest is None else min(nearest, due)
         return nearest
@@ -188,10 +199,10 @@ class Scheduler:
 
     async def _fire(self, dag: DAG, policy: str, nominal: float) -> None:
         name = dag.name
+        records = await self.store.list_runs(dag=name, states=ACTIVE)
+        self._adopt_orphans(records)
         active = [
-            r.id
-            for r in await self.store.list_runs(dag=name, states=ACTIVE)
-            if not any(r.id == w.id for w in self._waiting.get(name, ()))
+            r.id for r in records if not any(r.id == w.id for w in self._waiting.get(name, ()))
         ]
         waiting = self._waiting.setdefault(name, [])
         if (active and policy == "skip") or (policy == "queue" and waiting):
@@ -231,6 +242,29 @@ class Scheduler:
                 self._tg.start_soon(self._drain, name)
         else:
             self._tg.start_soon(self._execute, run)
+
+    def _adopt_orphans(self, records: list[RunRecord]) -> None:
+        """Resume the active runs whose owner is gone (a command-line run killed, a daemon on
+        another machine whose lease expired), as ``orchestrator run`` does before its own: they
+        count as active meanwhile, and their in-flight jobs are followed, never resubmitted."""
+        assert self._tg is not None
+        for record in records:
+            if record.owner == self.host.owner or record.id in self._adopting:
+                continue
+            if local_owner_alive(record.owner):
+                continue
+            self._adopting.add(record.id)
+            self._tg.start_soon(self._adopt, record)
+
+    async def _adopt(self, record: RunRecord) -> None:
+        try:
+            await resume(self.host, record, orphan=True)
+        except RunRefused:  # its owner lives (its lease holds)
+            pass
+        except OrchestratorError as exc:
+            log.error("run.not_adopted", dag=record.dag, run=record.id, error=str(exc))
+        finally:
+            self._adopting.discard(record.id)
 
     async def _drain(self, dag: str) -> None:
         """Start the DAG's queued runs one after another, each once no other run of the DAG

@@ -284,3 +284,37 @@ async def test_the_scheduler_fires_each_tick_once_across_daylight_saving_time(
     runs = await settled(store, dag.name, len(expected))
     assert [r.nominal_at for r in runs] == [datetime.fromisoformat(t).timestamp() for t in expected]
     assert [r.created_at for r in runs] == [r.nominal_at for r in runs]  # on time to the second
+
+
+async def test_an_orphaned_run_of_the_dag_is_adopted_at_its_next_tick(store: MemoryStore) -> None:
+    """A run of the DAG left running by a process that died (a command-line run killed) is
+    resumed by the scheduler, as `orchestrator run` would, instead of blocking the schedule."""
+    import socket
+
+    from orchestrator.engine.durable import send_new_run
+    from orchestrator.engine.records import Run
+
+    dag = scheduled()
+    orphan = Run("orphan", dag, {}, "manual")
+    dead = f"{socket.gethostname()}:999999999:0"  # no such process
+    await send_new_run(store, orphan, owner=dead, at=T0, exclusive=False).wait()
+    wall = Wall(T0 + 30)
+    async with RunHost(store) as host:
+        scheduler = Scheduler(host, now=wall)
+        scheduler.update({dag.name: dag})
+        async with scheduler.session():
+            await scheduler.evaluate()
+            wall.at = T0 + 60.1
+            await scheduler.evaluate()  # the orphan is active: skipped, and adopted
+
+            async def adopted() -> bool:
+                run = await store.get_run("orphan")
+                return run is not None and run.state is RunState.SUCCEEDED
+
+            await until(adopted)
+            wall.at = T0 + 120.1
+            await scheduler.evaluate()
+    runs = await settled(store, dag.name, 2)
+    assert (runs[0].id, runs[0].nominal_at) == ("orphan", None)
+    assert runs[1].nominal_at == T0 + 120
+    assert (await store.skipped_ticks()) == {(dag.name, "overlap"): 1}
