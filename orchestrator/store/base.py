@@ -374,6 +374,11 @@ class Store(Protocol):
         any event that read returned."""
         ...
 
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        """Every run's events whose ``seq`` is above ``seq``, in order, at most ``limit``: the
+        store-wide feed that an event stream follows (see :meth:`events_since` for ``seq``)."""
+        ...
+
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None: ...
 
     async def claim_run(

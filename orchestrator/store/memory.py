@@ -212,6 +212,10 @@ class MemoryStore:
         later = (e for e in self.events[max(seq, 0) :] if e.run_id == run_id)
         return list(itertools.islice(later, max(limit, 0)))
 
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        start = max(seq, 0)
+        return self.events[start : start + max(limit, 0)]
+
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
         return self.dags.get(dag_hash)
 

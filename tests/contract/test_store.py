@@ -1041,3 +1041,15 @@ async def test_a_cancel_request_is_read_while_the_run_is_active(store: Store) ->
     await store.apply([run(R.RUNNING, R.CANCELLED)])
     assert await store.cancel_requests(["r1"]) == {}  # it ended: nothing to read
     assert await store.request_cancel("r1", "again", 4.0) is False
+
+
+async def test_events_after_are_every_runs_events_in_order(store: Store) -> None:
+    await events_of_r1_with_another_run_between(store)
+    everything = await store.get_events("r1") + await store.get_events("r2")
+    everything.sort(key=lambda e: e.seq)
+    assert await store.events_after(0) == everything
+    middle = everything[2].seq
+    assert await store.events_after(middle) == everything[3:]
+    assert await store.events_after(middle, limit=2) == everything[3:5]
+    assert await store.events_after(everything[-1].seq) == []
+    assert await store.events_after(0, limit=0) == []

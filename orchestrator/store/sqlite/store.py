@@ -336,6 +336,29 @@ class SQLiteStore:
 
         return await self._query(read)
 
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        sql = (
+            "SELECT run_id, first, events, per_second FROM event_chunks WHERE first >= "
+            "COALESCE((SELECT first FROM event_chunks WHERE first <= ?1 "
+            "ORDER BY first DESC LIMIT 1), ?1) ORDER BY first"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            out: list[Event] = []
+            if limit <= 0:
+                return out
+            rows = conn.execute(sql, (seq,))
+            try:
+                for row in rows:
+                    out.extend(e for e in chunk_events(*row) if e.seq > seq)
+                    if len(out) >= limit:
+                        break
+            finally:
+                rows.close()
+            return out[:limit]
+
+        return await self._query(read)
+
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
         def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
             row = conn.execute("SELECT definition FROM dags WHERE hash = ?", (dag_hash,)).fetchone()
