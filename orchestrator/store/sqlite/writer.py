@@ -38,6 +38,8 @@ from typing import Any
 
 if __package__:  # imported: by the store's client, in the engine's process
     from .writer_checkpoints import CHECKPOINT_EVERY, _Checkpointer
+    from .writer_outbox import CALLS as OUTBOX_CALLS
+    from .writer_outbox import enqueue
     from .writer_rows import (
         _ATTEMPT_INSERT,
         _ATTEMPT_UPDATE,
@@ -61,6 +63,8 @@ if __package__:  # imported: by the store's client, in the engine's process
 else:  # run as a script (python -I -S): its siblings are beside it, not on the path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from writer_checkpoints import CHECKPOINT_EVERY, _Checkpointer  # type: ignore[import-not-found,no-redef]
+    from writer_outbox import CALLS as OUTBOX_CALLS  # type: ignore[import-not-found,no-redef]
+    from writer_outbox import enqueue  # type: ignore[no-redef]
     from writer_rows import (  # type: ignore[import-not-found,no-redef]
         _ATTEMPT_INSERT,
         _ATTEMPT_UPDATE,
@@ -109,9 +113,7 @@ class Writer:
         self.calls: dict[str, Callable[..., Any]] = {
             "claim_run": self.claim_run,
             "heartbeat": self.heartbeat,
-            "record_delivery": self.record_delivery,
-            "redeliver": self.redeliver,
-            "disable_webhook": self.disable_webhook,
+            **{name: functools.partial(call, conn) for name, call in OUTBOX_CALLS.items()},
             **{name: functools.partial(call, conn) for name, call in SCHEDULE_CALLS.items()},
             "settings": self.settings,
             "checkpoints_failed": self.checkpoints_failed,
@@ -197,7 +199,7 @@ class Writer:
             elif kind == "tick":
                 record_tick(self.conn, *op[1:])
             else:
-                self._enqueue(*op[1:])
+                enqueue(self.conn, *op[1:])
 
     # -- the operations --------------------------------------------------------------------
     def _changes(
@@ -311,24 +313,6 @@ class Writer:
             raise Refused("stale", f"run {run_id}: expected {expected}")
         self.events.extend(run_id, f"[{_run_event(expected, new, at)}]", 1)
 
-    def _enqueue(self, d: tuple[Any, ...]) -> None:
-        conn = self.conn
-        delivery_id, dag, webhook = d[0], d[3], d[4]
-        disabled = conn.execute(
-            "SELECT 1 FROM disabled_webhooks WHERE dag = ? AND webhook = ?", (dag, webhook)
-        ).fetchone()
-        if disabled:
-            d = (*d[:12], "disabled", *d[13:])
-        try:
-            conn.execute(
-                "INSERT INTO outbox (id, run_id, job_id, dag, webhook, event, url, method, "
-                "headers, body, secret_refs, ssl_verification, state, attempts, next_at, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                d,
-            )
-        except sqlite3.IntegrityError:
-            raise Refused("stale", f"delivery {delivery_id} exists") from None
-
     # -- the store's other writes ---------------------------------------------------------
     def claim_run(
         self,
@@ -377,38 +361,6 @@ class Writer:
                 f"run {run_id}: its lease was lost ({now}; this writer holds {lease[0]}, epoch "
                 f"{lease[1]})",
             )
-
-    def record_delivery(self, attempt: tuple[Any, ...], state: str, next_at: float | None) -> None:
-        delivery_id, number, at, status, error, _ = attempt
-        self.conn.execute(
-            "INSERT OR REPLACE INTO delivery_attempts (delivery_id, number, at, status, "
-            "error, duration) VALUES (?, ?, ?, ?, ?, ?)",
-            attempt,
-        )
-        self.conn.execute(
-            "UPDATE outbox SET state = ?, attempts = MAX(attempts, ?), next_at = ?, "
-            "last_status = ?, last_error = ?, "
-            "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
-            (state, number, next_at, status, error, state, at, delivery_id),
-        )
-
-    def redeliver(self, delivery_id: str, now: float) -> bool:
-        cursor = self.conn.execute(
-            "UPDATE outbox SET state = 'pending', next_at = ? WHERE id = ?", (now, delivery_id)
-        )
-        return cursor.rowcount == 1
-
-    def disable_webhook(self, dag: str, webhook: str, reason: str, at: float) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO disabled_webhooks (dag, webhook, reason, at) "
-            "VALUES (?, ?, ?, ?)",
-            (dag, webhook, reason, at),
-        )
-        self.conn.execute(
-            "UPDATE outbox SET state = 'disabled', last_error = ? WHERE dag = ? AND webhook = ? "
-            "AND state = 'pending'",
-            (reason, dag, webhook),
-        )
 
     def settings(self) -> tuple[Any, ...]:
         """The write connection's settings and this process's id (for tests)."""
