@@ -156,6 +156,9 @@ class CreateRun:
     exclusive: bool = False
     # the definition already encoded as JSON (a store may write it as it is)
     definition_json: str | None = None
+    # a client's key for this run (an API's Idempotency-Key): unique, a run with the same key
+    # refuses the batch (RunExists, naming that run), so that retried requests make one run
+    idempotency_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -286,6 +289,14 @@ class ActiveRunExists(StaleWrite):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} of this DAG is active")
+        self.run_id = run_id
+
+
+class RunExists(StaleWrite):
+    """A ``CreateRun`` whose idempotency key another run has: ``run_id`` is that run."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} has this idempotency key")
         self.run_id = run_id
 
 

@@ -29,6 +29,7 @@ from .base import (
     Operation,
     Receipt,
     RecordTick,
+    RunExists,
     RunRecord,
     RunTransition,
     StaleWrite,
@@ -54,6 +55,7 @@ class MemoryStore:
         self.ticks: dict[tuple[str, float], TickRecord] = {}  # by (dag, nominal)
         self.pauses: dict[str, bool] = {}
         self.commits = 0
+        self.run_keys: dict[str, str] = {}  # idempotency key -> run id
         self.cancels: dict[str, str] = {}  # run id -> the reason its cancel was asked for
 
     async def apply(self, ops: Sequence[Operation]) -> None:
@@ -65,12 +67,19 @@ class MemoryStore:
         dags: dict[str, dict[str, Any]] = {}
         ticks: dict[tuple[str, float], TickRecord] = {}
         keys: set[str] = set()  # idempotency keys inserted by this batch
+        run_keys: dict[str, str] = {}  # runs' idempotency keys inserted by this batch
         events: list[Event] = []
         seq = len(self.events)
         for op in ops:
             if isinstance(op, CreateRun):
                 if op.run.id in runs:
                     raise StaleWrite(f"run {op.run.id} exists")
+                run_key = op.idempotency_key
+                if run_key is not None:
+                    taken = self.run_keys.get(run_key) or run_keys.get(run_key)
+                    if taken is not None:
+                        raise RunExists(taken)
+                    run_keys[run_key] = op.run.id
                 if op.exclusive:
                     for other in runs.values():
                         if other.dag == op.run.dag and not other.state.terminal:
@@ -160,6 +169,7 @@ class MemoryStore:
         self.dags.update(dags)
         self.ticks.update(ticks)
         self.keys |= keys
+        self.run_keys.update(run_keys)
         self.events.extend(events)
         self.commits += 1
 

@@ -29,6 +29,7 @@ from orchestrator.store.base import (
     LeaseLost,
     Operation,
     RecordTick,
+    RunExists,
     RunRecord,
     RunTransition,
     StaleWrite,
@@ -1053,3 +1054,19 @@ async def test_events_after_are_every_runs_events_in_order(store: Store) -> None
     assert await store.events_after(middle, limit=2) == everything[3:5]
     assert await store.events_after(everything[-1].seq) == []
     assert await store.events_after(0, limit=0) == []
+
+
+async def test_an_idempotency_key_makes_one_run(store: Store) -> None:
+    first = create("r1")
+    first.idempotency_key = "order-42"
+    await store.apply([first])
+    again = create("r2")
+    again.idempotency_key = "order-42"
+    with pytest.raises(RunExists) as refused:
+        await store.apply([again])
+    assert refused.value.run_id == "r1"
+    assert await store.get_run("r2") is None
+    other = create("r3")
+    other.idempotency_key = "order-43"
+    await store.apply([other, create("r4")])  # another key, and none
+    assert {r.id for r in await store.list_runs()} == {"r1", "r3", "r4"}

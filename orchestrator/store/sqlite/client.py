@@ -33,6 +33,7 @@ from ..base import (
     LeaseLost,
     Operation,
     Receipt,
+    RunExists,
     StaleWrite,
     TickExists,
 )
@@ -317,6 +318,8 @@ class WriterClient:
             return LeaseLost(message)
         if kind == "active":
             return ActiveRunExists(message)
+        if kind == "duplicate":  # the message is the id of the run with that key
+            return RunExists(message)
         if kind == "tick":  # the message is the JSON of [dag, nominal]
             dag, nominal = json.loads(message)
             return TickExists(dag, nominal)

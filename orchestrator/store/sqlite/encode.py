@@ -132,7 +132,9 @@ def encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
                 run.nominal_at,
             )
             definition = op.definition_json or _dumps(op.dag_definition)
-            out.append(("create", row, definition, list(op.job_ids), op.exclusive))
+            out.append(
+                ("create", row, definition, list(op.job_ids), op.exclusive, op.idempotency_key)
+            )
         elif isinstance(op, RecordTick):
             t = op.tick
             out.append(

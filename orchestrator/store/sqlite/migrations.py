@@ -203,6 +203,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE runs ADD COLUMN cancel_requested TEXT;
         """,
     ),
+    (
+        7,
+        # a client's idempotency key for a run (the API's Idempotency-Key): one run per key
+        """
+        ALTER TABLE runs ADD COLUMN idempotency_key TEXT;
+        CREATE UNIQUE INDEX runs_idempotency_key ON runs(idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

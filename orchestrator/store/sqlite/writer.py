@@ -253,8 +253,13 @@ class Writer:
         definition_json: str,
         job_ids: list[str],
         exclusive: bool,
+        key: str | None = None,
     ) -> None:
         conn = self.conn
+        if key is not None:  # a run with this idempotency key exists: refused, naming it
+            row = conn.execute("SELECT id FROM runs WHERE idempotency_key = ?", (key,)).fetchone()
+            if row is not None:
+                raise Refused("duplicate", row[0])
         run_id, dag, dag_hash, state, created_at = run[0], run[1], run[2], run[5], run[9]
         if exclusive:
             row = conn.execute(
@@ -270,9 +275,9 @@ class Writer:
         try:
             conn.execute(
                 "INSERT INTO runs (id, dag, dag_hash, params, trigger, state, owner, epoch, "
-                "heartbeat_at, created_at, started_at, ended_at, error, nominal_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                run,
+                "heartbeat_at, created_at, started_at, ended_at, error, nominal_at, "
+                "idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*run, key),
             )
         except sqlite3.IntegrityError:
             raise Refused("stale", f"run {run_id} exists") from None
