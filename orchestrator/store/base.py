@@ -358,9 +358,19 @@ class Store(Protocol):
         ...
 
     async def list_runs(
-        self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
+        self,
+        *,
+        dag: str | None = None,
+        states: Sequence[RunState] | None = None,
+        limit: int = 100,
+        trigger: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first (``created_at``, then ``id``, descending), filtered by each argument
+        given: created in ``[created_after, created_before)``; ``after`` is a cursor, the
+        ``(created_at, id)`` of the last run of the previous page."""
         ...
 
     async def get_jobs(self, run_id: str) -> dict[str, JobRecord]: ...

@@ -195,15 +195,28 @@ class MemoryStore:
         return sorted(run_id for run_id in self.runs if run_id.startswith(prefix))[:limit]
 
     async def list_runs(
-        self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
+        self,
+        *,
+        dag: str | None = None,
+        states: Sequence[RunState] | None = None,
+        limit: int = 100,
+        trigger: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
         found = [
             copy.copy(r)
             for r in self.runs.values()
-            if (dag is None or r.dag == dag) and (states is None or r.state in states)
+            if (dag is None or r.dag == dag)
+            and (states is None or r.state in states)
+            and (trigger is None or r.trigger == trigger)
+            and (created_after is None or r.created_at >= created_after)
+            and (created_before is None or r.created_at < created_before)
+            and (after is None or (r.created_at, r.id) < after)
         ]
-        found.sort(key=lambda r: r.created_at, reverse=True)
-        return found[:limit]
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return found[: max(limit, 0)]
 
     async def get_jobs(self, run_id: str) -> dict[str, JobRecord]:
         return {j: copy.deepcopy(r) for j, r in self.jobs.get(run_id, {}).items()}

@@ -1070,3 +1070,25 @@ async def test_an_idempotency_key_makes_one_run(store: Store) -> None:
     other.idempotency_key = "order-43"
     await store.apply([other, create("r4")])  # another key, and none
     assert {r.id for r in await store.list_runs()} == {"r1", "r3", "r4"}
+
+
+async def test_list_runs_pages_with_a_cursor_and_filters(store: Store) -> None:
+    batch = []
+    for i in range(7):
+        op = create(f"r{i}", created_at=10.0 + i // 2)  # two runs at each time
+        op.run.trigger = "schedule" if i % 3 == 0 else "manual"
+        batch.append(op)
+    await store.apply(batch)
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list_runs(limit=3, after=after)
+        if not page:
+            break
+        seen += [r.id for r in page]
+        after = (page[-1].created_at, page[-1].id)
+    assert seen == ["r6", "r5", "r4", "r3", "r2", "r1", "r0"]  # newest first, then by id
+    scheduled = await store.list_runs(trigger="schedule")
+    assert [r.id for r in scheduled] == ["r6", "r3", "r0"]
+    window = await store.list_runs(created_after=11.0, created_before=13.0)
+    assert [r.id for r in window] == ["r5", "r4", "r3", "r2"]

@@ -233,19 +233,37 @@ class SQLiteStore:
         )
 
     async def list_runs(
-        self, *, dag: str | None = None, states: Sequence[RunState] | None = None, limit: int = 100
+        self,
+        *,
+        dag: str | None = None,
+        states: Sequence[RunState] | None = None,
+        limit: int = 100,
+        trigger: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        where, args = [], []
-        if dag is not None:
-            where.append("dag = ?")
-            args.append(dag)
+        where: list[str] = []
+        args: list[Any] = []
+        for sql_test, value in (
+            ("dag = ?", dag),
+            ("trigger = ?", trigger),
+            ("created_at >= ?", created_after),
+            ("created_at < ?", created_before),
+        ):
+            if value is not None:
+                where.append(sql_test)
+                args.append(value)
         if states is not None:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(s.value for s in states)
+        if after is not None:  # the cursor: the runs listed after this one
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args.extend((after[0], after[0], after[1]))
         sql = f"SELECT {RUN_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         return await self._query(lambda c: [run_record(r) for r in c.execute(sql, (*args, limit))])
 
     async def get_jobs(self, run_id: str) -> dict[str, JobRecord]:
