@@ -28,6 +28,7 @@ from .common import (
 from .running import _hosted
 
 DAGS_HELP = "the folder of DAG files (.py and .json, read recursively)"
+TOKENS_HELP = "the API's tokens file (default: tokens.json beside the default database)"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -43,8 +44,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         grace=args.grace,
+        tokens=Path(args.tokens) if args.tokens else _default_tokens(),
     )
     anyio.run(Daemon(config).serve)
+    return EXIT_OK
+
+
+def _default_tokens() -> Path:
+    from ..store.open import default_db_path
+
+    return default_db_path().parent / "tokens.json"
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from ..daemon.api.auth import create_token
+
+    path = Path(args.tokens) if args.tokens else _default_tokens()
+    secret, record = create_token(path, args.role)
+    _say(secret, sys.stdout)
+    _say(
+        f"a {record.role} token ({record.id}), stored hashed in {path}: it is shown only now; "
+        "a running daemon reads it at its next start",
+        sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -220,7 +242,15 @@ def add_parsers(sub: Any) -> None:
         help="seconds a SIGTERM waits for runs to be let go before exiting (default 30)",
     )
     serve.add_argument("--log-level", choices=sorted(logs.LEVELS))
+    serve.add_argument("--tokens", help=TOKENS_HELP)
     serve.set_defaults(func=cmd_serve)
+
+    tokens = sub.add_parser("tokens", help="API tokens of the daemon")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = tokens_sub.add_parser("create", help="a new token, printed once")
+    create.add_argument("--role", required=True, choices=("read", "operate"))
+    create.add_argument("--tokens", help=TOKENS_HELP)
+    tokens.set_defaults(func=cmd_tokens)
 
     dags = sub.add_parser("dags", help="the DAGs of a folder, and the files that failed to load")
     dags.add_argument("--dags", required=True, help=DAGS_HELP)

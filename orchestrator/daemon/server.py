@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import structlog
@@ -19,6 +18,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import ConfigError
+from .api import feed, routes
+from .api.auth import TOKENS, Tokens, authorize
+from .api.context import CONTEXT, ApiContext
+from .api.document import MAX_BODY, PREFIX, document
+from .api.errors import ApiError, error_response
 from .metrics import DaemonMetrics
 
 log = structlog.get_logger("orchestrator")
@@ -34,20 +38,40 @@ READY_KEY: web.AppKey[Ready] = web.AppKey("ready")
 METRICS_KEY = web.AppKey("metrics", DaemonMetrics)
 
 
-def build_app(*, ready: Ready, metrics: DaemonMetrics) -> web.Application:
-    """The daemon's application: ``ready`` answers ``/readyz``; ``metrics`` is ``/metrics``."""
-    app = web.Application(middlewares=[json_errors])
+def build_app(
+    *,
+    ready: Ready,
+    metrics: DaemonMetrics,
+    api: ApiContext | None = None,
+    tokens: Tokens | None = None,
+) -> web.Application:
+    """The daemon's application: ``ready`` answers ``/readyz``; ``metrics`` is ``/metrics``;
+    ``api`` serves the REST API and its event stream; ``tokens`` guard everything but the
+    health checks (nothing is guarded without)."""
+    app = web.Application(middlewares=[json_errors, authorize], client_max_size=MAX_BODY)
     app[READY_KEY] = ready
     app[METRICS_KEY] = metrics
-    add_routes(app)
+    app[TOKENS] = tokens or Tokens()
+    if api is not None:
+        app[CONTEXT] = api
+    add_routes(app, api=api is not None)
     return app
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, api: bool = True) -> None:
     """Every route of the daemon, in one place."""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_text)
+    if api:
+        app.router.add_get(f"{PREFIX}/openapi.json", openapi)
+        routes.add_routes(app)
+        feed.add_routes(app)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The API's OpenAPI document."""
+    return web.json_response(document())
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -86,22 +110,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """HTTP errors as JSON ``{"error": ..., "status": ...}``; anything unexpected a JSON 500."""
+    """Errors as JSON ``{"error": {"code", "message", "field"}}``; anything unexpected a JSON
+    500 that shows nothing of it (the log has the traceback)."""
     try:
         return await handler(request)
+    except ApiError as exc:
+        return exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are answers, not errors
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return _error(exc.status, exc.reason, headers)
+        return error_response(exc.status, exc.reason, headers=headers)
     except Exception:
         log.exception("request failed", method=request.method, path=request.path)
-        return _error(500, "Internal Server Error", {})
-
-
-def _error(status: int, reason: str, headers: Mapping[str, str]) -> web.Response:
-    body: dict[str, Any] = {"error": reason, "status": status}
-    return web.json_response(body, status=status, headers=dict(headers))
+        return error_response(500, "Internal Server Error")
 
 
 @asynccontextmanager

@@ -31,6 +31,9 @@ from ..runtime.host import RunHost
 from ..runtime.scheduler import ACTIVE, Scheduler
 from ..store.base import RunRecord, Store
 from ..store.open import open_store
+from .api.auth import Tokens, check_bind
+from .api.context import ApiContext
+from .api.feed import EventFeed
 from .catalog import DagCatalog
 from .lock import daemon_lock
 from .metrics import DaemonMetrics, watch_loop_lag
@@ -50,6 +53,7 @@ class DaemonConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     grace: float = GRACE
+    tokens: Path | None = None  # the API's tokens file (none: the API answers everyone)
 
 
 class Daemon:
@@ -64,6 +68,8 @@ class Daemon:
         self.started = anyio.Event()  # serving, schedules loaded, runs being resumed
         self.stopping = False
         self._scheduler: Scheduler | None = None
+        self.tokens = Tokens()
+        self.feed: EventFeed | None = None
         self._store: Store | None = None
         self._host: RunHost | None = None
         self._jobs: dict[str, dict[str, JobState]] = {}  # the jobs of its active runs
@@ -73,6 +79,8 @@ class Daemon:
 
     async def serve(self) -> None:
         config = self.config
+        self.tokens = Tokens.load(config.tokens)
+        check_bind(config.host, self.tokens)
         with daemon_lock(config.db):
             self._load()
             store = self._store = await open_store(config.db)
@@ -92,7 +100,9 @@ class Daemon:
             host, on_started=metrics.tick_started, on_skipped=metrics.tick_skipped
         )
         scheduler.update(self.catalog.dags)
-        app = build_app(ready=self._ready, metrics=metrics)
+        feed = self.feed = EventFeed(store, host)
+        api = ApiContext(store, host, self.catalog, scheduler, feed, self.tokens)
+        app = build_app(ready=self._ready, metrics=metrics, api=api, tokens=self.tokens)
         with anyio.CancelScope() as everything:
             async with (
                 serving(app, config.host, config.port) as port,
@@ -104,6 +114,7 @@ class Daemon:
                 services.start_soon(self.catalog.watch, self._reloaded)
                 services.start_soon(self._follow, host)
                 services.start_soon(self._sync, host)
+                await services.start(feed.serve)
                 async with anyio.create_task_group() as work:
                     await work.start(scheduler.serve)
                     unfinished = await store.list_runs(states=ACTIVE, limit=100_000)
@@ -119,6 +130,7 @@ class Daemon:
                         resumed=len(unfinished),
                     )
                     self.started.set()
+                feed.close()  # the event streams end: their clients reconnect to the next start
                 services.cancel_scope.cancel()
 
     # -- the folder ------------------------------------------------------------------------

@@ -75,11 +75,13 @@ def send_new_run(
     at: float,
     exclusive: bool,
     tick: TickRecord | None = None,
+    idempotency_key: str | None = None,
 ) -> Receipt:
     """:func:`record_new_run` without waiting: the run goes to the store now, ahead of any
     later write, and the receipt says when it is stored (or why not). Wait for it before the
     run's first job is submitted. A schedule's ``tick`` is recorded in the same transaction
-    (refused with TickExists, and the run with it, if that tick was recorded before)."""
+    (refused with TickExists, and the run with it, if that tick was recorded before); a
+    client's ``idempotency_key`` is unique (RunExists names the run that has it)."""
     definition, digest, encoded = encoded_definition(run.dag)
     record = RunRecord(
         id=run.id,
@@ -93,7 +95,7 @@ def send_new_run(
         heartbeat_at=at,
         nominal_at=tick.nominal if tick is not None else None,
     )
-    create = CreateRun(record, definition, list(run.dag.jobs), exclusive, encoded)
+    create = CreateRun(record, definition, list(run.dag.jobs), exclusive, encoded, idempotency_key)
     return store.submit([RecordTick(tick), create] if tick is not None else [create])
 
 

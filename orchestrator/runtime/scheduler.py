@@ -110,6 +110,11 @@ class Scheduler:
         """The ids of the DAG's runs queued behind an active one, in the order they will run."""
         return [run.id for run in self._waiting.get(dag, ())]
 
+    @property
+    def serving(self) -> bool:
+        """Runs can be started (:meth:`start`): in its session, and not stopping."""
+        return self._tg is not None and not self.stopping
+
     def stop(self) -> None:
         """Fire nothing more (a daemon stopping); runs started go on until their host lets
         them go."""
@@ -199,43 +204,63 @@ class Scheduler:
 
     async def _fire(self, dag: DAG, policy: str, nominal: float) -> None:
         name = dag.name
-        records = await self.store.list_runs(dag=name, states=ACTIVE)
-        self._adopt_orphans(records)
-        active = [
-            r.id for r in records if not any(r.id == w.id for w in self._waiting.get(name, ()))
-        ]
-        waiting = self._waiting.setdefault(name, [])
-        if (active and policy == "skip") or (policy == "queue" and waiting):
-            await self._record_skip(name, nominal, Skip.OVERLAP.value)
-            return
         try:
             run = prepare_run(dag, connections=self.host.connections, trigger="schedule")
         except OrchestratorError as exc:
             log.error("tick.refused", dag=name, nominal=iso(nominal), error=str(exc))
             await self._record_skip(name, nominal, Skip.REFUSED.value)
             return
-        if policy == "cancel_previous":  # here at once, elsewhere through the store
-            reason = f"cancelled: the tick of {iso(nominal)} began (cancel_previous)"
-            for run_id in active:
-                if not self.host.cancel(run_id, reason):
-                    await self.store.request_cancel(run_id, reason, self._now())
         now = self._now()
-        tick = TickRecord(name, nominal, now, run.id, None)
-        receipt = send_new_run(
-            self.store, run, owner=self.host.owner, at=now, exclusive=policy == "skip", tick=tick
-        )
         try:
-            await receipt.wait()
+            await self.start(run, policy, tick=TickRecord(name, nominal, now, run.id, None))
         except TickExists:
             return  # another scheduler fired it
         except ActiveRunExists:
             await self._record_skip(name, nominal, Skip.OVERLAP.value)
             return
-        crash.reached("after_tick")
         log.info("tick.started", dag=name, nominal=iso(nominal), run=run.id, delay=now - nominal)
         if self._on_started is not None:
             self._on_started(now - nominal)
-        assert self._tg is not None, "evaluate inside session()"
+
+    async def start(
+        self,
+        run: Run,
+        policy: str,
+        *,
+        tick: TickRecord | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Record ``run`` (with its ``tick``, or its client's ``idempotency_key``) and start
+        it under the overlap ``policy``: at once, queued behind the DAG's active run, or after
+        cancelling that one. :class:`ActiveRunExists` when the policy refuses it (``skip``, or
+        ``queue`` with a run waiting already); :class:`TickExists` or :class:`RunExists` when
+        its tick or its key has a run already (nothing is written then)."""
+        name = run.dag.name
+        records = await self.store.list_runs(dag=name, states=ACTIVE)
+        self._adopt_orphans(records)
+        waiting = self._waiting.setdefault(name, [])
+        queued = {each.id for each in waiting}
+        active = [r.id for r in records if r.id not in queued]
+        if (active and policy == "skip") or (policy == "queue" and waiting):
+            raise ActiveRunExists(active[0] if active else waiting[0].id)
+        if policy == "cancel_previous":  # here at once, elsewhere through the store
+            reason = f"cancelled: run {run.id} of the DAG began (cancel_previous)"
+            for run_id in active:
+                if not self.host.cancel(run_id, reason):
+                    await self.store.request_cancel(run_id, reason, self._now())
+        receipt = send_new_run(
+            self.store,
+            run,
+            owner=self.host.owner,
+            at=self._now(),
+            exclusive=policy == "skip",
+            tick=tick,
+            idempotency_key=idempotency_key,
+        )
+        await receipt.wait()
+        if tick is not None:
+            crash.reached("after_tick")
+        assert self._tg is not None, "start runs inside session()"
         if waiting or (active and policy in ("queue", "queue_all")):
             waiting.append(run)
             if len(waiting) == 1:

@@ -400,6 +400,10 @@ class Store(Protocol):
         store-wide feed that an event stream follows (see :meth:`events_since` for ``seq``)."""
         ...
 
+    async def last_event_seq(self) -> int:
+        """The ``seq`` of the last event committed (0 for none): where a feed starts."""
+        ...
+
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None: ...
 
     async def claim_run(

@@ -239,6 +239,9 @@ class MemoryStore:
         start = max(seq, 0)
         return self.events[start : start + max(limit, 0)]
 
+    async def last_event_seq(self) -> int:
+        return len(self.events)
+
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
         return self.dags.get(dag_hash)
 

@@ -1092,3 +1092,10 @@ async def test_list_runs_pages_with_a_cursor_and_filters(store: Store) -> None:
     assert [r.id for r in scheduled] == ["r6", "r3", "r0"]
     window = await store.list_runs(created_after=11.0, created_before=13.0)
     assert [r.id for r in window] == ["r5", "r4", "r3", "r2"]
+
+
+async def test_last_event_seq_is_the_last_committed(store: Store) -> None:
+    assert await store.last_event_seq() == 0
+    await events_of_r1_with_another_run_between(store)
+    everything = await store.events_after(0)
+    assert await store.last_event_seq() == everything[-1].seq

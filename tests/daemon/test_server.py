@@ -133,8 +133,9 @@ async def test_errors_are_json(
         assert response.status == status
         assert response.content_type == "application/json"
         body = await response.json()
-    assert body["status"] == status
-    assert "secret detail" not in body["error"]
+    codes = {404: "not_found", 405: "method_not_allowed", 500: "internal"}
+    assert body["error"]["code"] == codes[status]
+    assert "secret detail" not in body["error"]["message"]
 
 
 async def test_a_port_in_use_is_a_config_error(ready: ReadyChecks, metrics: DaemonMetrics) -> None:

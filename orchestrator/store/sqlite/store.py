@@ -377,6 +377,11 @@ class SQLiteStore:
 
         return await self._query(read)
 
+    async def last_event_seq(self) -> int:
+        sql = "SELECT first + n - 1 FROM event_chunks ORDER BY first DESC LIMIT 1"
+        row = await self._query(lambda c: c.execute(sql).fetchone())
+        return int(row[0]) if row else 0
+
     async def get_dag_definition(self, dag_hash: str) -> dict[str, Any] | None:
         def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
             row = conn.execute("SELECT definition FROM dags WHERE hash = ?", (dag_hash,)).fetchone()

@@ -1,0 +1,1 @@
+"""The daemon's REST API under ``/api/v1``, described by the OpenAPI document it serves."""

@@ -1,0 +1,501 @@
+"""The API's OpenAPI 3.1 document: the one description of its shapes. Requests are checked
+against it (:mod:`.checks`: bodies, query and path parameters) and the tests check answers
+against it (schemathesis), so there is no second copy to drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...model.states import JobState, RunState
+
+PREFIX = "/api/v1"
+MAX_BODY = 1 << 20  # bytes of a request body, at most
+MAX_KEY = 200  # characters of an Idempotency-Key
+
+NULLABLE_STRING = {"type": ["string", "null"]}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": NULLABLE_STRING,
+                },
+            }
+        },
+    },
+    "JobGraph": {
+        "type": "object",
+        "required": ["vertices", "edges"],
+        "properties": {
+            "vertices": {"type": "array", "items": {"type": "string"}},
+            "edges": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["source", "target"],
+                    "properties": {"source": {"type": "string"}, "target": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "DagSummary": {
+        "type": "object",
+        "required": ["name", "jobs", "file", "schedule", "paused", "next", "lastRun"],
+        "properties": {
+            "name": {"type": "string"},
+            "jobs": {"type": "integer", "minimum": 0},
+            "file": {"type": "string"},
+            "schedule": {"type": ["object", "null"]},
+            "paused": {"type": "boolean"},
+            "next": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+            "lastRun": {
+                "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/RunSummary"}],
+            },
+        },
+    },
+    "LoadError": {
+        "type": "object",
+        "required": ["file", "message"],
+        "properties": {"file": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "DagList": {
+        "type": "object",
+        "required": ["data", "errors"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/DagSummary"}},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/LoadError"}},
+        },
+    },
+    "Dag": {
+        "allOf": [
+            {"$ref": "#/components/schemas/DagSummary"},
+            {
+                "type": "object",
+                "required": ["definition", "jobGraph"],
+                "properties": {
+                    "definition": {"type": "object"},
+                    "jobGraph": {"$ref": "#/components/schemas/JobGraph"},
+                },
+            },
+        ]
+    },
+    "TriggerRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "params": {
+                "type": "object",
+                "maxProperties": 100,
+                "additionalProperties": {
+                    "type": ["string", "number", "integer", "boolean", "null"],
+                },
+            }
+        },
+    },
+    "JobGroup": {
+        "type": "object",
+        "description": "The answer to a trigger, in the shape of seed 002's jobGroup response",
+        "required": ["id", "reason", "jobGraph", "jobs"],
+        "properties": {
+            "id": {"type": "string"},
+            "reason": {"type": "string", "enum": ["JobStarted", "JobExists"]},
+            "jobGraph": {"$ref": "#/components/schemas/JobGraph"},
+            "jobs": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id"],
+                            "properties": {"id": {"type": "string"}},
+                        },
+                    }
+                },
+            },
+        },
+    },
+    "RunSummary": {
+        "type": "object",
+        "required": [
+            "id",
+            "dag",
+            "status",
+            "reason",
+            "trigger",
+            "params",
+            "owner",
+            "createdAt",
+            "startedAt",
+            "endedAt",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "dag": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in RunState]},
+            "reason": NULLABLE_STRING,
+            "trigger": {"type": "string"},
+            "params": {"type": "object"},
+            "owner": NULLABLE_STRING,
+            "createdAt": TIME,
+            "startedAt": TIME,
+            "endedAt": TIME,
+        },
+    },
+    "RunList": {
+        "type": "object",
+        "required": ["data", "next"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
+            "next": {
+                "type": ["string", "null"],
+                "description": "the cursor of the next page (null: none)",
+            },
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "status", "attempts"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": NULLABLE_STRING,
+            "status": {"type": "string", "enum": [s.value for s in JobState]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "error": NULLABLE_STRING,
+            "remote": {},
+            "remoteStatus": NULLABLE_STRING,
+            "outputs": {"type": "object"},
+            "logTail": NULLABLE_STRING,
+            "notes": {"type": "array", "items": {"type": "string"}},
+            "startedAt": TIME,
+            "endedAt": TIME,
+        },
+    },
+    "Attempt": {
+        "type": "object",
+        "required": ["job", "attempt", "key", "status"],
+        "properties": {
+            "job": {"type": "string"},
+            "attempt": {"type": "integer", "minimum": 1},
+            "key": {"type": "string"},
+            "status": {"type": "string"},
+            "remote": {},
+            "remoteStatus": NULLABLE_STRING,
+            "logTail": NULLABLE_STRING,
+            "error": NULLABLE_STRING,
+            "submittedAt": TIME,
+            "acceptedAt": TIME,
+            "endedAt": TIME,
+        },
+    },
+    "Run": {
+        "allOf": [
+            {"$ref": "#/components/schemas/RunSummary"},
+            {
+                "type": "object",
+                "required": ["jobs", "attempts", "events", "jobGraph"],
+                "properties": {
+                    "jobs": {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {
+                            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}
+                        },
+                    },
+                    "attempts": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Attempt"},
+                    },
+                    "events": {"type": "integer", "minimum": 0},
+                    "jobGraph": {"type": ["object", "null"]},
+                },
+            },
+        ]
+    },
+    "CancelAnswer": {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": ["cancelling", "cancelled"]},
+        },
+    },
+    "AttemptList": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
+        },
+    },
+    "Delivery": {
+        "type": "object",
+        "required": ["id", "run", "dag", "webhook", "event", "url", "status", "attempts"],
+        "properties": {
+            "id": {"type": "string"},
+            "run": {"type": "string"},
+            "job": NULLABLE_STRING,
+            "dag": {"type": "string"},
+            "webhook": {"type": "string"},
+            "event": {"type": "string"},
+            "url": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed", "disabled"]},
+            "attempts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["number", "at"],
+                    "properties": {
+                        "number": {"type": "integer"},
+                        "at": {"type": "string", "format": "date-time"},
+                        "status": {"type": ["integer", "null"]},
+                        "error": NULLABLE_STRING,
+                        "duration": {"type": "number"},
+                    },
+                },
+            },
+            "nextAt": TIME,
+            "deliveredAt": TIME,
+        },
+    },
+    "DeliveryList": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
+        },
+    },
+    "Redelivered": {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {"id": {"type": "string"}, "status": {"type": "string"}},
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+ERRORS = {
+    str(status): _answer("Error", text)
+    for status, text in (
+        (400, "malformed request"),
+        (401, "no valid token"),
+        (403, "the token's role does not allow it"),
+        (404, "not found"),
+    )
+}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    }
+
+
+DAG = _path_param("dag", "a DAG's name")
+RUN = _path_param("run", "a run's id")
+JOB = _path_param("job", "a job's id")
+DELIVERY = _path_param("delivery", "a webhook delivery's id")
+
+RUN_QUERY = [
+    {"name": "dag", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+    {
+        "name": "state",
+        "in": "query",
+        "schema": {"type": "string", "enum": [s.value for s in RunState]},
+    },
+    {"name": "trigger", "in": "query", "schema": {"type": "string", "maxLength": 50}},
+    {"name": "createdAfter", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+    {"name": "createdBefore", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+    },
+    {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 500}},
+]
+
+
+def _op(
+    summary: str,
+    answers: dict[str, Any],
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+    role: str = "read",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "x-role": role,
+        "parameters": params or [],
+        "responses": {**answers, **ERRORS},
+    }
+    if body is not None:
+        op["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if extra:
+        op.update(extra)
+    return op
+
+
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "the same key answers with the same run (one run per key)",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+}
+
+PATHS: dict[str, Any] = {
+    "/dags": {
+        "get": _op(
+            "List the DAGs and the files that failed to load",
+            {"200": _answer("DagList", "the DAGs")},
+        ),
+    },
+    "/dags/{dag}": {
+        "get": _op(
+            "Show a DAG, with its jobGraph and its jobs' fields",
+            {"200": _answer("Dag", "the DAG")},
+            params=[DAG],
+        ),
+    },
+    "/dags/{dag}/pause": {
+        "post": _op(
+            "Pause a DAG's schedule",
+            {"200": _answer("DagSummary", "paused")},
+            params=[DAG],
+            role="operate",
+        ),
+    },
+    "/dags/{dag}/unpause": {
+        "post": _op(
+            "Unpause a DAG's schedule",
+            {"200": _answer("DagSummary", "unpaused")},
+            params=[DAG],
+            role="operate",
+        ),
+    },
+    "/dags/{dag}/runs": {
+        "post": _op(
+            "Trigger a run of a DAG",
+            {
+                "201": _answer("JobGroup", "the run, started"),
+                "200": _answer("JobGroup", "the run of this Idempotency-Key, started before"),
+                "422": _answer("Error", "invalid parameters"),
+            },
+            params=[DAG, IDEMPOTENCY],
+            body="TriggerRequest",
+            role="operate",
+        ),
+    },
+    "/runs": {
+        "get": _op(
+            "List runs, newest first",
+            {"200": _answer("RunList", "a page of runs")},
+            params=RUN_QUERY,
+        ),
+    },
+    "/runs/{run}": {
+        "get": _op(
+            "Show a run: its jobs, attempts and events",
+            {"200": _answer("Run", "the run")},
+            params=[RUN],
+        ),
+    },
+    "/runs/{run}/cancel": {
+        "post": _op(
+            "Cancel a run (its remote jobs too); a second cancel answers the same",
+            {
+                "202": _answer("CancelAnswer", "the cancel is under way"),
+                "200": _answer("CancelAnswer", "the run is cancelled"),
+                "409": _answer("Error", "the run ended otherwise"),
+            },
+            params=[RUN],
+            role="operate",
+        ),
+    },
+    "/runs/{run}/jobs/{job}/attempts": {
+        "get": _op(
+            "A job's attempts, with their remote handle, remote status and log tail",
+            {"200": _answer("AttemptList", "the attempts")},
+            params=[RUN, JOB],
+        ),
+    },
+    "/deliveries": {
+        "get": _op(
+            "Webhook deliveries and their attempts",
+            {"200": _answer("DeliveryList", "the deliveries")},
+            params=[{"name": "run", "in": "query", "schema": {"type": "string", "maxLength": 200}}],
+        ),
+    },
+    "/deliveries/{delivery}/redeliver": {
+        "post": _op(
+            "Send a delivery again, now",
+            {"202": _answer("Redelivered", "pending again")},
+            params=[DELIVERY],
+            role="operate",
+        ),
+    },
+    "/events": {
+        "get": _op(
+            "The live event stream (server-sent events), every run's or one run's or DAG's",
+            {
+                "200": {
+                    "description": "events as they are committed; each has the store's sequence "
+                    "as its id; reconnect with Last-Event-ID to get what was missed",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                }
+            },
+            params=[
+                {"name": "run", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+                {"name": "dag", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                },
+            ],
+        ),
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document served at ``/api/v1/openapi.json``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "orchestrator",
+            "version": "1",
+            "description": "The daemon's API: DAGs, runs, webhook deliveries and a live event "
+            "stream. Every operation needs a bearer token; `x-role` says which role.",
+        },
+        "servers": [{"url": PREFIX}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
