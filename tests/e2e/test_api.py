@@ -1,0 +1,360 @@
+"""The daemon's REST API and event stream, against `orchestrator serve` in a process of its own:
+tokens and roles, triggers with idempotency keys (concurrent duplicates make one run), listing
+with a cursor, show, cancel, attempts, errors, and the event stream resumed with Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+DAGS: dict[str, Any] = {
+    "quick": {
+        "name": "quick",
+        "params": {"day": "today"},
+        "jobs": {"a": {"type": "fake"}, "b": {"type": "fake"}},
+        "jobGraph": {"vertices": ["a", "b"], "edges": [{"source": "a", "target": "b"}]},
+        "schedule": {"overlap": "allow"},
+    },
+    "hang": {
+        "name": "hang",
+        "jobs": {"a": {"type": "fake", "hang": True}},
+        "jobGraph": {"vertices": ["a"], "edges": []},
+        "schedule": {"overlap": "allow"},
+    },
+}
+
+
+def orchestrator(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        **kwargs,
+    )
+
+
+class Daemon:
+    def __init__(self, proc: subprocess.Popen[str], base: str, tokens: dict[str, str]) -> None:
+        self.proc = proc
+        self.base = base
+        self.tokens = tokens
+
+    def headers(self, role: str | None = "operate") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("api")
+    folder = home / "dags"
+    folder.mkdir()
+    for name, dag in DAGS.items():
+        (folder / f"{name}.json").write_text(json.dumps(dag))
+    tokens_file = home / "tokens.json"
+    tokens = {}
+    for role in ("read", "operate"):
+        made = orchestrator("tokens", "create", "--role", role, "--tokens", str(tokens_file))
+        assert made.returncode == 0, made.stderr
+        tokens[role] = made.stdout.strip()
+        assert tokens[role] not in made.stderr  # printed once, on stdout only
+    assert all(t not in tokens_file.read_text() for t in tokens.values())  # stored hashed
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "serve",
+            "--dags",
+            str(folder),
+            "--db",
+            str(home / "api.db"),
+            "--port",
+            "0",
+            "--tokens",
+            str(tokens_file),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    port = None
+    deadline = time.monotonic() + 30
+    for line in proc.stderr:
+        if '"daemon.started"' in line:
+            port = json.loads(line)["port"]
+            break
+        assert time.monotonic() < deadline, "the daemon did not start"
+    assert port is not None, "the daemon ended before it started"
+    try:
+        yield Daemon(proc, f"http://127.0.0.1:{port}", tokens)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    for token in tokens.values():  # never in the log
+        assert token not in (home / "api.db").read_bytes().decode("latin-1")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    daemon: Daemon,
+    method: str,
+    path: str,
+    role: str | None = "operate",
+    **kwargs: Any,
+) -> tuple[int, Any]:
+    headers = {**daemon.headers(role), **kwargs.pop("headers", {})}
+    async with http.request(
+        method, f"{daemon.base}/api/v1{path}", headers=headers, **kwargs
+    ) as answer:
+        return answer.status, await answer.json()
+
+
+async def run_state(http: aiohttp.ClientSession, daemon: Daemon, run_id: str) -> str:
+    status, run = await call(http, daemon, "GET", f"/runs/{run_id}", "read")
+    assert status == 200
+    return str(run["status"])
+
+
+async def until_state(
+    http: aiohttp.ClientSession, daemon: Daemon, run_id: str, *states: str
+) -> str:
+    deadline = time.monotonic() + 30
+    while (state := await run_state(http, daemon, run_id)) not in states:
+        assert time.monotonic() < deadline, f"run {run_id} is still {state}"
+        await asyncio.sleep(0.05)
+    return state
+
+
+async def test_tokens_and_roles(http: aiohttp.ClientSession, daemon: Daemon) -> None:
+    async with http.get(f"{daemon.base}/healthz") as answer:
+        assert answer.status == 200  # no token needed
+    for path in ("/api/v1/runs", "/metrics", "/api/v1/openapi.json"):
+        async with http.get(f"{daemon.base}{path}") as answer:
+            assert answer.status == 401, path
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
+            body = await answer.json()
+            assert body["error"]["code"] == "unauthorized"
+    status, _ = await call(http, daemon, "GET", "/runs", "read", headers={})
+    assert status == 200
+    bad = {"Authorization": "Bearer orch_forged"}
+    async with http.get(f"{daemon.base}/api/v1/runs", headers=bad) as answer:
+        assert answer.status == 401
+    status, body = await call(http, daemon, "POST", "/dags/quick/runs", "read")
+    assert status == 403
+    assert body["error"]["code"] == "forbidden"
+    status, body = await call(http, daemon, "POST", "/dags/quick/runs", "operate")
+    assert status == 201
+
+
+async def test_twenty_concurrent_triggers_with_one_key_make_one_run(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    key = {"Idempotency-Key": f"order-{time.monotonic_ns()}"}
+    d1 = {"params": {"day": "d1"}}
+    answers = await asyncio.gather(
+        *(call(http, daemon, "POST", "/dags/quick/runs", json=d1, headers=key) for _ in range(20))
+    )
+    ids = {body["id"] for _, body in answers}
+    assert len(ids) == 1
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [200] * 19 + [201]
+    [(_, first)] = [(s, b) for s, b in answers if s == 201]
+    assert first["reason"] == "JobStarted"
+    assert first["jobGraph"] == {"vertices": ["a", "b"], "edges": [{"source": "a", "target": "b"}]}
+    assert first["jobs"] == {"data": [{"id": "a"}, {"id": "b"}]}
+    run_id = ids.pop()
+    assert await until_state(http, daemon, run_id, "succeeded") == "succeeded"
+    _, run = await call(http, daemon, "GET", f"/runs/{run_id}", "read")
+    assert (run["trigger"], run["params"]) == ("api", {"day": "d1"})
+    without = [await call(http, daemon, "POST", "/dags/quick/runs") for _ in range(2)]
+    assert len({body["id"] for _, body in without}) == 2  # no key: two runs
+
+
+async def test_runs_are_listed_newest_first_a_page_at_a_time(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    made = [(await call(http, daemon, "POST", "/dags/quick/runs"))[1]["id"] for _ in range(5)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = {"dag": "quick", "trigger": "api", "limit": "2"}
+        if cursor:
+            query["cursor"] = cursor
+        status, page = await call(http, daemon, "GET", "/runs", "read", params=query)
+        assert status == 200
+        assert len(page["data"]) <= 2
+        seen += [r["id"] for r in page["data"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen[:5] == made[::-1]  # newest first
+    assert len(seen) == len(set(seen))
+    status, body = await call(http, daemon, "GET", "/runs", "read", params={"cursor": "nope!"})
+    assert (status, body["error"]["field"]) == (400, "cursor")
+    status, body = await call(http, daemon, "GET", "/runs", "read", params={"state": "sleepy"})
+    assert (status, body["error"]["field"]) == (400, "state")
+
+
+async def test_cancel_is_idempotent_and_reaches_the_job(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    status, group = await call(http, daemon, "POST", "/dags/hang/runs")
+    assert status == 201
+    run_id = group["id"]
+    await until_state(http, daemon, run_id, "running")
+    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/cancel")
+    assert (status, body) == (202, {"id": run_id, "status": "cancelling"})
+    assert await until_state(http, daemon, run_id, "cancelled", "failed") == "cancelled"
+    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/cancel")
+    assert (status, body) == (200, {"id": run_id, "status": "cancelled"})
+    status, attempts = await call(http, daemon, "GET", f"/runs/{run_id}/jobs/a/attempts", "read")
+    assert status == 200
+    [attempt] = attempts["data"]
+    assert (attempt["attempt"], attempt["status"]) == (1, "cancelled")
+    assert attempt["remote"] is not None
+    status, body = await call(http, daemon, "POST", "/runs/nope/cancel")
+    assert status == 404
+
+
+async def test_bad_requests_get_json_errors_naming_the_field(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    cases = [
+        ("POST", "/dags/nope/runs", {}, 404, None),
+        ("POST", "/dags/quick/runs", {"json": {"params": {"month": "x"}}}, 422, "body.params"),
+        ("POST", "/dags/quick/runs", {"json": {"param": {}}}, 422, "body"),
+        ("POST", "/dags/quick/runs", {"data": b"{nope"}, 400, "body"),
+        ("POST", "/dags/quick/runs", {"data": io.BytesIO(b"x" * (2 << 20))}, 413, None),
+        ("GET", "/runs/nope", {}, 404, None),
+        ("GET", "/runs", {"params": {"limit": "0"}}, 400, "limit"),
+    ]
+    for method, path, kwargs, status, field in cases:
+        got, body = await call(http, daemon, method, path, **kwargs)
+        assert got == status, (path, kwargs, body)
+        assert body["error"]["field"] == field, body
+        assert body["error"]["message"]
+
+
+async def _events(
+    http: aiohttp.ClientSession, daemon: Daemon, until_run_ends: str, last_id: str | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """The stream's events (id, data) until ``until_run_ends`` ended."""
+    headers = {**daemon.headers("read")}
+    if last_id is not None:
+        headers["Last-Event-ID"] = last_id
+    out: list[tuple[int, dict[str, Any]]] = []
+    async with http.get(f"{daemon.base}/api/v1/events", headers=headers) as answer:
+        assert answer.status == 200
+        assert answer.content_type == "text/event-stream"
+        event_id = None
+        with_timeout = asyncio.timeout(30)
+        async with with_timeout:
+            async for raw in answer.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("id: "):
+                    event_id = int(line[4:])
+                elif line.startswith("data: "):
+                    assert event_id is not None
+                    data = json.loads(line[6:])
+                    out.append((event_id, data))
+                    if (
+                        data["run"] == until_run_ends
+                        and data["kind"] == "run"
+                        and data["new"]
+                        in (
+                            "succeeded",
+                            "failed",
+                        )
+                    ):
+                        return out
+    raise AssertionError("the stream ended before the run")
+
+
+async def test_the_event_stream_resumed_with_last_event_id_misses_and_repeats_nothing(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    run_id, events = await _events_for_next_run(http, daemon)
+    seqs = [seq for seq, _ in events]
+    assert seqs == sorted(set(seqs))  # in order, none twice
+    mine = [(seq, e) for seq, e in events if e["run"] == run_id]
+    kinds = [(e["kind"], e["job"], e["new"]) for _, e in mine]
+    assert kinds[0] == ("run", None, "queued")
+    assert ("job", "b", "succeeded") in kinds
+    assert kinds[-1] == ("run", None, "succeeded")
+    # reconnect from the middle: the rest, from the store, nothing twice, nothing missed
+    middle = mine[len(mine) // 2][0]
+    again = await _events(http, daemon, run_id, last_id=str(middle))
+    resumed = [(seq, e) for seq, e in again if e["run"] == run_id]
+    assert resumed == [(seq, e) for seq, e in mine if seq > middle]
+
+
+async def _events_for_next_run(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+    """Connect the stream, trigger a run once connected, and read until it ended."""
+    headers = daemon.headers("read")
+    out: list[tuple[int, dict[str, Any]]] = []
+    async with http.get(f"{daemon.base}/api/v1/events", headers=headers) as answer:
+        assert answer.status == 200
+        event_id = None
+        run_id = None
+        async with asyncio.timeout(30):
+            async for raw in answer.content:
+                line = raw.decode().rstrip("\n")
+                if line == ": connected" and run_id is None:
+                    status, group = await call(http, daemon, "POST", "/dags/quick/runs")
+                    assert status == 201
+                    run_id = group["id"]
+                elif line.startswith("id: "):
+                    event_id = int(line[4:])
+                elif line.startswith("data: "):
+                    assert event_id is not None
+                    data = json.loads(line[6:])
+                    out.append((event_id, data))
+                    if (
+                        data["run"] == run_id
+                        and data["kind"] == "run"
+                        and data["new"] in ("succeeded", "failed")
+                    ):
+                        return run_id, out
+    raise AssertionError("the stream ended before the run")
+
+
+def test_serving_beyond_this_machine_needs_tokens(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    refused = orchestrator(
+        "serve",
+        "--dags",
+        str(tmp_path / "dags"),
+        "--db",
+        str(tmp_path / "x.db"),
+        "--host",
+        "0.0.0.0",
+        "--tokens",
+        str(tmp_path / "none.json"),
+    )
+    assert refused.returncode == 2
+    assert "--host 0.0.0.0: serving beyond this machine needs API tokens" in refused.stderr
