@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -358,3 +359,52 @@ def test_serving_beyond_this_machine_needs_tokens(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "--host 0.0.0.0: serving beyond this machine needs API tokens" in refused.stderr
+
+
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "ignored_auth",
+    )
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "operations",
+    [
+        ["--exclude-path", "/events", "-n", "20"],
+        # the stream never ends: each request is cut after a second, its events checked
+        ["--include-path", "/events", "-n", "3", "--request-timeout", "1"],
+    ],
+    ids=["rest", "events"],
+)
+def test_schemathesis_finds_no_500_and_no_answer_outside_the_document(
+    daemon: Daemon, operations: list[str]
+) -> None:
+    """Every operation fuzzed from the OpenAPI document (a bounded number of examples, in
+    deterministic mode): no 500, and every answer's status, type and body as documented."""
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    found = subprocess.run(
+        [
+            str(schemathesis),
+            "run",
+            f"{daemon.base}/api/v1/openapi.json",
+            "-H",
+            f"Authorization: Bearer {daemon.tokens['operate']}",
+            "--generation-deterministic",
+            "--checks",
+            CHECKS,
+            *operations,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
+    assert found.returncode == 0, found.stdout[-4000:]
+    assert "passed" in found.stdout

@@ -221,6 +221,22 @@ SCHEMAS: dict[str, Any] = {
             },
         ]
     },
+    "StreamEvent": {
+        "type": "object",
+        "description": "the data of one server-sent event (its id is seq, its event kind)",
+        "required": ["seq", "run", "dag", "job", "kind", "old", "new", "at", "data"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "run": {"type": "string"},
+            "dag": NULLABLE_STRING,
+            "job": NULLABLE_STRING,
+            "kind": {"type": "string", "enum": ["run", "job", "attempt"]},
+            "old": NULLABLE_STRING,
+            "new": {"type": "string"},
+            "at": {"type": "number"},
+            "data": {"type": "object"},
+        },
+    },
     "CancelAnswer": {
         "type": "object",
         "required": ["id", "status"],
@@ -383,7 +399,10 @@ PATHS: dict[str, Any] = {
     "/dags/{dag}/pause": {
         "post": _op(
             "Pause a DAG's schedule",
-            {"200": _answer("DagSummary", "paused")},
+            {
+                "200": _answer("DagSummary", "paused"),
+                "409": _answer("Error", "the DAG has no schedule"),
+            },
             params=[DAG],
             role="operate",
         ),
@@ -391,7 +410,10 @@ PATHS: dict[str, Any] = {
     "/dags/{dag}/unpause": {
         "post": _op(
             "Unpause a DAG's schedule",
-            {"200": _answer("DagSummary", "unpaused")},
+            {
+                "200": _answer("DagSummary", "unpaused"),
+                "409": _answer("Error", "the DAG has no schedule"),
+            },
             params=[DAG],
             role="operate",
         ),
@@ -464,7 +486,7 @@ PATHS: dict[str, Any] = {
                 "200": {
                     "description": "events as they are committed; each has the store's sequence "
                     "as its id; reconnect with Last-Event-ID to get what was missed",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": _ref("StreamEvent")}},
                 }
             },
             params=[
