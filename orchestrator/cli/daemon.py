@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ import anyio
 from .. import logs
 from ..errors import ConfigError
 from ..printable import printable
+from . import remote
 from .common import (
     DB_HELP,
     EXIT_INVALID,
     EXIT_OK,
+    EXIT_REFUSED,
     _connections,
     _error,
+    _parse_params,
     _positive_int,
     _say,
     _seconds,
@@ -80,6 +84,12 @@ def _catalog(folder: str) -> Any:
 
 
 def cmd_dags(args: argparse.Namespace) -> int:
+    base = remote.server(args)
+    if args.dags is None and base is not None:
+        return _remote_dags(base, args)
+    if args.dags is None:
+        _error("dags: give --dags DIR (a folder) or --server URL (a running daemon)")
+        return EXIT_INVALID
     catalog = _catalog(args.dags)
     rows = []
     for name, dag in sorted(catalog.dags.items()):
@@ -103,6 +113,50 @@ def cmd_dags(args: argparse.Namespace) -> int:
         for error in errors:
             _say(f"error: {printable(error['error'])}", sys.stderr)
     return EXIT_INVALID if errors else EXIT_OK
+
+
+def _remote_dags(base: str, args: argparse.Namespace) -> int:
+    logs.configure("warning")
+    try:
+        _, answer = remote.call(base, "GET", "/dags")
+    except remote.RemoteError as exc:
+        _error(str(exc))
+        return EXIT_INVALID
+    if args.json:
+        _say(json.dumps(answer), sys.stdout)
+    else:
+        for dag in answer["data"]:
+            cron = (dag["schedule"] or {}).get("cron")
+            zone = (dag["schedule"] or {}).get("timezone", "UTC")
+            when = f"{cron} ({zone})" if cron else "not scheduled"
+            line = f"{printable(dag['name'])}\t{dag['jobs']} jobs\t{when}\t{dag['file']}"
+            _say(line, sys.stdout)
+        for error in answer["errors"]:
+            _say(f"error: {printable(error['message'])}", sys.stderr)
+    return EXIT_INVALID if answer["errors"] else EXIT_OK
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    """Start a run of a daemon's DAG through its API."""
+    logs.configure("warning")
+    base = remote.server(args)
+    if base is None:
+        _error(f"trigger: give --server URL (or ${remote.SERVER_ENV}): a running daemon")
+        return EXIT_INVALID
+    params = _parse_params(args.param)
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    path = f"/dags/{urllib.parse.quote(args.dag, safe='')}/runs"
+    try:
+        status, group = remote.call(base, "POST", path, body={"params": params}, headers=headers)
+    except remote.RemoteError as exc:
+        _error(str(exc))
+        return EXIT_REFUSED if exc.status == 409 else EXIT_INVALID
+    if args.json:
+        _say(json.dumps(group), sys.stdout)
+    else:
+        again = " (started before, with this idempotency key)" if status == 200 else ""
+        _say(f"run {group['id']} of {printable(args.dag)}{again}", sys.stdout)
+    return EXIT_OK
 
 
 # -- schedules ---------------------------------------------------------------------------------
@@ -253,9 +307,18 @@ def add_parsers(sub: Any) -> None:
     tokens.set_defaults(func=cmd_tokens)
 
     dags = sub.add_parser("dags", help="the DAGs of a folder, and the files that failed to load")
-    dags.add_argument("--dags", required=True, help=DAGS_HELP)
+    dags.add_argument("--dags", help=DAGS_HELP)
+    dags.add_argument("--server", help=remote.SERVER_HELP)
     dags.add_argument("--json", action="store_true")
     dags.set_defaults(func=cmd_dags)
+
+    trigger = sub.add_parser("trigger", help="start a run of a running daemon's DAG")
+    trigger.add_argument("dag")
+    trigger.add_argument("--param", action="append", default=[], metavar="K=V")
+    trigger.add_argument("--idempotency-key", help="the same key starts one run only")
+    trigger.add_argument("--json", action="store_true", help="print the API's answer")
+    trigger.add_argument("--server", help=remote.SERVER_HELP)
+    trigger.set_defaults(func=cmd_trigger)
 
     schedules = sub.add_parser("schedules", help="list, pause, unpause and backfill schedules")
     schedules_sub = schedules.add_subparsers(dest="schedules_command", required=True)

@@ -28,6 +28,7 @@ from .common import (
 )
 from .daemon import add_parsers as add_daemon_parsers
 from .reading import cmd_runs, cmd_webhooks
+from .remote import SERVER_HELP
 from .running import cmd_resume, cmd_run
 
 
@@ -166,16 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     runs_list.add_argument("--limit", type=_positive_int, default=50)
     runs_list.add_argument("--json", action="store_true")
     runs_list.add_argument("--db", help=DB_HELP)
+    runs_list.add_argument("--server", help=SERVER_HELP)
     runs_show = runs_sub.add_parser("show")
     runs_show.add_argument("run_id", help="a run id, or a unique prefix of one")
     runs_show.add_argument("--json", action="store_true")
     runs_show.add_argument("--db", help=DB_HELP)
+    runs_show.add_argument("--server", help=SERVER_HELP)
     runs_cancel = runs_sub.add_parser(
         "cancel", help="cancel an active run, wherever it runs (its owner reads the request)"
     )
     runs_cancel.add_argument("run_id", help="a run id, or a unique prefix of one")
     runs_cancel.add_argument("--reason", help="recorded as the run's reason")
     runs_cancel.add_argument("--db", help=DB_HELP)
+    runs_cancel.add_argument("--server", help=SERVER_HELP)
     runs.set_defaults(func=cmd_runs)
 
     hooks = sub.add_parser("webhooks", help="webhook deliveries and their attempts")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import urllib.parse
 from typing import Any
 
 import anyio
@@ -13,6 +14,7 @@ from ..errors import ConfigError, StoreError
 from ..model.states import RunState
 from ..printable import printable
 from ..views import read_run_view, run_summary
+from . import remote
 from .common import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -24,14 +26,61 @@ from .common import (
 )
 
 
-# -- runs list / show ------------------------------------------------------------------------
+# -- runs list / show / cancel ----------------------------------------------------------------
 def cmd_runs(args: argparse.Namespace) -> int:
     logs.configure("warning")
+    base = remote.server(args)
+    if base is not None:
+        return _remote_runs(base, args)
     return anyio.run(_runs, args)
 
 
+def _print_runs(summaries: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summaries))
+        return
+    print(f"{'RUN':32}  {'DAG':20}  {'STATUS':10}  {'TRIGGER':8}  CREATED")
+    for r in summaries:
+        run_id, dag, trigger = printable(r["id"]), printable(r["dag"]), printable(r["trigger"])
+        print(f"{run_id:32}  {dag:20}  {r['status']:10}  {trigger:8}  {r['createdAt']}")
+
+
+def _print_run(detail: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(detail, default=str))
+        return
+    print(f"run {printable(detail['id'])}  {printable(detail['dag'])}  {detail['status']}")
+    if detail["reason"]:
+        print(f"  reason: {printable(detail['reason'])}")
+    for j in detail["jobs"]["data"]:
+        err = f"  {printable(j['error'])}" if j["error"] else ""
+        print(f"  {printable(j['id']):24} {j['status']:16} attempts={j['attempts']}{err}")
+    print(f"  {len(detail['attempts'])} attempts, {detail['events']} events")
+
+
+def _remote_runs(base: str, args: argparse.Namespace) -> int:
+    """``runs`` against a daemon's API."""
+    try:
+        if args.runs_command == "list":
+            query = {"dag": args.dag, "state": args.status, "limit": min(args.limit, 1000)}
+            _, page = remote.call(base, "GET", "/runs", query=query)
+            _print_runs(page["data"], args.json)
+            return EXIT_OK
+        path = f"/runs/{urllib.parse.quote(args.run_id, safe='')}"
+        if args.runs_command == "cancel":
+            status, answer = remote.call(base, "POST", f"{path}/cancel")
+            word = "cancel requested" if status == 202 else answer["status"]
+            print(f"run {answer['id']}: {word}")
+            return EXIT_OK
+        _, detail = remote.call(base, "GET", path)
+        _print_run(detail, args.json)
+        return EXIT_OK
+    except remote.RemoteError as exc:
+        _error(str(exc))
+        return EXIT_REFUSED if exc.status == 409 else EXIT_INVALID
+
+
 async def _runs(args: argparse.Namespace) -> int:
-    from ..engine.records import iso
     from ..store.open import open_store
 
     try:
@@ -49,14 +98,7 @@ async def _runs(args: argparse.Namespace) -> int:
                     _error(f"--status: unknown run state {args.status!r}")
                     return EXIT_INVALID
             records = await store.list_runs(dag=args.dag, states=states, limit=args.limit)
-            if args.json:
-                print(json.dumps([run_summary(r) for r in records]))
-            else:
-                print(f"{'RUN':32}  {'DAG':20}  {'STATUS':10}  {'TRIGGER':8}  CREATED")
-                for r in records:
-                    created = iso(r.created_at)
-                    run_id, dag, trigger = printable(r.id), printable(r.dag), printable(r.trigger)
-                    print(f"{run_id:32}  {dag:20}  {r.state.value:10}  {trigger:8}  {created}")
+            _print_runs([run_summary(r) for r in records], args.json)
             return EXIT_OK
         try:
             run_id = await _find_run_id(store, args.run_id)
@@ -68,17 +110,7 @@ async def _runs(args: argparse.Namespace) -> int:
         detail = await read_run_view(store, run_id)
         assert detail is not None
         _known_secrets()
-        detail = logs.redact(detail)  # a run stored before its secrets were masked
-        if args.json:
-            print(json.dumps(detail, default=str))
-        else:
-            print(f"run {printable(detail['id'])}  {printable(detail['dag'])}  {detail['status']}")
-            if detail["reason"]:
-                print(f"  reason: {printable(detail['reason'])}")
-            for j in detail["jobs"]["data"]:
-                err = f"  {printable(j['error'])}" if j["error"] else ""
-                print(f"  {printable(j['id']):24} {j['status']:16} attempts={j['attempts']}{err}")
-            print(f"  {len(detail['attempts'])} attempts, {detail['events']} events")
+        _print_run(logs.redact(detail), args.json)  # a run stored before its secrets were masked
         return EXIT_OK
     finally:
         with anyio.CancelScope(shield=True):

@@ -408,3 +408,45 @@ def test_schemathesis_finds_no_500_and_no_answer_outside_the_document(
     )
     assert found.returncode == 0, found.stdout[-4000:]
     assert "passed" in found.stdout
+
+
+def test_the_command_line_against_the_daemon(daemon: Daemon) -> None:
+    env = {**os.environ, "ORCHESTRATOR_SERVER": daemon.base}
+    operate = {**env, "ORCHESTRATOR_TOKEN": daemon.tokens["operate"]}
+    read = {**env, "ORCHESTRATOR_TOKEN": daemon.tokens["read"]}
+    started = orchestrator("trigger", "quick", "--param", "day=monday", env=operate)
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[1]
+    assert started.stdout.strip() == f"run {run_id} of quick"
+    refused = orchestrator("trigger", "quick", env=read)
+    assert refused.returncode == 2
+    assert "cannot POST" in refused.stderr
+    assert "(HTTP 403)" in refused.stderr
+    listed = orchestrator("runs", "list", "--dag", "quick", "--json", env=read)
+    assert listed.returncode == 0, listed.stderr
+    assert run_id in [r["id"] for r in json.loads(listed.stdout)]
+    deadline = time.monotonic() + 30
+    while True:
+        shown = orchestrator("runs", "show", run_id, "--json", env=read)
+        assert shown.returncode == 0, shown.stderr
+        view = json.loads(shown.stdout)
+        if view["status"] == "succeeded":
+            break
+        assert time.monotonic() < deadline, view["status"]
+        time.sleep(0.1)
+    assert view["params"] == {"day": "monday"}
+    assert [j["id"] for j in view["jobs"]["data"]] == ["a", "b"]
+    table = orchestrator("runs", "list", "--dag", "quick", env=read)
+    assert table.stdout.startswith("RUN")
+    assert run_id in table.stdout
+    dags = orchestrator("dags", env=read)
+    assert dags.returncode == 0, dags.stderr
+    assert [line.split("\t")[0] for line in dags.stdout.splitlines()] == ["hang", "quick"]
+    hanging = orchestrator("trigger", "hang", "--json", env=operate)
+    hang_id = json.loads(hanging.stdout)["id"]
+    cancelled = orchestrator("runs", "cancel", hang_id, env=operate)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"run {hang_id}: cancel requested"
+    missing = orchestrator("runs", "show", "nope", env=read)
+    assert missing.returncode == 2
+    assert "run 'nope' not found (HTTP 404)" in missing.stderr
