@@ -52,13 +52,20 @@ def encoded_definition(dag: DAG) -> tuple[dict[str, Any], str, str]:
     return {**definition, "x-source": source}, digest, stored
 
 
+# what a one-off run does under the policies only the daemon's scheduler applies: it waits its
+# turn (``queue_all``), or starts at once (``cancel_previous``: it cancels no run of another
+# process)
+ONE_OFF_OVERLAP = {"queue_all": "queue", "cancel_previous": "allow"}
+
+
 def overlap_policy(dag: DAG, override: str | None = None) -> str:
-    """The policy of a new run: ``override``, else the DAG's ``schedule.overlap``, else skip;
-    checked as ``validate`` checks it."""
+    """The policy of a new one-off run (``skip``, ``queue`` or ``allow``): ``override``, else
+    the DAG's ``schedule.overlap`` (see ``ONE_OFF_OVERLAP``), else skip; checked as ``validate``
+    checks it."""
     policy = override or (dag.schedule or {}).get("overlap") or "skip"
     if (problem := schedule_field_problem("overlap", policy)) is not None:
         raise DagError(f"{dag.source or dag.name}: field 'schedule.overlap': {problem}")
-    return str(policy)
+    return ONE_OFF_OVERLAP.get(str(policy), str(policy))
 
 
 async def record_new_run(store: Store, run: Run, *, owner: str, at: float, exclusive: bool) -> None:

@@ -40,8 +40,9 @@ ENGINE_FIELDS = frozenset(
 AMBIGUOUS_POLICIES = tuple(policy.value for policy in states.AMBIGUOUS_POLICIES)
 
 MAX_JOBS = 100_000
-OVERLAP_POLICIES = ("skip", "queue", "allow")
-"""What a new run does while one of its DAG is active (``schedule.overlap``, ``--overlap``)."""
+OVERLAP_POLICIES = ("skip", "queue", "queue_all", "cancel_previous", "allow")
+"""What a new run does while one of its DAG is active (``schedule.overlap``; the daemon's
+scheduler applies all of them, a one-off ``run`` maps the last two, see ``overlap_policy``)."""
 CATCHUP_POLICIES = ("none", "latest", "all")
 CRON_ALIASES = {
     "@yearly": "0 0 1 1 *",

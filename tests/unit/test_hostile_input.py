@@ -150,7 +150,7 @@ def _dag_file(tmp_path: Path, **top: Any) -> Path:
         ({"timezone": "../../etc/passwd"}, "field 'schedule.timezone': unknown time zone"),
         ({"timezone": 1}, "field 'schedule.timezone': expected an IANA time zone name"),
         ({"catchup": "some"}, "field 'schedule.catchup': 'some' is not one of none, latest, all"),
-        ({"overlap": "queue_all"}, "field 'schedule.overlap': 'queue_all' is not one of skip, "),
+        ({"overlap": "queue_some"}, "field 'schedule.overlap': 'queue_some' is not one of skip, "),
         ({"jitter": "soon"}, "field 'schedule.jitter': bad duration 'soon'"),
         ({"jitter": "60d"}, "field 'schedule.jitter': bad duration '60d' (at most 30 days)"),
         ({"paused": "no"}, "field 'schedule.paused': expected true or false, got 'no'"),
@@ -179,12 +179,26 @@ def test_good_schedules_load(tmp_path: Path, cron: str) -> None:
     assert dag.schedule == schedule
 
 
+@pytest.mark.parametrize(
+    ("overlap", "one_off"), [("queue_all", "queue"), ("cancel_previous", "allow")]
+)
+def test_the_schedulers_own_overlap_policies_load(
+    tmp_path: Path, overlap: str, one_off: str
+) -> None:
+    from orchestrator.engine.durable import overlap_policy
+
+    schedule = {"cron": "*/2 * * * * *", "overlap": overlap}
+    (dag,) = load_path(_dag_file(tmp_path, schedule=schedule))
+    assert dag.schedule == schedule  # the daemon's scheduler applies it
+    assert overlap_policy(dag) == one_off  # what a one-off `run` of the DAG does
+
+
 def test_validate_refuses_the_overlap_that_run_refuses(tmp_path: Path) -> None:
-    path = _dag_file(tmp_path, schedule={"overlap": "cancel_previous"})
+    path = _dag_file(tmp_path, schedule={"overlap": "cancel_next"})
     checked = _orchestrator("validate", str(path))
     ran = _orchestrator("run", str(path), "--db", "memory:")
     assert checked.returncode == ran.returncode == 2, (checked.stderr, ran.stderr)
-    line = f"orchestrator: {path}: field 'schedule.overlap': 'cancel_previous' is not one of"
+    line = f"orchestrator: {path}: field 'schedule.overlap': 'cancel_next' is not one of"
     assert checked.stderr.startswith(line)
     assert ran.stderr.startswith(line)
 
