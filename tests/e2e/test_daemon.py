@@ -222,7 +222,8 @@ def overlapped(simulator_process: str, tmp_path_factory: pytest.TempPathFactory)
         wait_for(sample, "five ticks of every DAG", alive=daemon, timeout=60)
         sim_jobs = setup.sim_jobs()
         assert daemon.stop() == 0
-        yield setup, most, sim_jobs
+        stored = {p: (setup.ticks(f"overlap_{p}"), setup.runs(f"overlap_{p}")) for p in POLICIES}
+        yield setup, most, sim_jobs, stored
 
 
 def _overlapping(runs: list[dict[str, Any]]) -> bool:
@@ -236,10 +237,8 @@ def _overlapping(runs: list[dict[str, Any]]) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", POLICIES)
 def test_overlap_policy(overlapped: Any, policy: str) -> None:
-    setup, most, sim_jobs = overlapped
-    dag = f"overlap_{policy}"
-    ticks = setup.ticks(dag)
-    runs = setup.runs(dag)
+    _, most, sim_jobs, stored = overlapped
+    ticks, runs = stored[policy]
     skipped = [t[2] for t in ticks if t[2] is not None]
     assert set(skipped) <= {"overlap"}, ticks
     assert len(runs) + len(skipped) == len(ticks)
@@ -274,6 +273,31 @@ def test_overlap_policy(overlapped: Any, policy: str) -> None:
         assert skipped == []
         assert most[policy]["running"] >= 2
         assert _overlapping(runs)
+
+
+@pytest.mark.slow
+def test_queue_all_stays_one_at_a_time_across_a_restart(overlapped: Any) -> None:
+    """The runs left queued by a stopped daemon wait their turn after its restart (they were
+    all resumed at once before)."""
+    setup = overlapped[0]
+    queued = {r["id"] for r in setup.runs("overlap_queue_all") if r["state"] == "queued"}
+    assert len(queued) >= 2, "the daemon stopped with fewer than two runs waiting"
+    daemon = setup.serve()
+    daemon.started()
+    most = 0
+
+    def two_started() -> bool:
+        nonlocal most
+        runs = setup.runs("overlap_queue_all")
+        most = max(most, len([r for r in runs if r["state"] == "running"]))
+        return len([r for r in runs if r["id"] in queued and r["state"] != "queued"]) >= 2
+
+    wait_for(two_started, "two of the runs left queued to start", alive=daemon, timeout=60)
+    assert daemon.stop() == 0
+    assert most == 1, f"{most} runs of a queue_all DAG ran at once after a restart"
+    waited = [r for r in setup.runs("overlap_queue_all") if r["id"] in queued]
+    started = [r["started_at"] for r in waited if r["started_at"]]
+    assert started == sorted(started)  # in the order they were queued
 
 
 # -- 5. pause, unpause, backfill --------------------------------------------------------------
