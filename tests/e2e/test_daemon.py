@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import signal
 import time
@@ -127,7 +128,7 @@ def caught_up(simulator_process: str, tmp_path_factory: pytest.TempPathFactory) 
     for a minute, so no tick comes on time after the restart."""
     tmp = tmp_path_factory.mktemp("catchup")
     with setup_in(tmp, f"{simulator_process}/generic") as setup:
-        first = next_second(time.time(), 3.0)
+        first = next_second(time.time(), 4.0)  # the daemon starts in 1 to 2 s
         cron = seconds_cron(first, first + 3, first + 4)
         for policy in ("none", "latest", "all"):
             schedule = {"cron": cron, "catchup": policy, "overlap": "queue_all"}
@@ -197,8 +198,8 @@ POLICIES = ("skip", "queue", "queue_all", "cancel_previous", "allow")
 @pytest.fixture(scope="module")
 def overlapped(simulator_process: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One DAG per overlap policy, every 2 s, each run a 3-second remote job (seen ended 3.2 to
-    5 s after it started: the polls back off), on one daemon for five ticks. How many runs of
-    each DAG are queued and running is sampled every 0.1 s meanwhile."""
+    5 s after it started: the polls back off), on one daemon for five ticks; stopped between
+    two ticks. Yields the setup, the simulator's jobs and each DAG's ticks and runs."""
     tmp = tmp_path_factory.mktemp("overlap")
     with setup_in(tmp, f"{simulator_process}/generic") as setup:
         for policy in POLICIES:
@@ -206,38 +207,50 @@ def overlapped(simulator_process: str, tmp_path_factory: pytest.TempPathFactory)
             setup.write_dag(f"overlap_{policy}", {"cron": EVERY_2S, "overlap": policy}, {"j": job})
         daemon = setup.serve()
         daemon.started()
-        most: dict[str, dict[str, int]] = {p: {"queued": 0, "running": 0} for p in POLICIES}
-
-        def sample() -> bool:
-            counts = rows(
-                setup.db,
-                "SELECT dag, state, COUNT(*) FROM runs WHERE state IN ('queued', 'running') "
-                "GROUP BY dag, state",
-            )
-            for dag, state, n in counts:
-                seen = most[dag.removeprefix("overlap_")]
-                seen[state] = max(seen[state], n)
-            return all(len(setup.ticks(f"overlap_{p}")) >= 5 for p in POLICIES)
-
-        wait_for(sample, "five ticks of every DAG", alive=daemon, timeout=60)
-        sim_jobs = setup.sim_jobs()
+        wait_for(
+            lambda: all(len(setup.ticks(f"overlap_{p}")) >= 5 for p in POLICIES),
+            "five ticks of every DAG",
+            alive=daemon,
+            timeout=60,
+        )
+        # stop half a period after the last tick: its cancel (cancel_previous) is done
+        sleep_until(max(t[0] for p in POLICIES for t in setup.ticks(f"overlap_{p}")) + 1.0)
         assert daemon.stop() == 0
         stored = {p: (setup.ticks(f"overlap_{p}"), setup.runs(f"overlap_{p}")) for p in POLICIES}
-        yield setup, most, sim_jobs, stored
+        yield setup, setup.sim_jobs(), stored
 
 
-def _overlapping(runs: list[dict[str, Any]]) -> bool:
-    """Whether two of ``runs`` were running at the same time (a run not ended runs on)."""
-    spans = sorted(
-        (r["started_at"], r["ended_at"] or float("inf")) for r in runs if r["started_at"]
+WAITING = 0.1  # seconds: a run queued longer than this before it started was waiting
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most of ``spans`` (start, end) that were open at one time."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    most = now = 0
+    for _, step in edges:  # an end before a start at the same time
+        now += step
+        most = max(most, now)
+    return most
+
+
+def _running(runs: list[dict[str, Any]]) -> int:
+    """The most runs that ran at once (a run not ended runs on)."""
+    return _most_at_once(
+        [(r["started_at"], r["ended_at"] or math.inf) for r in runs if r["started_at"]]
     )
-    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def _waiting(runs: list[dict[str, Any]]) -> int:
+    """The most runs that waited at once, queued behind another (a run not started waits on;
+    the last ``WAITING`` seconds of a wait, when it is being started, do not count)."""
+    spans = [(r["created_at"], (r["started_at"] or math.inf) - WAITING) for r in runs]
+    return _most_at_once([(a, b) for a, b in spans if b > a])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", POLICIES)
 def test_overlap_policy(overlapped: Any, policy: str) -> None:
-    _, most, sim_jobs, stored = overlapped
+    _, sim_jobs, stored = overlapped
     ticks, runs = stored[policy]
     skipped = [t[2] for t in ticks if t[2] is not None]
     assert set(skipped) <= {"overlap"}, ticks
@@ -247,32 +260,30 @@ def test_overlap_policy(overlapped: Any, policy: str) -> None:
     assert len(remote) == len([r for r in runs if r["started_at"]])
     if policy == "skip":
         assert skipped, "no tick was skipped while a run was active"
-        assert most[policy] == {"queued": 0, "running": 1} or most[policy]["running"] == 1
-        assert not _overlapping(runs)
+        assert _running(runs) == 1
+        assert _waiting(runs) == 0
     elif policy == "queue":
         assert skipped, "no tick was skipped with a run waiting already"
-        assert most[policy]["queued"] == 1  # one run waits, never more
-        assert most[policy]["running"] == 1
-        assert not _overlapping(runs)
+        assert _running(runs) == 1
+        assert _waiting(runs) == 1  # one run waits, never more
     elif policy == "queue_all":
         assert skipped == []  # every tick has its run
-        assert most[policy]["running"] == 1
-        assert most[policy]["queued"] >= 2  # they pile up behind the active one
-        assert not _overlapping(runs)
+        assert _running(runs) == 1
+        assert _waiting(runs) >= 2  # they pile up behind the active one
         started = [r for r in runs if r["started_at"]]
         assert [r["nominal_at"] for r in started] == sorted(r["nominal_at"] for r in started)
     elif policy == "cancel_previous":
         assert skipped == []
         states = [r["state"] for r in runs]
-        assert "cancelled" in states, states
-        assert all(s == "cancelled" for s in states[:-2]), states  # each cancelled by the next
+        assert states[:-1] == ["cancelled"] * (len(runs) - 1), states  # each by the next tick
+        assert states[-1] == "running"  # left running by the stop
         cancelled_remote = [j for j in remote if j["state"] == "cancelled"]
-        assert len(cancelled_remote) == states.count("cancelled"), remote
-        assert most[policy]["running"] <= 2  # the cancelled one ends as the next starts
+        assert len(cancelled_remote) == len(runs) - 1, remote
+        assert _waiting(runs) == 0
     else:  # allow
         assert skipped == []
-        assert most[policy]["running"] >= 2
-        assert _overlapping(runs)
+        assert _waiting(runs) == 0
+        assert _running(runs) >= 2
 
 
 @pytest.mark.slow
@@ -446,11 +457,12 @@ def test_reload_on_sighup_and_on_file_changes(setup: Setup) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_stop_mid_run_then_restart_finishes_it(setup: Setup, sig: signal.Signals) -> None:
-    at = next_second(time.time(), 2.5)
+    at = next_second(time.time(), 3.5)  # the daemon starts in 1 to 2 s
     setup.write_dag("once", {"cron": seconds_cron(at)}, {"j": setup.remote("slow", 4.0)})
     grace = 10.0
     daemon = setup.serve(grace=grace)
     daemon.started()
+    assert time.time() < at, "the daemon started too late for the test's tick"
     wait_for(
         lambda: rows(setup.db, "SELECT state FROM jobs") == [("running",)],
         "the job running at the simulator",
