@@ -118,8 +118,11 @@ class Daemon:
                 async with anyio.create_task_group() as work:
                     await work.start(scheduler.serve)
                     unfinished = await store.list_runs(states=ACTIVE, limit=100_000)
+                    by_dag: dict[str, list[RunRecord]] = {}
                     for record in reversed(unfinished):  # oldest first
-                        work.start_soon(self._resume, host, record)
+                        by_dag.setdefault(record.dag, []).append(record)
+                    for records in by_dag.values():
+                        work.start_soon(self._resume_dag, host, records)
                     log.info(
                         "daemon.started",
                         host=config.host,
@@ -186,6 +189,24 @@ class Daemon:
         self._host.detach_all(reason)
 
     # -- runs ------------------------------------------------------------------------------
+    async def _resume_dag(self, host: RunHost, records: list[RunRecord]) -> None:
+        """A DAG's unfinished runs, oldest first. Under ``queue`` and ``queue_all`` a run still
+        queued was waiting for the others: it starts once they ended, one after another, as it
+        would have without the restart; any other run is resumed at once."""
+        dag = self.catalog.dags.get(records[0].dag)
+        overlap = (dag.schedule or {}).get("overlap") if dag is not None else None
+        waiting = [r for r in records if r.state is RunState.QUEUED]
+        if overlap not in ("queue", "queue_all"):
+            waiting = []
+        async with anyio.create_task_group() as tg:
+            for record in records:
+                if record not in waiting:
+                    tg.start_soon(self._resume, host, record)
+        for record in waiting:
+            if self.stopping:
+                return  # left queued in the store, for the next start
+            await self._resume(host, record)
+
     async def _resume(self, host: RunHost, record: RunRecord) -> None:
         try:
             await runs.resume(host, record, orphan=True)

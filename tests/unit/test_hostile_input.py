@@ -179,6 +179,16 @@ def test_good_schedules_load(tmp_path: Path, cron: str) -> None:
     assert dag.schedule == schedule
 
 
+@pytest.mark.parametrize("overlap", ["queue_all", "cancel_previous"])
+def test_the_new_overlap_policies_load(tmp_path: Path, overlap: str) -> None:
+    from orchestrator.engine.durable import overlap_policy
+
+    schedule = {"cron": "*/2 * * * * *", "overlap": overlap}
+    (dag,) = load_path(_dag_file(tmp_path, schedule=schedule))
+    assert dag.schedule == schedule  # the daemon's scheduler applies it
+    assert overlap_policy(dag) == overlap  # and so does a one-off `run` (tests/e2e/test_overlap)
+
+
 def test_validate_refuses_the_overlap_that_run_refuses(tmp_path: Path) -> None:
     path = _dag_file(tmp_path, schedule={"overlap": "cancel-previous"})
     checked = _orchestrator("validate", str(path))
