@@ -122,6 +122,7 @@ class Daemon:
                     for record in reversed(unfinished):  # oldest first
                         by_dag.setdefault(record.dag, []).append(record)
                     for records in by_dag.values():
+                        scheduler.adopting.update(r.id for r in records)  # resumed here
                         work.start_soon(self._resume_dag, host, records)
                     log.info(
                         "daemon.started",
@@ -214,6 +215,9 @@ class Daemon:
             log.warning("run.not_resumed", run=record.id, why=str(exc))
         except OrchestratorError as exc:
             log.error("run.not_resumed", run=record.id, error=str(exc))
+        finally:
+            if self._scheduler is not None:
+                self._scheduler.adopting.discard(record.id)
 
     async def _follow(self, host: RunHost) -> None:
         """The counts of runs and jobs by state, from the host's events (kept up to date here,

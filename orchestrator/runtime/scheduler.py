@@ -85,7 +85,9 @@ class Scheduler:
         self._changed = anyio.Event()
         self._waiting: dict[str, list[Run]] = {}  # runs queued behind an active one, by DAG
         self._since: dict[str, float] = {}  # when each DAG was first seen
-        self._adopting: set[str] = set()  # orphaned runs being resumed
+        # orphaned runs being resumed (by the scheduler, or by the daemon at its start): not
+        # adopted again at a tick
+        self.adopting: set[str] = set()
         self._tg: TaskGroup | None = None
         self.loaded = False  # schedules given at least once (readiness)
         self.stopping = False
@@ -274,11 +276,11 @@ class Scheduler:
         count as active meanwhile, and their in-flight jobs are followed, never resubmitted."""
         assert self._tg is not None
         for record in records:
-            if record.owner == self.host.owner or record.id in self._adopting:
+            if record.owner == self.host.owner or record.id in self.adopting:
                 continue
             if local_owner_alive(record.owner):
                 continue
-            self._adopting.add(record.id)
+            self.adopting.add(record.id)
             self._tg.start_soon(self._adopt, record)
 
     async def _adopt(self, record: RunRecord) -> None:
@@ -289,7 +291,7 @@ class Scheduler:
         except OrchestratorError as exc:
             log.error("run.not_adopted", dag=record.dag, run=record.id, error=str(exc))
         finally:
-            self._adopting.discard(record.id)
+            self.adopting.discard(record.id)
 
     async def _drain(self, dag: str) -> None:
         """Start the DAG's queued runs one after another, each once no other run of the DAG
