@@ -151,6 +151,10 @@ class Daemon:
             )
 
     async def _reloaded(self) -> None:
+        """The folder changed and was read again (the watcher): said, then scheduled."""
+        for error in self.catalog.errors:
+            log.error("dag.load_failed", path=str(error.path), error=error.message)
+        log.info("dags.reloaded", dags=sorted(self.catalog.dags), errors=len(self.catalog.errors))
         if self._scheduler is not None and not self.stopping:
             self._scheduler.update(self.catalog.dags)
 
