@@ -38,6 +38,7 @@ from ..model.schedule import ON_TIME, Schedule, Skip, due_ticks, fire_times, jit
 from ..model.states import RunState
 from ..store.base import (
     ActiveRunExists,
+    JobRecord,
     Lease,
     RecordTick,
     RunRecord,
@@ -46,8 +47,9 @@ from ..store.base import (
     TickRecord,
 )
 from ..store.owner import local_owner_alive
-from .host import RunHost
+from .host import RunHost, Stored
 from .prepare import prepare_run
+from .rerun import carry_over
 from .runs import RunRefused, execute, resume
 
 log = structlog.get_logger("orchestrator.scheduler")
@@ -85,6 +87,7 @@ class Scheduler:
         self._changed = anyio.Event()
         self._waiting: dict[str, list[Run]] = {}  # runs queued behind an active one, by DAG
         self._since: dict[str, float] = {}  # when each DAG was first seen
+        self._carried: dict[str, dict[str, JobRecord]] = {}  # a rerun's jobs kept, by run id
         # orphaned runs being resumed (by the scheduler, or by the daemon at its start): not
         # adopted again at a tick
         self.adopting: set[str] = set()
@@ -231,12 +234,15 @@ class Scheduler:
         *,
         tick: TickRecord | None = None,
         idempotency_key: str | None = None,
+        carried: Mapping[str, JobRecord] | None = None,
     ) -> None:
         """Record ``run`` (with its ``tick``, or its client's ``idempotency_key``) and start
         it under the overlap ``policy``: at once, queued behind the DAG's active run, or after
         cancelling that one. :class:`ActiveRunExists` when the policy refuses it (``skip``, or
         ``queue`` with a run waiting already); :class:`TickExists` or :class:`RunExists` when
-        its tick or its key has a run already (nothing is written then)."""
+        its tick or its key has a run already (nothing is written then). ``carried`` are jobs
+        the run starts with as they ended in an earlier run (a rerun of its failed jobs): they
+        are recorded so in the run, and only the others run."""
         name = run.dag.name
         records = await self.store.list_runs(dag=name, states=ACTIVE)
         self._adopt_orphans(records)
@@ -262,6 +268,8 @@ class Scheduler:
         await receipt.wait()
         if tick is not None:
             crash.reached("after_tick")
+        if carried:
+            self._carried[run.id] = await carry_over(self.store, run, carried, self.host.owner)
         assert self._tg is not None, "start runs inside session()"
         if waiting or (active and policy in ("queue", "queue_all")):
             waiting.append(run)
@@ -305,7 +313,9 @@ class Scheduler:
             await self._execute(waiting.pop(0))  # active until it ends
 
     async def _execute(self, run: Run) -> None:
+        carried = self._carried.pop(run.id, None)
+        stored: Stored | None = (carried, []) if carried is not None else None
         try:
-            await execute(self.host, run, lease=Lease(self.host.owner, 0))
+            await execute(self.host, run, stored=stored, lease=Lease(self.host.owner, 0))
         except OrchestratorError as exc:
             log.error("run.failed_to_run", dag=run.dag.name, run=run.id, error=str(exc))

@@ -38,6 +38,25 @@ DAGS: dict[str, Any] = {
 }
 
 
+def gated(gate: Path) -> dict[str, Any]:
+    """``first`` succeeds; ``check`` fails until ``gate`` exists; ``last`` follows it."""
+    return {
+        "name": "gated",
+        "jobs": {
+            "first": {"type": "fake", "outputs": {"rows": 3}},
+            "check": {"type": "command", "command": ["test", "-e", str(gate)]},
+            "last": {"type": "fake"},
+        },
+        "jobGraph": {
+            "vertices": ["first", "check", "last"],
+            "edges": [
+                {"source": "first", "target": "check"},
+                {"source": "check", "target": "last"},
+            ],
+        },
+    }
+
+
 def orchestrator(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
@@ -50,7 +69,10 @@ def orchestrator(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 
 class Daemon:
-    def __init__(self, proc: subprocess.Popen[str], base: str, tokens: dict[str, str]) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[str], base: str, tokens: dict[str, str], home: Path
+    ) -> None:
+        self.home = home
         self.proc = proc
         self.base = base
         self.tokens = tokens
@@ -64,7 +86,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("api")
     folder = home / "dags"
     folder.mkdir()
-    for name, dag in DAGS.items():
+    for name, dag in {**DAGS, "gated": gated(home / "gate")}.items():
         (folder / f"{name}.json").write_text(json.dumps(dag))
     tokens_file = home / "tokens.json"
     tokens = {}
@@ -104,7 +126,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         assert time.monotonic() < deadline, "the daemon did not start"
     assert port is not None, "the daemon ended before it started"
     try:
-        yield Daemon(proc, f"http://127.0.0.1:{port}", tokens)
+        yield Daemon(proc, f"http://127.0.0.1:{port}", tokens, home)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
@@ -441,7 +463,7 @@ def test_the_command_line_against_the_daemon(daemon: Daemon) -> None:
     assert run_id in table.stdout
     dags = orchestrator("dags", env=read)
     assert dags.returncode == 0, dags.stderr
-    assert [line.split("\t")[0] for line in dags.stdout.splitlines()] == ["hang", "quick"]
+    assert [line.split("\t")[0] for line in dags.stdout.splitlines()] == ["gated", "hang", "quick"]
     hanging = orchestrator("trigger", "hang", "--json", env=operate)
     hang_id = json.loads(hanging.stdout)["id"]
     cancelled = orchestrator("runs", "cancel", hang_id, env=operate)
@@ -450,3 +472,32 @@ def test_the_command_line_against_the_daemon(daemon: Daemon) -> None:
     missing = orchestrator("runs", "show", "nope", env=read)
     assert missing.returncode == 2
     assert "run 'nope' not found (HTTP 404)" in missing.stderr
+
+
+async def test_rerun_runs_the_failed_jobs_again_and_carries_the_rest(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    status, group = await call(http, daemon, "POST", "/dags/gated/runs")
+    assert status == 201
+    first = group["id"]
+    assert await until_state(http, daemon, first, "succeeded", "failed") == "failed"
+    status, body = await call(http, daemon, "POST", f"/runs/{first}/rerun", "read")
+    assert status == 403
+    (daemon.home / "gate").touch()  # check passes from now on
+    status, group = await call(http, daemon, "POST", f"/runs/{first}/rerun")
+    assert status == 201, group
+    second = group["id"]
+    assert second != first
+    assert await until_state(http, daemon, second, "succeeded", "failed") == "succeeded"
+    _, run = await call(http, daemon, "GET", f"/runs/{second}", "read")
+    jobs = {j["id"]: j for j in run["jobs"]["data"]}
+    assert run["trigger"] == "rerun"
+    assert (jobs["first"]["status"], jobs["first"]["attempts"]) == ("succeeded", 0)  # carried
+    assert jobs["first"]["outputs"] == {"rows": 3}
+    assert f"carried over from run {first} (succeeded)" in jobs["first"]["notes"]
+    assert (jobs["check"]["status"], jobs["check"]["attempts"]) == ("succeeded", 1)
+    assert jobs["last"]["status"] == "succeeded"
+    assert [a["job"] for a in run["attempts"]] == ["check", "last"]  # nothing else submitted
+    status, body = await call(http, daemon, "POST", f"/runs/{second}/rerun")
+    assert status == 409
+    assert "nothing to rerun" in body["error"]["message"]

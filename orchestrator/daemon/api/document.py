@@ -424,7 +424,9 @@ PATHS: dict[str, Any] = {
             {
                 "201": _answer("JobGroup", "the run, started"),
                 "200": _answer("JobGroup", "the run of this Idempotency-Key, started before"),
+                "409": _answer("Error", "the DAG's overlap policy refuses another run now"),
                 "422": _answer("Error", "invalid parameters"),
+                "503": _answer("Error", "the daemon is starting or stopping"),
             },
             params=[DAG, IDEMPOTENCY],
             body="TriggerRequest",
@@ -452,6 +454,19 @@ PATHS: dict[str, Any] = {
                 "202": _answer("CancelAnswer", "the cancel is under way"),
                 "200": _answer("CancelAnswer", "the run is cancelled"),
                 "409": _answer("Error", "the run ended otherwise"),
+            },
+            params=[RUN],
+            role="operate",
+        ),
+    },
+    "/runs/{run}/rerun": {
+        "post": _op(
+            "Run the failed jobs of an ended run again, as a new run (the jobs that succeeded "
+            "are carried over with their outputs)",
+            {
+                "201": _answer("JobGroup", "the new run, started"),
+                "409": _answer("Error", "the run has not ended, nothing failed, or overlap"),
+                "503": _answer("Error", "the daemon is starting or stopping"),
             },
             params=[RUN],
             role="operate",

@@ -16,12 +16,13 @@ from aiohttp import web
 from ... import logs
 from ...clock import iso
 from ...engine.durable import overlap_policy
-from ...errors import ConfigError, DagValidationError
+from ...errors import ConfigError, DagValidationError, StoreError
 from ...model.dag import DAG
 from ...model.formats import to_json
 from ...model.schedule import Schedule, next_fires
 from ...model.states import RunState
 from ...runtime.prepare import prepare_run
+from ...runtime.rerun import NothingToRerun, plan_rerun
 from ...store.base import ActiveRunExists, RunExists, RunRecord
 from ...views import read_run_view, run_summary
 from . import checks
@@ -42,6 +43,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/runs", list_runs)
     r.add_get(f"{PREFIX}/runs/{{run}}", show_run)
     r.add_post(f"{PREFIX}/runs/{{run}}/cancel", cancel_run)
+    r.add_post(f"{PREFIX}/runs/{{run}}/rerun", rerun)
     r.add_get(f"{PREFIX}/runs/{{run}}/jobs/{{job}}/attempts", list_attempts)
     r.add_get(f"{PREFIX}/deliveries", list_deliveries)
     r.add_post(f"{PREFIX}/deliveries/{{delivery}}/redeliver", redeliver)
@@ -222,6 +224,31 @@ async def cancel_run(request: web.Request) -> web.Response:
         await api.store.request_cancel(run_id, reason, time.time())
     log.info("run.cancel_requested", run=run_id)
     return web.json_response({"id": run_id, "status": "cancelling"}, status=202)
+
+
+async def rerun(request: web.Request) -> web.Response:
+    """Run the failed jobs of an ended run again, as a new run: the jobs that succeeded (or
+    were skipped) are carried over with their outputs, the others run."""
+    api = context(request)
+    run_id = request.match_info["run"]
+    record = await api.store.get_run(run_id)
+    if record is None:
+        raise not_found(f"run {run_id!r}")
+    if not api.scheduler.serving:
+        raise ApiError(503, "the daemon is starting or stopping: no run starts now")
+    try:
+        run, kept = await plan_rerun(api.store, record)
+    except NothingToRerun as exc:
+        raise ApiError(409, str(exc)) from None
+    except StoreError as exc:  # its DAG cannot be rebuilt (a Python DAG whose file changed)
+        raise ApiError(409, str(exc)) from None
+    try:
+        await api.scheduler.start(run, overlap_policy(run.dag), carried=kept)
+    except ActiveRunExists as exc:
+        message = f"DAG {run.dag.name!r} has an active run {exc.run_id}; its overlap policy refuses"
+        raise ApiError(409, f"{message} another") from None
+    log.info("run.rerun", dag=run.dag.name, run=run.id, of=run_id, kept=len(kept))
+    return web.json_response(_job_group(run.id, run.dag, "JobStarted"), status=201)
 
 
 async def list_attempts(request: web.Request) -> web.Response:
