@@ -37,6 +37,7 @@ from .records import JobRun
 MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt errors
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
+_CANCELLED: Any = object()  # outcome of an attempt whose job alone was cancelled
 _ENDED = {outcome: AttemptState(outcome.value) for outcome in Outcome}  # how an attempt ended
 
 _ACTIVE = (RunState.QUEUED, RunState.RUNNING)
@@ -121,6 +122,11 @@ class Attempts(Journal):
         if result.outcome is _UNKNOWN:
             self._attempt_write(jr, AttemptState.UNKNOWN, error=result.error)
             self._set(jr, JobState.UNKNOWN, result.error)
+            self._job_done(jr)
+            return
+        if result.outcome is _CANCELLED:  # this job alone: the run goes on
+            self._attempt_write(jr, AttemptState.CANCELLED, error=result.error)
+            self._set(jr, JobState.CANCELLED, result.error)
             self._job_done(jr)
             return
         self._attempt_write(jr, _ENDED[result.outcome], error=result.error)
@@ -355,6 +361,10 @@ class Attempts(Journal):
         errors = 0
         while True:
             jr.woken = False
+            if jr.cancel_reason is not None:  # this job was cancelled (see cancel_job)
+                with anyio.move_on_after(self._cancel_grace):
+                    await self._cancel_remote(jr, connector, handle)
+                return _Attempt(_CANCELLED, jr.cancel_reason)
             try:
                 result = await connector.poll(handle)
             except TransientError as exc:

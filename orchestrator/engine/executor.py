@@ -163,6 +163,25 @@ class RunExecutor(Attempts):
         """Cancel the run: running jobs are cancelled on their remotes, the rest never start."""
         self._stop(RunState.CANCELLED, reason)
 
+    def cancel_job(self, job_id: str, reason: str = "cancelled") -> str | None:
+        """Cancel one job, the run going on (its dependents decided by their trigger rules): a
+        job not started ends now; one in flight has its remote job cancelled first, at its next
+        step. Returns ``cancelling``, ``cancelled``, the state of a job that ended otherwise,
+        or None for no such job."""
+        jr = self.run.jobs.get(job_id)
+        if jr is None:
+            return None
+        if jr.state.terminal:
+            return jr.state.value
+        if jr.state in (JobState.SUBMITTING, JobState.RUNNING):
+            jr.cancel_reason = reason
+            jr.wake()
+            return "cancelling"
+        self._set(jr, JobState.CANCELLED, reason)  # pending, queued or waiting for a retry
+        self._job_done(jr)
+        self._commit_soon()
+        return "cancelled"
+
     def resume_from(self, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecord]) -> None:
         """Continue a run that did not end, from its jobs and attempts as the store has them:
         in-flight attempts are followed, never submitted again."""

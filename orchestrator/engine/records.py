@@ -26,6 +26,7 @@ class JobRun:
         "attempt_row",
         "attempt_stored",
         "attempts",
+        "cancel_reason",
         "children",
         "counts",
         "dirty",
@@ -78,6 +79,7 @@ class JobRun:
         self.retry_at: float | None = None  # in retry_wait: its next attempt's due time (wall)
         self.held = False
         self.adopt = False  # in flight when the process stopped: follow it, never resubmit
+        self.cancel_reason: str | None = None  # this job alone was cancelled (cancel_job)
         # what the store has (see RunExecutor._changes): the job's state as last written, the
         # current attempt as it is now and its state as last written (None: not yet), and
         # what changed since

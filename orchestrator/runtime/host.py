@@ -271,6 +271,12 @@ class RunHost:
         executor.cancel(reason)
         return True
 
+    def cancel_job(self, run_id: str, job_id: str, reason: str = "cancelled") -> str | None:
+        """Cancel one job of a run of this host (see ``RunExecutor.cancel_job``); None if the
+        run is not executing here."""
+        executor = self._executors.get(run_id)
+        return executor.cancel_job(job_id, reason) if executor is not None else None
+
     def cancel_all(self, reason: str) -> None:
         """Cancel every run of the host, and any run it is asked to start from now on."""
         self._cancelled = reason

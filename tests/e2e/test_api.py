@@ -35,6 +35,18 @@ DAGS: dict[str, Any] = {
         "jobGraph": {"vertices": ["a"], "edges": []},
         "schedule": {"overlap": "allow"},
     },
+    "two": {
+        "name": "two",
+        "jobs": {
+            "stuck": {"type": "fake", "hang": True},
+            "cleanup": {"type": "fake", "triggerRule": "all_done"},
+        },
+        "jobGraph": {
+            "vertices": ["stuck", "cleanup"],
+            "edges": [{"source": "stuck", "target": "cleanup"}],
+        },
+        "schedule": {"overlap": "allow"},
+    },
 }
 
 
@@ -405,7 +417,7 @@ CHECKS = ",".join(
     ids=["rest", "events"],
 )
 def test_schemathesis_finds_no_500_and_no_answer_outside_the_document(
-    daemon: Daemon, operations: list[str]
+    daemon: Daemon, operations: list[str], tmp_path: Path
 ) -> None:
     """Every operation fuzzed from the OpenAPI document (a bounded number of examples, in
     deterministic mode): no 500, and every answer's status, type and body as documented."""
@@ -424,7 +436,7 @@ def test_schemathesis_finds_no_500_and_no_answer_outside_the_document(
         ],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=tmp_path,  # where it keeps its cache
         timeout=300,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
@@ -463,7 +475,8 @@ def test_the_command_line_against_the_daemon(daemon: Daemon) -> None:
     assert run_id in table.stdout
     dags = orchestrator("dags", env=read)
     assert dags.returncode == 0, dags.stderr
-    assert [line.split("\t")[0] for line in dags.stdout.splitlines()] == ["gated", "hang", "quick"]
+    names = [line.split("\t")[0] for line in dags.stdout.splitlines()]
+    assert names == ["gated", "hang", "quick", "two"]
     hanging = orchestrator("trigger", "hang", "--json", env=operate)
     hang_id = json.loads(hanging.stdout)["id"]
     cancelled = orchestrator("runs", "cancel", hang_id, env=operate)
@@ -501,3 +514,36 @@ async def test_rerun_runs_the_failed_jobs_again_and_carries_the_rest(
     status, body = await call(http, daemon, "POST", f"/runs/{second}/rerun")
     assert status == 409
     assert "nothing to rerun" in body["error"]["message"]
+
+
+async def test_cancel_one_job_and_the_run_goes_on(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    status, group = await call(http, daemon, "POST", "/dags/two/runs")
+    assert status == 201
+    run_id = group["id"]
+    path = f"/runs/{run_id}/jobs/stuck"
+    deadline = time.monotonic() + 30
+    while True:
+        _, attempts = await call(http, daemon, "GET", f"{path}/attempts", "read")
+        if attempts["data"] and attempts["data"][0]["remote"] is not None:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    status, body = await call(http, daemon, "POST", f"{path}/cancel")
+    assert (status, body) == (202, {"id": "stuck", "run": run_id, "status": "cancelling"})
+    # its final job (all_done) ran and succeeded: the run is decided by it, as Airflow's is
+    assert await until_state(http, daemon, run_id, "failed", "succeeded") == "succeeded"
+    _, run = await call(http, daemon, "GET", f"/runs/{run_id}", "read")
+    jobs = {j["id"]: j for j in run["jobs"]["data"]}
+    assert (jobs["stuck"]["status"], jobs["stuck"]["error"]) == (
+        "cancelled",
+        "cancelled through the API",
+    )
+    assert jobs["cleanup"]["status"] == "succeeded"  # all_done: the run went on
+    status, body = await call(http, daemon, "POST", f"{path}/cancel")
+    assert (status, body["status"]) == (200, "cancelled")
+    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/cleanup/cancel")
+    assert status == 409
+    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/nope/cancel")
+    assert status == 404

@@ -621,3 +621,36 @@ async def test_a_connector_bug_fails_the_attempt_not_the_run(clock: FakeClock) -
     assert run.jobs["j"].state is F
     assert run.jobs["j"].attempts == 2
     assert run.jobs["j"].error == "polling failed: KeyError: 'status'"
+
+
+async def test_one_job_cancelled_alone_the_run_goes_on(
+    clock: FakeClock, remote: FakeRemote
+) -> None:
+    """A job in flight is cancelled on its remote at its next step; a job not started ends at
+    once; their dependents follow their trigger rules and the run ends as the rest decides."""
+    with DAG("one_job") as dag:
+        hang = Job("hang", "fake", hang=True)
+        later = Job("later", "fake", duration="1h")
+        after = Job("after", "fake", trigger_rule="all_done")
+        waits = Job("waits", "fake")
+        hang >> after
+        later >> waits
+    dag.validate()
+    run = prepare_run(dag)
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(remote)}) as connectors:
+        executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(executor.execute)
+            while run.jobs["hang"].state is not JobState.RUNNING:
+                await anyio.sleep(0)
+            assert executor.cancel_job("waits", "not today") == "cancelled"  # not started
+            assert executor.cancel_job("hang", "by the operator") == "cancelling"
+            assert executor.cancel_job("nope") is None
+    jobs = run.jobs
+    assert (jobs["hang"].state, jobs["hang"].error) == (C, "by the operator")
+    assert (jobs["waits"].state, jobs["waits"].error) == (C, "not today")
+    assert jobs["after"].state is JobState.SUCCEEDED  # all_done: it ran
+    assert jobs["later"].state is JobState.SUCCEEDED  # the run went on
+    assert len(remote.cancels) == 1  # the remote job of `hang`, and nothing else
+    assert executor.cancel_job("hang") == "cancelled"  # again: answered the same way
+    assert run.state is RunState.FAILED  # a job was cancelled: the run did not succeed

@@ -245,6 +245,15 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["cancelling", "cancelled"]},
         },
     },
+    "JobCancelAnswer": {
+        "type": "object",
+        "required": ["id", "run", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "run": {"type": "string"},
+            "status": {"type": "string", "enum": ["cancelling", "cancelled"]},
+        },
+    },
     "AttemptList": {
         "type": "object",
         "required": ["data"],
@@ -469,6 +478,19 @@ PATHS: dict[str, Any] = {
                 "503": _answer("Error", "the daemon is starting or stopping"),
             },
             params=[RUN],
+            role="operate",
+        ),
+    },
+    "/runs/{run}/jobs/{job}/cancel": {
+        "post": _op(
+            "Cancel one job (its remote job too); the run goes on. A second cancel answers the "
+            "same way",
+            {
+                "202": _answer("JobCancelAnswer", "the cancel is under way"),
+                "200": _answer("JobCancelAnswer", "the job is cancelled"),
+                "409": _answer("Error", "the job ended otherwise, or its run is not here"),
+            },
+            params=[RUN, JOB],
             role="operate",
         ),
     },

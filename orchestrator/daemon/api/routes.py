@@ -20,7 +20,7 @@ from ...errors import ConfigError, DagValidationError, StoreError
 from ...model.dag import DAG
 from ...model.formats import to_json
 from ...model.schedule import Schedule, next_fires
-from ...model.states import RunState
+from ...model.states import JobState, RunState
 from ...runtime.prepare import prepare_run
 from ...runtime.rerun import NothingToRerun, plan_rerun
 from ...store.base import ActiveRunExists, RunExists, RunRecord
@@ -44,6 +44,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/runs/{{run}}", show_run)
     r.add_post(f"{PREFIX}/runs/{{run}}/cancel", cancel_run)
     r.add_post(f"{PREFIX}/runs/{{run}}/rerun", rerun)
+    r.add_post(f"{PREFIX}/runs/{{run}}/jobs/{{job}}/cancel", cancel_job)
     r.add_get(f"{PREFIX}/runs/{{run}}/jobs/{{job}}/attempts", list_attempts)
     r.add_get(f"{PREFIX}/deliveries", list_deliveries)
     r.add_post(f"{PREFIX}/deliveries/{{delivery}}/redeliver", redeliver)
@@ -224,6 +225,31 @@ async def cancel_run(request: web.Request) -> web.Response:
         await api.store.request_cancel(run_id, reason, time.time())
     log.info("run.cancel_requested", run=run_id)
     return web.json_response({"id": run_id, "status": "cancelling"}, status=202)
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel one job of a run of this daemon (its remote job too); the run goes on. A job
+    cancelled already answers 200 the same way; one that ended otherwise is a conflict."""
+    api = context(request)
+    run_id, job_id = request.match_info["run"], request.match_info["job"]
+    jobs = await api.store.get_jobs(run_id)
+    job = jobs.get(job_id)
+    if job is None:
+        raise not_found(f"job {job_id!r} of run {run_id!r}")
+    outcome = api.host.cancel_job(run_id, job_id, "cancelled through the API")
+    if outcome is None:  # not a run of this daemon
+        if job.state is JobState.CANCELLED:
+            outcome = "cancelled"
+        elif job.state.terminal:
+            outcome = job.state.value
+        else:
+            raise ApiError(409, f"run {run_id} is not run by this daemon: cancel the run instead")
+    if outcome == "cancelling":
+        log.info("job.cancel_requested", run=run_id, job=job_id)
+        return web.json_response({"id": job_id, "run": run_id, "status": outcome}, status=202)
+    if outcome == "cancelled":
+        return web.json_response({"id": job_id, "run": run_id, "status": outcome})
+    raise ApiError(409, f"job {job_id} of run {run_id} ended ({outcome}): nothing to cancel")
 
 
 async def rerun(request: web.Request) -> web.Response:
