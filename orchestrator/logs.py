@@ -31,6 +31,7 @@ MIN_SECRET = 4
 WHOLE_WORD_BELOW = 12
 MASK = "***"
 _SECRETS: set[str] = set()
+_SHAPES: set[str] = set()  # regular expressions of secrets known by their shape
 _PATTERN: re.Pattern[str] | None = None
 LEVELS = {
     "debug": logging.DEBUG,
@@ -43,19 +44,34 @@ LEVELS = {
 def add_secrets(values: Iterable[str]) -> None:
     """Values that must never appear in a log line, a stored record or printed output
     (tokens, passwords, webhook secrets)."""
-    global _PATTERN
     new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET} - _SECRETS
     if not new:
         return
     _SECRETS.update(new)
+    _compile()
+
+
+def add_secret_shape(pattern: str) -> None:
+    """A regular expression of secrets that are too many to register one by one (a token per
+    attempt, say): every match is masked like a secret (give it a prefix no word has)."""
+    if pattern not in _SHAPES:
+        _SHAPES.add(pattern)
+        _compile()
+
+
+def _compile() -> None:
+    global _PATTERN
     forms: dict[str, bool] = {}  # each form of each secret -> masked only as a whole token
     for secret in _SECRETS:
         whole = len(secret) < WHOLE_WORD_BELOW
         for form in (secret, quote(secret, safe=""), json.dumps(secret)[1:-1]):
             forms[form] = forms.get(form, True) and whole
     alternatives = [
-        rf"(?<!\w){re.escape(form)}(?!\w)" if whole else re.escape(form)
-        for form, whole in sorted(forms.items(), key=lambda item: -len(item[0]))
+        *sorted(_SHAPES),
+        *(
+            rf"(?<!\w){re.escape(form)}(?!\w)" if whole else re.escape(form)
+            for form, whole in sorted(forms.items(), key=lambda item: -len(item[0]))
+        ),
     ]
     _PATTERN = re.compile("|".join(alternatives))
 

@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         grace=args.grace,
         tokens=Path(args.tokens) if args.tokens else _default_tokens(),
+        public_url=args.public_url,
     )
     anyio.run(Daemon(config).serve)
     return EXIT_OK
@@ -297,6 +298,12 @@ def add_parsers(sub: Any) -> None:
     )
     serve.add_argument("--log-level", choices=sorted(logs.LEVELS))
     serve.add_argument("--tokens", help=TOKENS_HELP)
+    serve.add_argument(
+        "--public-url",
+        help="the daemon's address as remote APIs reach it (http(s)://host:port): remotes that "
+        "can call back (trifacta.jobGroup) then push their jobs' ends to "
+        "/api/v1/callbacks/{token} under it, and polling slows to a fallback",
+    )
     serve.set_defaults(func=cmd_serve)
 
     tokens = sub.add_parser("tokens", help="API tokens of the daemon")

@@ -157,6 +157,9 @@ class JobType:
     # onAmbiguousSubmit when the job sets none: "unknown" where nothing can be looked up, so
     # that a crash never sends a job twice
     ambiguous_default: str = "resubmit"
+    # the connector asks the remote to call ``Submission.callback_url`` when the job ends: the
+    # engine gives it one (when it has them) and then polls only as a fallback
+    callbacks: bool = False
 
 
 def remote_job_type(
@@ -170,6 +173,7 @@ def remote_job_type(
     can_cancel: bool = True,
     poll: PollSchedule = PollSchedule(),
     ambiguous_default: str = "resubmit",
+    callbacks: bool = False,
 ) -> JobType:
     """The job type of a remote API: it takes a connection of ``connection_type`` and opens
     ``connector(connection)`` on it."""
@@ -189,6 +193,7 @@ def remote_job_type(
         can_cancel=can_cancel,
         poll=poll,
         ambiguous_default=ambiguous_default,
+        callbacks=callbacks,
     )
 
 

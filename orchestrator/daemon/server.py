@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import ConfigError
-from .api import feed, routes
+from .api import callbacks, feed, routes
 from .api.auth import TOKENS, Tokens, authorize
 from .api.context import CONTEXT, ApiContext
 from .api.document import MAX_BODY, PREFIX, document
@@ -67,6 +67,7 @@ def add_routes(app: web.Application, *, api: bool = True) -> None:
         app.router.add_get(f"{PREFIX}/openapi.json", openapi)
         routes.add_routes(app)
         feed.add_routes(app)
+        callbacks.add_routes(app)
 
 
 async def openapi(request: web.Request) -> web.Response:

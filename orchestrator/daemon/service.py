@@ -11,6 +11,7 @@ nothing either: the store holds every run as it was last recorded.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import time
 from collections import Counter
@@ -21,16 +22,18 @@ from typing import Any
 
 import anyio
 import structlog
+from yarl import URL
 
 from ..connections import Connection
-from ..errors import OrchestratorError
+from ..errors import ConfigError, OrchestratorError
 from ..model.states import JobState, RunState
 from ..runtime import runs
+from ..runtime.callbacks import Callbacks, load_key
 from ..runtime.events import JobChanged, RunChanged
 from ..runtime.host import RunHost
 from ..runtime.scheduler import ACTIVE, Scheduler
 from ..store.base import RunRecord, Store
-from ..store.open import open_store
+from ..store.open import default_db_path, open_store, sqlite_path
 from .api.auth import Tokens, check_bind
 from .api.context import ApiContext
 from .api.feed import EventFeed
@@ -43,6 +46,7 @@ log = structlog.get_logger("orchestrator.daemon")
 
 GRACE = 30.0  # seconds a stopping daemon waits for its runs to be let go
 IN_FLIGHT = (JobState.SUBMITTING, JobState.RUNNING)
+CALLBACK_KEY = "callback.key"  # beside the database: the key callback tokens are signed with
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,9 @@ class DaemonConfig:
     port: int = 8080
     grace: float = GRACE
     tokens: Path | None = None  # the API's tokens file (none: the API answers everyone)
+    # the daemon's address as remotes reach it: with one, remotes that can call back are given
+    # /api/v1/callbacks/{token} URLs under it (pushed completion); none: polling only
+    public_url: str | None = None
 
 
 class Daemon:
@@ -83,9 +90,10 @@ class Daemon:
         check_bind(config.host, self.tokens)
         with daemon_lock(config.db):
             self._load()
+            callbacks = self._callbacks()
             store = self._store = await open_store(config.db)
             try:
-                async with RunHost(store, config.connections) as host:
+                async with RunHost(store, config.connections, callbacks=callbacks) as host:
                     self._host = host
                     await self._serve(host, store)
             finally:
@@ -136,6 +144,24 @@ class Daemon:
                     self.started.set()
                 feed.close()  # the event streams end: their clients reconnect to the next start
                 services.cancel_scope.cancel()
+
+    def _callbacks(self) -> Callbacks | None:
+        """The callback URLs under ``--public-url``, signed with the key kept beside the
+        database (made on the first start; a store in memory gets a key for this process)."""
+        public = self.config.public_url
+        if public is None:
+            return None
+        url = URL(public)
+        if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+            raise ConfigError(
+                f"--public-url {public}: expected http(s)://host[:port][/path], the daemon's "
+                "address as remotes reach it"
+            )
+        db = self.config.db
+        if db == "memory:":
+            return Callbacks(public, secrets.token_bytes(32))
+        where = sqlite_path(db).parent if db else default_db_path().parent
+        return Callbacks(public, load_key(where / CALLBACK_KEY))
 
     # -- the folder ------------------------------------------------------------------------
     def _load(self) -> None:

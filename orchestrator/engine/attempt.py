@@ -31,10 +31,13 @@ from ..model.dag import DAG
 from ..model.retry import Outcome
 from ..model.states import AttemptState, JobState, Reconcile, RunState
 from .journal import Journal
-from .ports import ConnectorProvider
+from .ports import CallbackUrls, ConnectorProvider
 from .records import JobRun
 
 MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt errors
+# seconds between polls (jittered) of an attempt whose remote was asked to call back: its end
+# is pushed, so polling is only the fallback (the job type's own delay when that is longer)
+CALLBACK_FALLBACK = 30.0
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
 _CANCELLED: Any = object()  # outcome of an attempt whose job alone was cancelled
@@ -85,6 +88,7 @@ class Attempts(Journal):
     # the executor's state that attempts read and write (set in RunExecutor.__init__)
     dag: DAG
     _connectors: ConnectorProvider
+    _callbacks: CallbackUrls | None
     _rng: random.Random
     _cancel_grace: float
     _halted: bool
@@ -159,7 +163,12 @@ class Attempts(Journal):
         if job.call is not None:
             params = {**params, "call": job.call, "__run_params__": self.run.params}
         key = f"{self.run.id}/{jr.id}/{jr.attempts}"
-        return Submission(self.dag.name, self.run.id, jr.id, jr.attempts, key, params, wake=jr.wake)
+        submission = Submission(
+            self.dag.name, self.run.id, jr.id, jr.attempts, key, params, wake=jr.wake
+        )
+        if self._callbacks is not None and jr.job_type.callbacks:
+            submission.callback_url = self._callbacks.url(self.run.id, jr.id, jr.attempts)
+        return submission
 
     async def _attempt(self, jr: JobRun) -> _Attempt:
         """Submit a new attempt (written ahead), then follow it to its end."""
@@ -192,7 +201,7 @@ class Attempts(Journal):
                     handle = found
                 crash.reached("after_accept")
                 await self._accepted(jr, handle)
-                result = await self._follow(jr, connector, handle)
+                result = await self._follow(jr, connector, handle, submission)
             if scope is not None and scope.cancelled_caught:
                 return await self._timed_out(jr, connector, handle)
             return result
@@ -300,7 +309,7 @@ class Attempts(Journal):
                         return found
                     handle = found
                     await self._accepted(jr, handle)
-                result = await self._follow(jr, connector, handle)
+                result = await self._follow(jr, connector, handle, submission)
             if scope is not None and scope.cancelled_caught:
                 return await self._timed_out(jr, connector, handle)
             return result
@@ -355,8 +364,11 @@ class Attempts(Journal):
         else:
             self._log.info("job.cancelled_remote", message=outcome.message, **fields)
 
-    async def _follow(self, jr: JobRun, connector: Connector, handle: RemoteHandle) -> _Attempt:
+    async def _follow(
+        self, jr: JobRun, connector: Connector, handle: RemoteHandle, submission: Submission
+    ) -> _Attempt:
         schedule = jr.job_type.poll
+        pushed = submission.callback_url is not None  # its end is pushed: poll as a fallback
         polls = 0
         errors = 0
         while True:
@@ -395,11 +407,10 @@ class Attempts(Journal):
             crash.reached("mid_poll")
             if jr.woken:
                 continue
-            delay = (
-                result.next_poll
-                if result.next_poll is not None
-                else schedule.delay(polls, self._rng.random())
-            )
+            rnd = self._rng.random()
+            delay = result.next_poll if result.next_poll is not None else schedule.delay(polls, rnd)
+            if pushed:
+                delay = max(delay, CALLBACK_FALLBACK * (0.8 + 0.4 * rnd))
             event = jr.wake_event = anyio.Event()
             await self._clock.wait(event, max(0.0, delay))
             jr.wake_event = None

@@ -43,7 +43,7 @@ from ..store.base import (
 from .attempt import Attempts
 from .durable import restore
 from .journal import Observer, _Batch
-from .ports import ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
+from .ports import CallbackUrls, ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
 from .records import JobRun, Run
 from .slots import Slots
 
@@ -83,11 +83,13 @@ class RunExecutor(Attempts):
         store: RunStore | None = None,
         slots: Slots | None = None,
         events: EventSink | None = None,
+        callbacks: CallbackUrls | None = None,
     ) -> None:
         dag = run.dag
         self.run = run
         self.dag = dag
         self._connectors = connectors
+        self._callbacks = callbacks  # pushed completion, for the job types that can call back
         self._clock = clock or RealClock()
         self._limit = concurrency or dag.concurrency or DEFAULT_CONCURRENCY
         self._rng = rng or random.Random()
@@ -188,10 +190,15 @@ class RunExecutor(Attempts):
         restore(self.run, jobs, attempts)
         self._resumed = True
 
-    def wake(self, job_id: str) -> bool:
-        """Poll ``job_id`` now (a pushed completion); False if it is not being followed."""
+    def wake(self, job_id: str, attempt: int | None = None) -> bool:
+        """Poll ``job_id`` now (a pushed completion); False if it is not being followed, or
+        if ``attempt`` is given and is not its current attempt."""
         jr = self.run.jobs.get(job_id)
-        if jr is None or jr.state is not JobState.RUNNING:
+        if jr is None or (attempt is not None and attempt != jr.attempts):
+            return False
+        if jr.state is not JobState.RUNNING and not (
+            attempt is not None and jr.state is JobState.SUBMITTING
+        ):
             return False
         jr.wake()
         return True

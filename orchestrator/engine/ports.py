@@ -12,6 +12,7 @@ from ..model.states import RunState
 from ..store.base import AttemptRecord, Operation, Receipt, RunRecord
 
 __all__ = [
+    "CallbackUrls",
     "Clock",
     "ConnectorProvider",
     "EventSink",
@@ -47,6 +48,13 @@ class ConnectorProvider(Protocol):
     """The connector for a job type and connection, open for the run's whole life."""
 
     def get(self, job_type: JobType, connection: str | None) -> Connector: ...
+
+
+class CallbackUrls(Protocol):
+    """Where a remote that can call back (a job type with ``callbacks``) should call when an
+    attempt's job ends: a URL bound to that one attempt, which makes the engine poll it now."""
+
+    def url(self, run_id: str, job_id: str, attempt: int) -> str: ...
 
 
 class EventSink(Protocol):

@@ -34,6 +34,7 @@ from ..model.states import JobState, RunState
 from ..store.base import AttemptRecord, JobRecord, Lease, LeaseLost, Receipt, Store
 from ..store.owner import HEARTBEAT, this_owner
 from ..webhooks.outbox import OutboxSink
+from .callbacks import Attempt, Callbacks
 from .events import JobChanged, Publisher, RunChanged
 from .hub import ConnectorHub
 
@@ -59,6 +60,7 @@ class RunHost:
         heartbeat: float = HEARTBEAT,
         publish: bool = True,
         job_types: Mapping[str, JobType] | None = None,
+        callbacks: Callbacks | None = None,
     ) -> None:
         self.store = store
         self.job_types = job_types if job_types is not None else registered_job_types()
@@ -83,6 +85,7 @@ class RunHost:
         self._tg: TaskGroup | None = None
         self._services: list[anyio.CancelScope] = []  # the host's own tasks, ended with it
         self.deliverer: Any = None
+        self.callbacks = callbacks  # pushed completion (see .callbacks); None: polling only
 
     # -- the service ----------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -222,6 +225,7 @@ class RunHost:
             observers=observers,
             store=self.store,
             events=sink,  # webhooks: their outbox rows written with the ends that fire them
+            callbacks=self.callbacks,
         )
         executor.lease = lease
         if stored is not None:
@@ -242,6 +246,8 @@ class RunHost:
                 raise _halted(run, group) from None
         finally:
             del self._executors[run.id]
+            if self.callbacks is not None:
+                self.callbacks.forget(run.id)
             end = RunChanged(run.id, dag, RunState.RUNNING, run.state, time.time(), run.error)
             self.events.publish(end)
         if executor.detached:
@@ -290,10 +296,21 @@ class RunHost:
         for executor in list(self._executors.values()):
             executor.detach(reason)
 
-    def wake(self, run_id: str, job_id: str) -> bool:
-        """A pushed completion (a callback, a local process ending): poll that job now."""
+    def wake(self, run_id: str, job_id: str, attempt: int | None = None) -> bool:
+        """A pushed completion (a callback, a local process ending): poll that job now (only
+        if ``attempt``, when given, is its current attempt)."""
         executor = self._executors.get(run_id)
-        return executor is not None and executor.wake(job_id)
+        return executor is not None and executor.wake(job_id, attempt)
+
+    def callback(self, token: str) -> Attempt | None:
+        """A remote called back with ``token``: poll its attempt now, and return it (run, job,
+        attempt number). None (and nothing done) unless the token is bound to an attempt of a
+        run of this host that is still the job's current one and still followed: a forged
+        token, another attempt's, or one replayed after its attempt ended."""
+        found = self.callbacks.find(token) if self.callbacks is not None else None
+        if found is None or not self.wake(*found):
+            return None
+        return found
 
 
 def _leaf(error: BaseException) -> BaseException:

@@ -299,6 +299,7 @@ async def test_callback_webhook_is_added_and_called(serve: Any) -> None:
         assert hooks[0] == user_hook  # the user's webhook kept
         assert hooks[1]["name"] == CALLBACK_NAME
         assert hooks[1]["triggerEvent"] == "onJobDone"
+        assert hooks[1]["sslVerification"] is True
         assert params["overrides"]["webhooks"] == [user_hook]  # the job's fields untouched
         with anyio.fail_after(3):
             while len(received) < 2:

@@ -33,6 +33,7 @@ SHORT = "nightly"  # masked only as a whole token
 def fresh_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test registers its own secrets (the registry is the process's)."""
     monkeypatch.setattr(logs, "_SECRETS", set())
+    monkeypatch.setattr(logs, "_SHAPES", set())
     monkeypatch.setattr(logs, "_PATTERN", None, raising=False)
 
 

@@ -49,8 +49,10 @@ shorter than ``limit`` is the last; at most 1000 groups) for the group of the su
 so their lookup is undecided (``onAmbiguousSubmit`` applies).
 
 Push: when the engine gives a ``callback_url``, a ``trifacta.jobGroup`` submission appends to
-``overrides.webhooks`` a webhook (``method: post``, ``triggerEvent: onJobDone``) that calls it;
-the user's own webhooks are kept. Flow and deployment run bodies are not documented to take
+``overrides.webhooks`` a webhook (``method: post``, ``triggerEvent: onJobDone``,
+``sslVerification: true``) that calls it; the user's own webhooks are kept. The engine gives one
+(the daemon's ``--public-url``) because the job type says ``callbacks``, and then polls only as
+a fallback. Flow and deployment run bodies are not documented to take
 webhooks, so those are polled only.
 """
 
@@ -82,6 +84,7 @@ JOB_TYPES = (
         optional=("overrides", "runParameters", "ranfrom"),
         validate=validate_job_group,
         poll=SCHEDULE,
+        callbacks=True,
     ),
     remote_job_type(
         "trifacta.flow",

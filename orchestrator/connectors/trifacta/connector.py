@@ -147,6 +147,7 @@ class TrifactaConnector(ConnectorBase):
                     "triggerEvent": "onJobDone",
                     "body": {"text": key},
                     "headers": {},
+                    "sslVerification": True,
                 }
             )
             overrides["webhooks"] = hooks

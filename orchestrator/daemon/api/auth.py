@@ -4,8 +4,9 @@ bits: a fast hash is enough, and nothing in the file lets one be rebuilt); ``orc
 create`` prints a new token once. A token is compared in constant time and never logged.
 
 With no token configured the API answers everyone, and the daemon then serves only on a
-loopback address (see :func:`check_bind`); with tokens, every route but ``/healthz`` and
-``/readyz`` needs one.
+loopback address (see :func:`check_bind`); with tokens, every route but ``/healthz``,
+``/readyz`` and the callbacks (a remote calls them, and their path holds a token of their own)
+needs one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .errors import ApiError
 
 ROLES = ("read", "operate")
 OPEN = ("/healthz", "/readyz")  # answered without a token
+OPEN_PREFIXES = ("/api/v1/callbacks/",)  # remotes call these: the path's own token is the key
 PREFIX = "orch_"
 
 
@@ -135,7 +137,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     """A bearer token of a role that allows the method: reads need ``read`` (or ``operate``),
     writes ``operate``."""
     tokens = request.app[TOKENS]
-    if not tokens.enabled or request.path in OPEN:
+    if not tokens.enabled or request.path in OPEN or request.path.startswith(OPEN_PREFIXES):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")

@@ -298,6 +298,11 @@ SCHEMAS: dict[str, Any] = {
             "data": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
         },
     },
+    "CallbackAccepted": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["accepted"]}},
+    },
     "Redelivered": {
         "type": "object",
         "required": ["id", "status"],
@@ -516,6 +521,31 @@ PATHS: dict[str, Any] = {
             role="operate",
         ),
     },
+    "/callbacks/{token}": {
+        "post": {
+            "summary": "A remote pushes the end of a job: the attempt the token is bound to is "
+            "polled at once (the poll confirms the state; the body is ignored). Called by "
+            "remotes, without a bearer token: the token in the path is the key",
+            "x-role": "none",
+            "security": [],
+            "parameters": [
+                _path_param("token", "the attempt's callback token, from its callback URL")
+            ],
+            "requestBody": {
+                "required": False,
+                "description": "anything (at most 64 KiB read), ignored",
+                "content": {"application/json": {"schema": {}}},
+            },
+            "responses": {
+                "202": _answer("CallbackAccepted", "the attempt is being polled"),
+                "404": _answer(
+                    "Error",
+                    "no attempt followed now has this token (forged, another attempt's, or "
+                    "its attempt ended): nothing changes",
+                ),
+            },
+        },
+    },
     "/events": {
         "get": _op(
             "The live event stream (server-sent events), every run's or one run's or DAG's",
@@ -548,7 +578,8 @@ def document() -> dict[str, Any]:
             "title": "orchestrator",
             "version": "1",
             "description": "The daemon's API: DAGs, runs, webhook deliveries and a live event "
-            "stream. Every operation needs a bearer token; `x-role` says which role.",
+            "stream. Every operation but the callbacks needs a bearer token; `x-role` says "
+            "which role.",
         },
         "servers": [{"url": PREFIX}],
         "paths": PATHS,

@@ -36,7 +36,7 @@ its status counts a poll, every cancel request of a known group a cancel.
 Webhooks: a job group whose ``overrides.webhooks`` ask for ``onJobDone`` (on Complete or
 Failed), ``onJobSuccess`` or ``onJobFailure`` has them sent when it ends, by a background task
 the application owns (started on startup, cancelled on cleanup), best effort with a short
-timeout; :attr:`TrifactaSimulator.deliveries` records each try.
+timeout; :attr:`TrifactaSimulator.deliveries` records each try (``GET /_sim/deliveries``).
 
 [UNCONFIRMED] choices: flow runs answer 201 like the other runs; the cancel route answers 200
 with the job group and 400 ``ApiValidationFailed`` once it has ended; the 401 document is named
@@ -140,6 +140,7 @@ class TrifactaSimulator(Simulator):
         app.router.add_post("/v4/flows/{id}/run", self._run_flow)
         app.router.add_post("/v4/deployments/{id}/run", self._run_deployment)
         app.router.add_post("/_sim/unknown", self._h_unknown)
+        app.router.add_get("/_sim/deliveries", self._h_deliveries)
 
     async def _no_route(self, request: web.Request) -> web.Response:
         return _exception(
@@ -148,6 +149,9 @@ class TrifactaSimulator(Simulator):
             "This route does not exist",
             f"Cannot {request.method} {request.path}",
         )
+
+    async def _h_deliveries(self, request: web.Request) -> web.Response:
+        return web.json_response({"data": self.deliveries})
 
     async def _h_unknown(self, request: web.Request) -> web.Response:
         self.unknown.add(str((await request.json())["id"]))
