@@ -11,8 +11,9 @@ from typing import Any
 import jsonschema
 from aiohttp import web
 
-from .document import MAX_BODY, PATHS, SCHEMAS
+from .document import MAX_BODY, PATHS
 from .errors import ApiError
+from .schemas import SCHEMAS
 
 
 @functools.cache
