@@ -88,6 +88,7 @@ class Scheduler:
         self._waiting: dict[str, list[Run]] = {}  # runs queued behind an active one, by DAG
         self._since: dict[str, float] = {}  # when each DAG was first seen
         self._carried: dict[str, dict[str, JobRecord]] = {}  # a rerun's jobs kept, by run id
+        self._draining: set[str] = set()  # the DAGs whose queued runs a drain task starts
         # orphaned runs being resumed (by the scheduler, or by the daemon at its start): not
         # adopted again at a tick
         self.adopting: set[str] = set()
@@ -273,7 +274,8 @@ class Scheduler:
         assert self._tg is not None, "start runs inside session()"
         if waiting or (active and policy in ("queue", "queue_all")):
             waiting.append(run)
-            if len(waiting) == 1:
+            if name not in self._draining:  # one drain per DAG: it takes the runs in order
+                self._draining.add(name)
                 self._tg.start_soon(self._drain, name)
         else:
             self._tg.start_soon(self._execute, run)
@@ -305,12 +307,15 @@ class Scheduler:
         """Start the DAG's queued runs one after another, each once no other run of the DAG
         is active."""
         waiting = self._waiting[dag]
-        while waiting and not self.stopping:
-            active = await self.store.list_runs(dag=dag, states=ACTIVE)
-            if [r for r in active if not any(r.id == w.id for w in waiting)]:
-                await anyio.sleep(WAIT_POLL)
-                continue
-            await self._execute(waiting.pop(0))  # active until it ends
+        try:
+            while waiting and not self.stopping:
+                active = await self.store.list_runs(dag=dag, states=ACTIVE)
+                if [r for r in active if not any(r.id == w.id for w in waiting)]:
+                    await anyio.sleep(WAIT_POLL)
+                    continue
+                await self._execute(waiting.pop(0))  # active until it ends
+        finally:
+            self._draining.discard(dag)
 
     async def _execute(self, run: Run) -> None:
         carried = self._carried.pop(run.id, None)

@@ -318,3 +318,40 @@ async def test_an_orphaned_run_of_the_dag_is_adopted_at_its_next_tick(store: Mem
     assert (runs[0].id, runs[0].nominal_at) == ("orphan", None)
     assert runs[1].nominal_at == T0 + 120
     assert (await store.skipped_ticks()) == {(dag.name, "overlap"): 1}
+
+
+async def test_queue_all_runs_one_at_a_time_when_ticks_come_while_a_queued_run_runs(
+    store: MemoryStore,
+) -> None:
+    """A tick that comes while the drain runs the last queued run queues behind it: one drain
+    per DAG (two drains once started two runs at once)."""
+    dag = scheduled(hang=True, overlap="queue_all")
+    wall = Wall(T0 + 30)
+
+    async def running() -> list[str]:
+        return [r.id for r in await store.list_runs(dag=dag.name) if r.state is RunState.RUNNING]
+
+    async with RunHost(store) as host:
+        scheduler = Scheduler(host, now=wall)
+        scheduler.update({dag.name: dag})
+        async with scheduler.session():
+            await scheduler.evaluate()
+            most = 0
+            for minute in (1, 2, 3, 4):
+                wall.at = T0 + 60 * minute + 0.1
+                await scheduler.evaluate()
+                await until(lambda: _started(store, scheduler, dag.name))
+                now = await running()
+                most = max(most, len(now))
+                if minute >= 2:
+                    host.cancel(now[0], "next")  # the queued one starts; a tick comes meanwhile
+
+                    async def next_started(previous: str = now[0]) -> bool:
+                        ids = await running()
+                        return bool(ids) and previous not in ids
+
+                    await until(next_started)
+                    most = max(most, len(await running()))
+            host.cancel_all("the test ends")
+            scheduler.stop()
+    assert most == 1
