@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from .engine.records import iso
-from .store.base import AttemptRecord, JobRecord, RunRecord, Store
+from .store.base import (
+    AttemptRecord,
+    DeliveryAttempt,
+    DeliveryRecord,
+    JobRecord,
+    RunRecord,
+    Store,
+)
 
 
 def run_summary(record: RunRecord) -> dict[str, Any]:
@@ -109,3 +116,30 @@ async def read_run_view(store: Store, run_id: str) -> dict[str, Any] | None:
         events=len(await store.get_events(run_id)),
         definition=await store.get_dag_definition(record.dag_hash),
     )
+
+
+def delivery_view(delivery: DeliveryRecord, attempts: list[DeliveryAttempt]) -> dict[str, Any]:
+    """A webhook delivery and its attempts, as ``webhooks list --json`` and the API show it."""
+    d = delivery
+    return {
+        "id": d.id,
+        "run": d.run_id,
+        "job": d.job_id,
+        "dag": d.dag,
+        "webhook": d.webhook,
+        "event": d.event,
+        "url": d.url,
+        "status": d.state,
+        "attempts": [
+            {
+                "number": a.number,
+                "at": iso(a.at),
+                "httpStatus": a.status,
+                "error": a.error,
+                "seconds": round(a.duration, 3),
+            }
+            for a in attempts
+        ],
+        "nextAt": iso(d.next_at) if d.state == "pending" else None,
+        "deliveredAt": iso(d.delivered_at),
+    }

@@ -13,7 +13,7 @@ from .. import logs
 from ..errors import ConfigError, StoreError
 from ..model.states import RunState
 from ..printable import printable
-from ..views import read_run_view, run_summary
+from ..views import delivery_view, read_run_view, run_summary
 from . import remote
 from .common import (
     EXIT_FAILED,
@@ -140,7 +140,6 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 async def _webhooks(args: argparse.Namespace) -> int:
     import time
 
-    from ..engine.records import iso
     from ..store.open import open_store
     from ..webhooks.deliver import Deliverer
 
@@ -157,30 +156,7 @@ async def _webhooks(args: argparse.Namespace) -> int:
                 _error(str(exc))
                 return EXIT_INVALID
             rows = await store.list_deliveries(run_id)
-            data: list[dict[str, Any]] = [
-                {
-                    "id": d.id,
-                    "run": d.run_id,
-                    "job": d.job_id,
-                    "dag": d.dag,
-                    "webhook": d.webhook,
-                    "event": d.event,
-                    "url": d.url,
-                    "status": d.state,
-                    "attempts": [
-                        {
-                            "number": a.number,
-                            "at": iso(a.at),
-                            "httpStatus": a.status,
-                            "error": a.error,
-                            "seconds": round(a.duration, 3),
-                        }
-                        for a in attempts
-                    ],
-                    "nextAt": iso(d.next_at) if d.state == "pending" else None,
-                }
-                for d, attempts in rows
-            ]
+            data = [delivery_view(d, attempts) for d, attempts in rows]
             if args.json:
                 print(json.dumps(data))
             else:

@@ -24,7 +24,7 @@ from ...model.states import JobState, RunState
 from ...runtime.prepare import prepare_run
 from ...runtime.rerun import NothingToRerun, plan_rerun
 from ...store.base import ActiveRunExists, RunExists, RunRecord
-from ...views import read_run_view, run_summary
+from ...views import delivery_view, read_run_view, run_summary
 from . import checks
 from .context import ApiContext, context
 from .document import MAX_KEY, PREFIX
@@ -310,32 +310,7 @@ async def list_attempts(request: web.Request) -> web.Response:
 async def list_deliveries(request: web.Request) -> web.Response:
     api = context(request)
     q = checks.query(request, "/deliveries")
-    data = []
-    for d, tries in await api.store.list_deliveries(q.get("run")):
-        data.append(
-            {
-                "id": d.id,
-                "run": d.run_id,
-                "job": d.job_id,
-                "dag": d.dag,
-                "webhook": d.webhook,
-                "event": d.event,
-                "url": d.url,
-                "status": d.state,
-                "attempts": [
-                    {
-                        "number": t.number,
-                        "at": iso(t.at),
-                        "status": t.status,
-                        "error": t.error,
-                        "duration": t.duration,
-                    }
-                    for t in tries
-                ],
-                "nextAt": iso(d.next_at),
-                "deliveredAt": iso(d.delivered_at),
-            }
-        )
+    data = [delivery_view(d, tries) for d, tries in await api.store.list_deliveries(q.get("run"))]
     return web.json_response(logs.redact({"data": data}))
 
 

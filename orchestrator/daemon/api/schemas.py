@@ -275,9 +275,9 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {
                         "number": {"type": "integer"},
                         "at": {"type": "string", "format": "date-time"},
-                        "status": {"type": ["integer", "null"]},
+                        "httpStatus": {"type": ["integer", "null"]},
                         "error": NULLABLE_STRING,
-                        "duration": {"type": "number"},
+                        "seconds": {"type": "number"},
                     },
                 },
             },

@@ -330,42 +330,35 @@ class SQLiteStore:
         return await self._query(read)
 
     async def events_since(self, run_id: str, seq: int, limit: int = 1000) -> list[Event]:
-        # from the chunk that holds seq + 1 (the last one starting at or before seq, whose
-        # events up to seq are skipped) on, chunk by chunk until the limit is reached
-        sql = (
-            "SELECT first, events, per_second FROM event_chunks WHERE run_id = ?1 AND first >= "
-            "COALESCE((SELECT first FROM event_chunks WHERE run_id = ?1 AND first <= ?2 "
-            "ORDER BY first DESC LIMIT 1), ?2) ORDER BY first"
+        return await self._events(
+            "run_id = ?1 AND first >= COALESCE((SELECT first FROM event_chunks WHERE run_id = ?1 "
+            "AND first <= ?2 ORDER BY first DESC LIMIT 1), ?2)",
+            (run_id, seq),
+            seq,
+            limit,
         )
-
-        def read(conn: sqlite3.Connection) -> list[Event]:
-            out: list[Event] = []
-            if limit <= 0:
-                return out
-            rows = conn.execute(sql, (run_id, seq))
-            try:
-                for row in rows:
-                    out.extend(e for e in chunk_events(run_id, *row) if e.seq > seq)
-                    if len(out) >= limit:
-                        break
-            finally:
-                rows.close()
-            return out[:limit]
-
-        return await self._query(read)
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        sql = (
-            "SELECT run_id, first, events, per_second FROM event_chunks WHERE first >= "
-            "COALESCE((SELECT first FROM event_chunks WHERE first <= ?1 "
-            "ORDER BY first DESC LIMIT 1), ?1) ORDER BY first"
+        return await self._events(
+            "first >= COALESCE((SELECT first FROM event_chunks WHERE first <= ?1 "
+            "ORDER BY first DESC LIMIT 1), ?1)",
+            (seq,),
+            seq,
+            limit,
         )
+
+    async def _events(self, where: str, args: tuple[Any, ...], seq: int, limit: int) -> list[Event]:
+        """The events after ``seq`` of the chunks ``where`` selects: from the chunk that holds
+        ``seq + 1`` (the last one starting at or before ``seq``, whose events up to ``seq`` are
+        skipped) on, chunk by chunk until ``limit``."""
+        columns = "run_id, first, events, per_second"
+        sql = f"SELECT {columns} FROM event_chunks WHERE {where} ORDER BY first"
 
         def read(conn: sqlite3.Connection) -> list[Event]:
             out: list[Event] = []
             if limit <= 0:
                 return out
-            rows = conn.execute(sql, (seq,))
+            rows = conn.execute(sql, args)
             try:
                 for row in rows:
                     out.extend(e for e in chunk_events(*row) if e.seq > seq)
