@@ -166,10 +166,9 @@ class RunExecutor(Attempts):
         self._stop(RunState.CANCELLED, reason)
 
     def cancel_job(self, job_id: str, reason: str = "cancelled") -> str | None:
-        """Cancel one job, the run going on (its dependents decided by their trigger rules): a
-        job not started ends now; one in flight has its remote job cancelled first, at its next
-        step. Returns ``cancelling``, ``cancelled``, the state of a job that ended otherwise,
-        or None for no such job."""
+        """Cancel one job, the run going on (its dependents follow their trigger rules): one not
+        started ends now, one in flight has its remote job cancelled at its next step. Returns
+        ``cancelling``, ``cancelled``, the state of a job that ended otherwise, or None."""
         jr = self.run.jobs.get(job_id)
         if jr is None:
             return None
@@ -386,6 +385,7 @@ class RunExecutor(Attempts):
             self._stop(RunState.FAILED, f"fail_fast: job {jr.id!r} failed")
         if self._remaining == 0:
             self._need.set()
+        self._commit_soon()  # the end goes with the next batch, whatever comes after it
 
     def _pop_runnable(self) -> JobRun | None:
         heap = self._heap

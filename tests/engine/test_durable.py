@@ -464,3 +464,29 @@ async def test_a_retry_wait_resumes_with_the_time_left(down: float, waits: float
     assert dict(remote.submissions) == {f"{run.id}/flaky/2": 1}
     record = (await store.get_jobs(run.id))["flaky"]
     assert (record.state, record.attempts, record.retry_at) == (J.SUCCEEDED, 2, None)
+
+
+async def test_a_job_that_ends_is_written_without_waiting_for_another_write(
+    clock: FakeClock,
+) -> None:
+    """A job's end goes to the store with the next batch, at once, even when nothing else
+    happens in the run for an hour (the store, the event stream and `runs show` see it then,
+    not at the run's end)."""
+    store = MemoryStore()
+    with DAG("ends") as dag:
+        Job("quick", "fake", duration="1s")
+        Job("slow", "fake", duration="1h")
+    dag.validate()
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+    async with clock, ConnectorSet(dag, {}, {"fake": FakeConnector(FakeRemote(clock=clock))}) as c:
+        executor = RunExecutor(run, c, job_types=job_types(), clock=clock, store=store)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(executor.execute)
+            while run.jobs["quick"].state is not JobState.SUCCEEDED:
+                await anyio.sleep(0)
+            for _ in range(10):  # a few turns of the loop, far less than the hour
+                await anyio.lowlevel.checkpoint()
+            stored = await store.get_jobs(run.id)
+            assert stored["quick"].state is JobState.SUCCEEDED
+            executor.cancel("the test ends")
