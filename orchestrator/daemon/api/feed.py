@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import structlog
@@ -39,12 +39,21 @@ FALLBACK = 0.5  # seconds between two reads while anyone listens, woken or not
 PAGE = 1000  # events read from the store at once
 
 
+class Framed(NamedTuple):
+    """An event as every client is sent it: encoded once, by the feed, for all of them."""
+
+    seq: int
+    run_id: str
+    dag: str | None
+    chunk: bytes
+
+
 class EventFeed:
     def __init__(self, store: Store, host: RunHost) -> None:
         self.store = store
         self.host = host
         self.position = 0  # the seq of the last event read
-        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+        self._subscribers: list[MemoryObjectSendStream[Framed]] = []
         self._wake = anyio.Event()
         self._dags: dict[str, str] = {}  # run id -> DAG name (for the dag filter)
         self.dropped = 0  # clients dropped for being slow
@@ -73,10 +82,14 @@ class EventFeed:
     async def _read(self) -> None:
         while True:
             events = await self.store.events_after(self.position, PAGE)
-            for event in events:
+            page = []
+            for event in events:  # encoded once for every client (no await once handed out)
+                dag = await self.dag_of(event.run_id)
+                page.append(Framed(event.seq, event.run_id, dag, _frame(event, dag)))
+            for framed in page:
                 for stream in list(self._subscribers):
                     try:
-                        stream.send_nowait(event)
+                        stream.send_nowait(framed)
                     except anyio.WouldBlock:  # too slow: dropped, it reads the store again
                         self.dropped += 1
                         self._drop(stream)
@@ -87,15 +100,15 @@ class EventFeed:
             if len(events) < PAGE:
                 return
 
-    def _drop(self, stream: MemoryObjectSendStream[Event]) -> None:
+    def _drop(self, stream: MemoryObjectSendStream[Framed]) -> None:
         if stream in self._subscribers:
             self._subscribers.remove(stream)
         stream.close()
 
     @contextmanager
-    def subscribe(self) -> Iterator[tuple[int, MemoryObjectReceiveStream[Event]]]:
+    def subscribe(self) -> Iterator[tuple[int, MemoryObjectReceiveStream[Framed]]]:
         """The feed's position now and the stream of every event after it."""
-        send, receive = anyio.create_memory_object_stream[Event](BUFFER)
+        send, receive = anyio.create_memory_object_stream[Framed](BUFFER)
         self._subscribers.append(send)
         self._wake.set()
         try:
@@ -189,15 +202,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await send(b": connected\n\n")
             while True:
                 with anyio.move_on_after(KEEP_ALIVE) as idle:
-                    event = await events.receive()
+                    item = await events.receive()
                 if idle.cancelled_caught:
                     await send(b": keep-alive\n\n")
                     continue
-                if event.seq <= sent:
+                if item.seq <= sent:
                     continue
-                if (chunk := await frame(event)) is not None:
-                    await send(chunk)
-                sent = event.seq
+                if (run_filter is None or item.run_id == run_filter) and (
+                    dag_filter is None or item.dag == dag_filter
+                ):
+                    await send(item.chunk)
+                sent = item.seq
     except (anyio.EndOfStream, anyio.ClosedResourceError, TimeoutError):
         pass  # dropped (slow), or the daemon stops: the client reconnects
     except ConnectionResetError:
