@@ -206,13 +206,20 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if idle.cancelled_caught:
                     await send(b": keep-alive\n\n")
                     continue
-                if item.seq <= sent:
-                    continue
-                if (run_filter is None or item.run_id == run_filter) and (
-                    dag_filter is None or item.dag == dag_filter
-                ):
-                    await send(item.chunk)
-                sent = item.seq
+                chunks = []
+                while True:  # this one and every one waiting behind it, in one write
+                    if item.seq > sent:
+                        if (run_filter is None or item.run_id == run_filter) and (
+                            dag_filter is None or item.dag == dag_filter
+                        ):
+                            chunks.append(item.chunk)
+                        sent = item.seq
+                    try:
+                        item = events.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
+                if chunks:
+                    await send(b"".join(chunks))
     except (anyio.EndOfStream, anyio.ClosedResourceError, TimeoutError):
         pass  # dropped (slow), or the daemon stops: the client reconnects
     except ConnectionResetError:
