@@ -56,6 +56,15 @@ FRAME = re.compile(
 ENDED = (b'"succeeded"', b'"failed"', b'"cancelled"')
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User and system CPU time of a process (this one by default) so far."""
+    if pid is None:
+        usage = os.times()
+        return usage.user + usage.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pin(cpu: int | None) -> None:
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
@@ -79,12 +88,18 @@ def start_daemon(home: Path, jobs: int, concurrency: int, duration: float) -> tu
         "jobGraph": {"vertices": names, "edges": []},
     }
     (folder / f"{DAG}.json").write_text(json.dumps(dag))
-    one = {"name": FLUSH, "jobs": {"a": {"type": "fake"}}, "jobGraph": {"vertices": ["a"], "edges": []}}
+    one = {
+        "name": FLUSH,
+        "jobs": {"a": {"type": "fake"}},
+        "jobGraph": {"vertices": ["a"], "edges": []},
+    }
     (folder / f"{FLUSH}.json").write_text(json.dumps(one))
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "serve", "--dags", str(folder)]
-        + ["--db", str(home / "bench.db"), "--port", str(port), "--log-level", "error"],
+        [
+            *(sys.executable, "-m", "orchestrator", "serve", "--dags", str(folder)),
+            *("--db", str(home / "bench.db"), "--port", str(port), "--log-level", "error"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=lambda: pin(DAEMON_CPU),
@@ -103,16 +118,20 @@ def start_daemon(home: Path, jobs: int, concurrency: int, duration: float) -> tu
     raise SystemExit("the daemon did not start")
 
 
+ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
+
+
 @dataclass
 class Client:
-    """One stream: for each event, its seq and its latency (arrival - at, seconds)."""
+    """One stream, read as cheaply as can be (so that this side keeps up with the daemon): for
+    each chunk of whole frames, its arrival time, the seqs of its first and last event and its
+    number of events (the frames' ``at`` are the store's, read once after the run)."""
 
-    seqs: array[int] = field(default_factory=lambda: array("q"))
-    latencies: array[float] = field(default_factory=lambda: array("d"))
+    arrived: array[float] = field(default_factory=lambda: array("d"))
+    first: array[int] = field(default_factory=lambda: array("q"))
+    last: array[int] = field(default_factory=lambda: array("q"))
+    count: array[int] = field(default_factory=lambda: array("q"))
     connected: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    run: str | None = None  # the run whose end ends the reading, once known
-    end_seq: int | None = None
 
     async def read(self, session: aiohttp.ClientSession, base: str) -> None:
         async with session.get(f"{base}/api/v1/events") as answer:
@@ -127,22 +146,46 @@ class Client:
                 whole, pending = pending[: cut + 2], pending[cut + 2 :]
                 if not self.connected.is_set() and b": connected\n" in whole:
                     self.connected.set()
-                for match in FRAME.finditer(whole):
-                    seq, kind, _, new, at = match.groups()
-                    self.seqs.append(int(seq))
-                    self.latencies.append(now - float(at))
-                    if kind == b"run" and new in ENDED:
-                        self.end_seq = int(seq)  # the run's (only the bench's runs run)
-                        self.ended.set()
-                        return
+                frames = whole.count(b"\nevent: ")  # the JSON of data is on one line
+                if not frames:
+                    continue
+                head = ID.search(whole)
+                at = whole.rfind(b"\nid: ")
+                tail = ID.search(whole, at if at >= 0 else 0)
+                assert head is not None
+                assert tail is not None
+                self.arrived.append(now)
+                self.first.append(int(head.group(1)))
+                self.last.append(int(tail.group(1)))
+                self.count.append(frames)
+                end = whole[tail.start() :]
+                if b"\nevent: run\n" in end and any(e in end for e in ENDED):
+                    return  # the run's end (only the bench's runs run)
+
+    def check(self, index: dict[int, int], events: int) -> bool:
+        """Every event of the run (``index``: seq -> its place in the run), in order, once."""
+        expected = 0
+        for first, last, count in zip(self.first, self.last, self.count, strict=True):
+            if index.get(first) != expected or index.get(last) != expected + count - 1:
+                return False
+            expected += count
+        return expected == events
+
+    def latencies(self, index: dict[int, int], at: list[float]) -> array[float]:
+        out = array("d")
+        for arrived, first, count in zip(self.arrived, self.first, self.count, strict=True):
+            start = index[first]
+            out.extend(arrived - t for t in at[start : start + count])
+        return out
 
 
 async def replay(
     session: aiohttp.ClientSession, base: str, after: int, run_id: str
-) -> tuple[list[int], int]:
-    """The seqs of ``run_id``'s events, as the store holds them (read by the stream from
-    ``Last-Event-ID: after``), and the seq of its last one."""
+) -> tuple[list[int], list[float]]:
+    """The seqs and times (``at``) of ``run_id``'s events, as the store holds them (read by
+    the stream from ``Last-Event-ID: after``)."""
     seqs: list[int] = []
+    times: list[float] = []
     wanted = run_id.encode()
     headers = {"Last-Event-ID": str(after)}
     async with session.get(f"{base}/api/v1/events", headers=headers) as answer:
@@ -154,12 +197,13 @@ async def replay(
                 continue
             whole, pending = pending[: cut + 2], pending[cut + 2 :]
             for match in FRAME.finditer(whole):
-                seq, kind, run, new, _ = match.groups()
+                seq, kind, run, new, at = match.groups()
                 if run != wanted:
                     continue  # another run's (flush)
                 seqs.append(int(seq))
+                times.append(float(at))
                 if kind == b"run" and new in ENDED:
-                    return seqs, int(seq)
+                    return seqs, times
     raise AssertionError("the replay ended before the run")
 
 
@@ -190,9 +234,33 @@ class Round:
     events: int = 0  # the run's, in the store
     complete: int = 0  # clients that got all of them, in order, once each
     last_seq: int = 0
+    # from the trigger to the end of the run's last event at the last client (or to the run's
+    # end, without clients): the wall time, and the CPU time of each side (seconds)
+    wall: float = 0.0
+    cpu_daemon: float = 0.0
+    cpu_clients: float = 0.0
 
 
-async def one_round(base: str, clients: int, after: int) -> Round:
+@dataclass
+class Meter:
+    """Wall and CPU time of both sides, from ``start`` to ``stop``."""
+
+    daemon: int
+    began: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def now(self) -> tuple[float, float, float]:
+        return time.perf_counter(), cpu_seconds(self.daemon), cpu_seconds()
+
+    def start(self) -> None:
+        self.began = self.now()
+
+    def stop(self, into: Round) -> None:
+        ended = self.now()
+        pairs = zip(ended, self.began, strict=True)
+        into.wall, into.cpu_daemon, into.cpu_clients = (e - b for e, b in pairs)
+
+
+async def one_round(base: str, clients: int, after: int, meter: Meter) -> Round:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -200,23 +268,31 @@ async def one_round(base: str, clients: int, after: int) -> Round:
         readers = [asyncio.create_task(c.read(session, base)) for c in streams]
         waiting = [asyncio.create_task(c.connected.wait()) for c in streams]
         await asyncio.wait_for(asyncio.gather(*waiting), 120)
+        meter.start()
         run_id, duration = await trigger_and_wait(session, base)
         await asyncio.wait_for(asyncio.gather(*readers), 600)
-        truth, last = await replay(session, base, after, run_id)
+        result = Round(duration)
+        meter.stop(result)
+        truth, at = await replay(session, base, after, run_id)
     await flush(base)
-    result = Round(duration, events=len(truth), last_seq=last)
+    result.events, result.last_seq = len(truth), truth[-1]
+    index = {seq: i for i, seq in enumerate(truth)}
     for c in streams:
-        if list(c.seqs) == truth:
+        if c.check(index, len(truth)):
             result.complete += 1
-        result.latencies.extend(c.latencies)
+            result.latencies.extend(c.latencies(index, at))
     return result
 
 
-async def bare_round(base: str, after: int) -> Round:
+async def bare_round(base: str, after: int, meter: Meter) -> Round:
     async with aiohttp.ClientSession() as session:
+        meter.start()
         run_id, duration = await trigger_and_wait(session, base)
-        truth, last = await replay(session, base, after, run_id)
-    return Round(duration, events=len(truth), last_seq=last)
+        result = Round(duration)
+        meter.stop(result)
+        truth, _ = await replay(session, base, after, run_id)
+    result.events, result.last_seq = len(truth), truth[-1]
+    return result
 
 
 async def flush(base: str) -> None:
@@ -250,10 +326,11 @@ def main() -> None:
                 for rounds, go in ((with_clients, True), (without, False)):
                     gc.collect()
                     time.sleep(0.5)  # the daemon idle before each
+                    meter = Meter(proc.pid)
                     if go:
-                        done = asyncio.run(one_round(base, args.clients, last))
+                        done = asyncio.run(one_round(base, args.clients, last, meter))
                     else:
-                        done = asyncio.run(bare_round(base, last))
+                        done = asyncio.run(bare_round(base, last, meter))
                     rounds.append(done)
                     last = done.last_seq
         finally:
@@ -272,15 +349,27 @@ def report(args: argparse.Namespace, with_clients: list[Round], without: list[Ro
         f"(duration {args.duration}s, {args.concurrency} at once), {args.clients} clients, "
         f"{sorted(events)} events a run"
     )
-    print(f"{'run':18} {'best (s)':>9} {'all (s)':>24} {'jobs/s':>8}")
+    print(f"{'':16} {'run time (s)':>29} {'':>7}   {'trigger -> last event read':>26}")
+    print(
+        f"{'run':16} {'best':>8} {'all':>20} {'jobs/s':>7}   "
+        f"{'wall s':>7} {'CPU daemon':>10} {'clients':>7}"
+    )
     for name, rounds in (("with clients", with_clients), ("without clients", without)):
         times = [r.duration for r in rounds]
         listed = " ".join(f"{t:.3f}" for t in times)
-        print(f"{name:18} {min(times):9.3f} {listed:>24} {args.jobs / min(times):8,.0f}")
+        wall, daemon, clients = (
+            statistics.median(getattr(r, f) for r in rounds)
+            for f in ("wall", "cpu_daemon", "cpu_clients")
+        )
+        print(
+            f"{name:16} {min(times):8.3f} {listed:>20} {args.jobs / min(times):7,.0f}   "
+            f"{wall:7.2f} {daemon:10.2f} {clients:7.2f}"
+        )
     best_with = min(r.duration for r in with_clients)
     best_without = min(r.duration for r in without)
     ratio = best_without / best_with
-    paired = statistics.median(b.duration / w.duration for w, b in zip(with_clients, without))
+    pairs = zip(with_clients, without, strict=True)
+    paired = statistics.median(bare.duration / w.duration for w, bare in pairs)
     print(
         f"throughput with clients / without: {ratio:.1%} (best of {args.repeat} each); "
         f"median of the rounds' ratios: {paired:.1%}"
