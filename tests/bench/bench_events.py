@@ -139,27 +139,28 @@ class Client:
             pending = b""
             async for chunk in answer.content.iter_any():
                 now = time.time()
-                pending += chunk
-                cut = pending.rfind(b"\n\n")
-                if cut < 0:
+                data = pending + chunk if pending else chunk  # searched in place, not copied
+                end = data.rfind(b"\n\n") + 2  # whole frames up to there
+                if end < 2:
+                    pending = data
                     continue
-                whole, pending = pending[: cut + 2], pending[cut + 2 :]
-                if not self.connected.is_set() and b": connected\n" in whole:
+                pending = data[end:]
+                if not self.connected.is_set() and data.find(b": connected\n", 0, end) >= 0:
                     self.connected.set()
-                frames = whole.count(b"\nevent: ")  # the JSON of data is on one line
+                frames = data.count(b"\nevent: ", 0, end)  # the JSON of data is on one line
                 if not frames:
                     continue
-                head = ID.search(whole)
-                at = whole.rfind(b"\nid: ")
-                tail = ID.search(whole, at if at >= 0 else 0)
+                head = ID.search(data, 0, end)
+                tail = ID.search(data, max(data.rfind(b"\nid: ", 0, end), 0), end)
                 assert head is not None
                 assert tail is not None
                 self.arrived.append(now)
                 self.first.append(int(head.group(1)))
                 self.last.append(int(tail.group(1)))
                 self.count.append(frames)
-                end = whole[tail.start() :]
-                if b"\nevent: run\n" in end and any(e in end for e in ENDED):
+                if data.find(b"\nevent: run\n", tail.start(), end) >= 0 and any(
+                    data.find(e, tail.start(), end) >= 0 for e in ENDED
+                ):
                     return  # the run's end (only the bench's runs run)
 
     def check(self, index: dict[int, int], events: int) -> bool:
@@ -263,7 +264,9 @@ class Meter:
 async def one_round(base: str, clients: int, after: int, meter: Meter) -> Round:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, read_bufsize=1 << 20
+    ) as session:
         streams = [Client() for _ in range(clients)]
         readers = [asyncio.create_task(c.read(session, base)) for c in streams]
         waiting = [asyncio.create_task(c.connected.wait()) for c in streams]
