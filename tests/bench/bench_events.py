@@ -1,11 +1,15 @@
 """The daemon's live event stream (``GET /api/v1/events``) under many clients.
 
     python tests/bench/bench_events.py [--clients 1000] [--jobs 1000] [--repeat 3]
+        [--concurrency 1000] [--duration 0] [--spread 0]
 
 The daemon (``orchestrator serve``, a temporary SQLite database, a folder holding one DAG of
-``--jobs`` independent ``fake`` jobs, ``--concurrency`` of them at once) runs in a process of
-its own, on one core; the clients run in this process, on the other, so that the cost of
-reading the streams is not charged to the daemon. Each round runs the same DAG twice, in turn:
+``--jobs`` independent ``fake`` jobs, ``--concurrency`` of them at once, each taking
+``--duration`` seconds plus its share of ``--spread``) runs in a process of its own, on one
+core; the clients run in this process, on the other, so that the cost of reading the streams
+is not charged to the daemon (and the clients read as little as they can: the seqs of each
+chunk's first and last events, and its number of events). Each round runs the same DAG
+twice, in turn:
 
 - with clients: ``--clients`` streams are connected (each has read ``: connected``), the run is
   triggered through the API and every client reads until the run's end;
@@ -76,15 +80,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_daemon(home: Path, jobs: int, concurrency: int, duration: float) -> tuple[Any, str]:
+def start_daemon(
+    home: Path, jobs: int, concurrency: int, duration: float, spread: float
+) -> tuple[Any, str]:
     folder = home / "dags"
     folder.mkdir()
-    job: dict[str, Any] = {"type": "fake", "duration": duration}
     names = [f"j{i}" for i in range(jobs)]
+    # job i takes duration + spread * i / jobs: their ends spread evenly over ``spread``
+    lengths = [round(duration + spread * i / jobs, 3) for i in range(jobs)]
     dag = {
         "name": DAG,
         "concurrency": concurrency,
-        "jobs": {name: job for name in names},
+        "jobs": {n: {"type": "fake", "duration": t} for n, t in zip(names, lengths, strict=True)},
         "jobGraph": {"vertices": names, "edges": []},
     }
     (folder / f"{DAG}.json").write_text(json.dumps(dag))
@@ -316,11 +323,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1000, help="jobs of the run at once")
     parser.add_argument("--duration", type=float, default=0.0, help="each fake job's (s)")
+    parser.add_argument(
+        "--spread", type=float, default=0.0, help="the jobs' ends spread over this (s) more"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     pin(CLIENT_CPU)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start_daemon(Path(tmp), args.jobs, args.concurrency, args.duration)
+        proc, base = start_daemon(
+            Path(tmp), args.jobs, args.concurrency, args.duration, args.spread
+        )
         with_clients: list[Round] = []
         without: list[Round] = []
         last = 0
@@ -349,7 +361,8 @@ def report(args: argparse.Namespace, with_clients: list[Round], without: list[Ro
     complete = min(r.complete for r in with_clients)
     print(
         f"daemon on cpu {DAEMON_CPU}, clients on cpu {CLIENT_CPU}; {args.jobs} fake jobs "
-        f"(duration {args.duration}s, {args.concurrency} at once), {args.clients} clients, "
+        f"(duration {args.duration}s + up to {args.spread}s, {args.concurrency} at once), "
+        f"{args.clients} clients, "
         f"{sorted(events)} events a run"
     )
     print(f"{'':16} {'run time (s)':>29} {'':>7}   {'trigger -> last event read':>26}")
