@@ -23,6 +23,13 @@ machine's clock), as p50/p95/p99; and the events every client got, checked again
 twice. The engine's throughput is the run's duration (``createdAt`` to ``endedAt``, from
 ``GET /api/v1/runs/{id}``), best of ``--repeat`` each way, and the ratio of the two. Both bars
 of the issue are checked: p95 under 500 ms, throughput with clients within 10% of without.
+Also reported: the wall time from the trigger to the last event read by the last client, and
+the CPU time each side spent in it (the machine may be shared: CPU time is the steadier).
+
+``at`` is taken when the engine changes the state, and the change is committed with the run's
+next batch: with ``--spread`` (jobs ending one after the other, nothing else to write) a job's
+end may wait in the engine until another write, or the run's end, flushes it; the latency
+then includes that wait, which is the engine's and not the stream's.
 """
 
 from __future__ import annotations
