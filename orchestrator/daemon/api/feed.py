@@ -15,12 +15,12 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import structlog
 from aiohttp import web
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ... import logs
 from ...runtime.host import RunHost
@@ -39,12 +39,43 @@ FALLBACK = 0.5  # seconds between two reads while anyone listens, woken or not
 PAGE = 1000  # events read from the store at once
 
 
+class Framed(NamedTuple):
+    """An event as every client is sent it: encoded once, by the feed, for all of them."""
+
+    seq: int
+    run_id: str
+    dag: str | None
+    chunk: bytes
+
+
+class Page(NamedTuple):
+    """The events of one read of the store, handed to every client at once."""
+
+    events: tuple[Framed, ...]
+    chunk: bytes  # every event's, joined once: what a client with no filter is sent
+
+
+class Subscription:
+    """One client's pages, and the number of events in them it has not taken yet."""
+
+    __slots__ = ("queued", "receive", "send")
+
+    def __init__(self) -> None:
+        # unbounded in pages: its bound is BUFFER events, counted in ``queued``
+        self.send, self.receive = anyio.create_memory_object_stream[Page](math.inf)
+        self.queued = 0
+
+    def taken(self, page: Page) -> Page:
+        self.queued -= len(page.events)
+        return page
+
+
 class EventFeed:
     def __init__(self, store: Store, host: RunHost) -> None:
         self.store = store
         self.host = host
         self.position = 0  # the seq of the last event read
-        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+        self._subscribers: list[Subscription] = []
         self._wake = anyio.Event()
         self._dags: dict[str, str] = {}  # run id -> DAG name (for the dag filter)
         self.dropped = 0  # clients dropped for being slow
@@ -73,41 +104,49 @@ class EventFeed:
     async def _read(self) -> None:
         while True:
             events = await self.store.events_after(self.position, PAGE)
-            for event in events:
-                for stream in list(self._subscribers):
+            framed = []
+            for event in events:  # encoded once for every client (no await once handed out)
+                dag = await self.dag_of(event.run_id)
+                framed.append(Framed(event.seq, event.run_id, dag, _frame(event, dag)))
+            if framed:  # one page for every client, not one item per event and client
+                page = Page(tuple(framed), b"".join(f.chunk for f in framed))
+                for subscription in list(self._subscribers):
+                    if subscription.queued + len(framed) > BUFFER:
+                        self.dropped += 1  # too slow: dropped, it reads the store again
+                        self._drop(subscription)
+                        continue
                     try:
-                        stream.send_nowait(event)
-                    except anyio.WouldBlock:  # too slow: dropped, it reads the store again
-                        self.dropped += 1
-                        self._drop(stream)
+                        subscription.send.send_nowait(page)
                     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        self._drop(stream)
+                        self._drop(subscription)
+                    else:
+                        subscription.queued += len(framed)
             if events:
                 self.position = events[-1].seq
             if len(events) < PAGE:
                 return
 
-    def _drop(self, stream: MemoryObjectSendStream[Event]) -> None:
-        if stream in self._subscribers:
-            self._subscribers.remove(stream)
-        stream.close()
+    def _drop(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+        subscription.send.close()
 
     @contextmanager
-    def subscribe(self) -> Iterator[tuple[int, MemoryObjectReceiveStream[Event]]]:
-        """The feed's position now and the stream of every event after it."""
-        send, receive = anyio.create_memory_object_stream[Event](BUFFER)
-        self._subscribers.append(send)
+    def subscribe(self) -> Iterator[tuple[int, Subscription]]:
+        """The feed's position now and the pages of every event after it."""
+        subscription = Subscription()
+        self._subscribers.append(subscription)
         self._wake.set()
         try:
-            with receive:
-                yield self.position, receive
+            with subscription.receive:
+                yield self.position, subscription
         finally:
-            self._drop(send)
+            self._drop(subscription)
 
     def close(self) -> None:
         """The daemon stops: every stream ends."""
-        for stream in list(self._subscribers):
-            self._drop(stream)
+        for subscription in list(self._subscribers):
+            self._drop(subscription)
 
     async def dag_of(self, run_id: str) -> str | None:
         dag = self._dags.get(run_id)
@@ -173,31 +212,46 @@ async def stream(request: web.Request) -> web.StreamResponse:
         with anyio.fail_after(WRITE_TIMEOUT):
             await response.write(chunk)
 
+    filtered = run_filter is not None or dag_filter is not None
     sent = since if since is not None else 0
     try:
-        with feed.subscribe() as (position, events):
+        with feed.subscribe() as (position, subscription):
             if since is not None:  # what it missed, from the store, up to the feed's position
                 while sent < position:
-                    page = await feed.store.events_after(sent, PAGE)
-                    page = [e for e in page if e.seq <= position]
-                    if not page:
+                    missed = await feed.store.events_after(sent, PAGE)
+                    missed = [e for e in missed if e.seq <= position]
+                    if not missed:
                         break
-                    for event in page:
+                    for event in missed:
                         if (chunk := await frame(event)) is not None:
                             await send(chunk)
-                    sent = page[-1].seq
+                    sent = missed[-1].seq
             await send(b": connected\n\n")
             while True:
                 with anyio.move_on_after(KEEP_ALIVE) as idle:
-                    event = await events.receive()
+                    page = subscription.taken(await subscription.receive.receive())
                 if idle.cancelled_caught:
                     await send(b": keep-alive\n\n")
                     continue
-                if event.seq <= sent:
-                    continue
-                if (chunk := await frame(event)) is not None:
-                    await send(chunk)
-                sent = event.seq
+                chunks = []
+                while True:  # this page and every one waiting behind it, in one write
+                    if filtered or page.events[0].seq <= sent:
+                        for item in page.events:
+                            if item.seq > sent:
+                                if (run_filter is None or item.run_id == run_filter) and (
+                                    dag_filter is None or item.dag == dag_filter
+                                ):
+                                    chunks.append(item.chunk)
+                                sent = item.seq
+                    else:  # all of it, as the feed joined it
+                        chunks.append(page.chunk)
+                        sent = page.events[-1].seq
+                    try:
+                        page = subscription.taken(subscription.receive.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                if chunks:
+                    await send(b"".join(chunks))
     except (anyio.EndOfStream, anyio.ClosedResourceError, TimeoutError):
         pass  # dropped (slow), or the daemon stops: the client reconnects
     except ConnectionResetError:
