@@ -66,8 +66,12 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self._store: Store | None = None
         self._host: RunHost | None = None
-        self._jobs: dict[tuple[str, str], JobState] = {}  # the jobs of this daemon's runs
+        self._jobs: dict[str, dict[str, JobState]] = {}  # run id -> its jobs' states
         self._runs: dict[str, RunState] = {}
+        # the states above, counted as they change: an event costs the same with 10 jobs in
+        # flight or 10,000 (counting the whole dict at each event made the daemon quadratic)
+        self._job_counts: Counter[JobState] = Counter()
+        self._run_counts: Counter[RunState] = Counter()
         self._dag_of: dict[str, str] = {}  # run id -> DAG name
 
     async def serve(self) -> None:
@@ -182,29 +186,39 @@ class Daemon:
 
     async def _follow(self, host: RunHost) -> None:
         """The metrics of runs and jobs, from the host's events."""
-        with host.events.subscribe() as events:
+        # unbounded: a run of 10,000 jobs starts them in one go, and a dropped event would
+        # leave its job counted in the wrong state for as long as the run lasts
+        with host.events.subscribe(buffer=0) as events:
             async for event in events:
                 if isinstance(event, JobChanged):
-                    self._jobs[(event.run_id, event.job_id)] = event.new
+                    jobs = self._jobs.setdefault(event.run_id, {})
+                    if (old := jobs.get(event.job_id)) is not None:
+                        self._job_counts[old] -= 1
+                    jobs[event.job_id] = event.new
+                    self._job_counts[event.new] += 1
                     if event.new is JobState.SUBMITTING:
                         dag = self.catalog.dags.get(self._dag_of.get(event.run_id, ""))
                         job = dag.jobs.get(event.job_id) if dag is not None else None
                         self.metrics.submitted((job.connection if job else None) or "default")
                 elif isinstance(event, RunChanged):
+                    if (was := self._runs.get(event.run_id)) is not None:
+                        self._run_counts[was] -= 1
                     self._runs[event.run_id] = event.new
+                    self._run_counts[event.new] += 1
                     self._dag_of[event.run_id] = event.dag
                     if event.new.terminal or event.old is RunState.RUNNING:
                         self._forget(event.run_id)
                 self._count()
 
     def _forget(self, run_id: str) -> None:
-        for key in [k for k in self._jobs if k[0] == run_id]:
-            del self._jobs[key]
+        for state in self._jobs.pop(run_id, {}).values():
+            self._job_counts[state] -= 1
 
     def _count(self) -> None:
-        self.metrics.set_job_counts(Counter(s.value for s in self._jobs.values()))
-        self.metrics.set_jobs_in_flight(sum(1 for s in self._jobs.values() if s in IN_FLIGHT))
-        self.metrics.set_run_counts(Counter(s.value for s in self._runs.values()))
+        jobs, runs = self._job_counts, self._run_counts
+        self.metrics.set_job_counts({s.value: n for s, n in jobs.items() if n})
+        self.metrics.set_jobs_in_flight(sum(jobs[s] for s in IN_FLIGHT))
+        self.metrics.set_run_counts({s.value: n for s, n in runs.items() if n})
 
     # -- readiness -------------------------------------------------------------------------
     async def _ready(self) -> Checks:
