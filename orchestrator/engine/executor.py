@@ -52,6 +52,7 @@ __all__ = ["ExecutorStatistics", "Observer", "RunExecutor"]
 DEFAULT_CONCURRENCY = 64
 CANCEL_GRACE = 30.0  # seconds a remote cancel may take once the run is being cancelled
 SLICE = 0.01  # seconds the workers run jobs back to back before one yields to the loop
+SPAWN_BATCH = 256  # workers started in one step of the loop (a run of 10,000 ready jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +443,9 @@ class RunExecutor(Attempts):
             free = self._workers - self._busy
             wanted = min(len(self._heap), self._limit - self._running) - free
             if wanted > 0:
-                spawn = min(wanted, max(1, self._workers))
+                # doubling, and at most SPAWN_BATCH a step: starting thousands of tasks in one
+                # step held the loop for over 100 ms
+                spawn = min(wanted, max(1, self._workers), SPAWN_BATCH)
                 for _ in range(spawn):
                     self._start_worker()
                 if spawn < wanted:
