@@ -80,6 +80,16 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
+def run_queue_wait() -> float:
+    """Seconds this thread has waited for a CPU while it could run (``schedstat``): what
+    other threads and processes on the machine took from it."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except OSError:
+        return math.nan
+
+
 def quantile(samples: list[float], q: float) -> float:
     """Nearest rank, as :meth:`DaemonMetrics.lag_quantile`."""
     if not samples:
@@ -209,6 +219,7 @@ async def part_in_flight(args: argparse.Namespace, base: str) -> dict[str, Any]:
             gc.set_threshold(*(int(t) for t in args.gc_threshold.split(",")))
         await anyio.sleep(max(0.0, nominal - time.time()))
         lag_from = len(metrics.lag_samples())
+        waited = run_queue_wait()
         peak, count, reached = before, 0, None
         deadline = time.time() + args.hold - args.window - 5
         while time.time() < deadline:
@@ -232,6 +243,8 @@ async def part_in_flight(args: argparse.Namespace, base: str) -> dict[str, Any]:
             out["window_lags"] = metrics.lag_samples()[window_from:]
         out["lags"] = metrics.lag_samples()[lag_from:]
         out["gc"] = gc_summary(nominal, time.time())
+        out["run_queue_wait"] = run_queue_wait() - waited
+        out["span"] = time.time() - nominal
         out["objects_peak"] = len(gc.get_objects())
         out["rss_peak"] = peak
         out["in_flight_at_end"] = metrics.in_flight()
@@ -496,6 +509,11 @@ def report_in_flight(args: argparse.Namespace, r: dict[str, Any], watch: RateWat
         for g, (c, t, m, cpu) in sorted(r["gc"].items())
     )
     print(f"   garbage collections, tick to stop: {passes}")
+    print(
+        f"   the daemon's loop thread waited {r['run_queue_wait']:.2f} s of {r['span']:.0f} s "
+        "for its core (run queue: other threads and processes had it, the daemon's own store "
+        "writer, pinned to the same core, among them)"
+    )
     lags = r["lags"]
     print(
         f"   loop lag, tick to stop ({len(lags)} samples): p50 {ms(quantile(lags, 0.5))}, "
