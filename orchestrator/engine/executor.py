@@ -1,13 +1,11 @@
-"""Runs one DAG run to its end: the scheduling (the attempt lifecycle is in :mod:`.attempt`,
-the journal of state changes and group commits in :mod:`.journal`).
+"""Runs one DAG run to its end: the scheduling (see also :mod:`.attempt`, :mod:`.journal`).
 
 Event-driven: a job's end updates its dependents' upstream counts and queues those whose trigger
-rule says run; nothing rescans the graph. Ready jobs wait in one priority heap. Jobs are run by
-worker tasks that each take the best runnable job (respecting the global limit and named
-pools), run it, and take the next one; a spawner adds workers only while ready jobs outnumber
-free workers, doubling at most per turn of the event loop, so that jobs which never wait on I/O
-do not pay for a task each. Jobs waiting for a retry hold neither a worker nor a slot: they wait
-in a second heap, by due time, whose one timer task queues each when it falls due.
+rule says run; nothing rescans the graph. Ready jobs wait in one priority heap, taken by worker
+tasks (the best runnable job within the global limit and named pools, one after another); a
+spawner adds workers only while ready jobs outnumber free workers, doubling at most per turn of
+the loop, so that jobs which never wait on I/O do not pay for a task each. Jobs waiting for a
+retry hold no worker and no slot: a second heap, by due time, with one timer task.
 """
 
 from __future__ import annotations
@@ -52,6 +50,8 @@ __all__ = ["ExecutorStatistics", "Observer", "RunExecutor"]
 DEFAULT_CONCURRENCY = 64
 CANCEL_GRACE = 30.0  # seconds a remote cancel may take once the run is being cancelled
 SLICE = 0.01  # seconds the workers run jobs back to back before one yields to the loop
+# workers started in one step of the loop at most: thousands held the loop over 100 ms
+SPAWN_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,7 +468,7 @@ class RunExecutor(Attempts):
             free = self._workers - self._busy
             wanted = min(len(self._heap), self._limit - self._running) - free
             if wanted > 0:
-                spawn = min(wanted, max(1, self._workers))
+                spawn = min(wanted, max(1, self._workers), SPAWN_BATCH)  # doubling, capped
                 for _ in range(spawn):
                     self._start_worker()
                 if spawn < wanted:

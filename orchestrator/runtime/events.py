@@ -63,11 +63,16 @@ class Publisher:
                 self._streams.remove(stream)
 
     @contextmanager
-    def subscribe(self) -> Iterator[MemoryObjectReceiveStream[HostEvent]]:
-        """``with host.events.subscribe() as events: async for event in events: ...``"""
+    def subscribe(
+        self, buffer: int | None = None
+    ) -> Iterator[MemoryObjectReceiveStream[HostEvent]]:
+        """``with host.events.subscribe() as events: async for event in events: ...``;
+        ``buffer`` replaces the publisher's for this subscriber (0: unbounded, for one that
+        must see every event and keeps up on the whole, such as the daemon's metrics)."""
         send: MemoryObjectSendStream[HostEvent]
         receive: MemoryObjectReceiveStream[HostEvent]
-        size = self._buffer if self._buffer > 0 else math.inf
+        buffer = self._buffer if buffer is None else buffer
+        size = buffer if buffer > 0 else math.inf
         send, receive = anyio.create_memory_object_stream(size)
         self._streams.append(send)
         try:
