@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -323,11 +322,3 @@ class Daemon:
         checks["schedules"] = (loaded, f"{count} scheduled" if loaded else "not loaded yet")
         checks["accepting"] = (not self.stopping, "stopping" if self.stopping else "yes")
         return checks
-
-    def snapshot(self) -> dict[str, Any]:
-        """What the daemon holds now (for tests and logs)."""
-        return {
-            "dags": sorted(self.catalog.dags),
-            "errors": [(str(e.path), e.message) for e in self.catalog.errors],
-            "active": list(self._host.active) if self._host is not None else [],
-        }

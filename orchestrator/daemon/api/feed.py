@@ -37,6 +37,7 @@ BUFFER = 10_000  # events waiting for one client, at most
 SETTLE = 0.02  # seconds between a change and the read of its commit
 FALLBACK = 0.5  # seconds between two reads while anyone listens, woken or not
 PAGE = 1000  # events read from the store at once
+DAGS_KNOWN = 100_000  # runs whose DAG the feed remembers (for the dag filter), at most
 
 
 class Framed(NamedTuple):
@@ -154,6 +155,8 @@ class EventFeed:
             record = await self.store.get_run(run_id)
             if record is None:
                 return None
+            if len(self._dags) >= DAGS_KNOWN:  # a long-lived daemon sees runs without end
+                self._dags.clear()
             dag = self._dags[run_id] = record.dag
         return dag
 
