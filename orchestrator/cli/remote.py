@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from ..errors import ConfigError
@@ -51,6 +49,9 @@ def call(
 ) -> tuple[int, Any]:
     """One API request; its status and JSON answer. An error answer is a :class:`RemoteError`
     with the daemon's message."""
+    import urllib.error  # here: a command that talks to no daemon does not load them
+    import urllib.request
+
     url = f"{base}/api/v1{path}"
     if query:
         url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
