@@ -56,6 +56,7 @@ log = structlog.get_logger("orchestrator.scheduler")
 
 ACTIVE = [RunState.QUEUED, RunState.RUNNING]
 LOOK_AGAIN = 60.0  # seconds: the longest the scheduler sleeps (pauses, clock jumps)
+AT_ONCE = 32  # DAGs evaluated at the same time, at most
 WAIT_POLL = 1.0  # seconds: how often a queued run looks whether the DAG's active run ended
 
 
@@ -157,20 +158,30 @@ class Scheduler:
         """Fire what is due for every DAG; return when to look again (None: nothing
         scheduled)."""
         pauses = await self.store.schedule_pauses()
-        nearest: float | None = None
-        for name, dag in list(self._dags.items()):
-            if self.stopping:
-                break
-            schedule = Schedule.from_json(dag.schedule or {})
-            schedule = dataclasses.replace(schedule, paused=pauses.get(name, schedule.paused))
-            try:
-                due = await self._evaluate(dag, schedule)
-            except Exception as exc:  # one schedule's failure stops neither the others nor
-                # the daemon: said, and tried again a minute later
-                log.error("schedule.failed", dag=name, error=f"{type(exc).__name__}: {exc}")
-                due = self._now() + LOOK_AGAIN
-            nearest = due if nearest is None else min(nearest, due)
-        return nearest
+        dues: list[float] = []
+        limiter = anyio.CapacityLimiter(AT_ONCE)
+
+        async def one(dag: DAG) -> None:
+            async with limiter:
+                if self.stopping:
+                    return
+                schedule = Schedule.from_json(dag.schedule or {})
+                paused = pauses.get(dag.name, schedule.paused)
+                schedule = dataclasses.replace(schedule, paused=paused)
+                try:
+                    dues.append(await self._evaluate(dag, schedule))
+                except Exception as exc:  # one schedule's failure stops neither the others
+                    # nor the daemon: said, and tried again a minute later
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.error("schedule.failed", dag=dag.name, error=error)
+                    dues.append(self._now() + LOOK_AGAIN)
+
+        # the DAGs side by side: their store round trips overlap, and their ticks' records go
+        # to the store in shared batches (one after another, 100 DAGs due at once took 0.3-0.5 s)
+        async with anyio.create_task_group() as tg:
+            for dag in list(self._dags.values()):
+                tg.start_soon(one, dag)
+        return min(dues, default=None)
 
     async def _evaluate(self, dag: DAG, schedule: Schedule) -> float:
         name = dag.name

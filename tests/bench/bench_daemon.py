@@ -621,7 +621,7 @@ def main() -> None:
                 first = d[: args.dags]  # the first boundary's ticks, in the order they started
                 step = (first[-1] - first[0]) / (args.dags - 1)
                 print(
-                    f"   the scheduler fires one DAG after another: the first boundary's ticks "
+                    f"   spread of the first boundary's ticks "
                     f"start {ms(first[0])} to {ms(first[-1])} late, {step * 1000:.1f} ms per DAG"
                 )
             print(

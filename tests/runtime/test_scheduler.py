@@ -156,6 +156,12 @@ async def test_overlap_with_a_run_still_active(store: MemoryStore, overlap: str)
                 wall.at = T0 + 60 * minute + 0.1
                 await scheduler.evaluate()
                 await until(lambda: _started(store, scheduler, dag.name))
+
+            async def cancels_done() -> bool:  # cancel_previous: the runs it cancelled ended
+                runs = await runs_of(store, dag.name)
+                return overlap != "cancel_previous" or all(r.state.terminal for r in runs[:-1])
+
+            await until(cancels_done)
             runs = await runs_of(store, dag.name)
             states = [r.state for r in runs]
             skipped = (await store.skipped_ticks()).get((dag.name, "overlap"), 0)
