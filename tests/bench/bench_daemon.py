@@ -621,8 +621,8 @@ def main() -> None:
                 first = d[: args.dags]  # the first boundary's ticks, in the order they started
                 step = (first[-1] - first[0]) / (args.dags - 1)
                 print(
-                    f"   spread of the first boundary's ticks "
-                    f"start {ms(first[0])} to {ms(first[-1])} late, {step * 1000:.1f} ms per DAG"
+                    f"   the first boundary's ticks "
+                    f"started {ms(first[0])} to {ms(first[-1])} late, {step * 1000:.1f} ms per DAG"
                 )
             print(
                 f"   loop lag ({len(lags)} samples): p50 {ms(quantile(lags, 0.5))}, "
