@@ -133,6 +133,9 @@ class WriterClient:
         self._lock = threading.Lock()  # the pending requests, the order of what is sent
         self._ended: StoreError | None = None  # the writer process ended
         self._stats = {"batches": 0, "commits": 0}
+        # the message of a batch the database failed to write (a full disk), until one is
+        # written again: the stale refusals of the batches sent before it are its consequence
+        self._broken: str | None = None
         self._closed = False
 
     @classmethod
@@ -287,13 +290,21 @@ class WriterClient:
         self._stats["batches"], self._stats["commits"] = batches, commits
         with self._lock:
             requests = [self._pending.pop(request_id) for request_id, _, _ in results]
-        _hand_over(
-            loop,
-            [
-                (request, ok, value if ok else self._failure(value))
-                for request, (_, ok, value) in zip(requests, results, strict=True)
-            ],
-        )
+        outcomes = []
+        for request, (_, ok, value) in zip(requests, results, strict=True):
+            if ok:
+                self._broken = None
+                outcomes.append((request, ok, value))
+                continue
+            kind, message = value
+            if kind == "store":
+                self._broken = message
+            elif kind == "stale" and self._broken is not None:
+                # a batch sent before the database failed expected what the failed batch
+                # would have written: the failure is that one, said as it was
+                value = ("store", self._broken)
+            outcomes.append((request, ok, self._failure(value)))
+        _hand_over(loop, outcomes)
 
     def _finish(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
         """The writer said its last (or ended): what still waits fails, the process is reaped
