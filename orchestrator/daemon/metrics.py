@@ -93,20 +93,7 @@ class DaemonMetrics:
     def set_jobs_in_flight(self, count: int) -> None:
         self._in_flight.set(count)
 
-    # counters: what happened
-
-    def submitted(self, connection: str) -> None:
-        self._submissions.labels(connection=connection).inc()
-
-    def polled(self, connection: str) -> None:
-        self._polls.labels(connection=connection).inc()
-
-    def http_error(self, connection: str) -> None:
-        self._http_errors.labels(connection=connection).inc()
-
-    def webhook_delivered(self, outcome: str) -> None:
-        """One delivery attempt: ``outcome`` such as ``delivered``, ``retry``, ``failed``."""
-        self._webhooks.labels(outcome=outcome).inc()
+    # counters: what happened (the remotes' calls and webhook deliveries: see sync)
 
     def tick_started(self, delay: float) -> None:
         """A schedule tick started ``delay`` seconds after its nominal time."""

@@ -199,12 +199,10 @@ class Daemon:
         for error in self.catalog.errors:
             log.error("dag.load_failed", path=str(error.path), error=error.message)
         log.info("dags.reloaded", dags=sorted(self.catalog.dags), errors=len(self.catalog.errors))
-        if self._scheduler is not None and not self.stopping:
-            self._scheduler.update(self.catalog.dags)
+        self._reschedule()
 
-    def reload(self) -> None:
-        """Read the folder again (SIGHUP) and schedule what it holds now."""
-        self._load()
+    def _reschedule(self) -> None:
+        """Schedule what the folder holds now (not once stopping)."""
         if self._scheduler is not None and not self.stopping:
             self._scheduler.update(self.catalog.dags)
 
@@ -216,8 +214,7 @@ class Daemon:
                 if signum == signal.SIGHUP:
                     log.info("daemon.reloading", signal=name)
                     await anyio.to_thread.run_sync(self._load)
-                    if self._scheduler is not None and not self.stopping:
-                        self._scheduler.update(self.catalog.dags)
+                    self._reschedule()
                 elif self.stopping:
                     log.warning("daemon.exiting", signal=name, note="at once")
                     everything.cancel()

@@ -5,11 +5,11 @@ back)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import logs
 from ..connections import Connection, connection_secrets
@@ -72,6 +72,9 @@ def _masked(exc: BaseException) -> BaseException:
     return exc
 
 
+T = TypeVar("T")
+
+
 class MaskedConnector:
     """A connector as the engine sees it: the protocol forwarded unchanged, and every text a
     remote sends back (error messages, outputs, log tails, remote statuses, cancel messages) is
@@ -87,27 +90,26 @@ class MaskedConnector:
         self.label = label  # the connection's name (the job type's, without one)
         self.calls = calls if calls is not None else Counter()  # (label, call) -> count
 
-    async def submit(self, submission: Submission) -> RemoteHandle:
-        self.calls[self.label, "submit"] += 1
+    async def _forward(self, call: str | None, request: Awaitable[T]) -> T:
+        """``request``'s answer; what it raises, masked. Counted as ``call`` (and as an
+        ``error`` if it raised), unless ``call`` is None."""
+        if call is not None:
+            self.calls[self.label, call] += 1
         try:
-            return await self.inner.submit(submission)
+            return await request
         except Exception as exc:
-            self.calls[self.label, "error"] += 1
+            if call is not None:
+                self.calls[self.label, "error"] += 1
             masked = _masked(exc)
             if masked is exc:
                 raise
             raise masked from None
 
+    async def submit(self, submission: Submission) -> RemoteHandle:
+        return await self._forward("submit", self.inner.submit(submission))
+
     async def poll(self, handle: RemoteHandle) -> PollResult:
-        self.calls[self.label, "poll"] += 1
-        try:
-            result = await self.inner.poll(handle)
-        except Exception as exc:
-            self.calls[self.label, "error"] += 1
-            masked = _masked(exc)
-            if masked is exc:
-                raise
-            raise masked from None
+        result = await self._forward("poll", self.inner.poll(handle))
         if not logs.has_secrets():
             return result
         return replace(
@@ -119,26 +121,12 @@ class MaskedConnector:
         )
 
     async def cancel(self, handle: RemoteHandle) -> CancelResult:
-        self.calls[self.label, "cancel"] += 1
-        try:
-            result = await self.inner.cancel(handle)
-        except Exception as exc:
-            self.calls[self.label, "error"] += 1
-            masked = _masked(exc)
-            if masked is exc:
-                raise
-            raise masked from None
+        result = await self._forward("cancel", self.inner.cancel(handle))
         message = logs.redact_text(result.message)
         return result if message == result.message else replace(result, message=message)
 
     async def find(self, submission: Submission) -> RemoteHandle | None:
-        try:
-            return await self.inner.find(submission)
-        except Exception as exc:
-            masked = _masked(exc)
-            if masked is exc:
-                raise
-            raise masked from None
+        return await self._forward(None, self.inner.find(submission))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

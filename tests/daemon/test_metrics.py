@@ -16,7 +16,7 @@ def value(metrics: DaemonMetrics, name: str, **labels: str) -> float | None:
 
 def test_metrics_live_in_their_own_registry() -> None:
     one, two = DaemonMetrics(), DaemonMetrics()
-    one.polled("ocapi")
+    one.sync({("ocapi", "poll"): 1}, {})
     assert value(one, "orchestrator_polls_total", connection="ocapi") == 1
     assert value(two, "orchestrator_polls_total", connection="ocapi") is None
     default = prometheus_client.REGISTRY
@@ -38,9 +38,9 @@ def test_counts_set_every_state() -> None:
 
 def test_counters_and_histograms() -> None:
     metrics = DaemonMetrics()
-    metrics.submitted("granta")
-    metrics.http_error("granta")
-    metrics.webhook_delivered("retry")
+    calls = {("granta", "submit"): 1, ("granta", "error"): 1}
+    metrics.sync(calls, {"retry": 1})
+    metrics.sync(calls, {"retry": 1})  # running totals: the same totals count once
     metrics.tick_skipped("overlap")
     metrics.tick_started(0.4)
     metrics.tick_started(75.0)

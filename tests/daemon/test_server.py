@@ -102,7 +102,7 @@ async def test_metrics_in_prometheus_text_format(
 ) -> None:
     session, base = client
     metrics.set_run_counts({"running": 2})
-    metrics.submitted("trifacta")
+    metrics.sync({("trifacta", "submit"): 1}, {})
     metrics.tick_started(0.3)
     metrics.tick_skipped("overlap")
     async with session.get(f"{base}/metrics") as response:
