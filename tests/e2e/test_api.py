@@ -293,45 +293,10 @@ async def test_bad_requests_get_json_errors_naming_the_field(
         assert body["error"]["message"]
 
 
-async def _events(
-    http: aiohttp.ClientSession, daemon: Daemon, until_run_ends: str, last_id: str | None = None
-) -> list[tuple[int, dict[str, Any]]]:
-    """The stream's events (id, data) until ``until_run_ends`` ended."""
-    headers = {**daemon.headers("read")}
-    if last_id is not None:
-        headers["Last-Event-ID"] = last_id
-    out: list[tuple[int, dict[str, Any]]] = []
-    async with http.get(f"{daemon.base}/api/v1/events", headers=headers) as answer:
-        assert answer.status == 200
-        assert answer.content_type == "text/event-stream"
-        event_id = None
-        with_timeout = asyncio.timeout(30)
-        async with with_timeout:
-            async for raw in answer.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("id: "):
-                    event_id = int(line[4:])
-                elif line.startswith("data: "):
-                    assert event_id is not None
-                    data = json.loads(line[6:])
-                    out.append((event_id, data))
-                    if (
-                        data["run"] == until_run_ends
-                        and data["kind"] == "run"
-                        and data["new"]
-                        in (
-                            "succeeded",
-                            "failed",
-                        )
-                    ):
-                        return out
-    raise AssertionError("the stream ended before the run")
-
-
 async def test_the_event_stream_resumed_with_last_event_id_misses_and_repeats_nothing(
     http: aiohttp.ClientSession, daemon: Daemon
 ) -> None:
-    run_id, events = await _events_for_next_run(http, daemon)
+    run_id, events = await _events(http, daemon)
     seqs = [seq for seq, _ in events]
     assert seqs == sorted(set(seqs))  # in order, none twice
     mine = [(seq, e) for seq, e in events if e["run"] == run_id]
@@ -341,21 +306,27 @@ async def test_the_event_stream_resumed_with_last_event_id_misses_and_repeats_no
     assert kinds[-1] == ("run", None, "succeeded")
     # reconnect from the middle: the rest, from the store, nothing twice, nothing missed
     middle = mine[len(mine) // 2][0]
-    again = await _events(http, daemon, run_id, last_id=str(middle))
+    _, again = await _events(http, daemon, run_id, last_id=str(middle))
     resumed = [(seq, e) for seq, e in again if e["run"] == run_id]
     assert resumed == [(seq, e) for seq, e in mine if seq > middle]
 
 
-async def _events_for_next_run(
-    http: aiohttp.ClientSession, daemon: Daemon
+async def _events(
+    http: aiohttp.ClientSession,
+    daemon: Daemon,
+    run_id: str | None = None,
+    last_id: str | None = None,
 ) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
-    """Connect the stream, trigger a run once connected, and read until it ended."""
+    """The stream's events (id, data) until ``run_id`` ended; without one, a run of ``quick``
+    triggered once the stream is connected."""
     headers = daemon.headers("read")
+    if last_id is not None:
+        headers["Last-Event-ID"] = last_id
     out: list[tuple[int, dict[str, Any]]] = []
     async with http.get(f"{daemon.base}/api/v1/events", headers=headers) as answer:
         assert answer.status == 200
+        assert answer.content_type == "text/event-stream"
         event_id = None
-        run_id = None
         async with asyncio.timeout(30):
             async for raw in answer.content:
                 line = raw.decode().rstrip("\n")

@@ -4,7 +4,8 @@ run, catch-up after downtime, overlap policies, pause and jitter. Ticks are fire
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,18 @@ class Wall:
 
     def __call__(self) -> float:
         return self.at
+
+
+@asynccontextmanager
+async def scheduling(
+    store: MemoryStore, dag: DAG, wall: Wall
+) -> AsyncIterator[tuple[RunHost, Scheduler]]:
+    """A host on ``store`` and its scheduler of ``dag`` in the clock ``wall``, in session."""
+    async with RunHost(store) as host:
+        scheduler = Scheduler(host, now=wall)
+        scheduler.update({dag.name: dag})
+        async with scheduler.session():
+            yield host, scheduler
 
 
 def scheduled(name: str = "every_minute", *, hang: bool = False, **schedule: Any) -> DAG:
@@ -70,15 +83,12 @@ async def test_a_new_schedule_fires_its_next_tick_once_with_its_nominal_time(
 ) -> None:
     wall = Wall(T0 + 30)  # 12:00:30: nothing before now is missed
     dag = scheduled()
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
-            assert await scheduler.evaluate() == T0 + 60  # look again at 12:01
-            assert await runs_of(store, dag.name) == []
-            wall.at = T0 + 60.2
-            await scheduler.evaluate()
-            await scheduler.evaluate()  # the same moment again: the tick is recorded
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        assert await scheduler.evaluate() == T0 + 60  # look again at 12:01
+        assert await runs_of(store, dag.name) == []
+        wall.at = T0 + 60.2
+        await scheduler.evaluate()
+        await scheduler.evaluate()  # the same moment again: the tick is recorded
     [run] = await settled(store, dag.name, 1)
     assert (run.trigger, run.nominal_at, run.state) == ("schedule", T0 + 60, RunState.SUCCEEDED)
     [tick] = await store.list_ticks(dag.name)
@@ -118,11 +128,8 @@ async def test_catch_up_after_downtime(
     dag = scheduled(catchup=catchup, overlap="queue_all")  # caught-up runs one at a time
     await store.apply([RecordTick(TickRecord(dag.name, T0, T0, "earlier", None))])
     wall = Wall(T0 + 600 + 45)  # down from 12:00 to 12:10:45: 12:01 ... 12:10 missed
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
-            await scheduler.evaluate()
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        await scheduler.evaluate()
     runs = await settled(store, dag.name, len(started))
     assert [r.nominal_at for r in runs] == [T0 + s for s in started]
     assert (await store.skipped_ticks()).get((dag.name, "catchup"), 0) == skipped
@@ -132,11 +139,8 @@ async def test_missed_ticks_older_than_the_window_are_skipped_as_such(store: Mem
     dag = scheduled(catchup="all", overlap="queue_all")
     await store.apply([RecordTick(TickRecord(dag.name, T0, T0, "earlier", None))])
     wall = Wall(T0 + 2 * 86_400 + 45)  # two days down; the window is one day
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
-            await scheduler.evaluate()
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        await scheduler.evaluate()
     counts = await store.skipped_ticks()
     assert counts[(dag.name, "outside window")] == 1440  # the first day's minutes
     assert len(await settled(store, dag.name, 10)) == 10  # the cap, oldest first
@@ -147,27 +151,24 @@ async def test_overlap_with_a_run_still_active(store: MemoryStore, overlap: str)
     """The first tick's run hangs; two more ticks come while it is active."""
     dag = scheduled(hang=True, overlap=overlap)
     wall = Wall(T0 + 30)
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
+    async with scheduling(store, dag, wall) as (host, scheduler):
+        await scheduler.evaluate()
+        for minute in (1, 2, 3):
+            wall.at = T0 + 60 * minute + 0.1
             await scheduler.evaluate()
-            for minute in (1, 2, 3):
-                wall.at = T0 + 60 * minute + 0.1
-                await scheduler.evaluate()
-                await until(lambda: _started(store, scheduler, dag.name))
+            await until(lambda: _started(store, scheduler, dag.name))
 
-            async def cancels_done() -> bool:  # cancel_previous: the runs it cancelled ended
-                runs = await runs_of(store, dag.name)
-                return overlap != "cancel_previous" or all(r.state.terminal for r in runs[:-1])
-
-            await until(cancels_done)
+        async def cancels_done() -> bool:  # cancel_previous: the runs it cancelled ended
             runs = await runs_of(store, dag.name)
-            states = [r.state for r in runs]
-            skipped = (await store.skipped_ticks()).get((dag.name, "overlap"), 0)
-            host.cancel_all("the test ends")
-            if overlap in ("queue", "queue_all"):
-                scheduler.stop()  # the queued runs stay queued
+            return overlap != "cancel_previous" or all(r.state.terminal for r in runs[:-1])
+
+        await until(cancels_done)
+        runs = await runs_of(store, dag.name)
+        states = [r.state for r in runs]
+        skipped = (await store.skipped_ticks()).get((dag.name, "overlap"), 0)
+        host.cancel_all("the test ends")
+        if overlap in ("queue", "queue_all"):
+            scheduler.stop()  # the queued runs stay queued
     R = RunState
     if overlap == "skip":
         assert (states, skipped) == ([R.RUNNING], 2)
@@ -191,41 +192,35 @@ async def _started(store: MemoryStore, scheduler: Scheduler, dag: str) -> bool:
 async def test_a_queued_run_starts_when_the_active_one_ends(store: MemoryStore) -> None:
     dag = scheduled(hang=True, overlap="queue")
     wall = Wall(T0 + 30)
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
+    async with scheduling(store, dag, wall) as (host, scheduler):
+        await scheduler.evaluate()
+        for minute in (1, 2):
+            wall.at = T0 + 60 * minute + 0.1
             await scheduler.evaluate()
-            for minute in (1, 2):
-                wall.at = T0 + 60 * minute + 0.1
-                await scheduler.evaluate()
-            await until(lambda: _started(store, scheduler, dag.name))
-            first, second = await runs_of(store, dag.name)
-            assert (first.state, second.state) == (RunState.RUNNING, RunState.QUEUED)
-            host.cancel(first.id, "done with it")
+        await until(lambda: _started(store, scheduler, dag.name))
+        first, second = await runs_of(store, dag.name)
+        assert (first.state, second.state) == (RunState.RUNNING, RunState.QUEUED)
+        host.cancel(first.id, "done with it")
 
-            async def second_running() -> bool:
-                run = await store.get_run(second.id)
-                return run is not None and run.state is RunState.RUNNING
+        async def second_running() -> bool:
+            run = await store.get_run(second.id)
+            return run is not None and run.state is RunState.RUNNING
 
-            await until(second_running)
-            host.cancel_all("the test ends")
+        await until(second_running)
+        host.cancel_all("the test ends")
 
 
 async def test_a_paused_schedule_records_its_ticks_as_skipped(store: MemoryStore) -> None:
     dag = scheduled()
     wall = Wall(T0 + 30)
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
-            await scheduler.evaluate()
-            await store.set_paused(dag.name, True, wall.at)
-            wall.at = T0 + 60.1
-            await scheduler.evaluate()
-            await store.set_paused(dag.name, False, wall.at)
-            wall.at = T0 + 120.1
-            await scheduler.evaluate()
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        await scheduler.evaluate()
+        await store.set_paused(dag.name, True, wall.at)
+        wall.at = T0 + 60.1
+        await scheduler.evaluate()
+        await store.set_paused(dag.name, False, wall.at)
+        wall.at = T0 + 120.1
+        await scheduler.evaluate()
     [run] = await settled(store, dag.name, 1)
     assert run.nominal_at == T0 + 120
     assert (await store.skipped_ticks()) == {(dag.name, "paused"): 1}
@@ -234,18 +229,15 @@ async def test_a_paused_schedule_records_its_ticks_as_skipped(store: MemoryStore
 async def test_jitter_delays_a_tick_by_a_fixed_amount_below_the_bound(store: MemoryStore) -> None:
     dag = scheduled(jitter="20s")
     wall = Wall(T0 + 30)
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
-            await scheduler.evaluate()
-            wall.at = T0 + 60
-            due = await scheduler.evaluate()
-            assert due is not None
-            assert T0 + 60 < due < T0 + 80  # its jitter, not yet over
-            assert await runs_of(store, dag.name) == []
-            wall.at = due
-            await scheduler.evaluate()
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        await scheduler.evaluate()
+        wall.at = T0 + 60
+        due = await scheduler.evaluate()
+        assert due is not None
+        assert T0 + 60 < due < T0 + 80  # its jitter, not yet over
+        assert await runs_of(store, dag.name) == []
+        wall.at = due
+        await scheduler.evaluate()
     [run] = await settled(store, dag.name, 1)
     assert run.nominal_at == T0 + 60
     assert run.created_at == due
@@ -254,14 +246,11 @@ async def test_jitter_delays_a_tick_by_a_fixed_amount_below_the_bound(store: Mem
 async def test_a_dag_no_longer_given_is_not_scheduled(store: MemoryStore) -> None:
     dag = scheduled()
     wall = Wall(T0 + 30)
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
-            await scheduler.evaluate()
-            scheduler.update({})
-            wall.at = T0 + 60.1
-            assert await scheduler.evaluate() is None
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        await scheduler.evaluate()
+        scheduler.update({})
+        wall.at = T0 + 60.1
+        assert await scheduler.evaluate() is None
     assert await runs_of(store, dag.name) == []
 
 
@@ -276,17 +265,14 @@ async def test_the_scheduler_fires_each_tick_once_across_daylight_saving_time(
         Job("a", "fake")
     dag.validate()
     wall = Wall(datetime.fromisoformat(after).timestamp())
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        due = await scheduler.evaluate()
+        for _ in expected:
+            assert due is not None
+            wall.at = due  # the loop wakes when it said it would
             due = await scheduler.evaluate()
-            for _ in expected:
-                assert due is not None
-                wall.at = due  # the loop wakes when it said it would
-                due = await scheduler.evaluate()
-                assert due is not None
-                due = await scheduler.evaluate()  # nothing new at the same moment
+            assert due is not None
+            due = await scheduler.evaluate()  # nothing new at the same moment
     runs = await settled(store, dag.name, len(expected))
     assert [r.nominal_at for r in runs] == [datetime.fromisoformat(t).timestamp() for t in expected]
     assert [r.created_at for r in runs] == [r.nominal_at for r in runs]  # on time to the second
@@ -305,21 +291,18 @@ async def test_an_orphaned_run_of_the_dag_is_adopted_at_its_next_tick(store: Mem
     dead = f"{socket.gethostname()}:999999999:0"  # no such process
     await send_new_run(store, orphan, owner=dead, at=T0, exclusive=False).wait()
     wall = Wall(T0 + 30)
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
-            await scheduler.evaluate()
-            wall.at = T0 + 60.1
-            await scheduler.evaluate()  # the orphan is active: skipped, and adopted
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        await scheduler.evaluate()
+        wall.at = T0 + 60.1
+        await scheduler.evaluate()  # the orphan is active: skipped, and adopted
 
-            async def adopted() -> bool:
-                run = await store.get_run("orphan")
-                return run is not None and run.state is RunState.SUCCEEDED
+        async def adopted() -> bool:
+            run = await store.get_run("orphan")
+            return run is not None and run.state is RunState.SUCCEEDED
 
-            await until(adopted)
-            wall.at = T0 + 120.1
-            await scheduler.evaluate()
+        await until(adopted)
+        wall.at = T0 + 120.1
+        await scheduler.evaluate()
     runs = await settled(store, dag.name, 2)
     assert (runs[0].id, runs[0].nominal_at) == ("orphan", None)
     assert runs[1].nominal_at == T0 + 120
@@ -329,35 +312,33 @@ async def test_an_orphaned_run_of_the_dag_is_adopted_at_its_next_tick(store: Mem
 async def test_queue_all_runs_one_at_a_time_when_ticks_come_while_a_queued_run_runs(
     store: MemoryStore,
 ) -> None:
-    """A tick that comes while the drain runs the last queued run queues behind it: one drain
-    per DAG (two drains once started two runs at once)."""
+    """A tick that comes while the drain runs the last queued run queues behind it, and the
+    runs still go one at a time. (This passes with or without the one-drain-per-DAG change:
+    the double start it guards against was seen only in the end-to-end test, under load.)"""
     dag = scheduled(hang=True, overlap="queue_all")
     wall = Wall(T0 + 30)
 
     async def running() -> list[str]:
         return [r.id for r in await store.list_runs(dag=dag.name) if r.state is RunState.RUNNING]
 
-    async with RunHost(store) as host:
-        scheduler = Scheduler(host, now=wall)
-        scheduler.update({dag.name: dag})
-        async with scheduler.session():
+    async with scheduling(store, dag, wall) as (host, scheduler):
+        await scheduler.evaluate()
+        most = 0
+        for minute in (1, 2, 3, 4):
+            wall.at = T0 + 60 * minute + 0.1
             await scheduler.evaluate()
-            most = 0
-            for minute in (1, 2, 3, 4):
-                wall.at = T0 + 60 * minute + 0.1
-                await scheduler.evaluate()
-                await until(lambda: _started(store, scheduler, dag.name))
-                now = await running()
-                most = max(most, len(now))
-                if minute >= 2:
-                    host.cancel(now[0], "next")  # the queued one starts; a tick comes meanwhile
+            await until(lambda: _started(store, scheduler, dag.name))
+            now = await running()
+            most = max(most, len(now))
+            if minute >= 2:
+                host.cancel(now[0], "next")  # the queued one starts; a tick comes meanwhile
 
-                    async def next_started(previous: str = now[0]) -> bool:
-                        ids = await running()
-                        return bool(ids) and previous not in ids
+                async def next_started(previous: str = now[0]) -> bool:
+                    ids = await running()
+                    return bool(ids) and previous not in ids
 
-                    await until(next_started)
-                    most = max(most, len(await running()))
-            host.cancel_all("the test ends")
-            scheduler.stop()
+                await until(next_started)
+                most = max(most, len(await running()))
+        host.cancel_all("the test ends")
+        scheduler.stop()
     assert most == 1
