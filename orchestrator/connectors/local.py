@@ -319,6 +319,8 @@ class JobContext:
     attempt: int
     params: Mapping[str, Any]  # the run's parameters
     kwargs: Mapping[str, Any]  # the job's own fields
+    upstream: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The outputs of the job's direct upstreams, by job id (``ctx.upstream["extract"]``)."""
 
 
 @dataclass(slots=True)
@@ -342,6 +344,7 @@ class PythonConnector(_TaskGroupOwner):
         params = dict(submission.params)
         fn = params.pop("call")
         run_params = params.pop("__run_params__", {})
+        upstream = params.pop("__upstream__", {})
         ctx = JobContext(
             submission.dag,
             submission.run_id,
@@ -349,6 +352,7 @@ class PythonConnector(_TaskGroupOwner):
             submission.attempt,
             run_params,
             params,
+            upstream,
         )
         call = _Call()
         self._calls[submission.idempotency_key] = call

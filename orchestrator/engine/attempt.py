@@ -28,11 +28,13 @@ from ..connectors.base import (
 )
 from ..errors import ConnectorError, StoreError, TransientError
 from ..model.dag import DAG
+from ..model.refs import RefError
 from ..model.retry import Outcome
 from ..model.states import AttemptState, JobState, Reconcile, RunState
 from .journal import Journal
 from .ports import CallbackUrls, ConnectorProvider
 from .records import JobRun
+from .references import reference_tokens, upstream_outputs
 
 MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt errors
 # seconds between polls (jittered) of an attempt whose remote was asked to call back: its end
@@ -41,6 +43,7 @@ CALLBACK_FALLBACK = 30.0
 
 _UNKNOWN: Any = object()  # outcome of a submission that policy forbids resubmitting
 _CANCELLED: Any = object()  # outcome of an attempt whose job alone was cancelled
+_UNRESOLVED: Any = object()  # outcome of an attempt whose fields' references do not resolve
 _ENDED = {outcome: AttemptState(outcome.value) for outcome in Outcome}  # how an attempt ended
 
 _ACTIVE = (RunState.QUEUED, RunState.RUNNING)
@@ -128,6 +131,11 @@ class Attempts(Journal):
             self._set(jr, JobState.UNKNOWN, result.error)
             self._job_done(jr)
             return
+        if result.outcome is _UNRESOLVED:  # retrying would not change the upstreams' outputs
+            self._attempt_write(jr, AttemptState.FAILED, error=result.error)
+            self._set(jr, JobState.FAILED, result.error)
+            self._job_done(jr)
+            return
         if result.outcome is _CANCELLED:  # this job alone: the run goes on
             self._attempt_write(jr, AttemptState.CANCELLED, error=result.error)
             self._set(jr, JobState.CANCELLED, result.error)
@@ -157,11 +165,16 @@ class Attempts(Journal):
         job = jr.job
         params: Mapping[str, Any] = job.params
         if jr.has_tokens:
-            params = jr.job_type.substitute(
-                params, {**self._tokens_base, "jobId": jr.id, "attempt": jr.attempts}
-            )
+            tokens = {**self._tokens_base, "jobId": jr.id, "attempt": jr.attempts}
+            tokens.update(reference_tokens(job, self.run.jobs, {"params": self.run.params}))
+            params = jr.job_type.substitute(params, tokens)
         if job.call is not None:
-            params = {**params, "call": job.call, "__run_params__": self.run.params}
+            params = {
+                **params,
+                "call": job.call,
+                "__run_params__": self.run.params,
+                "__upstream__": upstream_outputs(jr.id, self.run.jobs),
+            }
         key = f"{self.run.id}/{jr.id}/{jr.attempts}"
         submission = Submission(
             self.dag.name, self.run.id, jr.id, jr.attempts, key, params, wake=jr.wake
@@ -173,7 +186,10 @@ class Attempts(Journal):
     async def _attempt(self, jr: JobRun) -> _Attempt:
         """Submit a new attempt (written ahead), then follow it to its end."""
         connector = self._connectors.get(jr.job_type, jr.job.connection)
-        submission = self._submission(jr)
+        try:
+            submission = self._submission(jr)
+        except RefError as exc:
+            return _Attempt(_UNRESOLVED, str(exc))
         if self._store is not None:
             self._attempt_write(jr, AttemptState.SUBMITTING, key=submission.idempotency_key)
             await self._commit()  # durable before the request leaves

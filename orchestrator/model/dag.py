@@ -19,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 
+from . import refs
 from .durations import parse_duration
 from .retry import RetryPolicy
 from .tokens import has_tokens
@@ -51,6 +52,8 @@ class Job:
         webhooks: list[dict[str, Any]] | None = None,
         call: Callable[..., Any] | None = None,
         vertex: str | int | None = None,
+        map: Any = None,
+        map_limit: int = 1000,
         **params: Any,
     ) -> None:
         self.id = id
@@ -66,12 +69,29 @@ class Job:
         self.webhooks = list(webhooks or [])
         self.call = call
         self.vertex = id if vertex is None else vertex
+        # upstream outputs built in Python (``a.outputs.path``) are written as references, and
+        # make this job depend on theirs
+        params, sources = refs.outputs_in(params)
+        self.map, map_sources = refs.outputs_in(map)
         self.params = params
+        self.map_limit = map_limit
         self._tokens: tuple[dict[str, Any], bool] | None = None  # params and has_tokens
+        # params and their references (``{{ job.path }}``), parsed once: see engine.references
+        self._refs: tuple[Mapping[str, Any], dict[str, Any]] | None = None
         self.dag: DAG | None = None
         dag = _current_dag.get()
         if dag is not None:
             dag.add(self)
+        own = self.dag
+        if own is not None:
+            for source in (*sources, *map_sources):
+                if source.dag is own and own.jobs.get(source.id) is source:
+                    own.add_edge(source, self)
+
+    @property
+    def outputs(self) -> refs.Output:
+        """This job's outputs, to put in another job's field: ``extract.outputs.files[0]``."""
+        return refs.Output(self.id, (), self)
 
     # -- resolved views (valid after DAG.validate) ----------------------------------------
     @property

@@ -198,6 +198,8 @@ def dag_from_json(data: Any, *, source: str = "<json>", duplicates: Duplicates =
             on_ambiguous_submit=spec.get("onAmbiguousSubmit"),
             description=spec.get("description"),
             webhooks=job_webhooks,
+            map=spec.get("map"),
+            map_limit=spec.get("mapLimit", 1000),
         )
         # the job type's fields, as they are: never taken for Job's own arguments
         job.params = {k: v for k, v in spec.items() if k not in ENGINE_FIELDS}

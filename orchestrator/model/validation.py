@@ -14,7 +14,7 @@ from cronsim import CronSim, CronSimError
 
 from ..errors import DagValidationError
 from ..printable import name_problem
-from . import states
+from . import refs, states
 from .durations import parse_duration
 from .trigger_rules import TriggerRule
 from .webhook_definitions import validate_webhooks
@@ -34,6 +34,8 @@ ENGINE_FIELDS = frozenset(
         "webhooks",
         "onAmbiguousSubmit",
         "description",
+        "map",
+        "mapLimit",
     }
 )
 # the words onAmbiguousSubmit takes, as validation shows them
@@ -141,6 +143,10 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         # find_cycle is slow on big graphs: only ask it once we know there is a cycle
         cycle = nx.find_cycle(dag.graph)
         bad(None, f"jobGraph: cycle {cycle_text([edge[0] for edge in cycle])}")
+    elif not unknown_nodes:
+        for job in dag.jobs.values():
+            for problem in reference_problems(dag, job):
+                bad(job.id, problem)
     if problems:
         raise DagValidationError(problems)
 
@@ -315,3 +321,79 @@ def schedule_problems(schedule: Mapping[str, Any]) -> list[str]:
         if (problem := schedule_field_problem(str(name), value)) is not None:
             problems.append(f"field 'schedule.{name}': {problem}")
     return problems
+
+
+# -- references and maps (:mod:`.refs`) --------------------------------------------------------
+
+DEFAULT_MAP_LIMIT = 1000  # instances of one mapped job, unless its ``mapLimit`` says otherwise
+
+
+def ancestors(dag: DAG, job_id: str) -> set[str]:
+    """Every job upstream of ``job_id``, near or far."""
+    seen: set[str] = set()
+    todo = [job_id]
+    while todo:
+        for parent in dag.upstream(todo.pop()):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
+
+
+def reference_problems(dag: DAG, job: Any) -> list[str]:
+    """What is wrong with a job's references and its ``map`` (the graph is known good)."""
+    if not refs.has_braces(job.params) and job.map is None:
+        return []
+    known: list[set[str]] = []
+
+    def upstream() -> set[str]:
+        if not known:
+            known.append(ancestors(dag, job.id))
+        return known[0]
+
+    mapped = job.map is not None
+    out = refs.problems(job.params, dag.jobs, upstream, mapped=mapped)
+    if mapped:
+        out.extend(_map_problems(dag, job, upstream))
+    return out
+
+
+def _map_problems(dag: DAG, job: Any, upstream: Callable[[], set[str]]) -> list[str]:
+    value, limit = job.map, job.map_limit
+    out = []
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_JOBS:
+        out.append(f"field 'mapLimit': expected a whole number from 1 to {MAX_JOBS}, got {limit!r}")
+        limit = DEFAULT_MAP_LIMIT
+    if isinstance(value, list):
+        if len(value) > limit:
+            out.append(
+                f"field 'map': {len(value)} items, more than the limit of {limit} ('mapLimit')"
+            )
+        return out
+    whole = refs.PATTERN.fullmatch(value) if isinstance(value, str) else None
+    if whole is None:
+        return [
+            *out,
+            "field 'map': expected a list, or one reference to a list ({{ job.path }} or "
+            f"{{{{ params.name }}}}), got {value!r}",
+        ]
+    out.extend(refs.problems({"map": value}, dag.jobs, upstream, mapped=False))
+    try:
+        ref = refs.parse(whole.group(1))
+    except refs.RefError:
+        return out  # said above
+    if isinstance(ref, refs.Literal):
+        out.append(
+            f"field 'map': expected a list, or one reference to a list, got the text {ref.value!r}"
+        )
+    elif ref.root == "params":
+        try:
+            default = refs.resolve(ref, lambda job: None, {"params": dag.params})
+        except refs.RefError:
+            return out  # the run's parameters may hold it: checked when the job expands
+        if not isinstance(default, list):
+            out.append(
+                f"field 'map': {str(ref)!r} is not a list (the DAG's parameters give it "
+                f"{type(default).__name__} {default!r})"
+            )
+    return out

@@ -1,0 +1,139 @@
+"""References to upstream outputs in job fields (``{{ job.path }}``), resolved by the engine
+when a job is submitted: JSON values into JSON fields, data into shell strings, never read
+again for tokens; one that does not resolve fails its job (not the run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator import DAG, Job, JobContext, JobState, RunState, run_dag
+
+SEEN: dict[str, Any] = {}
+
+
+async def produce(ctx: JobContext) -> Any:
+    return {
+        "files": ["gs://b/out 1.csv", "gs://b/out2.csv"],
+        "count": 2,
+        "tricky": "$runId {{ x }}",
+    }
+
+
+async def consume(ctx: JobContext) -> Any:
+    SEEN[ctx.job_id] = {"kwargs": dict(ctx.kwargs), "upstream": dict(ctx.upstream)}
+    return None
+
+
+async def test_a_whole_field_takes_the_json_value_and_a_string_its_text() -> None:
+    SEEN.clear()
+    with DAG("refs") as dag:
+        a = Job("a", "python", call=produce)
+        b = Job(
+            "b",
+            "python",
+            call=consume,
+            files="{{ a.result.files }}",  # the list itself
+            first="{{ a.result.files[0] }}",
+            line="n={{ a.result.count }} first={{ a.result.files[-1] }}",
+            tricky="{{ a.result.tricky }}",  # never read again for $tokens or references
+            literal='{{ "{{" }} not a reference }}',
+        )
+        a >> b
+    dag.validate()
+    run = await run_dag(dag)
+    assert run.state is RunState.SUCCEEDED, run.jobs["b"].error
+    kwargs = SEEN["b"]["kwargs"]
+    assert kwargs["files"] == ["gs://b/out 1.csv", "gs://b/out2.csv"]
+    assert kwargs["first"] == "gs://b/out 1.csv"
+    assert kwargs["line"] == "n=2 first=gs://b/out2.csv"
+    assert kwargs["tricky"] == "$runId {{ x }}"
+    assert kwargs["literal"] == "{{ not a reference }}"
+    assert SEEN["b"]["upstream"] == {"a": {"result": (await produce(None))}}  # type: ignore[arg-type]
+
+
+async def test_python_outputs_make_the_reference_and_the_edge() -> None:
+    SEEN.clear()
+    with DAG("built") as dag:
+        a = Job("a", "python", call=produce)
+        Job(
+            "b",
+            "python",
+            call=consume,
+            first=a.outputs.result.files[0],
+            n=f"n={a.outputs['result']['count']}",
+        )
+    assert dag.upstream("b") == ["a"]
+    assert dag.jobs["b"].params == {
+        "first": "{{ a.result.files[0] }}",
+        "n": "n={{ a.result.count }}",
+    }
+    dag.validate()
+    run = await run_dag(dag)
+    assert run.state is RunState.SUCCEEDED
+    assert SEEN["b"]["kwargs"] == {"first": "gs://b/out 1.csv", "n": "n=2"}
+
+
+async def test_a_shell_command_gets_the_value_as_data() -> None:
+    async def hostile(ctx: JobContext) -> Any:
+        return {"name": "x'; touch /tmp/pwned-by-ref; echo '"}
+
+    with DAG("shell") as dag:
+        a = Job("a", "python", call=hostile)
+        b = Job(
+            "b", "command", command="echo \"{{ a.result.name }}\" && echo '{{ a.result.name }}'"
+        )
+        c = Job("c", "command", command=["echo", "{{ a.result.name }}"])
+        a >> [b, c]
+    dag.validate()
+    run = await run_dag(dag)
+    assert run.state is RunState.SUCCEEDED
+    name = "x'; touch /tmp/pwned-by-ref; echo '"
+    assert run.jobs["b"].log_tail == f"{name}\n{name}\n"
+    assert run.jobs["c"].log_tail == f"{name}\n"
+
+
+async def test_a_reference_that_does_not_resolve_fails_its_job_not_the_run() -> None:
+    SEEN.clear()
+    with DAG("missing") as dag:
+        a = Job("a", "python", call=produce)
+        b = Job(
+            "b",
+            "python",
+            call=consume,
+            x="{{ a.result.nothing }}",
+            retries=3,
+        )
+        c = Job("c", "python", call=consume, x="{{ a.result.files[5] }}")
+        d = Job("d", "python", call=consume, x="{{ a.result.count }}")
+        a >> [b, c, d]
+    dag.validate()
+    run = await run_dag(dag)
+    b, c, d = run.jobs["b"], run.jobs["c"], run.jobs["d"]
+    assert b.state is JobState.FAILED
+    assert b.attempts == 1  # retrying cannot change the upstream's outputs
+    assert b.error == (
+        "reference '{{ a.result.nothing }}': a.result has no 'nothing' "
+        "(it has: count, files, tricky)"
+    )
+    assert c.state is JobState.FAILED
+    assert c.error == "reference '{{ a.result.files[5] }}': a.result.files has 2 items, no [5]"
+    assert d.state is JobState.SUCCEEDED  # the run goes on
+    assert run.state is RunState.FAILED
+    assert "b" not in SEEN
+    assert "c" not in SEEN
+
+
+async def test_params_are_reachable_as_json_values() -> None:
+    SEEN.clear()
+    with DAG("params", params={"regions": ["eu", "us"]}) as dag:
+        Job(
+            "b",
+            "python",
+            call=consume,
+            regions="{{ params.regions }}",
+            one="{{ params.regions[1] }}",
+        )
+    dag.validate()
+    run = await run_dag(dag)
+    assert run.state is RunState.SUCCEEDED
+    assert SEEN["b"]["kwargs"] == {"regions": ["eu", "us"], "one": "us"}
