@@ -61,11 +61,14 @@ def run_view(
             remote[attempt.job_id] = attempt.handle
     order = [job_id for job_id in declared if job_id in jobs]
     order += [job_id for job_id in jobs if job_id not in declared]
+    if len(order) > len(declared):  # a mapped job's instances, right after it
+        order = instances_after_their_job(order, declared)
     return {
         **run_summary(record),
         "jobs": {
             "data": [
-                _job(jobs[job_id], declared.get(job_id), remote.get(job_id)) for job_id in order
+                _job(jobs[job_id], _declared(declared, job_id), remote.get(job_id))
+                for job_id in order
             ]
         },
         "attempts": [
@@ -85,6 +88,32 @@ def run_view(
         "events": events,
         "jobGraph": definition.get("jobGraph"),
     }
+
+
+def _declared(declared: Mapping[str, Any], job_id: str) -> Any:
+    """A job's declaration; an instance's (``job[3]``) is its mapped job's."""
+    found = declared.get(job_id)
+    if found is None and job_id.endswith("]"):
+        found = declared.get(job_id[: job_id.rfind("[")])
+    return found
+
+
+def instances_after_their_job(order: list[str], declared: Mapping[str, Any]) -> list[str]:
+    """``order`` with each instance (``job[3]``) of a declared job right after that job, in the
+    order of their items."""
+    instances: dict[str, list[tuple[int, str]]] = {}
+    rest = []
+    for job_id in order:
+        base, _, index = job_id[:-1].rpartition("[") if job_id.endswith("]") else ("", "", "")
+        if base in declared and index.isdigit() and job_id not in declared:
+            instances.setdefault(base, []).append((int(index), job_id))
+        else:
+            rest.append(job_id)
+    out = []
+    for job_id in rest:
+        out.append(job_id)
+        out.extend(i for _, i in sorted(instances.get(job_id, ())))
+    return out
 
 
 def _job(job: JobRecord, declared: Mapping[str, Any] | None, remote: Any) -> dict[str, Any]:

@@ -31,10 +31,10 @@ from ..model.dag import DAG
 from ..model.refs import RefError
 from ..model.retry import Outcome
 from ..model.states import AttemptState, JobState, Reconcile, RunState
-from .journal import Journal
+from .fanout import Expansions
 from .ports import CallbackUrls, ConnectorProvider
 from .records import JobRun
-from .references import reference_tokens, upstream_outputs
+from .references import reference_tokens, scope, upstream_outputs
 
 MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt errors
 # seconds between polls (jittered) of an attempt whose remote was asked to call back: its end
@@ -85,7 +85,7 @@ def _after_store() -> None:
     crash.reached("after_store")
 
 
-class Attempts(Journal):
+class Attempts(Expansions):
     """The attempt lifecycle (a part of the run executor)."""
 
     # the executor's state that attempts read and write (set in RunExecutor.__init__)
@@ -113,6 +113,9 @@ class Attempts(Journal):
     async def _run_job(self, jr: JobRun) -> None:
         if jr.started_at is None:
             jr.started_at = self._clock.time()
+        if jr.job.map is not None:  # not a job to submit: its instances are
+            await self._expand(jr)
+            return
         if jr.adopt:
             jr.adopt = False
             result = await self._adopt(jr)
@@ -166,14 +169,14 @@ class Attempts(Journal):
         params: Mapping[str, Any] = job.params
         if jr.has_tokens:
             tokens = {**self._tokens_base, "jobId": jr.id, "attempt": jr.attempts}
-            tokens.update(reference_tokens(job, self.run.jobs, {"params": self.run.params}))
+            tokens.update(reference_tokens(job, self.run.jobs, scope(job, self.run.params)))
             params = jr.job_type.substitute(params, tokens)
         if job.call is not None:
             params = {
                 **params,
                 "call": job.call,
                 "__run_params__": self.run.params,
-                "__upstream__": upstream_outputs(jr.id, self.run.jobs),
+                "__upstream__": upstream_outputs(job, self.run.jobs),
             }
         key = f"{self.run.id}/{jr.id}/{jr.attempts}"
         submission = Submission(

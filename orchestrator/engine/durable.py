@@ -125,8 +125,15 @@ async def load_dag_for(store: Store, record: RunRecord) -> DAG:
     return dag
 
 
-def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecord]) -> None:
-    """Put stored states back into a fresh executor's records (call after building it)."""
+def restore(
+    run: Run,
+    jobs: Mapping[str, JobRecord],
+    attempts: list[AttemptRecord],
+    *,
+    count: bool = True,
+) -> None:
+    """Put stored states back into a fresh executor's records (call after building it); and,
+    with ``count``, the ended jobs into their dependents' counts (:func:`count_ended`)."""
     last: dict[str, AttemptRecord] = {}
     for each in attempts:
         last[each.job_id] = each
@@ -165,6 +172,12 @@ def restore(run: Run, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecor
                     f"run {run.id}: job {job_id} is {record.state.value} but its attempt "
                     f"{attempt.attempt} is {attempt.state}"
                 )
+    if count:
+        count_ended(run)
+
+
+def count_ended(run: Run) -> None:
+    """The ended jobs of a restored run, in their dependents' upstream counts."""
     for jr in run.jobs.values():
         if jr.state.terminal:
             for child in jr.children:

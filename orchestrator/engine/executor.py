@@ -39,11 +39,13 @@ from ..store.base import (
     StateEvent,
 )
 from .attempt import Attempts
-from .durable import restore
+from .durable import count_ended, restore
+from .fanout import Expansion
 from .journal import Observer, _Batch
 from .ports import CallbackUrls, ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
 from .records import JobRun, Run
 from .slots import Slots
+from .waits import RetryWaits
 
 __all__ = ["ExecutorStatistics", "Observer", "RunExecutor"]
 
@@ -63,7 +65,7 @@ class ExecutorStatistics:
     retry_waiting: int  # jobs waiting for their next attempt (they hold neither)
 
 
-class RunExecutor(Attempts):
+class RunExecutor(RetryWaits, Attempts):
     """Runs one run: scheduling here, the attempt lifecycle in :mod:`.attempt`, the journal in
     :mod:`.journal` (parts of this class, sharing its state)."""
 
@@ -143,6 +145,8 @@ class RunExecutor(Attempts):
         self.lease: Lease | None = None
         self._stop_reason: str | None = None
         self._tokens_base = {"runId": run.id, "dagName": dag.name, **run.params}
+        self._expansions: dict[str, Expansion] = {}
+        self._instance_of: dict[str, Expansion] = {}
         self._tg: Any = None
         self._log = structlog.get_logger("orchestrator.engine").bind(dag=dag.name, run=run.id)
         self._debug = self._log.is_enabled_for(logging.DEBUG)  # once: a state change is hot
@@ -174,6 +178,8 @@ class RunExecutor(Attempts):
             return None
         if jr.state.terminal:
             return jr.state.value
+        if self._cancel_instances(job_id, reason):  # a mapped job: all its instances
+            return "cancelling"
         if jr.state in (JobState.SUBMITTING, JobState.RUNNING):
             jr.cancel_reason = reason
             jr.wake()
@@ -186,7 +192,12 @@ class RunExecutor(Attempts):
     def resume_from(self, jobs: Mapping[str, JobRecord], attempts: list[AttemptRecord]) -> None:
         """Continue a run that did not end, from its jobs and attempts as the store has them:
         in-flight attempts are followed, never submitted again."""
-        restore(self.run, jobs, attempts)
+        known = {job_id: job for job_id, job in jobs.items() if job_id in self.run.jobs}
+        restore(self.run, known, attempts, count=False)
+        if len(known) < len(jobs):  # the instances of mapped jobs that expanded
+            instances = self._re_expand(jobs)
+            restore(self.run, {i: jobs[i] for i in instances}, attempts, count=False)
+        count_ended(self.run)
         self._resumed = True
 
     def wake(self, job_id: str, attempt: int | None = None) -> bool:
@@ -278,6 +289,7 @@ class RunExecutor(Attempts):
     def _start_ready(self) -> None:
         """Queue what can run: roots at the start; after a restart, whatever was queued,
         waiting for a retry, or in flight (adopted, never submitted again)."""
+        self._ended_expansions()  # mapped jobs whose instances all ended while we were down
         for jr in self.run.jobs.values():
             state = jr.state
             if state is JobState.PENDING:
@@ -298,6 +310,8 @@ class RunExecutor(Attempts):
             elif state is JobState.QUEUED:
                 heapq.heappush(self._heap, (-jr.priority, next(self._seq), jr))
             elif state in (JobState.SUBMITTING, JobState.RUNNING):
+                if jr.id in self._expansions:  # it ends with its instances
+                    continue
                 jr.adopt = True
                 heapq.heappush(self._heap, (-jr.priority, next(self._seq), jr))
 
@@ -381,6 +395,8 @@ class RunExecutor(Attempts):
                     )
                     self._remaining -= 1
                     stack.append(child)
+        if self._instance_of and jr.id in self._instance_of:
+            self._instance_done(jr)
         if jr.state is JobState.FAILED and self.dag.fail_fast:
             self._stop(RunState.FAILED, f"fail_fast: job {jr.id!r} failed")
         if self._remaining == 0:
@@ -426,37 +442,6 @@ class RunExecutor(Attempts):
                 heapq.heappush(self._heap, entry)
             blocked.clear()
             self._need.set()
-
-    # -- retry waits ---------------------------------------------------------------------
-    def _wait_retry(self, jr: JobRun, delay: float) -> None:
-        """Hold ``jr`` in the due-time queue until its next attempt is due: a waiting retry
-        holds no worker and no slot. Then it is queued like any ready job."""
-        entry = (self._clock.monotonic() + delay, next(self._seq), jr)
-        heapq.heappush(self._due, entry)
-        if not self._timing:
-            self._timing = True
-            self._tg.start_soon(self._wake_due)
-        elif self._due[0] is entry and self._timer is not None:
-            self._timer.cancel()  # due before the one it sleeps for
-
-    async def _wake_due(self) -> None:
-        """The timer of the due-time queue: sleeps until the first due time, queues what is
-        due, and ends when no retry waits (the next one starts it again)."""
-        due = self._due
-        try:
-            while due:
-                wait = due[0][0] - self._clock.monotonic()
-                if wait > 0:
-                    with anyio.CancelScope() as self._timer:
-                        await self._clock.sleep(wait)
-                    self._timer = None
-                    continue
-                jr = heapq.heappop(due)[2]
-                if jr.state is JobState.RETRY_WAIT:
-                    self._queue(jr)  # back in line like any ready job: slots and pools apply
-        finally:
-            self._timing = False
-            self._timer = None
 
     # -- workers -------------------------------------------------------------------------
     async def _spawner(self) -> None:

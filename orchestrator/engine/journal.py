@@ -11,7 +11,7 @@ itself, as it did when they were written in one class.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -95,6 +95,7 @@ class Journal:
     _sink: EventSink | None
     _watched: frozenset[str]  # the jobs whose end the sink is told of (with a store only)
     _sink_pending: bool  # a batch to come holds operations of the sink
+    _new_jobs: Sequence[str] = ()  # jobs added to the run (a map's instances), to insert
 
     if TYPE_CHECKING:
 
@@ -259,7 +260,8 @@ class Journal:
             jr.dirty = 0
         self._dirty = []
         events, self._events = self._events, []
-        return Changes(run_id, jobs, attempts, events, self.lease)
+        new_jobs, self._new_jobs = self._new_jobs, ()
+        return Changes(run_id, jobs, attempts, events, self.lease, new_jobs)
 
     def _cut(self) -> None:
         """Put what changed so far into the next batch as it is, before an operation that

@@ -39,7 +39,44 @@ def reference_tokens(
     return {refs.KEY + text: refs.resolve(ref, outputs, scope) for text, ref in found.items()}
 
 
-def upstream_outputs(job_id: str, jobs: Mapping[str, JobRun]) -> dict[str, dict[str, Any]]:
-    """The outputs of a job's direct upstreams, by id (what a ``python`` job's context gets)."""
-    jr = jobs[job_id]
-    return {p: dict(jobs[p].outputs) for p in jr.job.dag.upstream(job_id)} if jr.job.dag else {}
+def upstream_outputs(job: Job, jobs: Mapping[str, JobRun]) -> dict[str, dict[str, Any]]:
+    """The outputs of a job's direct upstreams, by id (what a ``python`` job's context gets);
+    an instance's are its mapped job's."""
+    if job.dag is None:
+        return {}
+    return {p: dict(jobs[p].outputs) for p in job.dag.upstream(job.instance_of or job.id)}
+
+
+def scope(job: Job, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``params`` and ``item`` name for ``job``."""
+    if job.instance_of is None:
+        return {"params": params}
+    return {"params": params, "item": job.item}
+
+
+def map_items(job: Job, jobs: Mapping[str, JobRun], params: Mapping[str, Any]) -> list[Any]:
+    """The list a mapped job maps over; :class:`refs.RefError` saying why there is none."""
+    value = job.map
+    if isinstance(value, list):
+        return value
+    whole = refs.PATTERN.fullmatch(value) if isinstance(value, str) else None
+    ref = refs.parse(whole.group(1)) if whole is not None else None
+    if not isinstance(ref, refs.Ref):  # validation refuses it: a DAG changed under a run
+        raise refs.RefError(f"field 'map': expected a list or a reference to one, got {value!r}")
+
+    def outputs(job_id: str) -> Mapping[str, Any] | None:
+        jr = jobs.get(job_id)
+        return jr.outputs if jr is not None and jr.outputs else None
+
+    items = refs.resolve(ref, outputs, {"params": params})
+    if not isinstance(items, list):
+        raise refs.RefError(
+            f"field 'map': {str(ref)!r} is not a list (it is {type(items).__name__} "
+            f"{_short(items)})"
+        )
+    return items
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -36,6 +36,11 @@ class Job:
     Made inside ``with DAG(...)``, a job joins that DAG; ``a >> b`` makes ``b`` depend on ``a``.
     """
 
+    # an instance of a mapped job (made by the engine when that job expands): the mapped
+    # job's id and the instance's item (``{{ item }}`` in its fields)
+    instance_of: str | None = None
+    item: Any = None
+
     def __init__(
         self,
         id: str,

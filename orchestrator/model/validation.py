@@ -354,6 +354,10 @@ def reference_problems(dag: DAG, job: Any) -> list[str]:
     mapped = job.map is not None
     out = refs.problems(job.params, dag.jobs, upstream, mapped=mapped)
     if mapped:
+        taken = sorted(j for j in dag.jobs if j.startswith(job.id + "[") and j.endswith("]"))
+        if taken:
+            out.append(f"job id {taken[0]!r} is the id of one of this job's instances (map)")
+    if mapped:
         out.extend(_map_problems(dag, job, upstream))
     return out
 

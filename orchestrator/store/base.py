@@ -262,6 +262,8 @@ class Changes:
     attempts: Sequence[AttemptRow] = field(default_factory=list)
     events: Sequence[StateEvent] = field(default_factory=list)
     lease: Lease | None = None  # the writer's lease on the run: refused if no longer its own
+    # jobs the run adds (the instances of a mapped job), ``pending``, before its rows apply
+    new_jobs: Sequence[str] = ()
 
 
 @dataclass(slots=True)

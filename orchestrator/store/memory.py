@@ -115,6 +115,10 @@ class MemoryStore:
                 )
             elif isinstance(op, Changes):
                 _check_lease(runs.get(op.run_id), op.run_id, op.lease)
+                for job_id in op.new_jobs:
+                    if job_id in jobs.get(op.run_id, {}):
+                        raise StaleWrite(f"run {op.run_id}: job {job_id} exists")
+                    jobs[op.run_id][job_id] = JobRecord(op.run_id, job_id, JobState.PENDING)
                 for row in op.jobs:
                     job = jobs.get(row.run_id, {}).get(row.job_id)
                     if (

@@ -145,8 +145,10 @@ class OutboxSink:
         self._notify = notify
 
     def job_ended(self, event: JobEnded) -> list[Operation]:
-        hooks = self._job_hooks.get(event.job_id, ())
-        return [EnqueueDelivery(delivery) for delivery in job_deliveries(hooks, event)]
+        hooks = self._job_hooks.get(event.job_id)
+        if hooks is None and event.job_id.endswith("]"):  # an instance: its mapped job's
+            hooks = self._job_hooks.get(event.job_id[: event.job_id.rfind("[")])
+        return [EnqueueDelivery(delivery) for delivery in job_deliveries(hooks or (), event)]
 
     def run_ended(self, event: RunEnded) -> list[Operation]:
         return [EnqueueDelivery(d) for d in run_deliveries(self._dag_hooks, event)]

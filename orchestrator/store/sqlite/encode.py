@@ -108,6 +108,7 @@ def encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
                     _events(op.run_id, op.events),
                     len(op.events),
                     tuple(op.lease) if op.lease is not None else None,
+                    list(op.new_jobs),
                 )
             )
         elif isinstance(op, RunTransition):

@@ -43,6 +43,7 @@ if __package__:  # imported: by the store's client, in the engine's process
     from .writer_rows import (
         _ATTEMPT_INSERT,
         _ATTEMPT_UPDATE,
+        _JOB_INSERT,
         _JOB_LEAVES_PENDING,
         _JOB_UPDATE,
         _MOVE,
@@ -68,6 +69,7 @@ else:  # run as a script (python -I -S): its siblings are beside it, not on the 
     from writer_rows import (  # type: ignore[import-not-found,no-redef]
         _ATTEMPT_INSERT,
         _ATTEMPT_UPDATE,
+        _JOB_INSERT,
         _JOB_LEAVES_PENDING,
         _JOB_UPDATE,
         _MOVE,
@@ -210,10 +212,16 @@ class Writer:
         events: str,
         n_events: int,
         lease: Sequence[Any] | None = None,
+        new_jobs: Sequence[str] = (),
     ) -> None:
         """One ``executemany`` per statement: the rows go to SQLite as they are."""
         self._check_lease(run_id, lease)
         conn = self.conn
+        if new_jobs:
+            try:
+                conn.executemany(_JOB_INSERT, [(run_id, job_id) for job_id in new_jobs])
+            except sqlite3.IntegrityError:
+                raise Refused("stale", f"run {run_id}: job {new_jobs[0]} exists") from None
         if jobs:
             reachable = self.job_reachable
             if not reachable.issuperset(map(_MOVE, jobs)):
@@ -281,10 +289,7 @@ class Writer:
             )
         except sqlite3.IntegrityError:
             raise Refused("stale", f"run {run_id} exists") from None
-        conn.executemany(
-            "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')",
-            [(run_id, job_id) for job_id in job_ids],
-        )
+        conn.executemany(_JOB_INSERT, [(run_id, job_id) for job_id in job_ids])
         self.events.extend(run_id, f"[{_run_event(None, state, created_at)}]", 1)
 
     def _run_transition(

@@ -78,6 +78,7 @@ _JOB_UPDATE = (
     "log_tail = ?9, notes = ?10, started_at = ?11, ended_at = ?12, retry_at = ?13 "
     "WHERE run_id = ?1 AND job_id = ?2 AND state = ?3"
 )
+_JOB_INSERT = "INSERT INTO jobs (run_id, job_id, state) VALUES (?, ?, 'pending')"
 _JOB_LEAVES_PENDING = (
     "UPDATE jobs SET state = ?4 WHERE run_id = ?1 AND job_id = ?2 AND state = ?3 AND ?3 = 'pending'"
 )
