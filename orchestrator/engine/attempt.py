@@ -34,7 +34,13 @@ from ..model.states import AttemptState, JobState, Reconcile, RunState
 from .fanout import Expansions
 from .ports import CallbackUrls, ConnectorProvider
 from .records import JobRun
-from .references import reference_tokens, scope, upstream_outputs
+from .references import (
+    outputs_of,
+    outputs_problem,
+    reference_tokens,
+    scope,
+    upstream_outputs,
+)
 
 MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt errors
 # seconds between polls (jittered) of an attempt whose remote was asked to call back: its end
@@ -169,14 +175,15 @@ class Attempts(Expansions):
         params: Mapping[str, Any] = job.params
         if jr.has_tokens:
             tokens = {**self._tokens_base, "jobId": jr.id, "attempt": jr.attempts}
-            tokens.update(reference_tokens(job, self.run.jobs, scope(job, self.run.params)))
+            outputs = outputs_of(self.run.jobs, self._expansions)
+            tokens.update(reference_tokens(job, outputs, scope(job, self.run.params)))
             params = jr.job_type.substitute(params, tokens)
         if job.call is not None:
             params = {
                 **params,
                 "call": job.call,
                 "__run_params__": self.run.params,
-                "__upstream__": upstream_outputs(job, self.run.jobs),
+                "__upstream__": upstream_outputs(job, outputs_of(self.run.jobs, self._expansions)),
             }
         key = f"{self.run.id}/{jr.id}/{jr.attempts}"
         submission = Submission(
@@ -413,11 +420,13 @@ class Attempts(Expansions):
             errors = 0
             jr.remote_status = result.remote_status
             if result.status is RemoteStatus.SUCCEEDED:
+                if (too_large := outputs_problem(result.outputs)) is not None:
+                    return _Attempt(Outcome.FAILED, too_large, result)
                 jr.outputs = dict(result.outputs)
                 jr.log_tail = result.log_tail
                 return _Attempt(None, result=result)
             if result.status is RemoteStatus.FAILED:
-                jr.outputs = dict(result.outputs)
+                jr.outputs = dict(result.outputs) if outputs_problem(result.outputs) is None else {}
                 jr.log_tail = result.log_tail
                 return _Attempt(Outcome.FAILED, result.error or "the remote job failed", result)
             if result.status is RemoteStatus.CANCELLED:

@@ -7,7 +7,7 @@ The mapped job's dependents wait for every instance, and their trigger rules cou
 instances: they become the dependents' upstreams in the mapped job's place. The mapped job
 itself shows the fan-out: ``running`` while its instances run, then ``failed`` if one of them
 failed, ``cancelled`` if one was cancelled, else ``succeeded`` (also when the list is empty: no
-instance). Its outputs are then ``{"instances": [...]}``, each instance's outputs in the
+instance). A reference to it reads ``{"instances": [...]}``, each instance's outputs in the
 order of the items: what a join reads (``{{ job.instances }}``, or ``ctx.upstream``). A list
 that cannot be had (a reference that does not resolve, not a list, more items than
 ``mapLimit``) fails the mapped job, naming why.
@@ -35,7 +35,7 @@ from ..model.states import JobState
 from ..store.base import JobRecord
 from .journal import Journal
 from .records import JobRun
-from .references import map_items
+from .references import map_items, outputs_of
 
 if TYPE_CHECKING:
     from ..model.dag import Job
@@ -87,7 +87,7 @@ class Expansions(Journal):
         """``jr``'s map, popped by a worker: its instances, durable, then queued."""
         run = self.run
         try:
-            items = map_items(jr.job, run.jobs, run.params)
+            items = map_items(jr.job, outputs_of(run.jobs, self._expansions), run.params)
             if len(items) > jr.job.map_limit:
                 raise RefError(
                     f"field 'map': {len(items):,} items, more than the limit of "
@@ -145,8 +145,6 @@ class Expansions(Journal):
 
     def _end_expansion(self, expansion: Expansion) -> None:
         parent = expansion.parent
-        # what a join reads: every instance's outputs, in the order of the items
-        parent.outputs = {"instances": [dict(i.outputs) for i in expansion.instances]}
         states = [i.state for i in expansion.instances]
         failed = sum(1 for s in states if s in FAILURES)
         if failed:
@@ -179,7 +177,7 @@ class Expansions(Journal):
         for parent_id, n in found.items():
             parent = run.jobs[parent_id]
             try:
-                items = map_items(parent.job, run.jobs, run.params)
+                items = map_items(parent.job, outputs_of(run.jobs, self._expansions), run.params)
             except RefError as exc:
                 raise StoreError(f"run {run.id}: job {parent_id!r}: {exc}") from None
             if len(items) != n:  # the stored outputs gave another list: do not guess

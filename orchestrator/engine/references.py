@@ -4,7 +4,8 @@ resolved when an attempt is submitted, from its upstreams' outputs, the run's pa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..model import refs
@@ -22,29 +23,40 @@ def references(job: Job) -> dict[str, refs.Ref]:
     return cached[1]
 
 
-def reference_tokens(
-    job: Job, jobs: Mapping[str, JobRun], scope: Mapping[str, Any]
-) -> dict[str, Any]:
+Outputs = Callable[[str], Mapping[str, Any] | None]
+"""A job's outputs by its id (None: it has none)."""
+
+
+def outputs_of(jobs: Mapping[str, JobRun], expansions: Mapping[str, Any]) -> Outputs:
+    """What a reference to a job reads: its outputs; a mapped job's are its instances',
+    ``{"instances": [...]}`` in the order of their items (made when read, never stored)."""
+
+    def outputs(job_id: str) -> Mapping[str, Any] | None:
+        expansion = expansions.get(job_id)
+        if expansion is not None:
+            return {"instances": [dict(i.outputs) for i in expansion.instances]}
+        jr = jobs.get(job_id)
+        return jr.outputs if jr is not None and jr.outputs else None
+
+    return outputs
+
+
+def reference_tokens(job: Job, outputs: Outputs, scope: Mapping[str, Any]) -> dict[str, Any]:
     """The values of ``job``'s references, keyed as the substitution looks them up
     (:data:`refs.KEY` + their text); :class:`refs.RefError` naming the first that does not
     resolve. ``scope`` holds ``params`` and, in an instance, ``item``."""
     found = references(job)
     if not found:
         return {}
-
-    def outputs(job_id: str) -> Mapping[str, Any] | None:
-        jr = jobs.get(job_id)
-        return jr.outputs if jr is not None and jr.outputs else None
-
     return {refs.KEY + text: refs.resolve(ref, outputs, scope) for text, ref in found.items()}
 
 
-def upstream_outputs(job: Job, jobs: Mapping[str, JobRun]) -> dict[str, dict[str, Any]]:
+def upstream_outputs(job: Job, outputs: Outputs) -> dict[str, dict[str, Any]]:
     """The outputs of a job's direct upstreams, by id (what a ``python`` job's context gets);
     an instance's are its mapped job's."""
     if job.dag is None:
         return {}
-    return {p: dict(jobs[p].outputs) for p in job.dag.upstream(job.instance_of or job.id)}
+    return {p: dict(outputs(p) or {}) for p in job.dag.upstream(job.instance_of or job.id)}
 
 
 def scope(job: Job, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,7 +66,7 @@ def scope(job: Job, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"params": params, "item": job.item}
 
 
-def map_items(job: Job, jobs: Mapping[str, JobRun], params: Mapping[str, Any]) -> list[Any]:
+def map_items(job: Job, outputs: Outputs, params: Mapping[str, Any]) -> list[Any]:
     """The list a mapped job maps over; :class:`refs.RefError` saying why there is none."""
     value = job.map
     if isinstance(value, list):
@@ -63,11 +75,6 @@ def map_items(job: Job, jobs: Mapping[str, JobRun], params: Mapping[str, Any]) -
     ref = refs.parse(whole.group(1)) if whole is not None else None
     if not isinstance(ref, refs.Ref):  # validation refuses it: a DAG changed under a run
         raise refs.RefError(f"field 'map': expected a list or a reference to one, got {value!r}")
-
-    def outputs(job_id: str) -> Mapping[str, Any] | None:
-        jr = jobs.get(job_id)
-        return jr.outputs if jr is not None and jr.outputs else None
-
     items = refs.resolve(ref, outputs, {"params": params})
     if not isinstance(items, list):
         raise refs.RefError(
@@ -80,3 +87,20 @@ def map_items(job: Job, jobs: Mapping[str, JobRun], params: Mapping[str, Any]) -
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_OUTPUT_BYTES = 1024 * 1024
+"""A job's outputs, as JSON, at most: a job that returns more fails, naming its size."""
+
+
+def outputs_problem(outputs: Mapping[str, Any]) -> str | None:
+    """Why a job's outputs cannot be kept (too large), or None."""
+    if not outputs:
+        return None
+    size = len(json.dumps(outputs, default=repr))
+    if size <= MAX_OUTPUT_BYTES:
+        return None
+    return (
+        f"outputs of {size:,} bytes, more than the limit of {MAX_OUTPUT_BYTES:,} "
+        "(pass large results by reference: a path or a URL)"
+    )

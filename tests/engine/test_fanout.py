@@ -69,7 +69,6 @@ async def test_a_map_expands_into_instances_and_the_join_sees_them_all(store: An
     assert run.state is RunState.SUCCEEDED, {j: r.error for j, r in run.jobs.items()}
     assert [run.jobs[f"sq[{i}]"].outputs for i in range(5)] == [{"result": i * i} for i in range(5)]
     assert run.jobs["sq"].state is J.SUCCEEDED
-    assert run.jobs["sq"].outputs == {"instances": [{"result": i * i} for i in range(5)]}
     assert SEEN["join"] == {"sq": {"instances": [{"result": i * i} for i in range(5)]}}
     jobs = await store.get_jobs(run.id)
     assert {j: r.state for j, r in jobs.items()} == {

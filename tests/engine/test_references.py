@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from orchestrator import DAG, Job, JobContext, JobState, RunState, run_dag
 
 SEEN: dict[str, Any] = {}
@@ -137,3 +139,45 @@ async def test_params_are_reachable_as_json_values() -> None:
     run = await run_dag(dag)
     assert run.state is RunState.SUCCEEDED
     assert SEEN["b"]["kwargs"] == {"regions": ["eu", "us"], "one": "us"}
+
+
+async def test_outputs_over_the_limit_fail_the_job_naming_their_size() -> None:
+    async def big(ctx: JobContext) -> Any:
+        return "x" * (1024 * 1024 + 1)
+
+    with DAG("big") as dag:
+        a = Job("a", "python", call=big)
+        b = Job("b", "python", call=consume, x="{{ a.result }}")
+        a >> b
+    dag.validate()
+    run = await run_dag(dag)
+    a_run = run.jobs["a"]
+    assert a_run.state is JobState.FAILED
+    assert a_run.error == (
+        "outputs of 1,048,591 bytes, more than the limit of 1,048,576 "
+        "(pass large results by reference: a path or a URL)"
+    )
+    assert a_run.outputs == {}
+    assert run.jobs["b"].state is JobState.UPSTREAM_FAILED
+
+
+async def test_a_secret_in_outputs_is_masked_before_anyone_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator import logs
+
+    secret = "s3cr3t-value-0123456789"
+    logs.add_secrets([secret])
+
+    async def leaky(ctx: JobContext) -> Any:
+        return {"token": secret, "url": f"https://u:{secret}@host/x"}
+
+    SEEN.clear()
+    with DAG("leak") as dag:
+        a = Job("a", "python", call=leaky)
+        b = Job("b", "python", call=consume, x="{{ a.result.url }}")
+        a >> b
+    dag.validate()
+    run = await run_dag(dag)
+    assert secret not in repr(run.jobs["a"].outputs)
+    assert secret not in repr(SEEN["b"])
