@@ -16,6 +16,7 @@ from .errors import (
 from .model import validation as _validation
 from .model.dag import DAG, Job
 from .model.loader import load_path
+from .model.refs import item
 from .model.retry import Outcome, RetryPolicy
 from .model.states import JobState, RunState
 from .model.trigger_rules import TriggerRule
@@ -39,6 +40,7 @@ __all__ = [
     "Run",
     "RunState",
     "TriggerRule",
+    "item",
     "load_path",
     "run_dag",
 ]

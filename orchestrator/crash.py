@@ -5,7 +5,7 @@ Points: ``before_submit`` (the attempt is stored as submitting, no request has l
 ``after_accept`` (the remote accepted the job, its handle is not stored), ``after_store`` (the
 handle is stored), ``mid_poll`` (between two polls), ``mid_commit`` (inside a store transaction,
 before it commits), ``after_tick`` (the daemon recorded a tick and its run, the run has not
-started).
+started), ``after_expand`` (a mapped job's instances are stored, none is submitted).
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ import os
 
 from .errors import ConfigError
 
-POINTS = ("before_submit", "after_accept", "after_store", "mid_poll", "mid_commit", "after_tick")
+POINTS = (
+    "before_submit",
+    "after_accept",
+    "after_store",
+    "mid_poll",
+    "mid_commit",
+    "after_tick",
+    "after_expand",
+)
 CRASH_EXIT = 70
 ENV = "ORCHESTRATOR_CRASH_AT"
 

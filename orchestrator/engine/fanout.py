@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .. import crash
 from ..errors import StoreError
 from ..model.outcome import FAILURES
 from ..model.refs import RefError
@@ -112,6 +113,7 @@ class Expansions(Journal):
             return
         self._remaining += len(instances)
         await self._commit()  # the expansion is durable before any instance is submitted
+        crash.reached("after_expand")
         for instance in instances:
             heapq.heappush(self._heap, (-instance.priority, next(self._seq), instance))
         self._need.set()

@@ -58,7 +58,7 @@ class Job:
         call: Callable[..., Any] | None = None,
         vertex: str | int | None = None,
         map: Any = None,
-        map_limit: int = 1000,
+        map_limit: int = refs.DEFAULT_MAP_LIMIT,
         **params: Any,
     ) -> None:
         self.id = id

@@ -8,6 +8,7 @@ from typing import Any
 from ..logs import is_credential_header
 from .dag import DAG, Job
 from .durations import format_duration
+from .refs import DEFAULT_MAP_LIMIT
 from .retry import RetryPolicy
 from .trigger_rules import TriggerRule
 
@@ -84,6 +85,10 @@ def job_to_json(job: Job, *, mask: bool = True) -> dict[str, Any]:
         out["onAmbiguousSubmit"] = job.on_ambiguous_submit
     if job.webhooks:
         out["webhooks"] = mask_webhooks(job.webhooks) if mask else job.webhooks
+    if job.map is not None:
+        out["map"] = job.map
+        if job.map_limit != DEFAULT_MAP_LIMIT:
+            out["mapLimit"] = job.map_limit
     if job.call is not None:
         out["call"] = (
             f"{getattr(job.call, '__module__', '?')}.{getattr(job.call, '__qualname__', '?')}"

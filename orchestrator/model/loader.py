@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..errors import DagError, DagValidationError
 from .dag import DAG, Job
+from .refs import DEFAULT_MAP_LIMIT
 from .validation import ENGINE_FIELDS
 
 _DAG_FIELDS = frozenset(
@@ -199,7 +201,7 @@ def dag_from_json(data: Any, *, source: str = "<json>", duplicates: Duplicates =
             description=spec.get("description"),
             webhooks=job_webhooks,
             map=spec.get("map"),
-            map_limit=spec.get("mapLimit", 1000),
+            map_limit=spec.get("mapLimit", DEFAULT_MAP_LIMIT),
         )
         # the job type's fields, as they are: never taken for Job's own arguments
         job.params = {k: v for k, v in spec.items() if k not in ENGINE_FIELDS}
@@ -274,7 +276,10 @@ class _SourceLoader(importlib.machinery.SourceFileLoader):
 
 
 def load_python_file(path: Path) -> list[DAG]:
-    module_name = f"orchestrator_dag_{abs(hash(str(path.resolve())))}"
+    # named after the file, the same in every process: a python job's ``call`` is stored as
+    # ``module.function``, and a run is resumed (in another process) only if that matches
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    module_name = f"orchestrator_dag_{digest}"
     loader = _SourceLoader(module_name, str(path))
     spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
     if spec is None or spec.loader is None:

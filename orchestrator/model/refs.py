@@ -33,6 +33,7 @@ _STEP = re.compile(r"""\s*(?:\.([A-Za-z0-9_-]+)|\[\s*(-?\d+|"(?:[^"\\]|\\.)*"|'[
 _STRING = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*""")
 
 Step = str | int
+DEFAULT_MAP_LIMIT = 1000  # instances of one mapped job, unless its ``mapLimit`` says otherwise
 
 
 class Ref(NamedTuple):

@@ -325,8 +325,6 @@ def schedule_problems(schedule: Mapping[str, Any]) -> list[str]:
 
 # -- references and maps (:mod:`.refs`) --------------------------------------------------------
 
-DEFAULT_MAP_LIMIT = 1000  # instances of one mapped job, unless its ``mapLimit`` says otherwise
-
 
 def ancestors(dag: DAG, job_id: str) -> set[str]:
     """Every job upstream of ``job_id``, near or far."""
@@ -367,7 +365,7 @@ def _map_problems(dag: DAG, job: Any, upstream: Callable[[], set[str]]) -> list[
     out = []
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_JOBS:
         out.append(f"field 'mapLimit': expected a whole number from 1 to {MAX_JOBS}, got {limit!r}")
-        limit = DEFAULT_MAP_LIMIT
+        limit = refs.DEFAULT_MAP_LIMIT
     if isinstance(value, list):
         if len(value) > limit:
             out.append(

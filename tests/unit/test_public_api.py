@@ -18,6 +18,7 @@ EXPECTED = [
     "Run",
     "RunState",
     "TriggerRule",
+    "item",
     "load_path",
     "run_dag",
 ]

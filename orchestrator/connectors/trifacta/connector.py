@@ -119,7 +119,7 @@ class TrifactaConnector(ConnectorBase):
                     f"POST /v4/jobGroups: the answer has no job group id: {short(document)}"
                 )
             group = group_id(document["id"], "trifacta.jobGroup", "id")
-            return {"kind": "jobGroup", "target": target, "jobGroupIds": [group]}
+            return _group_handle(target, [group], p)
         if self.kind == "flow":
             target = int_id(p["flowId"])
             path = f"/v4/flows/{target}/run"
@@ -222,6 +222,8 @@ class TrifactaConnector(ConnectorBase):
         }
         if handle.get("flowRunIds"):
             outputs["flowRunIds"] = handle["flowRunIds"]
+        if handle.get("outputPaths"):
+            outputs["outputPaths"] = handle["outputPaths"]
         return aggregate(words, jobs, outputs)
 
     async def _poll_flow_runs(self, handle: RemoteHandle) -> PollResult:
@@ -310,7 +312,7 @@ class TrifactaConnector(ConnectorBase):
         for item in await self._groups({"filter": key, "filterFields": field}):
             group = int_id_or_none(item.get("id")) if item.get(field) == key else None
             if group is not None:
-                return {"kind": "jobGroup", "target": target, "jobGroupIds": [group]}
+                return _group_handle(target, [group], submission.params)
         return None
 
     async def _find_started(self, submission: Submission) -> RemoteHandle | None:
@@ -342,4 +344,20 @@ class TrifactaConnector(ConnectorBase):
                 f"{len(found)} job groups of dataset {target} were created since the "
                 f"submission and no other attempt holds them: {', '.join(map(str, found[:5]))}"
             )
-        return {"kind": "jobGroup", "target": target, "jobGroupIds": found} if found else None
+        return _group_handle(target, found, submission.params) if found else None
+
+
+def _group_handle(target: int, groups: list[int], params: Mapping[str, Any]) -> RemoteHandle:
+    """A job group's handle; with the paths its ``overrides.writesettings`` write to, which
+    its outputs then show (``outputPaths``: what a downstream job reads, as
+    ``{{ wrangle.outputPaths[0] }}``)."""
+    handle: dict[str, Any] = {"kind": "jobGroup", "target": target, "jobGroupIds": groups}
+    overrides = params.get("overrides")
+    settings = overrides.get("writesettings") if isinstance(overrides, Mapping) else None
+    if isinstance(settings, list):
+        paths = [
+            w["path"] for w in settings if isinstance(w, Mapping) and isinstance(w.get("path"), str)
+        ]
+        if paths:
+            handle["outputPaths"] = paths
+    return handle
