@@ -21,7 +21,6 @@ parameters are stored) and goes on with each as with any job.
 
 from __future__ import annotations
 
-import copy
 import heapq
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,7 @@ from ..model.states import JobState
 from ..store.base import JobRecord
 from .journal import Journal
 from .records import JobRun
-from .references import map_items, outputs_of
+from .references import map_items, outputs_of, references
 
 if TYPE_CHECKING:
     from ..model.dag import Job
@@ -59,11 +58,13 @@ def instance_id(job_id: str, index: int) -> str:
 
 def instance_job(job: Job, index: int, item: Any) -> Job:
     """The job of one instance: the mapped job's fields, its own id and item."""
-    instance = copy.copy(job)
-    instance.id = instance_id(job.id, index)
-    instance.map = None
-    instance.instance_of = job.id
-    instance.item = item
+    instance = object.__new__(type(job))  # a copy (copy.copy costs 6 times as much)
+    fields = instance.__dict__
+    fields.update(job.__dict__)
+    fields["id"] = instance_id(job.id, index)
+    fields["map"] = None
+    fields["instance_of"] = job.id
+    fields["item"] = item
     return instance
 
 
@@ -122,6 +123,8 @@ class Expansions(Journal):
         """The instances of ``jr``, one per item, in its dependents' upstreams in its place."""
         run = self.run
         instances = []
+        references(jr.job)  # parsed once, the instances' copies keep it
+        jr.job.has_tokens  # noqa: B018 - the same
         for index, item in enumerate(items):
             instance = JobRun(instance_job(jr.job, index, item), jr.job_type, jr.pools)
             instance.children = jr.children
