@@ -33,7 +33,17 @@ async def plan_rerun(store: Store, record: RunRecord) -> tuple[Run, dict[str, Jo
     kept = {
         job_id: job for job_id, job in jobs.items() if job.state in CARRIED and job_id in dag.jobs
     }
+    # a mapped job kept: its instances with it (a failed one runs again, all its instances)
+    kept.update(
+        (job_id, job)
+        for job_id, job in jobs.items()
+        if job_id not in dag.jobs and job_id.endswith("]") and _mapped_job(job_id) in kept
+    )
     return run, kept
+
+
+def _mapped_job(instance_id: str) -> str:
+    return instance_id[: instance_id.rfind("[")]
 
 
 async def carry_over(
@@ -75,5 +85,6 @@ async def carry_over(
             )
         )
         events.append(JobEvent(job_id, JobState.PENDING, old.state, now))
-    await store.apply([Changes(run.id, rows, [], events, Lease(owner, 0))])
+    instances = [job_id for job_id in kept if job_id not in run.dag.jobs]
+    await store.apply([Changes(run.id, rows, [], events, Lease(owner, 0), instances)])
     return records
