@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.errors import DagValidationError
 from orchestrator.model import refs
@@ -153,3 +155,34 @@ def test_outputs_built_in_python_write_their_reference() -> None:
         "job", "my job", ("a b", 0, "c"), out["a b"][0].c.text
     )
     assert str(refs.item.name) == "{{ item.name }}"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=JSON, prefix=st.text(max_size=10), suffix=st.text(max_size=10))
+def test_a_substituted_value_is_data_whatever_it_holds(
+    value: Any, prefix: str, suffix: str
+) -> None:
+    """A value holding '$tokens', '{{ references }}' or quotes comes out as it went in: the
+    field that is the reference gets it as it is, a longer string its text, once."""
+    tokens = {"runId": "RUN", refs.KEY + "up.v": value}
+    assert substitute("{{ up.v }}", tokens) == value
+    if not prefix and not suffix:
+        return  # the field is the reference: asserted above
+    text = refs.as_text(value)
+    # the prefix and suffix may hold tokens of their own: substituted as usual, around the value
+    expected = (
+        substitute(prefix.replace("{", "("), tokens)
+        + text
+        + substitute(suffix.replace("{", "("), tokens)
+    )
+    got = substitute(prefix.replace("{", "(") + "{{ up.v }}" + suffix.replace("{", "("), tokens)
+    assert got == expected
