@@ -213,6 +213,26 @@ async def test_one_row_may_move_several_steps_with_an_event_each(store: Store) -
     ]
 
 
+async def test_a_run_adds_jobs_pending_before_its_rows_apply(store: Store) -> None:
+    """A mapped job's instances: inserted ``pending`` by the batch that queues them."""
+    await store.apply([create()])
+    queued = [JobRow("r1", f"a[{i}]", J.PENDING, J.QUEUED) for i in range(2)]
+    events = [JobEvent(f"a[{i}]", J.PENDING, J.QUEUED, 2.0) for i in range(2)]
+    await store.apply([Changes("r1", queued, events=events, new_jobs=["a[0]", "a[1]"])])
+    jobs = await store.get_jobs("r1")
+    assert {j: r.state for j, r in jobs.items()} == {
+        "a": J.PENDING,
+        "b": J.PENDING,
+        "a[0]": J.QUEUED,
+        "a[1]": J.QUEUED,
+    }
+    # added twice: the whole batch is refused, and nothing of it written
+    with pytest.raises(StaleWrite):
+        await store.apply([job(J.PENDING, J.QUEUED, "b"), Changes("r1", new_jobs=["a[2]", "a[1]"])])
+    jobs = await store.get_jobs("r1")
+    assert (jobs["b"].state, "a[2]" in jobs) == (J.PENDING, False)
+
+
 async def test_a_retry_wait_keeps_when_its_next_attempt_is_due(store: Store) -> None:
     await store.apply([create()])
     due = 1_700_000_060.25  # wall-clock seconds
