@@ -59,7 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         for dag in dags:
             _warn_webhooks(dag)
-            print(f"ok: {path}: {dag.name} ({len(dag)} jobs, {dag.graph.number_of_edges()} edges)")
+            print(f"ok: {path}: {dag.name} ({len(dag)} jobs, {len(dag.edges)} edges)")
     return status
 
 
