@@ -7,6 +7,7 @@ in the middle of the run (a full disk): it stopped where it was, and ``resume`` 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -243,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 pass
         except AttributeError:  # a stream closed before the process started (None)
             pass
+    # what the process holds is all garbage now: no collection of it on the way out (the
+    # interpreter's last collection of a run's heap cost 30-90 ms of its exit here); files and
+    # what the run opened are closed by then, and the modules are still torn down as usual
+    gc.freeze()
     sys.exit(code)
 
 

@@ -88,7 +88,8 @@ def test_cli_run_of_a_local_job_imports_neither_aiohttp_nor_networkx(tmp_path: P
     modules = _modules_after(code, tmp_path)
     assert "orchestrator.connectors.local" in modules  # it did run the job
     assert "orchestrator.store.sqlite" in modules
-    assert _heavy(modules) == []
+    # structlog's pretty tracebacks, never used by the command's logs (orchestrator/cli)
+    assert _heavy(modules, also=("rich",)) == []
     assert (tmp_path / "home" / "orchestrator.db").exists()
 
 
@@ -133,3 +134,8 @@ def test_a_job_type_imports_its_own_connector_only(tmp_path: Path, job_type: str
     assert [m for m in modules if m in {f"orchestrator.connectors.{c}" for c in CONNECTORS}] == [
         own
     ]
+
+
+def test_the_command_leaves_rich_importable(tmp_path: Path) -> None:
+    code = "import orchestrator.cli, structlog, rich.console"
+    assert "rich.console" in _modules_after(code, tmp_path)
