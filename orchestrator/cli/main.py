@@ -244,10 +244,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 pass
         except AttributeError:  # a stream closed before the process started (None)
             pass
-    # what the process holds is all garbage now: no collection of it on the way out (the
-    # interpreter's last collection of a run's heap cost 30-90 ms of its exit here); files and
-    # what the run opened are closed by then, and the modules are still torn down as usual
-    gc.freeze()
+    if argv is None:  # the process's own command line: the process ends here
+        # what it holds is all garbage now: no collection of it on the way out (the
+        # interpreter's last collection of a run's heap cost 30-90 ms of the exit here); what
+        # the run opened is closed by then, and the modules are still torn down as usual
+        gc.freeze()
     sys.exit(code)
 
 
