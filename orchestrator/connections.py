@@ -27,7 +27,6 @@ import difflib
 import math
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +131,8 @@ def load_connections(
         path = env.get(ENV_VAR) or None
         if path is None:
             return {}
+    import tomllib  # only where a connections file is named
+
     file = Path(path).expanduser()
     try:
         with file.open("rb") as f:

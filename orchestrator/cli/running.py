@@ -144,9 +144,7 @@ async def _run(
     args: argparse.Namespace,
     interactive: bool,
 ) -> int:
-    from ..runtime import runs
     from ..store.open import open_store
-    from .progress import Progress
 
     try:
         conns = _connections(args.connections)
@@ -159,6 +157,10 @@ async def _run(
     except StoreError as exc:
         _error(str(exc))
         return EXIT_INVALID
+    # imported once the store is open: the SQLite store's writer process starts meanwhile
+    from ..runtime import runs
+    from .progress import Progress
+
     run = None
     try:
         async with _hosted(store, conns) as (host, received):

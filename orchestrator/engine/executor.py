@@ -156,8 +156,8 @@ class RunExecutor(RetryWaits, Attempts):
                 pools = (*pools, f"connection:{job.connection}")
             jr = run.jobs[job.id] = JobRun(job, job_types[job.type], pools)
         for job_id, jr in run.jobs.items():
-            jr.children = [run.jobs[c] for c in dag.graph.successors(job_id)]
-            jr.counts.total = dag.graph.in_degree(job_id)
+            jr.children = [run.jobs[c] for c in dag.successors[job_id]]
+            jr.counts.total = dag.in_degree(job_id)
 
     # -- public --------------------------------------------------------------------------
     def statistics(self) -> ExecutorStatistics:

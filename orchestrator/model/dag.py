@@ -1,4 +1,4 @@
-"""The DAG model: jobs on a networkx graph, built from Python or from JSON, validated up front.
+"""The DAG model: jobs on a directed graph, built from Python or from JSON, validated up front.
 
 Python::
 
@@ -17,10 +17,9 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import networkx as nx
-
 from . import refs
 from .durations import parse_duration
+from .graph import topological
 from .retry import RetryPolicy
 from .tokens import has_tokens
 from .trigger_rules import TriggerRule
@@ -191,7 +190,11 @@ class DAG:
         self.description = description
         self.source = source
         self.jobs: dict[str, Job] = {}
-        self.graph: Any = nx.DiGraph()
+        # the graph: each vertex (a job id, or an unknown one an edge names) -> its successors,
+        # and -> its predecessors, in the order added (the order networkx would keep)
+        self._successors: dict[str, dict[str, None]] = {}
+        self._predecessors: dict[str, dict[str, None]] = {}
+        self._graph: Any = None  # the networkx graph, built when first asked for
         self._duplicates: list[str] = []
         self._token: contextvars.Token[DAG | None] | None = None
 
@@ -210,26 +213,70 @@ class DAG:
             return job
         job.dag = self
         self.jobs[job.id] = job
-        self.graph.add_node(job.id)
+        self._add_vertex(job.id)
         return job
 
     def add_edge(self, source: Job | str, target: Job | str) -> None:
         s = source.id if isinstance(source, Job) else source
         t = target.id if isinstance(target, Job) else target
-        self.graph.add_edge(s, t)
+        self._add_vertex(s)
+        self._add_vertex(t)
+        self._successors[s][t] = None
+        self._predecessors[t][s] = None
+        self._graph = None
+
+    def _add_vertex(self, vertex: str) -> None:
+        if vertex not in self._successors:
+            self._successors[vertex] = {}
+            self._predecessors[vertex] = {}
+            self._graph = None
+
+    @property
+    def vertices(self) -> list[str]:
+        """Every vertex: the jobs, and any unknown vertex an edge names (validation refuses
+        those), in the order added."""
+        return list(self._successors)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """Every edge ``(source, target)``, grouped by source in the order of :attr:`vertices`."""
+        return [(s, t) for s, targets in self._successors.items() for t in targets]
+
+    @property
+    def successors(self) -> Mapping[str, Mapping[str, None]]:
+        """Each vertex -> its successors (read only: :meth:`add_edge` changes the graph)."""
+        return self._successors
+
+    @property
+    def graph(self) -> Any:
+        """The graph as a ``networkx.DiGraph``, built on first use (networkx is imported then,
+        not before). A copy: changing it does not change the DAG; :meth:`add_edge` does."""
+        if self._graph is None:
+            import networkx as nx
+
+            graph = nx.DiGraph()
+            graph.add_nodes_from(self._successors)
+            graph.add_edges_from(self.edges)
+            self._graph = graph
+        return self._graph
 
     @property
     def timeout_seconds(self) -> float | None:
         return None if self.timeout is None else parse_duration(self.timeout)
 
     def upstream(self, job_id: str) -> list[str]:
-        return list(self.graph.predecessors(job_id))
+        return list(self._predecessors[job_id])
 
     def downstream(self, job_id: str) -> list[str]:
-        return list(self.graph.successors(job_id))
+        return list(self._successors[job_id])
+
+    def in_degree(self, job_id: str) -> int:
+        """How many jobs ``job_id`` depends on."""
+        return len(self._predecessors[job_id])
 
     def topological(self) -> Iterator[str]:
-        return iter(nx.lexicographical_topological_sort(self.graph))
+        """The job ids, each after those it depends on; ties in alphabetical order."""
+        return topological(self._successors)
 
     def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs.values())

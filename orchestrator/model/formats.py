@@ -101,7 +101,7 @@ def job_graph(dag: DAG) -> dict[str, Any]:
     vertex = {job_id: job.vertex for job_id, job in dag.jobs.items()}
     return {
         "vertices": list(vertex.values()),
-        "edges": [{"source": vertex[s], "target": vertex[t]} for s, t in dag.graph.edges],
+        "edges": [{"source": vertex[s], "target": vertex[t]} for s, t in dag.edges],
     }
 
 
@@ -137,7 +137,7 @@ def to_dot(dag: DAG) -> str:
     for job_id in dag.topological():
         label = _quote(job_id)[:-1] + "\\n" + _quote(dag.jobs[job_id].type)[1:]  # a line break
         lines.append(f"  {_quote(job_id)} [label={label}];")
-    for s, t in dag.graph.edges:
+    for s, t in dag.edges:
         rule = TriggerRule(dag.jobs[t].trigger_rule)
         attr = "" if rule is TriggerRule.ALL_SUCCESS else f" [label={_quote(rule.value)}]"
         lines.append(f"  {_quote(s)} -> {_quote(t)}{attr};")
@@ -154,7 +154,7 @@ def to_mermaid(dag: DAG) -> str:
     lines = ["flowchart LR"]
     for job_id, node in ids.items():
         lines.append(f'  {node}["{label(job_id)}<br/>{label(dag.jobs[job_id].type)}"]')
-    for s, t in dag.graph.edges:
+    for s, t in dag.edges:
         rule = TriggerRule(dag.jobs[t].trigger_rule)
         arrow = "-->" if rule is TriggerRule.ALL_SUCCESS else f"-- {rule.value} -->"
         lines.append(f"  {ids[s]} {arrow} {ids[t]}")

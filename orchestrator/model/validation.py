@@ -9,13 +9,11 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-from cronsim import CronSim, CronSimError
-
 from ..errors import DagValidationError
 from ..printable import name_problem
 from . import refs, states
 from .durations import parse_duration
+from .graph import find_cycle
 from .trigger_rules import TriggerRule
 from .webhook_definitions import validate_webhooks
 
@@ -75,7 +73,7 @@ def use_job_types(catalog: Callable[[], Mapping[str, Any]]) -> None:
 def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
     if _catalog is None:
         raise RuntimeError("no job types to validate against: import orchestrator first")
-    types = dict(_catalog())
+    types = _catalog()  # a job type's connector module is imported when it is looked up
     allowed = set(known_types) if known_types is not None else set(types)
     where = _where(dag)
     problems: list[str] = []
@@ -127,10 +125,10 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         for problem in validate_webhooks(job.webhooks, ""):
             bad(job.id, problem)
 
-    unknown_nodes = [n for n in dag.graph.nodes if n not in dag.jobs]
+    unknown_nodes = [n for n in dag.vertices if n not in dag.jobs]
     for node in unknown_nodes:
-        sources = [s for s in dag.graph.predecessors(node)]
-        targets = [t for t in dag.graph.successors(node)]
+        sources = dag.upstream(node)
+        targets = dag.downstream(node)
         edge = (
             f"{sources[0]!r} -> {node!r}"
             if sources
@@ -139,10 +137,8 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
             else repr(node)
         )
         bad(None, f"jobGraph: edge {edge} names unknown vertex {node!r}")
-    if not unknown_nodes and not nx.is_directed_acyclic_graph(dag.graph):
-        # find_cycle is slow on big graphs: only ask it once we know there is a cycle
-        cycle = nx.find_cycle(dag.graph)
-        bad(None, f"jobGraph: cycle {cycle_text([edge[0] for edge in cycle])}")
+    if not unknown_nodes and (cycle := find_cycle(dag.successors)) is not None:
+        bad(None, f"jobGraph: cycle {cycle_text(cycle)}")
     elif not unknown_nodes:
         for job in dag.jobs.values():
             for problem in reference_problems(dag, job):
@@ -151,7 +147,9 @@ def validate_dag(dag: DAG, known_types: Iterable[str] | None = None) -> None:
         raise DagValidationError(problems)
 
 
-def _validate_job(dag: DAG, job: Any, types: dict[str, Any], allowed: set[str], bad: Any) -> None:
+def _validate_job(
+    dag: DAG, job: Any, types: Mapping[str, Any], allowed: set[str], bad: Any
+) -> None:
     if not isinstance(job.id, str) or not job.id:
         bad("field 'id': expected a non-empty string")
     elif (problem := name_problem("id", job.id)) is not None:
@@ -258,6 +256,8 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
 
 
 def _cron_problem(value: Any) -> str | None:
+    from cronsim import CronSim, CronSimError  # only DAGs with a schedule pay its import
+
     if not isinstance(value, str):
         return f"expected a cron expression string, got {value!r}"
     expression = CRON_ALIASES.get(value.strip().lower(), value)

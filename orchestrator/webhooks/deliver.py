@@ -19,20 +19,22 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 import anyio.abc
 import structlog
 
-from ..connectors.http.statuses import retry_after
 from ..errors import ConfigError, PermanentError
 from ..logs import add_secrets
 from ..model.durations import parse_duration
 from ..store.base import DeliveryAttempt, DeliveryRecord, Store
-from .guard import DestinationRefused, Egress, GuardedResolver, check_literal
+from .guard import DestinationRefused, Egress, check_literal
 from .signing import signature_header
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 SCHEDULE_ENV = "ORCHESTRATOR_WEBHOOK_SCHEDULE"
@@ -193,6 +195,10 @@ class Deliverer:
     def _session(self, verify: bool) -> aiohttp.ClientSession:
         session = self._sessions.get(verify)
         if session is None:
+            import aiohttp  # a run without webhooks never imports it
+
+            from .resolver import GuardedResolver
+
             connector = aiohttp.TCPConnector(
                 resolver=GuardedResolver(self._egress),
                 ssl=verify,
@@ -214,6 +220,10 @@ class Deliverer:
             self._in_flight.discard(delivery.id)
 
     async def _attempt(self, d: DeliveryRecord) -> None:
+        import aiohttp  # its exceptions: once a delivery is sent, it is imported already
+
+        from ..connectors.http.statuses import retry_after
+
         number = d.attempts + 1
         started = time.time()
         fields = {

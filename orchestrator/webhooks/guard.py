@@ -1,19 +1,16 @@
 """SSRF guard: webhook destinations on loopback, private, link-local, metadata or other
 non-global addresses are refused unless the operator allows them. Checked on every resolved
 address, and the connection goes to the checked address (a resolver that validates), so a name
-that resolves to a public address first and a private one later cannot slip through."""
+that resolves to a public address first and a private one later cannot slip through (the
+resolver is :mod:`.resolver`'s: this module does not import aiohttp)."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from ..errors import ConfigError, PermanentError
 
@@ -94,26 +91,6 @@ def check_address(ip: IPAddress, egress: Egress, host: str) -> None:
             f"webhook destination {host} resolves to {ip}, which is not a public address "
             f"(allow it with {ALLOW_ENV})"
         )
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves, then refuses any answer that is not allowed; aiohttp connects to what it
-    returns, i.e. to the checked address."""
-
-    def __init__(self, egress: Egress, inner: AbstractResolver | None = None) -> None:
-        self._egress = egress
-        self._inner = inner or DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            check_address(ipaddress.ip_address(result["host"]), self._egress, host)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 def check_literal(host: str, egress: Egress) -> None:

@@ -85,7 +85,7 @@ async def _summary(api: ApiContext, dag: DAG, pauses: dict[str, bool]) -> dict[s
 def _job_graph(dag: DAG) -> dict[str, Any]:
     return {
         "vertices": list(dag.jobs),
-        "edges": [{"source": a, "target": b} for a, b in dag.graph.edges],
+        "edges": [{"source": a, "target": b} for a, b in dag.edges],
     }
 
 
