@@ -38,8 +38,8 @@ from ..store.base import (
     Operation,
     StateEvent,
 )
-from .attempt import Attempts
 from .durable import restore
+from .inline import Calls
 from .journal import Observer, _Batch
 from .ports import CallbackUrls, ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
 from .records import JobRun, Run
@@ -63,9 +63,9 @@ class ExecutorStatistics:
     retry_waiting: int  # jobs waiting for their next attempt (they hold neither)
 
 
-class RunExecutor(Attempts):
-    """Runs one run: scheduling here, the attempt lifecycle in :mod:`.attempt`, the journal in
-    :mod:`.journal` (parts of this class, sharing its state)."""
+class RunExecutor(Calls):
+    """Runs one run: scheduling here, the attempt lifecycle in :mod:`.attempt` and
+    :mod:`.inline`, the journal in :mod:`.journal` (parts of this class, sharing its state)."""
 
     def __init__(
         self,
