@@ -2,7 +2,7 @@
 the attempt calls the job itself and has its outcome when the call returns. No submit and no
 poll, no task, event or wake-up per call: the call runs inside the job's timeout and the run's
 cancel scope, and a cancel of the job alone (``RunExecutor.cancel_job``) cancels it through
-the job's wake-up (:meth:`JobRun.wake`).
+the job's wake-up (:meth:`JobRun.wake`, see :class:`_Interrupt`).
 
 The records are those of any attempt: ``submitting`` (durable before the call starts), then
 ``running`` with the call's key as its handle (``{"call": key}``), then its end. After a crash,
@@ -16,31 +16,36 @@ looked up: ``resubmit``, the default, calls it again as the same attempt); one s
 
 from __future__ import annotations
 
-from typing import cast
+import asyncio
+from typing import Any, cast
 
 import anyio
 
 from .. import crash
-from ..connectors.base import InlineConnector, RemoteStatus, Submission
+from ..connectors.base import InlineConnector, PollResult, RemoteStatus, Submission
 from ..model.retry import Outcome
 from ..model.states import AttemptState, Reconcile
-from .attempt import _CANCELLED, _UNKNOWN, Attempts, _Attempt
+from .attempt import _CANCELLED, _NO_SCOPE, _UNKNOWN, Attempts, _Attempt
 from .records import JobRun
 
 
-class _CancelOnWake:
+class _Interrupt:
     """Stands for the job's wake-up event while its call runs: once the job is cancelled
-    (``cancel_reason`` set, then woken), the call's scope is cancelled. Other wake-ups (a pushed
-    callback) find nothing to poll and change nothing."""
+    (``cancel_job`` sets ``cancel_reason``, then wakes it), it cancels the task that runs the
+    call, as :func:`asyncio.timeout` does: a native cancel, counted by the task and taken back
+    (``uncancel``) by the caller after the call. A wake-up alone (a pushed callback) changes
+    nothing; so does a call that cancels its own job (it is cancelled when it returns)."""
 
-    __slots__ = ("_jr", "_scope")
+    __slots__ = ("fired", "jr", "task")
 
-    def __init__(self, jr: JobRun, scope: anyio.CancelScope) -> None:
-        self._jr, self._scope = jr, scope
+    def __init__(self, jr: JobRun, task: asyncio.Task[Any]) -> None:
+        self.jr, self.task, self.fired = jr, task, False
 
     def set(self) -> None:
-        if self._jr.cancel_reason is not None:
-            self._scope.cancel()
+        if self.jr.cancel_reason is None or self.fired or self.task is asyncio.current_task():
+            return
+        self.fired = True
+        self.task.cancel()
 
 
 class Calls(Attempts):
@@ -77,25 +82,22 @@ class Calls(Attempts):
         self, jr: JobRun, connector: InlineConnector, submission: Submission
     ) -> _Attempt:
         """Record the attempt as running and call the job, within its timeout."""
-        scope = self._clock.deadline(jr.timeout)  # a plain scope without one: for cancel_job
+        deadline = self._clock.deadline(jr.timeout) if jr.timeout is not None else None
+        result: PollResult | None = None
         try:
-            with scope:
+            with deadline if deadline is not None else _NO_SCOPE:
                 crash.reached("after_accept")
                 await self._accepted(jr, {"call": submission.idempotency_key})
-                if jr.cancel_reason is not None:  # cancelled before the call started
-                    return _Attempt(_CANCELLED, jr.cancel_reason)
-                jr.wake_event = _CancelOnWake(jr, scope)
-                try:
-                    result = await connector.call(submission)
-                finally:
-                    jr.wake_event = None
+                if jr.cancel_reason is None:  # else cancelled before the call started
+                    result = await self._interruptible(jr, connector, submission)
         except anyio.get_cancelled_exc_class():  # the run's cancel: the call has unwound
             await self._cancelled(jr, connector, None)
             raise
-        if scope.cancel_called:  # even if the call swallowed the cancellation and returned
-            if jr.cancel_reason is not None:
-                return _Attempt(_CANCELLED, jr.cancel_reason)
+        if jr.cancel_reason is not None:  # before, during or as the call ended
+            return _Attempt(_CANCELLED, jr.cancel_reason)
+        if deadline is not None and deadline.cancel_called:  # a call may swallow it and return
             return _Attempt(Outcome.TIMEOUT, f"timed out after {jr.timeout:g}s")
+        assert result is not None
         jr.remote_status = result.remote_status
         if result.status is RemoteStatus.CANCELLED:
             return _Attempt(Outcome.FAILED, result.error or "the call was cancelled", result)
@@ -104,3 +106,26 @@ class Calls(Attempts):
         if result.status is RemoteStatus.SUCCEEDED:
             return _Attempt(None, result=result)
         return _Attempt(Outcome.FAILED, result.error or "the call failed", result)
+
+    async def _interruptible(
+        self, jr: JobRun, connector: InlineConnector, submission: Submission
+    ) -> PollResult | None:
+        """The call's outcome; None if ``cancel_job`` interrupted it. No cancel scope per call
+        (its cost was a third of a no-op job's): the job's cancel cancels this task natively,
+        and only that cancel is taken back here; any other (the run's) goes on."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        interrupt = jr.wake_event = _Interrupt(jr, task)
+        try:
+            result = await connector.call(submission)
+        except asyncio.CancelledError:
+            if interrupt.fired and task.uncancel() <= cancelling:
+                return None  # this job's cancel, and nothing else
+            raise
+        finally:
+            jr.wake_event = None
+        if interrupt.fired:  # the call swallowed its cancellation and returned
+            task.uncancel()
+            return None
+        return result

@@ -3,6 +3,7 @@ no poll, no task per call), with their timeouts, cancels, retries and the store'
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from collections.abc import AsyncIterator
@@ -385,3 +386,104 @@ async def test_python_jobs_in_flight_after_a_crash_are_handled_as_before(store: 
         "submitting": (1, "succeeded"),
         "ambiguous": (1, "unknown"),
     }
+
+
+async def _cancel_while_running(dag: DAG, started: anyio.Event, cancel: Any, **kwargs: Any) -> Run:
+    """Run ``dag`` on the real clock; once ``started`` is set, ``cancel(executor)``."""
+    dag.validate()
+    run = prepare_run(dag)
+    async with ConnectorSet(dag) as connectors, anyio.create_task_group() as tg:
+        executor = RunExecutor(run, connectors, job_types=job_types(), **kwargs)
+        tg.start_soon(executor.execute)
+        with anyio.fail_after(5):
+            await started.wait()
+        cancel(executor)
+    return run
+
+
+async def test_cancel_job_within_a_timeout_is_a_cancel_not_a_timeout() -> None:
+    started, log = anyio.Event(), []
+
+    async def forever(ctx: JobContext) -> None:
+        await _started(started, log)
+
+    with DAG("both") as dag:
+        Job("a", "python", call=forever, timeout=60, retries=3)
+    run = await _cancel_while_running(dag, started, lambda e: e.cancel_job("a", "enough"))
+    a = run.jobs["a"]
+    assert (a.state, a.error, a.attempts, log) == (J.CANCELLED, "enough", 1, ["unwound"])
+    assert run.state is RunState.FAILED  # its only final job did not succeed
+
+
+async def test_a_call_that_swallows_its_cancel_leaves_no_cancel_behind() -> None:
+    """The job is cancelled all the same, and the worker's next job (one worker here) runs as
+    if nothing happened: the job's cancel was taken back from the task."""
+    started = anyio.Event()
+
+    async def stubborn(ctx: JobContext) -> str:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            pass
+        return "ignored"
+
+    async def next_one(ctx: JobContext) -> str:
+        await anyio.sleep(0.01)  # a cancel left pending would land here
+        task = asyncio.current_task()
+        assert task is not None
+        return f"ran, {task.cancelling()} cancel(s) pending"
+
+    with DAG("swallow") as dag:
+        a = Job("a", "python", call=stubborn)
+        b = Job("b", "python", call=next_one, trigger_rule="all_done")
+        a >> b
+    run = await _cancel_while_running(
+        dag, started, lambda e: e.cancel_job("a", "stop it"), concurrency=1
+    )
+    assert (run.jobs["a"].state, run.jobs["a"].error) == (J.CANCELLED, "stop it")
+    b_job = run.jobs["b"]
+    assert (b_job.state, b_job.outputs) == (J.SUCCEEDED, {"result": "ran, 0 cancel(s) pending"})
+
+
+async def test_the_runs_cancel_with_a_jobs_cancel_cancels_the_run() -> None:
+    started, log = anyio.Event(), []
+
+    async def forever(ctx: JobContext) -> None:
+        await _started(started, log)
+
+    def both(executor: RunExecutor) -> None:
+        executor.cancel_job("a", "this job")
+        executor.cancel("the run")
+
+    with DAG("two_cancels") as dag:
+        Job("a", "python", call=forever)
+        Job("b", "python", call=forever)
+    run = await _cancel_while_running(dag, started, both)
+    assert run.state is RunState.CANCELLED
+    assert {jr.state for jr in run.jobs.values()} == {J.CANCELLED}
+
+
+async def test_a_call_that_cancels_its_own_job_ends_cancelled() -> None:
+    executors: list[RunExecutor] = []
+
+    async def quits(ctx: JobContext) -> str:
+        executors[0].cancel_job(ctx.job_id, "quit")
+        await anyio.sleep(0.01)
+        return "finished anyway"
+
+    async def next_one(ctx: JobContext) -> str:
+        await anyio.sleep(0.01)
+        return "ran"
+
+    with DAG("self") as dag:
+        a = Job("a", "python", call=quits)
+        b = Job("b", "python", call=next_one, trigger_rule="all_done")
+        a >> b
+    dag.validate()
+    run = prepare_run(dag)
+    async with ConnectorSet(dag) as connectors:
+        executors.append(RunExecutor(run, connectors, job_types=job_types(), concurrency=1))
+        await executors[0].execute()
+    assert (run.jobs["a"].state, run.jobs["a"].error) == (J.CANCELLED, "quit")
+    assert (run.jobs["b"].state, run.jobs["b"].outputs) == (J.SUCCEEDED, {"result": "ran"})
