@@ -110,13 +110,19 @@ class MaskedConnector:
         return await self._forward("submit", self.inner.submit(submission))
 
     async def poll(self, handle: RemoteHandle) -> PollResult:
-        return _masked_result(await self._forward("poll", self.inner.poll(handle)))
+        result = await self._forward("poll", self.inner.poll(handle))
+        if not logs.has_secrets():
+            return result
+        return _masked_result(result)
 
     async def call(self, submission: Submission) -> PollResult:
         """The call of an inline job type (:class:`InlineConnector`): counted as a submission,
         its outcome masked as a poll's."""
         inner = cast(InlineConnector, self.inner)
-        return _masked_result(await self._forward("submit", inner.call(submission)))
+        result = await self._forward("submit", inner.call(submission))
+        if not logs.has_secrets():
+            return result
+        return _masked_result(result)
 
     async def cancel(self, handle: RemoteHandle) -> CancelResult:
         result = await self._forward("cancel", self.inner.cancel(handle))
@@ -135,8 +141,6 @@ class MaskedConnector:
 
 def _masked_result(result: PollResult) -> PollResult:
     """What a remote said of its job, every secret masked."""
-    if not logs.has_secrets():
-        return result
     return replace(
         result,
         remote_status=_text(result.remote_status),

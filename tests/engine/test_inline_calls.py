@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator import DAG, Job, JobContext, JobState, RunState
+from orchestrator import DAG, Job, JobContext, JobState, RunState, logs
 from orchestrator.clock import FakeClock
 from orchestrator.connectors.registry import job_types
 from orchestrator.engine.durable import record_new_run
@@ -487,3 +487,21 @@ async def test_a_call_that_cancels_its_own_job_ends_cancelled() -> None:
         await executors[0].execute()
     assert (run.jobs["a"].state, run.jobs["a"].error) == (J.CANCELLED, "quit")
     assert (run.jobs["b"].state, run.jobs["b"].outputs) == (J.SUCCEEDED, {"result": "ran"})
+
+
+async def test_a_secret_in_a_calls_error_or_result_is_masked() -> None:
+    secret = "inline-call-secret-7f3a9c41"
+    logs.add_secrets([secret])
+
+    async def leaks(ctx: JobContext) -> None:
+        raise RuntimeError(f"token {secret} refused")
+
+    async def returns(ctx: JobContext) -> dict[str, str]:
+        return {"token": secret}
+
+    with DAG("masked") as dag:
+        Job("error", "python", call=leaks)
+        Job("result", "python", call=returns)
+    run, _, _ = await _execute(dag)
+    assert run.jobs["error"].error == "RuntimeError: token *** refused"
+    assert run.jobs["result"].outputs == {"result": {"token": "***"}}
