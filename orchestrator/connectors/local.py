@@ -327,15 +327,9 @@ class PythonConnector(ConnectorBase):
     awaited in the engine's task that runs the attempt (an inline job type: nothing is
     submitted or polled); a plain function runs in a worker thread."""
 
-    def __init__(self) -> None:
-        self._async: dict[Callable[..., Any], bool] = {}  # fn -> a coroutine function?
-
     async def call(self, submission: Submission) -> PollResult:
         params = submission.params
         fn = params["call"]
-        is_async = self._async.get(fn)
-        if is_async is None:
-            is_async = self._async[fn] = inspect.iscoroutinefunction(fn)
         ctx = JobContext(
             submission.dag,
             submission.run_id,
@@ -345,7 +339,7 @@ class PythonConnector(ConnectorBase):
             {k: v for k, v in params.items() if k != "call" and k != "__run_params__"},
         )
         try:
-            if is_async:
+            if inspect.iscoroutinefunction(fn):
                 result = await fn(ctx)
             else:
                 result = await anyio.to_thread.run_sync(fn, ctx, abandon_on_cancel=True)
