@@ -109,6 +109,16 @@ class Connector(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class InlineConnector(Connector, Protocol):
+    """The connector of a job type with ``inline``: the engine calls the job in the task that
+    runs its attempt, with no handle to poll. ``call`` returns once the job has ended, with its
+    outcome as a poll would say it; cancelling the caller (the job's timeout, a cancel) cancels
+    the job."""
+
+    async def call(self, submission: Submission) -> PollResult: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PollSchedule:
     """Delay between polls: starts at ``initial``, grows by ``factor`` up to ``cap``, jittered."""
@@ -160,6 +170,9 @@ class JobType:
     # the connector asks the remote to call ``Submission.callback_url`` when the job ends: the
     # engine gives it one (when it has them) and then polls only as a fallback
     callbacks: bool = False
+    # its connector is an :class:`InlineConnector`: each attempt is called, not submitted and
+    # polled (written ahead and recorded all the same)
+    inline: bool = False
 
 
 def remote_job_type(

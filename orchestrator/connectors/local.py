@@ -1,8 +1,9 @@
 """Local job types: ``command`` (a subprocess) and ``python`` (a callable of a Python DAG).
 
-Both follow the same submit / poll / cancel seam as remote APIs. Each connector owns a task
-group (it is an async context manager) where it watches its processes or runs its calls, and
-wakes the engine the moment one ends.
+A command follows the same submit / poll / cancel seam as remote APIs: its connector owns a task
+group (it is an async context manager) where it watches its processes, and wakes the engine the
+moment one ends. A python job is inline (``JobType.inline``): the engine calls it in the task
+that runs the attempt and has its outcome when the call returns.
 """
 
 from __future__ import annotations
@@ -323,92 +324,62 @@ class JobContext:
     """The outputs of the job's direct upstreams, by job id (``ctx.upstream["extract"]``)."""
 
 
-@dataclass(slots=True)
-class _Call:
-    done: anyio.Event = field(default_factory=anyio.Event)
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    result: Any = None
-    error: str | None = None
-    cancelled: bool = False
+_ENGINE_KEYS = frozenset({"call", "__run_params__", "__upstream__"})  # not the job's fields
 
 
-class PythonConnector(_TaskGroupOwner):
-    """Runs the callable of a ``python`` job: ``async def fn(ctx: JobContext) -> Any``; a plain
-    function runs in a worker thread."""
+class PythonConnector(ConnectorBase):
+    """Calls the callable of a ``python`` job: ``async def fn(ctx: JobContext) -> Any`` is
+    awaited in the engine's task that runs the attempt (an inline job type: nothing is
+    submitted or polled); a plain function runs in a worker thread."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._calls: dict[str, _Call] = {}
-
-    async def submit(self, submission: Submission) -> RemoteHandle:
-        params = dict(submission.params)
-        fn = params.pop("call")
-        run_params = params.pop("__run_params__", {})
-        upstream = params.pop("__upstream__", {})
+    async def call(self, submission: Submission) -> PollResult:
+        params = submission.params
+        fn = params["call"]
         ctx = JobContext(
             submission.dag,
             submission.run_id,
             submission.job_id,
             submission.attempt,
-            run_params,
-            params,
-            upstream,
+            params.get("__run_params__", {}),
+            {k: v for k, v in params.items() if k not in _ENGINE_KEYS},
+            params.get("__upstream__", {}),
         )
-        call = _Call()
-        self._calls[submission.idempotency_key] = call
-        self.tg.start_soon(self._run, call, fn, ctx, submission.wake)
-        return {"call": submission.idempotency_key}
-
-    async def _run(
-        self, call: _Call, fn: Callable[..., Any], ctx: JobContext, wake: Callable[[], None]
-    ) -> None:
         try:
-            with call.scope:
-                if inspect.iscoroutinefunction(fn):
-                    call.result = await fn(ctx)
-                else:
-                    call.result = await anyio.to_thread.run_sync(fn, ctx, abandon_on_cancel=True)
-            if call.scope.cancelled_caught:
-                call.cancelled = True
+            if inspect.iscoroutinefunction(fn):
+                result = await fn(ctx)
+            else:
+                result = await anyio.to_thread.run_sync(fn, ctx, abandon_on_cancel=True)
         except Exception as exc:
-            call.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            call.done.set()
-            wake()
+            return PollResult(
+                RemoteStatus.FAILED, remote_status="raised", error=f"{type(exc).__name__}: {exc}"
+            )
+        return PollResult(
+            RemoteStatus.SUCCEEDED, remote_status="returned", outputs={"result": _jsonable(result)}
+        )
+
+    async def submit(self, submission: Submission) -> RemoteHandle:
+        raise PermanentError(f"job {submission.job_id!r}: a python job is called, not submitted")
 
     async def poll(self, handle: RemoteHandle) -> PollResult:
-        call = self._calls.get(str(handle["call"]))
-        if call is None:
-            raise NotFoundError(f"no python call {handle['call']!r} in this process")
-        if not call.done.is_set():
-            return PollResult(RemoteStatus.RUNNING, remote_status="running")
-        del self._calls[str(handle["call"])]
-        if call.cancelled:
-            return PollResult(RemoteStatus.CANCELLED, remote_status="cancelled")
-        if call.error is not None:
-            return PollResult(RemoteStatus.FAILED, remote_status="raised", error=call.error)
-        return PollResult(
-            RemoteStatus.SUCCEEDED,
-            remote_status="returned",
-            outputs={"result": _jsonable(call.result)},
-        )
+        """A call is followed only by the process that made it: the handle of an attempt in
+        flight when an earlier process stopped names a call that is gone."""
+        raise NotFoundError(f"no python call {handle.get('call')!r} in this process")
 
     async def cancel(self, handle: RemoteHandle) -> CancelResult:
-        call = self._calls.get(str(handle["call"]))
-        if call is None or call.done.is_set():
-            return CancelResult(True, "the call had already ended")
-        call.scope.cancel()
-        with anyio.move_on_after(5):
-            await call.done.wait()
-        return CancelResult(True, "cancelled")
+        return CancelResult(True, "the call had already ended")
 
 
 def _jsonable(value: Any) -> Any:
+    if value is None or type(value) in _PLAIN:
+        return value
     try:
         json.dumps(value)
     except (TypeError, ValueError):
         return repr(value)
     return value
+
+
+_PLAIN = {str, int, float, bool}
 
 
 def _open_command(connection: Connection | None) -> CommandConnector:
@@ -437,5 +408,6 @@ JOB_TYPES = (
         open=_open_python,
         needs_connection=False,
         poll=_LOCAL_POLL,
+        inline=True,
     ),
 )

@@ -115,6 +115,10 @@ class Attempts(Expansions):
 
         def _wait_retry(self, jr: JobRun, delay: float) -> None: ...
 
+        async def _call(self, jr: JobRun) -> _Attempt: ...  # inline job types (.inline)
+
+        async def _adopt_call(self, jr: JobRun) -> _Attempt: ...
+
     # -- one job -------------------------------------------------------------------------
     async def _run_job(self, jr: JobRun) -> None:
         if jr.started_at is None:
@@ -128,7 +132,7 @@ class Attempts(Expansions):
         else:
             jr.attempts += 1
             self._set(jr, JobState.SUBMITTING)
-            result = await self._attempt(jr)
+            result = await (self._call(jr) if jr.job_type.inline else self._attempt(jr))
         if result.outcome is None:
             jr.error = None
             self._attempt_write(jr, AttemptState.SUCCEEDED)
@@ -323,6 +327,8 @@ class Attempts(Expansions):
 
     async def _adopt(self, jr: JobRun) -> _Attempt:
         """After a restart: follow the attempt that was in flight, never submit it again."""
+        if jr.job_type.inline and jr.handle is None:
+            return await self._adopt_call(jr)
         connector = self._connectors.get(jr.job_type, jr.job.connection)
         handle = jr.handle
         submission = self._submission(jr)

@@ -38,9 +38,9 @@ from ..store.base import (
     Operation,
     StateEvent,
 )
-from .attempt import Attempts
 from .durable import count_ended, restore
 from .fanout import Expansion
+from .inline import Calls
 from .journal import Observer, _Batch
 from .ports import CallbackUrls, ConnectorProvider, EventSink, JobTypes, RunEnded, RunStore
 from .records import JobRun, Run
@@ -65,8 +65,9 @@ class ExecutorStatistics:
     retry_waiting: int  # jobs waiting for their next attempt (they hold neither)
 
 
-class RunExecutor(RetryWaits, Attempts):
-    """Runs one run: scheduling here, the attempt lifecycle in :mod:`.attempt`, the journal in
+class RunExecutor(RetryWaits, Calls):
+    """Runs one run: scheduling here, the attempt lifecycle in :mod:`.attempt` and
+    :mod:`.inline`, fan-out in :mod:`.fanout`, retry waits in :mod:`.waits`, the journal in
     :mod:`.journal` (parts of this class, sharing its state)."""
 
     def __init__(

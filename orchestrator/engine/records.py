@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-import anyio
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import iso as iso  # where views and the command line find it
 from ..model.states import JobState, RunState
@@ -16,6 +14,13 @@ if TYPE_CHECKING:
     from ..model.retry import RetryPolicy
     from ..model.states import AttemptState
     from ..store.base import AttemptRow
+
+
+class Wakeable(Protocol):
+    """What :meth:`JobRun.wake` sets: the event a job's next poll waits for, or what cancels
+    its inline call once the job is cancelled (see :mod:`.inline`)."""
+
+    def set(self) -> None: ...
 
 
 class JobRun:
@@ -87,7 +92,7 @@ class JobRun:
         self.attempt_row: AttemptRow | None = None
         self.attempt_stored: AttemptState | None = None
         self.dirty = 0  # DIRTY_JOB | DIRTY_ATTEMPT
-        self.wake_event: anyio.Event | None = None
+        self.wake_event: Wakeable | None = None
         self.woken = False
         self.has_tokens = job.has_tokens
 

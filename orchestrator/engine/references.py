@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..model import refs
@@ -23,6 +24,7 @@ def references(job: Job) -> dict[str, refs.Ref]:
     return cached[1]
 
 
+_NONE: Mapping[str, Any] = MappingProxyType({})
 Outputs = Callable[[str], Mapping[str, Any] | None]
 """A job's outputs by its id (None: it has none)."""
 
@@ -51,12 +53,15 @@ def reference_tokens(job: Job, outputs: Outputs, scope: Mapping[str, Any]) -> di
     return {refs.KEY + text: refs.resolve(ref, outputs, scope) for text, ref in found.items()}
 
 
-def upstream_outputs(job: Job, outputs: Outputs) -> dict[str, dict[str, Any]]:
+def upstream_outputs(job: Job, outputs: Outputs) -> dict[str, Mapping[str, Any]]:
     """The outputs of a job's direct upstreams, by id (what a ``python`` job's context gets);
     an instance's are its mapped job's."""
     if job.dag is None:
         return {}
-    return {p: dict(outputs(p) or {}) for p in job.dag.upstream(job.instance_of or job.id)}
+    return {
+        p: MappingProxyType(outputs(p) or _NONE)  # read only: they are the run's records
+        for p in job.dag.upstream(job.instance_of or job.id)
+    }
 
 
 def scope(job: Job, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .. import logs
 from ..connections import Connection, connection_secrets
 from ..connectors.base import (
     CancelResult,
     Connector,
+    InlineConnector,
     JobType,
     PollResult,
     RemoteHandle,
@@ -112,13 +113,16 @@ class MaskedConnector:
         result = await self._forward("poll", self.inner.poll(handle))
         if not logs.has_secrets():
             return result
-        return replace(
-            result,
-            remote_status=_text(result.remote_status),
-            error=_text(result.error),
-            outputs=logs.redact(dict(result.outputs)) if result.outputs else result.outputs,
-            log_tail=_text(result.log_tail),
-        )
+        return _masked_result(result)
+
+    async def call(self, submission: Submission) -> PollResult:
+        """The call of an inline job type (:class:`InlineConnector`): counted as a submission,
+        its outcome masked as a poll's."""
+        inner = cast(InlineConnector, self.inner)
+        result = await self._forward("submit", inner.call(submission))
+        if not logs.has_secrets():
+            return result
+        return _masked_result(result)
 
     async def cancel(self, handle: RemoteHandle) -> CancelResult:
         result = await self._forward("cancel", self.inner.cancel(handle))
@@ -133,6 +137,17 @@ class MaskedConnector:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _masked_result(result: PollResult) -> PollResult:
+    """What a remote said of its job, every secret masked."""
+    return replace(
+        result,
+        remote_status=_text(result.remote_status),
+        error=_text(result.error),
+        outputs=logs.redact(dict(result.outputs)) if result.outputs else result.outputs,
+        log_tail=_text(result.log_tail),
+    )
 
 
 def _text(value: str | None) -> str | None:

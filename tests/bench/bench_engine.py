@@ -1,6 +1,6 @@
 """Engine throughput against a bare-asyncio baseline, in one process and one run.
 
-    python tests/bench/bench_engine.py [--sizes 1000,10000] [--repeat 3]
+    python tests/bench/bench_engine.py [--sizes 1000,10000] [--repeat 3] [--only python]
 
 Workload: 10 layers, each node depending on 2 random nodes of the layer before (seed 42); every
 job instantaneous on the fake remote (submit and the first poll return at once). Baseline: a
@@ -9,7 +9,9 @@ finish) whose jobs do nothing. Reported: nodes per second, microseconds per node
 memory (tracemalloc, in a separate pass), and engine / baseline ratios. Best of ``--repeat``.
 The store's ratio (engine with the SQLite store / engine without) comes from the two runners
 run alternately, best of ``--repeat`` each, so that the machine's speed drifting between two
-blocks of runs does not move it.
+blocks of runs does not move it. So do the ``python`` workload's: the same graph of ``python``
+jobs calling an async no-op, run in turn with the baseline and the ``fake`` one (``--only
+python`` measures these three alone).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 
 import anyio
-from workloads import layered_dag, layered_graph
+from workloads import layered_dag, layered_graph, python_dag
 
 from orchestrator import logs
 from orchestrator.model.states import RunState
@@ -101,11 +103,17 @@ def measure_pair(
 ) -> tuple[float, float]:
     """Best of ``repeat`` for each of two runners, run alternately (a, b, a, b, ...): a machine
     whose speed drifts moves both alike, so their ratio holds."""
-    best_a = best_b = float("inf")
-    for _ in range(repeat):
-        best_a = min(best_a, measure(a, 1))
-        best_b = min(best_b, measure(b, 1))
+    best_a, best_b = measure_in_turn([a, b], repeat)
     return best_a, best_b
+
+
+def measure_in_turn(runners: list[Callable[[], Awaitable[None]]], repeat: int) -> list[float]:
+    """Best of ``repeat`` for each runner, run in turn (a, b, c, a, b, c, ...)."""
+    best = [float("inf")] * len(runners)
+    for _ in range(repeat):
+        for i, runner in enumerate(runners):
+            best[i] = min(best[i], measure(runner, 1))
+    return best
 
 
 def peak_memory(fn: Callable[[], Awaitable[None]]) -> int:
@@ -121,14 +129,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=["python"], help="only the baseline, fake and python")
     args = parser.parse_args()
     rows = []
     store_ratios: list[tuple[int, float, float]] = []
+    python_ratios: list[tuple[int, float, float, float]] = []
     log_dir = tempfile.mkdtemp(prefix="orchestrator-bench-")
     for n in (int(s) for s in args.sizes.split(",")):
         graph = layered_graph(n)
         dag = layered_dag(n)
         logs.configure("warning", stream=io.StringIO(), json=True)
+        # python jobs (an async no-op) against fake ones and the baseline, run in turn
+        py_dag = python_dag(n)
+        turn_base_t, fake_t, py_t = measure_in_turn(
+            [lambda g=graph: baseline(g), lambda d=dag: engine(d), lambda d=py_dag: engine(d)],
+            args.repeat,
+        )
+        python_ratios.append((n, turn_base_t, fake_t, py_t))
+        if args.only == "python":
+            rows.append(("bare asyncio baseline", n, turn_base_t, None, turn_base_t))
+            rows.append(("engine, fake jobs", n, fake_t, None, turn_base_t))
+            rows.append(("engine, python async no-op", n, py_t, None, turn_base_t))
+            continue
         base_t = measure(lambda g=graph: baseline(g), args.repeat)
         base_m = peak_memory(lambda g=graph: baseline(g))
         with open(os.path.join(log_dir, f"engine-{n}.log"), "w") as log_file:
@@ -145,6 +167,7 @@ def main() -> None:
         rows.append(("engine, info logs to a file", n, info_t, None, base_t))
         rows.append(("engine, warning level", n, warn_t, warn_m, base_t))
         rows.append(("engine + SQLite store, warning", n, store_t, None, base_t))
+        rows.append(("engine, python async no-op", n, py_t, None, base_t))
         store_ratios.append((n, pair_t, store_t))
     print(
         f"{'runner':32} {'N':>6} {'nodes/s':>10} {'us/node':>8} {'peak MiB':>9} {'vs baseline':>12}"
@@ -157,6 +180,12 @@ def main() -> None:
             f"N={n}: the engine with the SQLite store keeps {plain_t / store_t:.1%} of its "
             f"throughput without ({store_t:.3f} s vs {plain_t:.3f} s, best of {args.repeat} "
             "each, run alternately)"
+        )
+    for n, base_t, fake_t, py_t in python_ratios:
+        print(
+            f"N={n}: python jobs (async no-op) run at {base_t / py_t:.1%} of bare asyncio and "
+            f"{fake_t / py_t:.1%} of fake jobs ({py_t:.3f} s vs {fake_t:.3f} s, best of "
+            f"{args.repeat} each, run in turn with the baseline)"
         )
 
 

@@ -28,6 +28,10 @@ def layered_graph(n: int, *, layers: int = 10, parents: int = 2, seed: int = 42)
     return graph
 
 
+async def noop(ctx: Any) -> None:
+    """The callable of the ``python`` workload: an async function that does nothing."""
+
+
 def layered_dag(n: int, **fields: Any) -> DAG:
     """The same graph as a DAG of instantaneous ``fake`` jobs (or ``fields`` for each job)."""
     graph = layered_graph(n)
@@ -39,3 +43,8 @@ def layered_dag(n: int, **fields: Any) -> DAG:
         for s, t in graph.edges:
             dag.add_edge(s, t)
     return dag
+
+
+def python_dag(n: int) -> DAG:
+    """The same graph as a DAG of ``python`` jobs calling an async no-op."""
+    return layered_dag(n, type="python", call=noop)
