@@ -1,0 +1,229 @@
+"""The event stream's fan-out process: pages and clients handed over in order, the filters,
+the shared gzip compression, slow clients dropped, keep-alives, the end of the streams."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import zlib
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from orchestrator.daemon.api.fanout import Fanout, Framed
+from orchestrator.daemon.api.feed import GZIP_HEADER
+
+RUN, OTHER = "r1", "r2"
+
+
+def event(seq: int, run: str = RUN, dag: str = "d") -> Framed:
+    return Framed(seq, run, dag, f"id: {seq}\nevent: job\ndata: {{}}\n\n".encode())
+
+
+class Peer:
+    """A client's end of a stream handed to the fan-out: what it received, as it comes."""
+
+    def __init__(self) -> None:
+        self.ours, self.theirs = socket.socketpair()
+        self.ours.setblocking(False)
+        self.data = bytearray()
+        self.ended = False
+
+    async def read_until(self, done: Callable[[bytes], bool], timeout: float = 10) -> bytes:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while not done(bytes(self.data)):
+                piece = await loop.sock_recv(self.ours, 1 << 16)
+                if not piece:
+                    self.ended = True
+                    if not done(bytes(self.data)):
+                        raise AssertionError(f"the stream ended: {bytes(self.data)[-200:]!r}")
+                self.data += piece
+        return bytes(self.data)
+
+    async def read_to_end(self, timeout: float = 10) -> bytes:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while piece := await loop.sock_recv(self.ours, 1 << 16):
+                self.data += piece
+        self.ended = True
+        return bytes(self.data)
+
+    def close(self) -> None:
+        self.ours.close()
+        self.theirs.close()
+
+
+def ids(data: bytes) -> list[int]:
+    return [int(line[4:]) for line in data.split(b"\n") if line.startswith(b"id: ")]
+
+
+@pytest.fixture
+async def fanout() -> AsyncIterator[Fanout]:
+    out = Fanout(nice=0)
+    out.start()
+    try:
+        yield out
+    finally:
+        await out.aclose()
+
+
+def hand(fanout: Fanout, peer: Peer, after: int, **kwargs: object) -> None:
+    spec: dict[str, object] = {"run": None, "dag": None, "chunked": False, "gzip": False}
+    spec.update(kwargs)
+    fanout.hand_over(
+        peer.theirs,
+        after,
+        spec["run"],  # type: ignore[arg-type]
+        spec["dag"],  # type: ignore[arg-type]
+        chunked=bool(spec["chunked"]),
+        gzip=bool(spec["gzip"]),
+    )
+    peer.theirs.close()
+
+
+async def test_a_client_gets_the_pages_sent_after_it_and_none_before(fanout: Fanout) -> None:
+    first, second = Peer(), Peer()
+    fanout.page([event(1), event(2)])
+    hand(fanout, first, 2)
+    fanout.page([event(3), event(4)])
+    hand(fanout, second, 4)
+    fanout.page([event(5)])
+    assert ids(await first.read_until(lambda d: b"id: 5\n" in d)) == [3, 4, 5]
+    assert ids(await second.read_until(lambda d: b"id: 5\n" in d)) == [5]
+    for peer in (first, second):
+        peer.close()
+
+
+async def test_a_big_page_goes_over_in_parts_and_arrives_whole(fanout: Fanout) -> None:
+    peer = Peer()
+    hand(fanout, peer, 0)
+    fanout.page([event(seq) for seq in range(1, 5001)])  # some 150 KB: several messages
+    got = await peer.read_until(lambda d: b"id: 5000\n" in d)
+    assert ids(got) == list(range(1, 5001))
+    peer.close()
+
+
+async def test_the_filters_keep_their_run_or_dag_only(fanout: Fanout) -> None:
+    by_run, by_dag = Peer(), Peer()
+    hand(fanout, by_run, 0, run=RUN)
+    hand(fanout, by_dag, 0, dag="other")
+    fanout.page([event(1), event(2, OTHER, "other"), event(3), event(4, OTHER, "other")])
+    fanout.page([event(5)])
+    assert ids(await by_run.read_until(lambda d: b"id: 5\n" in d)) == [1, 3, 5]
+    fanout.page([event(6, OTHER, "other")])
+    assert ids(await by_dag.read_until(lambda d: b"id: 6\n" in d)) == [2, 4, 6]
+    for peer in (by_run, by_dag):
+        peer.close()
+
+
+async def test_gzip_clients_share_one_compression_and_each_decodes_its_own_stream(
+    fanout: Fanout,
+) -> None:
+    """As the daemon answers: the gzip header and what it sent itself (its own compression,
+    ending in a full flush), then the streamer's shared blocks, as chunks of a chunked answer."""
+    early, late = Peer(), Peer()
+    for peer, prelude in ((early, b": connected\n\n"), (late, b"id: 2\n\n: connected\n\n")):
+        own = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body = GZIP_HEADER + own.compress(prelude) + own.flush(zlib.Z_FULL_FLUSH)
+        peer.theirs.sendall(b"%x\r\n%b\r\n" % (len(body), body))
+    hand(fanout, early, 0, chunked=True, gzip=True)
+    fanout.page([event(1), event(2)])
+    hand(fanout, late, 2, chunked=True, gzip=True)
+    fanout.page([event(3)])
+    fanout.page([event(4)])
+    for peer, expected in ((early, [1, 2, 3, 4]), (late, [2, 3, 4])):
+        await peer.read_until(lambda d, e=expected: ids(gunzip(dechunk(d))) == e)
+        assert gunzip(dechunk(bytes(peer.data))).count(b": connected\n\n") == 1
+        peer.close()
+
+
+def dechunk(data: bytes) -> bytes:
+    """The body of a chunked answer's whole chunks."""
+    body, rest = b"", data
+    while rest:
+        size, _, after = rest.partition(b"\r\n")
+        length = int(size, 16)
+        if len(after) < length + 2:
+            break
+        body, rest = body + after[:length], after[length + 2 :]
+    return body
+
+
+def gunzip(body: bytes) -> bytes:
+    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body)
+
+
+async def test_a_slow_client_is_dropped_and_the_others_get_everything() -> None:
+    fanout = Fanout(nice=0, max_pending=1 << 16)
+    fanout.start()
+    slow, fast = Peer(), Peer()
+    try:
+        hand(fanout, slow, 0)
+        hand(fanout, fast, 0)
+        for start in range(1, 100_001, 1000):  # some 3 MB; the slow one reads nothing
+            fanout.page([event(seq) for seq in range(start, start + 1000)])
+            await fast.read_until(lambda d, last=start + 999: f"id: {last}\n".encode() in d)
+        got = await slow.read_to_end()  # what its socket held, then the end: it was dropped
+        assert len(got) < len(fast.data)
+        assert ids(fast.data) == list(range(1, 100_001))
+    finally:
+        await fanout.aclose()
+        slow.close()
+        fast.close()
+
+
+async def test_an_idle_stream_gets_a_keep_alive_comment() -> None:
+    fanout = Fanout(nice=0, keep_alive=0.2)
+    fanout.start()
+    peer = Peer()
+    try:
+        hand(fanout, peer, 0, chunked=True)
+        got = await peer.read_until(lambda d: b": keep-alive\n\n" in d)
+        assert got.startswith(b"e\r\n: keep-alive\n\n\r\n")  # a chunk of its own
+    finally:
+        await fanout.aclose()
+        peer.close()
+
+
+async def test_the_daemon_stopping_ends_every_stream_as_an_answer_ends() -> None:
+    fanout = Fanout(nice=0)
+    fanout.start()
+    peer = Peer()
+    hand(fanout, peer, 0, chunked=True)
+    fanout.page([event(1)])
+    await peer.read_until(lambda d: b"id: 1\n" in d)
+    await fanout.aclose()
+    assert (await peer.read_to_end()).endswith(b"\r\n0\r\n\r\n")
+    peer.close()
+
+
+async def test_the_feed_knows_when_nobody_listens(fanout: Fanout) -> None:
+    peer = Peer()
+    assert fanout.clients == 0
+    hand(fanout, peer, 0)
+    assert fanout.clients == 1  # at once, before the streamer's word
+    fanout.page([event(1)])
+    await peer.read_until(lambda d: b"id: 1\n" in d)
+    peer.close()  # the client leaves
+    async with asyncio.timeout(10):
+        while fanout.clients:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_streamer_that_died_is_replaced(fanout: Fanout) -> None:
+    gone = Peer()
+    hand(fanout, gone, 0)
+    process = fanout._process
+    assert process is not None
+    process.kill()
+    await gone.read_to_end()  # its clients' streams end: they reconnect
+    async with asyncio.timeout(10):
+        while fanout._process is process:
+            await asyncio.sleep(0.01)
+    peer = Peer()
+    hand(fanout, peer, 0)
+    fanout.page([event(1)])
+    assert ids(await peer.read_until(lambda d: b"id: 1\n" in d)) == [1]
+    gone.close()
+    peer.close()
