@@ -4,8 +4,9 @@ The daemon (:mod:`orchestrator.daemon.api.fanout`) starts this file as a script 
 -S streamer.py FD CONFIG``, see :func:`main`); it imports the standard library only. ``FD`` is
 its end of a ``SOCK_SEQPACKET`` socket pair, on which the daemon sends, in order, each a message:
 
-- ``P`` + a page of events, read once from the store by the daemon's feed: a 4-byte length, the
-  JSON of ``[[seq, run, dag, length], ...]``, then the events' frames, joined;
+- ``P`` + a page of events, read once from the store by the daemon's feed, as the store keeps
+  them (see :meth:`Batch.add`: decoded and framed here, not in the engine's process); a page
+  bigger than a message comes in parts, ``p`` + bytes, ended by its ``P``;
 - ``C`` + the JSON of ``{"after", "run", "dag", "chunked"}`` with one file descriptor: a client's
   socket, handed over once the daemon authenticated the request, answered its headers and sent
   what the client missed (up to the seq ``after``); from here on it gets every event after
@@ -32,7 +33,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 import zlib
@@ -41,12 +41,10 @@ from typing import Any
 KEEP_ALIVE = 15.0  # seconds between two comments on an idle stream
 WRITE_TIMEOUT = 10.0  # seconds a client may take nothing before it is dropped
 MAX_PENDING = 4 << 20  # bytes waiting for one client, at most (some 20,000 events)
-MAX_MESSAGE = 1 << 16  # bytes of a message on the socket pair (the daemon's pages are split)
+MAX_MESSAGE = 1 << 16  # bytes of a message on the socket pair (bigger pages come in parts)
 TICK = 1.0  # seconds between two checks of the clocks above
 
 LEVEL = 6  # zlib's compression level for gzip clients (some 15 times fewer bytes than JSON)
-
-_HEAD = struct.Struct("!I")
 
 
 class Client:
@@ -82,18 +80,59 @@ class Batch:
         self.ends: list[int] = []  # each frame's end in ``data``
         self.parts: list[bytes] = []
 
-    def add(self, message: bytes) -> None:
-        (size,) = _HEAD.unpack_from(message, 1)
-        index = json.loads(message[5 : 5 + size])
-        body = message[5 + size :]
+    def add(self, page: bytes) -> None:
+        """A page: the JSON of ``{"skip", "chunks": [[run, dag, first, per_second, length],
+        ...]}``, a newline, then each chunk's events as the store keeps them (the JSON of
+        ``[[job, kind, old, new, at, data], ...]``, ``length`` bytes each): decoded and framed
+        here, not in the engine's process; the events up to seq ``skip`` were sent before."""
+        head, _, body = page.partition(b"\n")
+        spec = json.loads(head)
+        skip = spec["skip"]
+        offset = 0
         end = self.ends[-1] if self.ends else 0
-        for seq, run, dag, length in index:
-            self.seqs.append(seq)
-            self.runs.append(run)
-            self.dags.append(dag)
-            end += length
-            self.ends.append(end)
-        self.parts.append(body)
+        for run, dag, first, per_second, length in spec["chunks"]:
+            events = json.loads(body[offset : offset + length])
+            offset += length
+            for seq, (job, kind, old, new, at, data) in enumerate(events, first):
+                if seq <= skip:
+                    continue
+                if per_second != 1:
+                    at = at / per_second
+                if isinstance(data, str):  # chunks written before data was a JSON object
+                    data = json.loads(data)
+                chunk = frame(seq, run, dag, job, kind, old, new, at, dict(data) if data else {})
+                self.seqs.append(seq)
+                self.runs.append(run)
+                self.dags.append(dag)
+                end += len(chunk)
+                self.ends.append(end)
+                self.parts.append(chunk)
+
+
+def frame(
+    seq: int,
+    run: str,
+    dag: str | None,
+    job: str | None,
+    kind: str,
+    old: str | None,
+    new: str,
+    at: float,
+    data: Any,
+) -> bytes:
+    """One event as the stream sends it (its ``data`` redacted already)."""
+    event = {
+        "seq": seq,
+        "run": run,
+        "dag": dag,
+        "job": job,
+        "kind": kind,
+        "old": old,
+        "new": new,
+        "at": at,
+        "data": data,
+    }
+    return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 class Streamer:
@@ -101,6 +140,7 @@ class Streamer:
         self.channel = channel
         self.selector = selectors.DefaultSelector()
         self.clients: dict[int, Client] = {}
+        self.partial = bytearray()  # a page's parts so far
         # one compression for every gzip client: each batch ends with a full flush, so that
         # the next one is independent of it and any client may start there
         self.deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -160,8 +200,11 @@ class Streamer:
                 self.open = False
                 break
             kind = message[:1]
-            if kind == b"P":
-                batch.add(message)
+            if kind == b"p":  # a part of a page too big for one message
+                self.partial += message[1:]
+            elif kind == b"P":
+                batch.add(bytes(self.partial) + message[1:] if self.partial else message[1:])
+                self.partial.clear()
             elif kind == b"C":
                 self._write_batch(batch)  # what came before it is not its
                 batch = Batch()

@@ -31,7 +31,8 @@ twice. The engine's throughput is the run's duration (``createdAt`` to ``endedAt
 of the issue are checked: p95 under 500 ms, throughput with clients within 10% of without.
 Also reported: the wall time from the trigger to the run's last event at the last client, and
 the CPU time each side spent from the trigger until every client's bytes were in (the daemon's:
-its process and its children; the machine may be shared: CPU time is the steadier).
+its process and its children, and its process alone, the engine's; the machine may be shared:
+CPU time is the steadier).
 
 ``at`` is taken when the engine changes the state, and the change is committed with the run's
 next batch: with ``--spread`` (jobs ending one after the other, nothing else to write) a job's
@@ -75,13 +76,16 @@ FRAME = re.compile(
 ENDED = (b'"succeeded"', b'"failed"', b'"cancelled"')
 
 
-def cpu_seconds(pid: int | None = None) -> float:
+def cpu_seconds(pid: int | None = None, tree: bool = True) -> float:
     """User and system CPU time of a process (this one by default) and its children so far."""
     if pid is None:
         usage = os.times()
         return usage.user + usage.system
     total = 0.0
-    for one in (pid, *children(pid)):  # the daemon, its store's writer, its streamer
+    for one in (
+        pid,
+        *(children(pid) if tree else ()),
+    ):  # the daemon, its store's writer, its streamer
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -358,6 +362,7 @@ class Round:
     # end, without clients): the wall time, and the CPU time of each side (seconds)
     wall: float = 0.0
     cpu_daemon: float = 0.0
+    cpu_engine: float = 0.0  # the daemon's own process, without its children
     cpu_clients: float = 0.0
     gzip: int = 0  # clients answered gzip-encoded
 
@@ -367,10 +372,11 @@ class Meter:
     """Wall and CPU time of both sides, from ``start`` to ``stop``."""
 
     daemon: int
-    began: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    began: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
-    def now(self) -> tuple[float, float, float]:
-        return time.perf_counter(), cpu_seconds(self.daemon), cpu_seconds()
+    def now(self) -> tuple[float, float, float, float]:
+        engine = cpu_seconds(self.daemon, tree=False)
+        return time.perf_counter(), cpu_seconds(self.daemon), engine, cpu_seconds()
 
     def start(self) -> None:
         self.began = self.now()
@@ -378,7 +384,7 @@ class Meter:
     def stop(self, into: Round) -> None:
         ended = self.now()
         pairs = zip(ended, self.began, strict=True)
-        into.wall, into.cpu_daemon, into.cpu_clients = (e - b for e, b in pairs)
+        into.wall, into.cpu_daemon, into.cpu_engine, into.cpu_clients = (e - b for e, b in pairs)
 
 
 async def one_round(base: str, clients: int, after: int, meter: Meter, gzip: bool) -> Round:
@@ -503,18 +509,18 @@ def report(args: argparse.Namespace, with_clients: list[Round], without: list[Ro
     print(f"{'':16} {'run time (s)':>29} {'':>7}   {'trigger -> last event read':>26}")
     print(
         f"{'run':16} {'best':>8} {'all':>20} {'jobs/s':>7}   "
-        f"{'wall s':>7} {'CPU daemon':>10} {'clients':>7}"
+        f"{'wall s':>7} {'CPU daemon':>10} {'engine':>7} {'clients':>7}"
     )
     for name, rounds in (("with clients", with_clients), ("without clients", without)):
         times = [r.duration for r in rounds]
         listed = " ".join(f"{t:.3f}" for t in times)
-        wall, daemon, clients = (
+        wall, daemon, engine, clients = (
             statistics.median(getattr(r, f) for r in rounds)
-            for f in ("wall", "cpu_daemon", "cpu_clients")
+            for f in ("wall", "cpu_daemon", "cpu_engine", "cpu_clients")
         )
         print(
             f"{name:16} {min(times):8.3f} {listed:>20} {args.jobs / min(times):7,.0f}   "
-            f"{wall:7.2f} {daemon:10.2f} {clients:7.2f}"
+            f"{wall:7.2f} {daemon:10.2f} {engine:7.2f} {clients:7.2f}"
         )
     best_with = min(r.duration for r in with_clients)
     best_without = min(r.duration for r in without)

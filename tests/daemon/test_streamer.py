@@ -4,20 +4,31 @@ the shared gzip compression, slow clients dropped, keep-alives, the end of the s
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import zlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
-from orchestrator.daemon.api.fanout import Fanout, Framed
+from orchestrator.daemon.api.fanout import Chunk, Fanout, chunks_of
 from orchestrator.daemon.api.feed import GZIP_HEADER
+from orchestrator.store.base import Event
 
 RUN, OTHER = "r1", "r2"
 
 
-def event(seq: int, run: str = RUN, dag: str = "d") -> Framed:
-    return Framed(seq, run, dag, f"id: {seq}\nevent: job\ndata: {{}}\n\n".encode())
+DAGS = {RUN: "d", OTHER: "other"}
+
+
+def event(seq: int, run: str = RUN, data: dict[str, Any] | None = None) -> Event:
+    return Event(seq, run, "j", "job", "queued", "running", 1.5, data or {})
+
+
+def send(fanout: Fanout, events: list[Event], skip: int = 0) -> None:
+    """As the feed does: the events as chunks of the store, each run's in a chunk."""
+    fanout.page(skip, chunks_of(events, DAGS))
 
 
 class Peer:
@@ -84,11 +95,11 @@ def hand(fanout: Fanout, peer: Peer, after: int, **kwargs: object) -> None:
 
 async def test_a_client_gets_the_pages_sent_after_it_and_none_before(fanout: Fanout) -> None:
     first, second = Peer(), Peer()
-    fanout.page([event(1), event(2)])
+    send(fanout, [event(1), event(2)])
     hand(fanout, first, 2)
-    fanout.page([event(3), event(4)])
+    send(fanout, [event(3), event(4)])
     hand(fanout, second, 4)
-    fanout.page([event(5)])
+    send(fanout, [event(5)])
     assert ids(await first.read_until(lambda d: b"id: 5\n" in d)) == [3, 4, 5]
     assert ids(await second.read_until(lambda d: b"id: 5\n" in d)) == [5]
     for peer in (first, second):
@@ -98,9 +109,13 @@ async def test_a_client_gets_the_pages_sent_after_it_and_none_before(fanout: Fan
 async def test_a_big_page_goes_over_in_parts_and_arrives_whole(fanout: Fanout) -> None:
     peer = Peer()
     hand(fanout, peer, 0)
-    fanout.page([event(seq) for seq in range(1, 5001)])  # some 150 KB: several messages
+    send(fanout, [event(seq) for seq in range(1, 5001)])  # some 150 KB: several messages
     got = await peer.read_until(lambda d: b"id: 5000\n" in d)
     assert ids(got) == list(range(1, 5001))
+    big = event(5001, data={"log": "x" * 300_000})  # one event bigger than a message
+    send(fanout, [big, event(5002)])
+    got = await peer.read_until(lambda d: b"id: 5002\n" in d)
+    assert b'"data": {"log": "' + b"x" * 300_000 + b'"}}\n\n' in got
     peer.close()
 
 
@@ -108,10 +123,10 @@ async def test_the_filters_keep_their_run_or_dag_only(fanout: Fanout) -> None:
     by_run, by_dag = Peer(), Peer()
     hand(fanout, by_run, 0, run=RUN)
     hand(fanout, by_dag, 0, dag="other")
-    fanout.page([event(1), event(2, OTHER, "other"), event(3), event(4, OTHER, "other")])
-    fanout.page([event(5)])
+    send(fanout, [event(1), event(2, OTHER), event(3), event(4, OTHER)])
+    send(fanout, [event(5)])
     assert ids(await by_run.read_until(lambda d: b"id: 5\n" in d)) == [1, 3, 5]
-    fanout.page([event(6, OTHER, "other")])
+    send(fanout, [event(6, OTHER)])
     assert ids(await by_dag.read_until(lambda d: b"id: 6\n" in d)) == [2, 4, 6]
     for peer in (by_run, by_dag):
         peer.close()
@@ -128,10 +143,10 @@ async def test_gzip_clients_share_one_compression_and_each_decodes_its_own_strea
         body = GZIP_HEADER + own.compress(prelude) + own.flush(zlib.Z_FULL_FLUSH)
         peer.theirs.sendall(b"%x\r\n%b\r\n" % (len(body), body))
     hand(fanout, early, 0, chunked=True, gzip=True)
-    fanout.page([event(1), event(2)])
+    send(fanout, [event(1), event(2)])
     hand(fanout, late, 2, chunked=True, gzip=True)
-    fanout.page([event(3)])
-    fanout.page([event(4)])
+    send(fanout, [event(3)])
+    send(fanout, [event(4)])
     for peer, expected in ((early, [1, 2, 3, 4]), (late, [2, 3, 4])):
         await peer.read_until(lambda d, e=expected: ids(gunzip(dechunk(d))) == e)
         assert gunzip(dechunk(bytes(peer.data))).count(b": connected\n\n") == 1
@@ -162,7 +177,7 @@ async def test_a_slow_client_is_dropped_and_the_others_get_everything() -> None:
         hand(fanout, slow, 0)
         hand(fanout, fast, 0)
         for start in range(1, 100_001, 1000):  # some 3 MB; the slow one reads nothing
-            fanout.page([event(seq) for seq in range(start, start + 1000)])
+            send(fanout, [event(seq) for seq in range(start, start + 1000)])
             await fast.read_until(lambda d, last=start + 999: f"id: {last}\n".encode() in d)
         got = await slow.read_to_end()  # what its socket held, then the end: it was dropped
         assert len(got) < len(fast.data)
@@ -191,7 +206,7 @@ async def test_the_daemon_stopping_ends_every_stream_as_an_answer_ends() -> None
     fanout.start()
     peer = Peer()
     hand(fanout, peer, 0, chunked=True)
-    fanout.page([event(1)])
+    send(fanout, [event(1)])
     await peer.read_until(lambda d: b"id: 1\n" in d)
     await fanout.aclose()
     assert (await peer.read_to_end()).endswith(b"\r\n0\r\n\r\n")
@@ -203,7 +218,7 @@ async def test_the_feed_knows_when_nobody_listens(fanout: Fanout) -> None:
     assert fanout.clients == 0
     hand(fanout, peer, 0)
     assert fanout.clients == 1  # at once, before the streamer's word
-    fanout.page([event(1)])
+    send(fanout, [event(1)])
     await peer.read_until(lambda d: b"id: 1\n" in d)
     peer.close()  # the client leaves
     async with asyncio.timeout(10):
@@ -223,7 +238,40 @@ async def test_a_streamer_that_died_is_replaced(fanout: Fanout) -> None:
             await asyncio.sleep(0.01)
     peer = Peer()
     hand(fanout, peer, 0)
-    fanout.page([event(1)])
+    send(fanout, [event(1)])
     assert ids(await peer.read_until(lambda d: b"id: 1\n" in d)) == [1]
     gone.close()
+    peer.close()
+
+
+async def test_chunks_as_the_store_keeps_them_are_decoded_by_the_streamer(
+    fanout: Fanout,
+) -> None:
+    """A row of the event log: ``at`` in 1/per_second seconds, its events up to ``skip`` sent
+    before (the feed's position fell inside it), data written as JSON text by older versions."""
+    peer = Peer()
+    hand(fanout, peer, 0)
+    rows = [
+        ["a", "job", None, "queued", 1_500_000, {}],
+        ["a", "job", "queued", "running", 2_250_000, '{"k": 1}'],
+    ]
+    rows.append([None, "run", "running", "succeeded", 3_000_000, None])
+    fanout.page(10, [Chunk(RUN, "d", 10, 1_000_000, json.dumps(rows))])
+    got = await peer.read_until(lambda d: b"id: 12\n" in d)
+    frames = [json.loads(line[6:]) for line in got.split(b"\n") if line.startswith(b"data: ")]
+    assert [(f["seq"], f["job"], f["new"], f["at"], f["data"]) for f in frames] == [
+        (11, "a", "running", 2.25, {"k": 1}),
+        (12, None, "succeeded", 3.0, {}),
+    ]
+    assert frames[0] == {
+        "seq": 11,
+        "run": RUN,
+        "dag": "d",
+        "job": "a",
+        "kind": "job",
+        "old": "queued",
+        "new": "running",
+        "at": 2.25,
+        "data": {"k": 1},
+    }
     peer.close()

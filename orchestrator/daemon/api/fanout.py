@@ -16,15 +16,16 @@ import asyncio
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import structlog
 
+from ... import logs
+from ...store.base import Event
 from .. import streamer
 
 log = structlog.get_logger("orchestrator.api")
@@ -33,16 +34,39 @@ _STREAMER = [sys.executable, "-I", "-S", streamer.__file__]  # stdlib only: star
 NICE = 10  # the streamer's priority below the engine's: on a busy core the engine goes first
 CHANNEL_BUFFER = 4 << 20  # bytes the socket pair holds (capped by the system's wmem_max)
 STOP_GRACE = 5.0  # seconds the streamer gets to end its streams when the daemon stops
-_HEAD = struct.Struct("!I")
 
 
-class Framed(NamedTuple):
-    """An event as every client is sent it: encoded once, by the feed, for all of them."""
+class Chunk(NamedTuple):
+    """Events of one run numbered from ``first``, as the store keeps them: ``events`` the JSON
+    of ``[[job, kind, old, new, at, data], ...]``, ``at`` in ``1/per_second`` seconds."""
 
-    seq: int
     run_id: str
     dag: str | None
-    chunk: bytes
+    first: int
+    per_second: int
+    events: str
+
+
+def chunks_of(events: Sequence[Event], dags: Mapping[str, str | None]) -> list[Chunk]:
+    """``events`` (their ``data`` redacted) as chunks: each run's consecutive events in one."""
+    out: list[Chunk] = []
+    group: list[list[Any]] = []
+    first = 0
+    for i, event in enumerate(events):
+        row = [event.job_id, event.kind, event.old, event.new, event.at, logs.redact(event.data)]
+        previous = events[i - 1] if i else None
+        if previous is None or (previous.run_id, previous.seq + 1) != (event.run_id, event.seq):
+            if group:
+                out.append(_chunk(events[i - 1].run_id, dags, first, group))
+            group, first = [], event.seq
+        group.append(row)
+    if group:
+        out.append(_chunk(events[-1].run_id, dags, first, group))
+    return out
+
+
+def _chunk(run_id: str, dags: Mapping[str, str | None], first: int, rows: list[list[Any]]) -> Chunk:
+    return Chunk(run_id, dags.get(run_id), first, 1, json.dumps(rows, separators=(",", ":")))
 
 
 class Fanout:
@@ -83,21 +107,23 @@ class Fanout:
         self.clients = self._handed = self._reported = 0
         self._loop.add_reader(ours, self._on_report)
 
-    def page(self, events: Sequence[Framed], limit: int = streamer.MAX_MESSAGE) -> None:
-        """Every client (that its filters let) gets ``events``, sent once to the streamer."""
-        room = limit - 16
-        part: list[Framed] = []
-        size = 0
-        for event in events:
-            # its frame and its index entry, [seq, run, dag, length] (in JSON, with room)
-            need = len(event.chunk) + len(event.run_id) + len(event.dag or "") + 48
-            if part and size + need > room:
-                self._send(_page_message(part))
-                part, size = [], 0
-            part.append(event)
-            size += need
-        if part:
-            self._send(_page_message(part))
+    def page(self, skip: int, chunks: Sequence[Chunk]) -> None:
+        """Every client (that its filters let) gets the events of ``chunks`` after the seq
+        ``skip``, sent once to the streamer, which decodes and frames them."""
+        texts = [c.events.encode() for c in chunks]
+        head = {
+            "skip": skip,
+            "chunks": [
+                [c.run_id, c.dag, c.first, c.per_second, len(t)]
+                for c, t in zip(chunks, texts, strict=True)
+            ],
+        }
+        page = json.dumps(head, separators=(",", ":")).encode() + b"\n" + b"".join(texts)
+        room = streamer.MAX_MESSAGE - 1
+        while len(page) > room:
+            self._send(b"p" + page[:room])
+            page = page[room:]
+        self._send(b"P" + page)
 
     def hand_over(
         self,
@@ -209,13 +235,3 @@ class Fanout:
                 self._loop.remove_reader(channel)
                 self._loop.remove_writer(channel)
             channel.close()
-
-
-def _page_message(events: Iterable[Framed]) -> bytes:
-    index = []
-    chunks = []
-    for event in events:
-        index.append([event.seq, event.run_id, event.dag, len(event.chunk)])
-        chunks.append(event.chunk)
-    head = json.dumps(index, separators=(",", ":")).encode()
-    return b"P" + _HEAD.pack(len(head)) + head + b"".join(chunks)

@@ -14,7 +14,6 @@ comment every :data:`..streamer.KEEP_ALIVE` seconds keeps idle connections (and 
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from typing import Any
@@ -27,12 +26,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ... import logs
 from ...runtime.host import RunHost
 from ...store.base import Event, Store
+from ...store.sqlite.rows import chunk_events
 from .. import streamer
 from ..streamer import WRITE_TIMEOUT
 from .context import context
 from .document import PREFIX
 from .errors import ApiError
-from .fanout import Fanout, Framed
+from .fanout import Chunk, Fanout, chunks_of
 
 log = structlog.get_logger("orchestrator.api")
 
@@ -40,6 +40,7 @@ DRAIN_POLL = 0.005  # seconds between two looks at a client's unsent bytes befor
 SETTLE = 0.02  # seconds between a change and the read of its commit
 FALLBACK = 0.5  # seconds between two reads while anyone listens, woken or not
 PAGE = 1000  # events read from the store at once
+CHUNKS = 100  # rows of the event log read at once (each a commit of one run's events)
 # gzip's header (RFC 1952): deflate, no name, no time, unknown system; the streamer's raw
 # deflate blocks follow it (the stream never ends but with the daemon: no trailer)
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -85,18 +86,39 @@ class EventFeed:
             self._wake.set()
 
     async def _read(self) -> None:
+        """The events after the feed's position, to the streamer: as the store keeps them when
+        it can give its rows (nothing decoded here), else decoded and made into chunks."""
+        rows_after = getattr(self.store, "event_chunks_after", None)
         while True:
-            events = await self.store.events_after(self.position, PAGE)
-            framed = []
-            for event in events:  # encoded once for every client
-                dag = await self.dag_of(event.run_id)
-                framed.append(Framed(event.seq, event.run_id, dag, _frame(event, dag)))
-            if framed:  # no await from here to the new position: a handover sees both or none
-                self.fanout.page(framed)
-            if events:
-                self.position = events[-1].seq
-            if len(events) < PAGE:
+            chunks: list[Chunk] = []
+            last = self.position
+            if rows_after is not None:
+                rows = await rows_after(self.position, CHUNKS)
+                for run_id, first, n, text, per_second in rows:
+                    dag = self._dags.get(run_id) or await self.dag_of(run_id)
+                    chunk = Chunk(run_id, dag, first, per_second, text)
+                    if logs.has_secrets() and logs.redact_text(text) != text:
+                        chunk = self._redacted(chunk)  # a secret (in any of its forms) in it
+                    chunks.append(chunk)
+                    last = max(last, first + n - 1)
+                more = len(rows) >= CHUNKS
+            else:
+                events = await self.store.events_after(self.position, PAGE)
+                for event in events:
+                    if event.run_id not in self._dags:
+                        await self.dag_of(event.run_id)
+                chunks = chunks_of(events, self._dags)
+                last = events[-1].seq if events else last
+                more = len(events) >= PAGE
+            if chunks:  # no await from here to the new position: a handover sees both or none
+                self.fanout.page(self.position, chunks)
+            self.position = last
+            if not more:
                 return
+
+    def _redacted(self, chunk: Chunk) -> Chunk:
+        events = chunk_events(chunk.run_id, chunk.first, chunk.events, chunk.per_second)
+        return chunks_of(events, {chunk.run_id: chunk.dag})[0]
 
     async def dag_of(self, run_id: str) -> str | None:
         dag = self._dags.get(run_id)
@@ -111,18 +133,18 @@ class EventFeed:
 
 
 def _frame(event: Event, dag: str | None) -> bytes:
-    data = {
-        "seq": event.seq,
-        "run": event.run_id,
-        "dag": dag,
-        "job": event.job_id,
-        "kind": event.kind,
-        "old": event.old,
-        "new": event.new,
-        "at": event.at,
-        "data": logs.redact(event.data),
-    }
-    return f"id: {event.seq}\nevent: {event.kind}\ndata: {json.dumps(data)}\n\n".encode()
+    """The event as the streamer frames it (for what a client missed, sent from here)."""
+    return streamer.frame(
+        event.seq,
+        event.run_id,
+        dag,
+        event.job_id,
+        event.kind,
+        event.old,
+        event.new,
+        event.at,
+        logs.redact(event.data),
+    )
 
 
 def add_routes(app: web.Application) -> None:
