@@ -13,13 +13,13 @@ its end of a ``SOCK_SEQPACKET`` socket pair, on which the daemon sends, in order
   ``after`` (that its ``run`` and ``dag`` filters keep), and the daemon's copy of it is closed;
 - ``Q``: the daemon stops; every stream ends (the last chunk of a chunked answer), then this.
 
-Each batch of pages read from the socket pair at once is written to each client in one send
-(clients without filters get the same bytes, joined once). A client whose unsent bytes pass
-:data:`MAX_PENDING`, or whose socket takes nothing for :data:`WRITE_TIMEOUT`, is dropped: it
-reconnects and reads the store. One with nothing sent for :data:`KEEP_ALIVE` seconds gets a
-comment. Clients that accept gzip (and filter nothing) share one compression: each batch is
-compressed once, ending with a full flush, so that any client may start at any batch. The
-process runs at a lower priority (``nice``) than the engine's: on a busy core the
+The pages that come within :data:`INTERVAL` of the last write make one batch, written to each
+client in one send (clients without filters get the same bytes, joined once). A client whose
+unsent bytes pass :data:`MAX_PENDING`, or whose socket takes nothing for :data:`WRITE_TIMEOUT`,
+is dropped: it reconnects and reads the store. One with nothing sent for :data:`KEEP_ALIVE`
+seconds gets a comment. Clients that accept gzip (and filter nothing) share one compression:
+each batch is compressed once, ending with a full flush, so that any client may start at any
+batch. The process runs at a lower priority (``nice``) than the engine's: on a busy core the
 engine's work goes first, the streams take the rest. It ignores SIGINT, SIGTERM and SIGHUP (the
 daemon ends it, after its own shutdown): the end of the socket pair (``Q``, or the daemon's
 death) ends it.
@@ -42,6 +42,7 @@ KEEP_ALIVE = 15.0  # seconds between two comments on an idle stream
 WRITE_TIMEOUT = 10.0  # seconds a client may take nothing before it is dropped
 MAX_PENDING = 4 << 20  # bytes waiting for one client, at most (some 20,000 events)
 MAX_MESSAGE = 1 << 16  # bytes of a message on the socket pair (bigger pages come in parts)
+INTERVAL = 0.05  # seconds between two writes to the clients, at least (pages wait, joined)
 TICK = 1.0  # seconds between two checks of the clocks above
 
 LEVEL = 6  # zlib's compression level for gzip clients (some 15 times fewer bytes than JSON)
@@ -141,6 +142,8 @@ class Streamer:
         self.selector = selectors.DefaultSelector()
         self.clients: dict[int, Client] = {}
         self.partial = bytearray()  # a page's parts so far
+        self.batch = Batch()  # the pages not written yet
+        self.next_write = 0.0  # the batch waits until then
         # one compression for every gzip client: each batch ends with a full flush, so that
         # the next one is independent of it and any client may start there
         self.deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -153,7 +156,8 @@ class Streamer:
         self.selector.register(self.channel, selectors.EVENT_READ, None)
         next_tick = time.monotonic() + TICK
         while self.open:
-            for key, mask in self.selector.select(max(0.0, next_tick - time.monotonic())):
+            wake = next_tick if not self.batch.seqs else min(next_tick, self.next_write)
+            for key, mask in self.selector.select(max(0.0, wake - time.monotonic())):
                 if key.data is None:
                     self._read_channel()
                     if not self.open:
@@ -165,10 +169,13 @@ class Streamer:
                     if mask & selectors.EVENT_WRITE and key.fd in self.clients:
                         self._send(client, b"")
             now = time.monotonic()
+            if self.batch.seqs and now >= self.next_write:
+                self._write_batch()
             if now >= next_tick:
                 next_tick = now + TICK
                 self._check_clocks(now)
             self._report()
+        self._write_batch()
         self._end_all()
 
     def _report(self) -> None:
@@ -187,8 +194,7 @@ class Streamer:
         self.reported = state
 
     def _read_channel(self) -> None:
-        """Every message waiting: pages gathered in one batch, clients added in their order."""
-        batch = Batch()
+        """Every message waiting: pages gathered in the batch, clients added in their order."""
         while True:
             try:
                 message, fds, _, _ = socket.recv_fds(self.channel, MAX_MESSAGE, 1)
@@ -203,16 +209,14 @@ class Streamer:
             if kind == b"p":  # a part of a page too big for one message
                 self.partial += message[1:]
             elif kind == b"P":
-                batch.add(bytes(self.partial) + message[1:] if self.partial else message[1:])
+                self.batch.add(bytes(self.partial) + message[1:] if self.partial else message[1:])
                 self.partial.clear()
             elif kind == b"C":
-                self._write_batch(batch)  # what came before it is not its
-                batch = Batch()
+                self._write_batch()  # what came before it is not its
                 self._add(json.loads(message[1:]), fds)
             elif kind == b"Q":
                 self.open = False
                 break
-        self._write_batch(batch)
 
     def _add(self, spec: dict[str, Any], fds: list[int]) -> None:
         self.seen += 1
@@ -233,9 +237,13 @@ class Streamer:
         self.clients[sock.fileno()] = client
         self.selector.register(sock, selectors.EVENT_READ, client)
 
-    def _write_batch(self, batch: Batch) -> None:
+    def _write_batch(self) -> None:
+        """The batch to every client, in one send each; the next batch waits :data:`INTERVAL`
+        (the pages that come meanwhile join it: fewer, larger writes)."""
+        batch, self.batch = self.batch, Batch()
         if not batch.seqs:
             return
+        self.next_write = time.monotonic() + INTERVAL
         data = b"".join(batch.parts)
         whole: dict[tuple[bool, bool], bytes] = {}  # (chunked, gzip) -> every event, as sent
         for client in list(self.clients.values()):
@@ -366,14 +374,16 @@ _KEEP_ALIVE_GZIP = _encode(_KEEP_ALIVE, True)
 
 def main(argv: list[str]) -> None:
     """``streamer.py FD CONFIG``: the socket pair's descriptor, and the JSON of ``{"nice",
-    "keep_alive", "write_timeout", "max_pending"}`` (each optional: this module's defaults)."""
-    global KEEP_ALIVE, WRITE_TIMEOUT, MAX_PENDING, TICK
+    "keep_alive", "write_timeout", "max_pending", "interval"}`` (each optional: this module's
+    defaults)."""
+    global KEEP_ALIVE, WRITE_TIMEOUT, MAX_PENDING, INTERVAL, TICK
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)
     fd, config = int(argv[1]), json.loads(argv[2])
     KEEP_ALIVE = float(config.get("keep_alive", KEEP_ALIVE))
     WRITE_TIMEOUT = float(config.get("write_timeout", WRITE_TIMEOUT))
     MAX_PENDING = int(config.get("max_pending", MAX_PENDING))
+    INTERVAL = float(config.get("interval", INTERVAL))
     TICK = min(TICK, KEEP_ALIVE / 4, WRITE_TIMEOUT / 4)
     if nice := int(config.get("nice", 0)):
         try:
