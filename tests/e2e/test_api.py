@@ -311,25 +311,56 @@ async def test_the_event_stream_resumed_with_last_event_id_misses_and_repeats_no
     assert resumed == [(seq, e) for seq, e in mine if seq > middle]
 
 
+async def test_the_event_stream_filtered_by_dag_or_run_and_read_without_gzip(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    """A filtered stream is answered as it is (one compression serves the unfiltered ones,
+    gzip when accepted); the filters keep their DAG's or run's events only."""
+    params = {"dag": "quick"}
+    run_id, events = await _events(http, daemon, params=params, encoding="identity")
+    assert events
+    assert {e["dag"] for _, e in events} == {"quick"}
+    assert events[-1][1]["run"] == run_id
+    first = events[0][0] - 1
+    _, again = await _events(http, daemon, run_id, str(first), params={"run": run_id})
+    assert again == [(seq, e) for seq, e in events if e["run"] == run_id]
+    _, none = await _events(
+        http, daemon, run_id, str(first), params={"run": "nope"}, until_connected=True
+    )
+    assert none == []
+
+
 async def _events(
     http: aiohttp.ClientSession,
     daemon: Daemon,
     run_id: str | None = None,
     last_id: str | None = None,
+    params: dict[str, str] | None = None,
+    encoding: str | None = None,
+    until_connected: bool = False,
 ) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
-    """The stream's events (id, data) until ``run_id`` ended; without one, a run of ``quick``
-    triggered once the stream is connected."""
+    """The stream's events (id, data) until ``run_id`` ended (or ``until_connected``);
+    without one, a run of ``quick`` triggered once the stream is connected. Read gzip-encoded
+    (aiohttp accepts it) unless ``encoding`` says what is accepted, or a filter is given."""
     headers = daemon.headers("read")
     if last_id is not None:
         headers["Last-Event-ID"] = last_id
+    if encoding is not None:
+        headers["Accept-Encoding"] = encoding
     out: list[tuple[int, dict[str, Any]]] = []
-    async with http.get(f"{daemon.base}/api/v1/events", headers=headers) as answer:
+    url = f"{daemon.base}/api/v1/events"
+    async with http.get(url, headers=headers, params=params) as answer:
         assert answer.status == 200
         assert answer.content_type == "text/event-stream"
+        gzip = encoding is None and not params
+        assert answer.headers.get("Content-Encoding") == ("gzip" if gzip else None)
         event_id = None
         async with asyncio.timeout(30):
             async for raw in answer.content:
                 line = raw.decode().rstrip("\n")
+                if line == ": connected" and until_connected:
+                    assert run_id is not None
+                    return run_id, out
                 if line == ": connected" and run_id is None:
                     status, group = await call(http, daemon, "POST", "/dags/quick/runs")
                     assert status == 201
