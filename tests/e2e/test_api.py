@@ -96,6 +96,17 @@ class Daemon:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("api")
+    started = start_daemon(home)
+    try:
+        yield started
+    finally:
+        started.proc.terminate()
+        started.proc.communicate(timeout=30)
+    for token in started.tokens.values():  # never in the log
+        assert token not in (home / "api.db").read_bytes().decode("latin-1")
+
+
+def start_daemon(home: Path) -> Daemon:
     folder = home / "dags"
     folder.mkdir()
     for name, dag in {**DAGS, "gated": gated(home / "gate")}.items():
@@ -137,13 +148,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             break
         assert time.monotonic() < deadline, "the daemon did not start"
     assert port is not None, "the daemon ended before it started"
-    try:
-        yield Daemon(proc, f"http://127.0.0.1:{port}", tokens, home)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
-    for token in tokens.values():  # never in the log
-        assert token not in (home / "api.db").read_bytes().decode("latin-1")
+    return Daemon(proc, f"http://127.0.0.1:{port}", tokens, home)
 
 
 @pytest.fixture
@@ -328,6 +333,52 @@ async def test_the_event_stream_filtered_by_dag_or_run_and_read_without_gzip(
         http, daemon, run_id, str(first), params={"run": "nope"}, until_connected=True
     )
     assert none == []
+
+
+async def test_the_daemon_stopping_ends_every_event_stream(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Its streams end as answers end (their clients reconnect to the next start), and the
+    stream's writer process ends with the daemon."""
+    stopping = start_daemon(tmp_path)
+    try:
+        url = f"{stopping.base}/api/v1/events"
+        answers = [
+            await http.get(url, headers=stopping.headers("read")),
+            await http.get(url, headers=stopping.headers("read"), params={"dag": "quick"}),
+        ]
+        for answer in answers:
+            async with asyncio.timeout(30):
+                assert await answer.content.readline() == b": connected\n"
+        streamer = [p for p in children(stopping.proc.pid) if b"streamer.py" in cmdline(p)]
+        assert len(streamer) == 1
+        stopping.proc.terminate()
+        for answer in answers:
+            async with asyncio.timeout(30):
+                assert await answer.content.read() in (b"", b"\n")  # the end, nothing lost
+            answer.release()
+        assert stopping.proc.wait(30) == 0
+        assert not Path(f"/proc/{streamer[0]}").exists() or b"streamer.py" not in cmdline(
+            streamer[0]
+        )
+    finally:
+        if stopping.proc.poll() is None:
+            stopping.proc.kill()
+        stopping.proc.communicate(timeout=30)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 async def _events(
