@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import os
 import selectors
 import signal
@@ -45,6 +46,7 @@ MAX_MESSAGE = 1 << 16  # bytes of a message on the socket pair (bigger pages com
 INTERVAL = 0.05  # seconds between two writes to the clients, at least (pages wait, joined)
 TICK = 1.0  # seconds between two checks of the clocks above
 
+_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for a str (in C)
 LEVEL = 6  # zlib's compression level for gzip clients (some 15 times fewer bytes than JSON)
 
 
@@ -121,19 +123,28 @@ def frame(
     at: float,
     data: Any,
 ) -> bytes:
-    """One event as the stream sends it (its ``data`` redacted already)."""
-    event = {
-        "seq": seq,
-        "run": run,
-        "dag": dag,
-        "job": job,
-        "kind": kind,
-        "old": old,
-        "new": new,
-        "at": at,
-        "data": data,
-    }
-    return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(event)}\n\n".encode()
+    """One event as the stream sends it (its ``data`` redacted already): the JSON of ``{"seq",
+    "run", "dag", "job", "kind", "old", "new", "at", "data"}`` as :func:`json.dumps` writes it,
+    each value encoded alone (a quarter of the time of a dict's)."""
+    text = (
+        f'{{"seq": {_value(seq)}, "run": {_value(run)}, "dag": {_value(dag)}, '
+        f'"job": {_value(job)}, "kind": {_value(kind)}, "old": {_value(old)}, '
+        f'"new": {_value(new)}, "at": {_value(at)}, '
+        f'"data": {json.dumps(data) if data else "{}"}}}'
+    )
+    return f"id: {seq}\nevent: {kind}\ndata: {text}\n\n".encode()
+
+
+def _value(value: Any) -> str:
+    """``value`` as :func:`json.dumps` writes it."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if value is None:
+        return "null"
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value)
 
 
 class Streamer:

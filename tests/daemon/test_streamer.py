@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.daemon import streamer
 from orchestrator.daemon.api.fanout import Chunk, Fanout, chunks_of
 from orchestrator.daemon.api.feed import GZIP_HEADER
 from orchestrator.store.base import Event
@@ -275,3 +276,19 @@ async def test_chunks_as_the_store_keeps_them_are_decoded_by_the_streamer(
         "data": {"k": 1},
     }
     peer.close()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (1, "r", "d", "j", "job", "queued", "running", 1.5, {}),
+        (2, 'r\u00e9"\\\n\u2028', None, None, "run", None, "x", 1765000000.123456, {"k": [1, "é"]}),
+        (3, "r", "d", "j", "job", "a", "b", 17, {"x": None, "y": 1e22}),
+        (4, "r", "d", "j", "attempt", "a", "b", 1e-7, {"n": True}),
+    ],
+)
+def test_a_frame_is_the_json_of_the_event_as_json_dumps_writes_it(values: tuple[Any, ...]) -> None:
+    keys = ("seq", "run", "dag", "job", "kind", "old", "new", "at", "data")
+    event = dict(zip(keys, values, strict=True))
+    expected = f"id: {values[0]}\nevent: {values[4]}\ndata: {json.dumps(event)}\n\n".encode()
+    assert streamer.frame(*values) == expected
