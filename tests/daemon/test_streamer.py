@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from orchestrator import logs
 from orchestrator.daemon import streamer
 from orchestrator.daemon.api.fanout import Chunk, Fanout, chunks_of
-from orchestrator.daemon.api.feed import GZIP_HEADER
+from orchestrator.daemon.api.feed import GZIP_HEADER, EventFeed
 from orchestrator.store.base import Event
 
 RUN, OTHER = "r1", "r2"
@@ -292,3 +293,25 @@ def test_a_frame_is_the_json_of_the_event_as_json_dumps_writes_it(values: tuple[
     event = dict(zip(keys, values, strict=True))
     expected = f"id: {values[0]}\nevent: {values[4]}\ndata: {json.dumps(event)}\n\n".encode()
     assert streamer.frame(*values) == expected
+
+
+def test_a_row_of_the_store_holding_a_secret_goes_to_the_streamer_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logs, "_SECRETS", set())
+    monkeypatch.setattr(logs, "_SHAPES", set())
+    monkeypatch.setattr(logs, "_PATTERN", None, raising=False)
+    secret = "tok-3c9f2a7b51d8e6"
+    logs.add_secrets([secret])
+    rows = [["a", "attempt", None, "running", 1_500_000, {"url": f"https://x/?t={secret}"}]]
+    rows.append(["a", "job", "queued", "running", 2_000_000, {}])
+    text = json.dumps(rows)
+    assert logs.redact_text(text) != text  # what the feed looks for, in the row as stored
+    feed = EventFeed.__new__(EventFeed)
+    chunk = feed._redacted(Chunk(RUN, "d", 7, 1_000_000, text))
+    assert secret not in chunk.events
+    assert (chunk.run_id, chunk.dag, chunk.first, chunk.per_second) == (RUN, "d", 7, 1)
+    assert json.loads(chunk.events) == [
+        ["a", "attempt", None, "running", 1.5, {"url": "https://x/?t=***"}],
+        ["a", "job", "queued", "running", 2.0, {}],
+    ]
