@@ -37,6 +37,7 @@ from ..store.base import RunRecord, Store
 from ..store.open import default_db_path, open_store, sqlite_path
 from .api.auth import Tokens, check_bind
 from .api.context import ApiContext
+from .api.fanout import Fanout
 from .api.feed import EventFeed
 from .catalog import DagCatalog
 from .lock import daemon_lock
@@ -126,7 +127,7 @@ class Daemon:
             host, on_started=metrics.tick_started, on_skipped=metrics.tick_skipped
         )
         scheduler.update(self.catalog.dags)
-        feed = self.feed = EventFeed(store, host)
+        feed = self.feed = EventFeed(store, host, Fanout())
         api = ApiContext(store, host, self.catalog, scheduler, feed, self.tokens)
         app = build_app(ready=self._ready, metrics=metrics, api=api, tokens=self.tokens)
         with anyio.CancelScope() as everything:
@@ -160,8 +161,7 @@ class Daemon:
                         resumed=len(unfinished),
                     )
                     self.started.set()
-                feed.close()  # the event streams end: their clients reconnect to the next start
-                services.cancel_scope.cancel()
+                services.cancel_scope.cancel()  # the feed ends every stream as it stops
 
     def _callbacks(self) -> Callbacks | None:
         """The callback URLs under ``--public-url``, signed with the key kept beside the

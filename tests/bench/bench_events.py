@@ -1,18 +1,24 @@
 """The daemon's live event stream (``GET /api/v1/events``) under many clients.
 
     python tests/bench/bench_events.py [--clients 1000] [--jobs 1000] [--repeat 3]
-        [--concurrency 1000] [--duration 0] [--spread 0]
+        [--concurrency 1000] [--duration 0] [--spread 0] [--encoding gzip|identity]
 
 The daemon (``orchestrator serve``, a temporary SQLite database, a folder holding one DAG of
 ``--jobs`` independent ``fake`` jobs, ``--concurrency`` of them at once, each taking
-``--duration`` seconds plus its share of ``--spread``) runs in a process of its own, on one
-core; the clients run in this process, on the other, so that the cost of reading the streams
-is not charged to the daemon (and the clients read as little as they can: the seqs of each
-chunk's first and last events, and its number of events). Each round runs the same DAG
-twice, in turn:
+``--duration`` seconds plus its share of ``--spread``) runs in a process of its own, pinned to
+one core, and so do its children, which inherit the pinning: the store's writer and the event
+stream's writer (the streamer, which writes the pages to every client at a lower priority than
+the engine). The daemon as a whole gets one core, as it had when it was one process; giving the
+streamer a core of its own would measure a machine the daemon does not have here. The clients
+run in this process, on the other core, so that the cost of reading the streams is not charged
+to the daemon; they read as little as they can while the run goes: each is a bare asyncio
+protocol that keeps each piece of the answer with its arrival time, decoded (chunked framing,
+gzip) after the run. They accept what ``--encoding`` says (a browser accepts gzip). Each
+round runs the same DAG twice, in turn:
 
 - with clients: ``--clients`` streams are connected (each has read ``: connected``), the run is
-  triggered through the API and every client reads until the run's end;
+  triggered through the API and every client reads until the run's end (its bytes still, the
+  first client's decoded stream holding the run's last event);
 - without: the run is triggered with no stream open.
 
 Reported, for the rounds with clients: the latency of each (client, event) pair, from the
@@ -23,8 +29,10 @@ machine's clock), as p50/p95/p99; and the events every client got, checked again
 twice. The engine's throughput is the run's duration (``createdAt`` to ``endedAt``, from
 ``GET /api/v1/runs/{id}``), best of ``--repeat`` each way, and the ratio of the two. Both bars
 of the issue are checked: p95 under 500 ms, throughput with clients within 10% of without.
-Also reported: the wall time from the trigger to the last event read by the last client, and
-the CPU time each side spent in it (the machine may be shared: CPU time is the steadier).
+Also reported: the wall time from the trigger to the run's last event at the last client, and
+the CPU time each side spent from the trigger until every client's bytes were in (the daemon's:
+its process and its children, and its process alone, the engine's; the machine may be shared:
+CPU time is the steadier).
 
 ``at`` is taken when the engine changes the state, and the change is committed with the run's
 next batch: with ``--spread`` (jobs ending one after the other, nothing else to write) a job's
@@ -47,6 +55,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,13 +76,32 @@ FRAME = re.compile(
 ENDED = (b'"succeeded"', b'"failed"', b'"cancelled"')
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User and system CPU time of a process (this one by default) so far."""
+def cpu_seconds(pid: int | None = None, tree: bool = True) -> float:
+    """User and system CPU time of a process (this one by default) and its children so far."""
     if pid is None:
         usage = os.times()
         return usage.user + usage.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for one in (
+        pid,
+        *(children(pid) if tree else ()),
+    ):  # the daemon, its store's writer, its streamer
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
 
 
 def pin(cpu: int | None) -> None:
@@ -135,47 +163,128 @@ def start_daemon(
 ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
 
 
+class _Reader(asyncio.Protocol):
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def data_received(self, data: bytes) -> None:
+        self.client.received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.closed.set()
+
+
 @dataclass
 class Client:
-    """One stream, read as cheaply as can be (so that this side keeps up with the daemon): for
-    each chunk of whole frames, its arrival time, the seqs of its first and last event and its
-    number of events (the frames' ``at`` are the store's, read once after the run)."""
+    """One stream, read as cheaply as can be, so that this side keeps up with the daemon: on
+    a bare asyncio protocol (no HTTP client between), each piece of the answer is kept with
+    its arrival time as it comes, and decoded (chunked framing, gzip) after the run, when
+    :meth:`decode` finds in each piece its whole frames: the seqs of the first and last, and
+    their number (the frames' ``at`` are the store's, read once after the run)."""
 
+    pieces: list[bytes] = field(default_factory=list)
+    times: array[float] = field(default_factory=lambda: array("d"))
+    size: int = 0  # bytes received
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
     arrived: array[float] = field(default_factory=lambda: array("d"))
     first: array[int] = field(default_factory=lambda: array("q"))
     last: array[int] = field(default_factory=lambda: array("q"))
     count: array[int] = field(default_factory=lambda: array("q"))
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    gzip: bool = False
 
-    async def read(self, session: aiohttp.ClientSession, base: str) -> None:
-        async with session.get(f"{base}/api/v1/events") as answer:
-            assert answer.status == 200, answer.status
-            pending = b""
-            async for chunk in answer.content.iter_any():
-                now = time.time()
-                data = pending + chunk if pending else chunk  # searched in place, not copied
-                end = data.rfind(b"\n\n") + 2  # whole frames up to there
-                if end < 2:
-                    pending = data
+    async def open(self, base: str, gzip: bool) -> asyncio.Transport:
+        host, port = base.removeprefix("http://").split(":")
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(lambda: _Reader(self), host, int(port))
+        accept = b"gzip" if gzip else b"identity"
+        transport.write(
+            b"GET /api/v1/events HTTP/1.1\r\nHost: %b\r\nAccept: text/event-stream\r\n"
+            b"Accept-Encoding: %b\r\n\r\n" % (host.encode(), accept)
+        )
+        return transport
+
+    def received(self, piece: bytes) -> None:
+        self.times.append(time.time())
+        self.pieces.append(piece)
+        self.size += len(piece)
+        if not self.connected.is_set() and len(self.pieces) < 16:
+            self.decode(0)  # the few bytes before ": connected"
+            if self.count or b": connected\n" in self._text:
+                self.connected.set()
+
+    _text: bytes = b""
+
+    def has(self, seq: int) -> bool:
+        """Whether the event ``seq`` came (decoding it all)."""
+        self.decode(0)
+        return bool(self.last) and self.last[-1] >= seq
+
+    def decode(self, since: float) -> None:
+        """Every piece, decoded: the frames whole in each one that arrived after ``since``."""
+        self.arrived, self.first, self.last, self.count = (
+            array("d"),
+            array("q"),
+            array("q"),
+            array("q"),
+        )
+        raw = b""
+        head = True
+        chunked = False
+        chunk_left = 0  # bytes of the current chunk still to come (chunked)
+        inflate: Any = None
+        pending = b""
+        text = bytearray()
+        for now, piece in zip(self.times, self.pieces, strict=True):
+            raw += piece
+            if head:
+                cut = raw.find(b"\r\n\r\n")
+                if cut < 0:
                     continue
-                pending = data[end:]
-                if not self.connected.is_set() and data.find(b": connected\n", 0, end) >= 0:
-                    self.connected.set()
-                frames = data.count(b"\nevent: ", 0, end)  # the JSON of data is on one line
-                if not frames:
-                    continue
-                head = ID.search(data, 0, end)
-                tail = ID.search(data, max(data.rfind(b"\nid: ", 0, end), 0), end)
-                assert head is not None
-                assert tail is not None
-                self.arrived.append(now)
-                self.first.append(int(head.group(1)))
-                self.last.append(int(tail.group(1)))
-                self.count.append(frames)
-                if data.find(b"\nevent: run\n", tail.start(), end) >= 0 and any(
-                    data.find(e, tail.start(), end) >= 0 for e in ENDED
-                ):
-                    return  # the run's end (only the bench's runs run)
+                headers = raw[:cut].lower()
+                assert headers.startswith(b"http/1.1 200 "), raw[:200]
+                chunked = b"transfer-encoding: chunked" in headers
+                self.gzip = b"content-encoding: gzip" in headers
+                if self.gzip:
+                    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                raw = raw[cut + 4 :]
+                head = False
+            body = bytearray()
+            if chunked:
+                while raw:
+                    if chunk_left:
+                        take = raw[:chunk_left]
+                        body += take
+                        chunk_left -= len(take)
+                        raw = raw[len(take) :]
+                        continue
+                    line = raw.find(b"\r\n", 2 if raw.startswith(b"\r\n") else 0)
+                    if line < 0:
+                        break
+                    size_line = raw[:line].strip()
+                    raw = raw[line + 2 :]
+                    chunk_left = int(size_line, 16)
+            else:
+                body, raw = bytearray(raw), b""
+            data = pending + (inflate.decompress(bytes(body)) if inflate else bytes(body))
+            text += data
+            end = data.rfind(b"\n\n") + 2  # whole frames up to there
+            if end < 2:
+                pending = data
+                continue
+            pending = data[end:]
+            frames = data.count(b"\nevent: ", 0, end)  # the JSON of data is on one line
+            if not frames or now < since:
+                continue
+            first = ID.search(data, 0, end)
+            tail = ID.search(data, max(data.rfind(b"\nid: ", 0, end), 0), end)
+            assert first is not None
+            assert tail is not None
+            self.arrived.append(now)
+            self.first.append(int(first.group(1)))
+            self.last.append(int(tail.group(1)))
+            self.count.append(frames)
+        self._text = bytes(text[:200]) if len(text) < 200 else b""
 
     def check(self, index: dict[int, int], events: int) -> bool:
         """Every event of the run (``index``: seq -> its place in the run), in order, once."""
@@ -253,7 +362,9 @@ class Round:
     # end, without clients): the wall time, and the CPU time of each side (seconds)
     wall: float = 0.0
     cpu_daemon: float = 0.0
+    cpu_engine: float = 0.0  # the daemon's own process, without its children
     cpu_clients: float = 0.0
+    gzip: int = 0  # clients answered gzip-encoded
 
 
 @dataclass
@@ -261,10 +372,11 @@ class Meter:
     """Wall and CPU time of both sides, from ``start`` to ``stop``."""
 
     daemon: int
-    began: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    began: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
-    def now(self) -> tuple[float, float, float]:
-        return time.perf_counter(), cpu_seconds(self.daemon), cpu_seconds()
+    def now(self) -> tuple[float, float, float, float]:
+        engine = cpu_seconds(self.daemon, tree=False)
+        return time.perf_counter(), cpu_seconds(self.daemon), engine, cpu_seconds()
 
     def start(self) -> None:
         self.began = self.now()
@@ -272,32 +384,45 @@ class Meter:
     def stop(self, into: Round) -> None:
         ended = self.now()
         pairs = zip(ended, self.began, strict=True)
-        into.wall, into.cpu_daemon, into.cpu_clients = (e - b for e, b in pairs)
+        into.wall, into.cpu_daemon, into.cpu_engine, into.cpu_clients = (e - b for e, b in pairs)
 
 
-async def one_round(base: str, clients: int, after: int, meter: Meter) -> Round:
+async def one_round(base: str, clients: int, after: int, meter: Meter, gzip: bool) -> Round:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, read_bufsize=1 << 20
     ) as session:
         streams = [Client() for _ in range(clients)]
-        readers = [asyncio.create_task(c.read(session, base)) for c in streams]
+        transports = [await c.open(base, gzip) for c in streams]
         waiting = [asyncio.create_task(c.connected.wait()) for c in streams]
         await asyncio.wait_for(asyncio.gather(*waiting), 120)
         meter.start()
+        began = time.time()
         run_id, duration = await trigger_and_wait(session, base)
-        await asyncio.wait_for(asyncio.gather(*readers), 600)
+        truth, at = await replay(session, base, after, run_id)
+        # every client's bytes in: the first client has the run's last event, and nothing
+        # more came for a while
+        seen = -1
+        while seen != (seen := sum(c.size for c in streams)) or not streams[0].has(truth[-1]):
+            await asyncio.sleep(0.5)
         result = Round(duration)
         meter.stop(result)
-        truth, at = await replay(session, base, after, run_id)
+        for t in transports:
+            t.close()
     await flush(base)
     result.events, result.last_seq = len(truth), truth[-1]
     index = {seq: i for i, seq in enumerate(truth)}
+    ends = []
     for c in streams:
+        c.decode(began)
         if c.check(index, len(truth)):
             result.complete += 1
             result.latencies.extend(c.latencies(index, at))
+            ends.append(c.arrived[-1])
+        result.gzip += c.gzip
+        c.pieces.clear()
+    result.wall = max(ends, default=began) - began  # to the run's end at the last client
     return result
 
 
@@ -334,6 +459,12 @@ def main() -> None:
         "--spread", type=float, default=0.0, help="the jobs' ends spread over this (s) more"
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--encoding",
+        choices=("gzip", "identity"),
+        default="gzip",
+        help="what the clients accept (Accept-Encoding), as a browser does: gzip",
+    )
     args = parser.parse_args()
     pin(CLIENT_CPU)
     with tempfile.TemporaryDirectory() as tmp:
@@ -350,7 +481,9 @@ def main() -> None:
                     time.sleep(0.5)  # the daemon idle before each
                     meter = Meter(proc.pid)
                     if go:
-                        done = asyncio.run(one_round(base, args.clients, last, meter))
+                        done = asyncio.run(
+                            one_round(base, args.clients, last, meter, args.encoding == "gzip")
+                        )
                     else:
                         done = asyncio.run(bare_round(base, last, meter))
                     rounds.append(done)
@@ -369,24 +502,25 @@ def report(args: argparse.Namespace, with_clients: list[Round], without: list[Ro
     print(
         f"daemon on cpu {DAEMON_CPU}, clients on cpu {CLIENT_CPU}; {args.jobs} fake jobs "
         f"(duration {args.duration}s + up to {args.spread}s, {args.concurrency} at once), "
-        f"{args.clients} clients, "
+        f"{args.clients} clients (accepting {args.encoding}, "
+        f"{min(r.gzip for r in with_clients)} answered gzip), "
         f"{sorted(events)} events a run"
     )
     print(f"{'':16} {'run time (s)':>29} {'':>7}   {'trigger -> last event read':>26}")
     print(
         f"{'run':16} {'best':>8} {'all':>20} {'jobs/s':>7}   "
-        f"{'wall s':>7} {'CPU daemon':>10} {'clients':>7}"
+        f"{'wall s':>7} {'CPU daemon':>10} {'engine':>7} {'clients':>7}"
     )
     for name, rounds in (("with clients", with_clients), ("without clients", without)):
         times = [r.duration for r in rounds]
         listed = " ".join(f"{t:.3f}" for t in times)
-        wall, daemon, clients = (
+        wall, daemon, engine, clients = (
             statistics.median(getattr(r, f) for r in rounds)
-            for f in ("wall", "cpu_daemon", "cpu_clients")
+            for f in ("wall", "cpu_daemon", "cpu_engine", "cpu_clients")
         )
         print(
             f"{name:16} {min(times):8.3f} {listed:>20} {args.jobs / min(times):7,.0f}   "
-            f"{wall:7.2f} {daemon:10.2f} {clients:7.2f}"
+            f"{wall:7.2f} {daemon:10.2f} {engine:7.2f} {clients:7.2f}"
         )
     best_with = min(r.duration for r in with_clients)
     best_without = min(r.duration for r in without)

@@ -96,6 +96,17 @@ class Daemon:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("api")
+    started = start_daemon(home)
+    try:
+        yield started
+    finally:
+        started.proc.terminate()
+        started.proc.communicate(timeout=30)
+    for token in started.tokens.values():  # never in the log
+        assert token not in (home / "api.db").read_bytes().decode("latin-1")
+
+
+def start_daemon(home: Path) -> Daemon:
     folder = home / "dags"
     folder.mkdir()
     for name, dag in {**DAGS, "gated": gated(home / "gate")}.items():
@@ -137,13 +148,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             break
         assert time.monotonic() < deadline, "the daemon did not start"
     assert port is not None, "the daemon ended before it started"
-    try:
-        yield Daemon(proc, f"http://127.0.0.1:{port}", tokens, home)
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
-    for token in tokens.values():  # never in the log
-        assert token not in (home / "api.db").read_bytes().decode("latin-1")
+    return Daemon(proc, f"http://127.0.0.1:{port}", tokens, home)
 
 
 @pytest.fixture
@@ -311,25 +316,102 @@ async def test_the_event_stream_resumed_with_last_event_id_misses_and_repeats_no
     assert resumed == [(seq, e) for seq, e in mine if seq > middle]
 
 
+async def test_the_event_stream_filtered_by_dag_or_run_and_read_without_gzip(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    """A filtered stream is answered as it is (one compression serves the unfiltered ones,
+    gzip when accepted); the filters keep their DAG's or run's events only."""
+    params = {"dag": "quick"}
+    run_id, events = await _events(http, daemon, params=params, encoding="identity")
+    assert events
+    assert {e["dag"] for _, e in events} == {"quick"}
+    assert events[-1][1]["run"] == run_id
+    first = events[0][0] - 1
+    _, again = await _events(http, daemon, run_id, str(first), params={"run": run_id})
+    assert again == [(seq, e) for seq, e in events if e["run"] == run_id]
+    _, none = await _events(
+        http, daemon, run_id, str(first), params={"run": "nope"}, until_connected=True
+    )
+    assert none == []
+
+
+async def test_the_daemon_stopping_ends_every_event_stream(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Its streams end as answers end (their clients reconnect to the next start), and the
+    stream's writer process ends with the daemon."""
+    stopping = start_daemon(tmp_path)
+    try:
+        url = f"{stopping.base}/api/v1/events"
+        answers = [
+            await http.get(url, headers=stopping.headers("read")),
+            await http.get(url, headers=stopping.headers("read"), params={"dag": "quick"}),
+        ]
+        for answer in answers:
+            async with asyncio.timeout(30):
+                assert await answer.content.readline() == b": connected\n"
+        streamer = [p for p in children(stopping.proc.pid) if b"streamer.py" in cmdline(p)]
+        assert len(streamer) == 1
+        stopping.proc.terminate()
+        for answer in answers:
+            async with asyncio.timeout(30):
+                assert await answer.content.read() in (b"", b"\n")  # the end, nothing lost
+            answer.release()
+        assert stopping.proc.wait(30) == 0
+        assert not Path(f"/proc/{streamer[0]}").exists() or b"streamer.py" not in cmdline(
+            streamer[0]
+        )
+    finally:
+        if stopping.proc.poll() is None:
+            stopping.proc.kill()
+        stopping.proc.communicate(timeout=30)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 async def _events(
     http: aiohttp.ClientSession,
     daemon: Daemon,
     run_id: str | None = None,
     last_id: str | None = None,
+    params: dict[str, str] | None = None,
+    encoding: str | None = None,
+    until_connected: bool = False,
 ) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
-    """The stream's events (id, data) until ``run_id`` ended; without one, a run of ``quick``
-    triggered once the stream is connected."""
+    """The stream's events (id, data) until ``run_id`` ended (or ``until_connected``);
+    without one, a run of ``quick`` triggered once the stream is connected. Read gzip-encoded
+    (aiohttp accepts it) unless ``encoding`` says what is accepted, or a filter is given."""
     headers = daemon.headers("read")
     if last_id is not None:
         headers["Last-Event-ID"] = last_id
+    if encoding is not None:
+        headers["Accept-Encoding"] = encoding
     out: list[tuple[int, dict[str, Any]]] = []
-    async with http.get(f"{daemon.base}/api/v1/events", headers=headers) as answer:
+    url = f"{daemon.base}/api/v1/events"
+    async with http.get(url, headers=headers, params=params) as answer:
         assert answer.status == 200
         assert answer.content_type == "text/event-stream"
+        gzip = encoding is None and not params
+        assert answer.headers.get("Content-Encoding") == ("gzip" if gzip else None)
         event_id = None
         async with asyncio.timeout(30):
             async for raw in answer.content:
                 line = raw.decode().rstrip("\n")
+                if line == ": connected" and until_connected:
+                    assert run_id is not None
+                    return run_id, out
                 if line == ": connected" and run_id is None:
                     status, group = await call(http, daemon, "POST", "/dags/quick/runs")
                     assert status == 201

@@ -1,153 +1,124 @@
 """The live event stream: ``GET /api/v1/events`` as server-sent events.
 
 One :class:`EventFeed` serves every client of the daemon: it reads what the store committed
-(``events_after``) when the host says something changed, and hands each event to every
-subscriber. A client reconnecting with ``Last-Event-ID`` first reads what it missed from the
-store, then follows the feed: each event has the store's sequence as its ``id``, so nothing is
-missed and nothing repeats. A client that cannot keep up (its buffer full, or a write that
-does not go out within :data:`WRITE_TIMEOUT`) is dropped: it reconnects and reads the store.
-A comment every :data:`KEEP_ALIVE` seconds keeps idle connections (and proxies) open.
+(``events_after``) when the host says something changed, encodes each event once and hands the
+page to the fan-out (:mod:`.fanout`), a process of its own that writes it to every client, so
+that the engine's event loop never pays for the clients. A request is answered here: its
+headers, then, with ``Last-Event-ID``, what it missed, from the store, up to the feed's
+position; then the client's socket goes to the fan-out, which sends it every event after that
+position. Each event has the store's sequence as its ``id``, so nothing is missed and nothing
+repeats. A client that cannot keep up (more than the streamer's bound waiting for it, or
+nothing taken within :data:`WRITE_TIMEOUT`) is dropped: it reconnects and reads the store. A
+comment every :data:`..streamer.KEEP_ALIVE` seconds keeps idle connections (and proxies) open.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, NamedTuple
+import zlib
+from typing import Any
 
 import anyio
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ... import logs
 from ...runtime.host import RunHost
 from ...store.base import Event, Store
+from ...store.sqlite.rows import chunk_events
+from .. import streamer
+from ..streamer import WRITE_TIMEOUT
 from .context import context
 from .document import PREFIX
 from .errors import ApiError
+from .fanout import Chunk, Fanout, chunks_of
 
 log = structlog.get_logger("orchestrator.api")
 
-KEEP_ALIVE = 15.0  # seconds between two comments on an idle stream
-WRITE_TIMEOUT = 10.0  # seconds a client may take to accept a write before it is dropped
-BUFFER = 10_000  # events waiting for one client, at most
+DRAIN_POLL = 0.005  # seconds between two looks at a client's unsent bytes before its handover
 SETTLE = 0.02  # seconds between a change and the read of its commit
 FALLBACK = 0.5  # seconds between two reads while anyone listens, woken or not
 PAGE = 1000  # events read from the store at once
+CHUNKS = 100  # rows of the event log read at once (each a commit of one run's events)
+# gzip's header (RFC 1952): deflate, no name, no time, unknown system; the streamer's raw
+# deflate blocks follow it (the stream never ends but with the daemon: no trailer)
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 DAGS_KNOWN = 100_000  # runs whose DAG the feed remembers (for the dag filter), at most
 
 
-class Framed(NamedTuple):
-    """An event as every client is sent it: encoded once, by the feed, for all of them."""
-
-    seq: int
-    run_id: str
-    dag: str | None
-    chunk: bytes
-
-
-class Page(NamedTuple):
-    """The events of one read of the store, handed to every client at once."""
-
-    events: tuple[Framed, ...]
-    chunk: bytes  # every event's, joined once: what a client with no filter is sent
-
-
-class Subscription:
-    """One client's pages, and the number of events in them it has not taken yet."""
-
-    __slots__ = ("queued", "receive", "send")
-
-    def __init__(self) -> None:
-        # unbounded in pages: its bound is BUFFER events, counted in ``queued``
-        self.send, self.receive = anyio.create_memory_object_stream[Page](math.inf)
-        self.queued = 0
-
-    def taken(self, page: Page) -> Page:
-        self.queued -= len(page.events)
-        return page
-
-
 class EventFeed:
-    def __init__(self, store: Store, host: RunHost) -> None:
+    def __init__(self, store: Store, host: RunHost, fanout: Fanout) -> None:
         self.store = store
         self.host = host
-        self.position = 0  # the seq of the last event read
-        self._subscribers: list[Subscription] = []
+        self.fanout = fanout  # writes the pages to every client, in a process of its own
+        self.position = 0  # the seq of the last event read (and handed to the fan-out)
         self._wake = anyio.Event()
         self._dags: dict[str, str] = {}  # run id -> DAG name (for the dag filter)
-        self.dropped = 0  # clients dropped for being slow
 
     async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Read the store's new events for as long as the daemon runs."""
         self.position = await self.store.last_event_seq()
-        task_status.started()
-        with self.host.events.subscribe() as changes:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._woken_by, changes)
-                while True:
-                    with anyio.move_on_after(FALLBACK if self._subscribers else math.inf):
-                        await self._wake.wait()
-                    self._wake = anyio.Event()
-                    if not self._subscribers:
-                        self.position = await self.store.last_event_seq()
-                        continue
-                    await anyio.sleep(SETTLE)  # the change's commit, most likely, is in
-                    await self._read()
+        self.fanout.start()
+        try:
+            task_status.started()
+            with self.host.events.subscribe() as changes:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._woken_by, changes)
+                    while True:
+                        with anyio.move_on_after(FALLBACK if self.fanout.clients else math.inf):
+                            await self._wake.wait()
+                        self._wake = anyio.Event()
+                        if not self.fanout.clients:  # a client catching up reads the store
+                            self.position = await self.store.last_event_seq()
+                            continue
+                        await anyio.sleep(SETTLE)  # the change's commit, most likely, is in
+                        await self._read()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.fanout.aclose()  # every stream ends
+
+    def wake(self) -> None:
+        self._wake.set()
 
     async def _woken_by(self, changes: MemoryObjectReceiveStream[Any]) -> None:
         async for _ in changes:
             self._wake.set()
 
     async def _read(self) -> None:
+        """The events after the feed's position, to the streamer: as the store keeps them when
+        it can give its rows (nothing decoded here), else decoded and made into chunks."""
+        rows_after = getattr(self.store, "event_chunks_after", None)
         while True:
-            events = await self.store.events_after(self.position, PAGE)
-            framed = []
-            for event in events:  # encoded once for every client (no await once handed out)
-                dag = await self.dag_of(event.run_id)
-                framed.append(Framed(event.seq, event.run_id, dag, _frame(event, dag)))
-            if framed:  # one page for every client, not one item per event and client
-                page = Page(tuple(framed), b"".join(f.chunk for f in framed))
-                for subscription in list(self._subscribers):
-                    if subscription.queued + len(framed) > BUFFER:
-                        self.dropped += 1  # too slow: dropped, it reads the store again
-                        self._drop(subscription)
-                        continue
-                    try:
-                        subscription.send.send_nowait(page)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        self._drop(subscription)
-                    else:
-                        subscription.queued += len(framed)
-            if events:
-                self.position = events[-1].seq
-            if len(events) < PAGE:
+            chunks: list[Chunk] = []
+            last = self.position
+            if rows_after is not None:
+                rows = await rows_after(self.position, CHUNKS)
+                for run_id, first, n, text, per_second in rows:
+                    dag = self._dags.get(run_id) or await self.dag_of(run_id)
+                    chunk = Chunk(run_id, dag, first, per_second, text)
+                    if logs.has_secrets() and logs.redact_text(text) != text:
+                        chunk = self._redacted(chunk)  # a secret (in any of its forms) in it
+                    chunks.append(chunk)
+                    last = max(last, first + n - 1)
+                more = len(rows) >= CHUNKS
+            else:
+                events = await self.store.events_after(self.position, PAGE)
+                for event in events:
+                    if event.run_id not in self._dags:
+                        await self.dag_of(event.run_id)
+                chunks = chunks_of(events, self._dags)
+                last = events[-1].seq if events else last
+                more = len(events) >= PAGE
+            if chunks:  # no await from here to the new position: a handover sees both or none
+                self.fanout.page(self.position, chunks)
+            self.position = last
+            if not more:
                 return
 
-    def _drop(self, subscription: Subscription) -> None:
-        if subscription in self._subscribers:
-            self._subscribers.remove(subscription)
-        subscription.send.close()
-
-    @contextmanager
-    def subscribe(self) -> Iterator[tuple[int, Subscription]]:
-        """The feed's position now and the pages of every event after it."""
-        subscription = Subscription()
-        self._subscribers.append(subscription)
-        self._wake.set()
-        try:
-            with subscription.receive:
-                yield self.position, subscription
-        finally:
-            self._drop(subscription)
-
-    def close(self) -> None:
-        """The daemon stops: every stream ends."""
-        for subscription in list(self._subscribers):
-            self._drop(subscription)
+    def _redacted(self, chunk: Chunk) -> Chunk:
+        events = chunk_events(chunk.run_id, chunk.first, chunk.events, chunk.per_second)
+        return chunks_of(events, {chunk.run_id: chunk.dag})[0]
 
     async def dag_of(self, run_id: str) -> str | None:
         dag = self._dags.get(run_id)
@@ -162,18 +133,18 @@ class EventFeed:
 
 
 def _frame(event: Event, dag: str | None) -> bytes:
-    data = {
-        "seq": event.seq,
-        "run": event.run_id,
-        "dag": dag,
-        "job": event.job_id,
-        "kind": event.kind,
-        "old": event.old,
-        "new": event.new,
-        "at": event.at,
-        "data": logs.redact(event.data),
-    }
-    return f"id: {event.seq}\nevent: {event.kind}\ndata: {json.dumps(data)}\n\n".encode()
+    """The event as the streamer frames it (for what a client missed, sent from here)."""
+    return streamer.frame(
+        event.seq,
+        event.run_id,
+        dag,
+        event.job_id,
+        event.kind,
+        event.old,
+        event.new,
+        event.at,
+        logs.redact(event.data),
+    )
 
 
 def add_routes(app: web.Application) -> None:
@@ -193,70 +164,86 @@ async def stream(request: web.Request) -> web.StreamResponse:
         if not (last_id.isascii() and last_id.isdigit() and len(last_id) <= 18):
             raise ApiError(400, "Last-Event-ID: expected an event's id", field="Last-Event-ID")
         since = int(last_id)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
-        }
-    )
+    # one compression serves every client without a filter: gzip when it is accepted
+    gzip = run_filter is None and dag_filter is None and _accepts_gzip(request)
+    headers = {
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+        "Vary": "Accept-Encoding",
+    }
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    response = web.StreamResponse(headers=headers)
+    chunked = request.version >= HttpVersion11
+    if chunked:
+        response.enable_chunked_encoding()
     await response.prepare(request)
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if transport is None or sock is None:
+        return response  # the client left already
 
-    async def frame(event: Event) -> bytes | None:
-        """The event as sent, or None when the filters leave it out."""
-        if run_filter is not None and event.run_id != run_filter:
-            return None
-        dag = await feed.dag_of(event.run_id)
-        if dag_filter is not None and dag != dag_filter:
-            return None
-        return _frame(event, dag)
+    deflate = zlib.compressobj(streamer.LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS) if gzip else None
 
     async def send(chunk: bytes) -> None:
+        if deflate is not None:  # each write whole, and nothing after depends on it
+            chunk = deflate.compress(chunk) + deflate.flush(zlib.Z_FULL_FLUSH)
         with anyio.fail_after(WRITE_TIMEOUT):
             await response.write(chunk)
 
-    filtered = run_filter is not None or dag_filter is not None
-    sent = since if since is not None else 0
-    try:
-        with feed.subscribe() as (position, subscription):
-            if since is not None:  # what it missed, from the store, up to the feed's position
-                while sent < position:
-                    missed = await feed.store.events_after(sent, PAGE)
-                    missed = [e for e in missed if e.seq <= position]
-                    if not missed:
-                        break
-                    for event in missed:
-                        if (chunk := await frame(event)) is not None:
-                            await send(chunk)
-                    sent = missed[-1].seq
-            await send(b": connected\n\n")
-            while True:
-                with anyio.move_on_after(KEEP_ALIVE) as idle:
-                    page = subscription.taken(await subscription.receive.receive())
-                if idle.cancelled_caught:
-                    await send(b": keep-alive\n\n")
+    sent = since if since is not None else feed.position
+
+    async def catch_up() -> None:
+        """What the client has not got up to the feed's position, from the store."""
+        nonlocal sent
+        while sent < (position := feed.position):
+            missed = [e for e in await feed.store.events_after(sent, PAGE) if e.seq <= position]
+            if not missed:
+                sent = position
+                break
+            chunks = []
+            for event in missed:
+                if run_filter is not None and event.run_id != run_filter:
                     continue
-                chunks = []
-                while True:  # this page and every one waiting behind it, in one write
-                    if filtered or page.events[0].seq <= sent:
-                        for item in page.events:
-                            if item.seq > sent:
-                                if (run_filter is None or item.run_id == run_filter) and (
-                                    dag_filter is None or item.dag == dag_filter
-                                ):
-                                    chunks.append(item.chunk)
-                                sent = item.seq
-                    else:  # all of it, as the feed joined it
-                        chunks.append(page.chunk)
-                        sent = page.events[-1].seq
-                    try:
-                        page = subscription.taken(subscription.receive.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                if chunks:
-                    await send(b"".join(chunks))
-    except (anyio.EndOfStream, anyio.ClosedResourceError, TimeoutError):
-        pass  # dropped (slow), or the daemon stops: the client reconnects
-    except ConnectionResetError:
-        pass  # the client left
+                dag = await feed.dag_of(event.run_id)
+                if dag_filter is None or dag == dag_filter:
+                    chunks.append(_frame(event, dag))
+            if chunks:  # a page of the store in one write
+                await send(b"".join(chunks))
+            sent = missed[-1].seq
+
+    try:
+        if gzip:
+            await response.write(GZIP_HEADER)
+        await catch_up()
+        await send(b": connected\n\n")
+        with anyio.fail_after(WRITE_TIMEOUT):
+            while True:  # all of it out of this process, and nothing new in the feed
+                await catch_up()
+                if not transport.get_write_buffer_size() and sent >= feed.position:
+                    break
+                await anyio.sleep(DRAIN_POLL)
+    except (TimeoutError, ConnectionError):
+        return response  # too slow already, or gone: it reconnects
+    if transport.is_closing():
+        return response
+    # no await from the feed's position to here: the pages after ``sent`` go to the streamer
+    # after this client does
+    feed.fanout.hand_over(sock, sent, run_filter, dag_filter, chunked=chunked, gzip=gzip)
+    feed.wake()
+    transport.abort()  # our copy of the socket: closed without a word (the streamer has its own)
     return response
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    """``Accept-Encoding`` names gzip (or ``*``) without ``q=0``."""
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        name, _, params = item.partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip", "*"):
+            q = params.strip().lower().removeprefix("q=")
+            try:
+                return not params.strip() or float(q) > 0
+            except ValueError:
+                return False
+    return False

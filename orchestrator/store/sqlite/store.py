@@ -347,6 +347,22 @@ class SQLiteStore:
             limit,
         )
 
+    async def event_chunks_after(self, seq: int, limit: int = 100) -> list[tuple[Any, ...]]:
+        """The event log's rows holding the events after ``seq``, as stored: ``(run_id,
+        first, n, events, per_second)`` (see :func:`.rows.chunk_events`), up to ``limit`` rows,
+        for a reader that decodes them in another process (the daemon's event stream); the
+        first row may hold events up to ``seq`` too."""
+        sql = (
+            "SELECT run_id, first, n, events, per_second FROM event_chunks WHERE first >= "
+            "COALESCE((SELECT first FROM event_chunks WHERE first <= ?1 "
+            "ORDER BY first DESC LIMIT 1), ?1) ORDER BY first LIMIT ?2"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in conn.execute(sql, (seq, limit))]
+
+        return await self._query(read)
+
     async def _events(self, where: str, args: tuple[Any, ...], seq: int, limit: int) -> list[Event]:
         """The events after ``seq`` of the chunks ``where`` selects: from the chunk that holds
         ``seq + 1`` (the last one starting at or before ``seq``, whose events up to ``seq`` are
