@@ -57,7 +57,9 @@ def _one_line_error(proc: subprocess.CompletedProcess[str], expected: str) -> No
     assert proc.stderr == f"orchestrator: {expected}\n"  # one line, no traceback
 
 
-CRASH_POINTS = "before_submit, after_accept, after_store, mid_poll, mid_commit, after_tick, after_expand"
+CRASH_POINTS = (
+    "before_submit, after_accept, after_store, mid_poll, mid_commit, after_tick, after_expand"
+)
 
 
 @pytest.mark.parametrize(
