@@ -449,6 +449,15 @@ def quantile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def move_children(pid: int, cpu: int | None) -> None:
+    """Pin the processes ``pid`` started (the streamer, the store's writer) to ``cpu``."""
+    if cpu is None:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            os.sched_setaffinity(int(child), {cpu})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=1000)
@@ -465,6 +474,14 @@ def main() -> None:
         default="gzip",
         help="what the clients accept (Accept-Encoding), as a browser does: gzip",
     )
+    parser.add_argument(
+        "--streamer-cpu",
+        choices=("daemon", "clients"),
+        default="daemon",
+        help="the core of the daemon's children (the streamer, the store's writer): the "
+        "daemon's (the daemon on one core), or the clients' (the daemon on two cores, one of "
+        "them shared with the 1,000 clients)",
+    )
     args = parser.parse_args()
     pin(CLIENT_CPU)
     with tempfile.TemporaryDirectory() as tmp:
@@ -480,6 +497,8 @@ def main() -> None:
                     gc.collect()
                     time.sleep(0.5)  # the daemon idle before each
                     meter = Meter(proc.pid)
+                    if args.streamer_cpu == "clients":
+                        move_children(proc.pid, CLIENT_CPU)
                     if go:
                         done = asyncio.run(
                             one_round(base, args.clients, last, meter, args.encoding == "gzip")
@@ -500,7 +519,8 @@ def report(args: argparse.Namespace, with_clients: list[Round], without: list[Ro
     events = {r.events for r in with_clients + without}
     complete = min(r.complete for r in with_clients)
     print(
-        f"daemon on cpu {DAEMON_CPU}, clients on cpu {CLIENT_CPU}; {args.jobs} fake jobs "
+        f"daemon on cpu {DAEMON_CPU}, its children on the {args.streamer_cpu}' cpu, clients on "
+        f"cpu {CLIENT_CPU}; {args.jobs} fake jobs "
         f"(duration {args.duration}s + up to {args.spread}s, {args.concurrency} at once), "
         f"{args.clients} clients (accepting {args.encoding}, "
         f"{min(r.gzip for r in with_clients)} answered gzip), "
