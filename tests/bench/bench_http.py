@@ -65,11 +65,8 @@ CLIENT_CPU, SIMULATOR_CPU = (CPUS[0], CPUS[1]) if len(CPUS) >= 2 else (None, Non
 WRITER_CPUS: set[int] | None = None
 
 
-def place_writer() -> None:
-    """Move the store's writer process (this process's child running writer.py) to
-    ``WRITER_CPUS``."""
-    if WRITER_CPUS is None:
-        return
+def writer_pid() -> int | None:
+    """The store's writer process: this process's child running writer.py."""
     me = str(os.getpid())
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -82,7 +79,18 @@ def place_writer() -> None:
         except OSError:
             continue
         if parent == me and b"writer.py" in command:
-            os.sched_setaffinity(int(entry), WRITER_CPUS)
+            return int(entry)
+    return None
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+WRITER_CPU_USED: list[float] = []  # the writer's CPU seconds in each store round
 
 
 def start_simulator(port: int) -> subprocess.Popen[bytes]:
@@ -174,9 +182,13 @@ async def engine(base: str, dag: DAG, concurrency: int, store_path: str | None =
         run = await run_dag(dag, connections={"sim": connection})
     else:
         store = await SQLiteStore.open(store_path)
-        place_writer()
+        pid = writer_pid()
+        if pid is not None and WRITER_CPUS is not None:
+            os.sched_setaffinity(pid, WRITER_CPUS)
         try:
             run = await run_dag(dag, connections={"sim": connection}, store=store)
+            if pid is not None:  # its start and its work (its last checkpoint comes after)
+                WRITER_CPU_USED.append(process_cpu(pid))
         finally:
             await store.aclose()
     assert run.state is RunState.SUCCEEDED, run.error
@@ -207,6 +219,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}/generic"
     dag = build_dag(args.jobs, args.concurrency)
     times: dict[str, list[float]] = {name: [] for name in NAMES}
+    cpus: dict[str, list[float]] = {name: [] for name in NAMES}  # this process's CPU seconds
     try:
         with tempfile.TemporaryDirectory(prefix="bench-http-") as folder:
             for round_ in range(args.repeat):
@@ -219,9 +232,10 @@ def main() -> None:
                 for name, fn in zip(NAMES, contenders, strict=True):
                     reset_simulator(base)
                     gc.collect()  # no side pays for the garbage of the one before
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     anyio.run(fn)
                     times[name].append(time.perf_counter() - start)
+                    cpus[name].append(time.process_time() - cpu)
     finally:
         sim.terminate()
         sim.wait(10)
@@ -234,6 +248,15 @@ def main() -> None:
     print(
         f"the store's run against the engine's without it: {min(ours) / min(stored):.1%} "
         f"(the store's writer on the cores of: {args.writer_cpu})"
+    )
+
+    # CPU per job moves less than wall time on a machine that others load: what each side costs
+    per_job = {name: min(cpus[name]) / args.jobs * 1e6 for name in NAMES}
+    writer = min(WRITER_CPU_USED, default=0.0) / args.jobs * 1e6
+    print(
+        f"CPU per job, least of the rounds: plain {per_job[NAMES[0]]:.0f} µs, engine "
+        f"{per_job[NAMES[1]]:.0f} µs, with the store {per_job[NAMES[2]]:.0f} µs and its writer "
+        f"process {writer:.0f} µs"
     )
 
     # each round runs all three, one after the other: the median of the rounds' ratios is the
