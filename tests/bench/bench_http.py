@@ -1,13 +1,17 @@
-"""Engine against a plain aiohttp client, both driving the generic `http` simulator.
+"""Engine against a plain aiohttp client, both driving the generic `http` simulator; the engine
+without a store and with the SQLite store.
 
     python tests/bench/bench_http.py [--jobs 1000] [--concurrency 32] [--repeat 3]
 
 Each of N jobs submits (POST /jobs) and polls once (GET /jobs/{id}: the simulator's jobs take no
 time, so the first poll answers done). The simulator runs in its own process
 (`orchestrator simulate`). The baseline is a plain aiohttp client making the same two requests
-per job at the same concurrency, with one session. Reported: jobs per second for both (best of
-``--repeat``, alternating the two), the engine's share of the baseline, and the median of the
-per-round ratios. The simulator and the clients run on separate cores.
+per job at the same concurrency, with one session. The third contender is the engine recording
+the run in a SQLite store, a new file each round (opening and closing it timed: a user of
+`orchestrator run` pays them). Reported: jobs per second for each (best of ``--repeat``, the
+three run by turns in each round), each one's share of the plain client, the store's share of
+the engine without it, and the median of the per-round ratios. The simulator and the clients run
+on separate cores (the store's writer process on the clients' core, as it was started there).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -32,6 +38,7 @@ from orchestrator.connections import Connection
 from orchestrator.model.dag import DAG, Job
 from orchestrator.model.states import RunState
 from orchestrator.runtime.runs import run_dag
+from orchestrator.store.sqlite import SQLiteStore
 
 TOKEN = "sim-token"
 
@@ -51,6 +58,39 @@ def pin(cpu: int | None) -> None:
 
 CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 CLIENT_CPU, SIMULATOR_CPU = (CPUS[0], CPUS[1]) if len(CPUS) >= 2 else (None, None)
+# where the store's writer process runs: started by the clients' process, it inherits its core
+# ("client"); the writer is a process of its own so that it can run on another core, and with a
+# remote API on another machine the second core is free ("simulator": beside the simulator;
+# "any": wherever the system puts it)
+WRITER_CPUS: set[int] | None = None
+
+
+def writer_pid() -> int | None:
+    """The store's writer process: this process's child running writer.py."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = f.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read()
+        except OSError:
+            continue
+        if parent == me and b"writer.py" in command:
+            return int(entry)
+    return None
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+WRITER_CPU_USED: list[float] = []  # the writer's CPU seconds in each store round
 
 
 def start_simulator(port: int) -> subprocess.Popen[bytes]:
@@ -136,10 +176,25 @@ def build_dag(n: int, concurrency: int) -> DAG:
     return dag
 
 
-async def engine(base: str, dag: DAG, concurrency: int) -> None:
+async def engine(base: str, dag: DAG, concurrency: int, store_path: str | None = None) -> None:
     connection = Connection("sim", "http", base, {"token": TOKEN}, max_connections=concurrency)
-    run = await run_dag(dag, connections={"sim": connection})
+    if store_path is None:
+        run = await run_dag(dag, connections={"sim": connection})
+    else:
+        store = await SQLiteStore.open(store_path)
+        pid = writer_pid()
+        if pid is not None and WRITER_CPUS is not None:
+            os.sched_setaffinity(pid, WRITER_CPUS)
+        try:
+            run = await run_dag(dag, connections={"sim": connection}, store=store)
+            if pid is not None:  # its start and its work (its last checkpoint comes after)
+                WRITER_CPU_USED.append(process_cpu(pid))
+        finally:
+            await store.aclose()
     assert run.state is RunState.SUCCEEDED, run.error
+
+
+NAMES = ("plain aiohttp client", "engine (http job type)", "engine, SQLite store")
 
 
 def main() -> None:
@@ -147,37 +202,73 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--writer-cpu",
+        choices=("client", "simulator", "any"),
+        default="client",
+        help="the core of the SQLite store's writer process (default: the clients' core)",
+    )
     args = parser.parse_args()
+    global WRITER_CPUS
+    if SIMULATOR_CPU is not None and args.writer_cpu != "client":
+        WRITER_CPUS = {SIMULATOR_CPU} if args.writer_cpu == "simulator" else set(CPUS)
     logs.configure("warning", stream=io.StringIO(), json=True)
     pin(CLIENT_CPU)
     port = free_port()
     sim = start_simulator(port)
     base = f"http://127.0.0.1:{port}/generic"
     dag = build_dag(args.jobs, args.concurrency)
-    work = {plain_client: args.jobs, engine: dag}
-    names = ("plain aiohttp client", "engine (http job type)")
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in NAMES}
+    cpus: dict[str, list[float]] = {name: [] for name in NAMES}  # this process's CPU seconds
     try:
-        for _ in range(args.repeat):
-            for name, fn in zip(names, (plain_client, engine), strict=True):
-                reset_simulator(base)
-                gc.collect()  # neither side pays for the garbage of the one before
-                start = time.perf_counter()
-                anyio.run(fn, base, work[fn], args.concurrency)
-                times[name].append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory(prefix="bench-http-") as folder:
+            for round_ in range(args.repeat):
+                store_path = os.path.join(folder, f"bench-{round_}.db")
+                contenders = (
+                    partial(plain_client, base, args.jobs, args.concurrency),
+                    partial(engine, base, dag, args.concurrency),
+                    partial(engine, base, dag, args.concurrency, store_path),
+                )
+                for name, fn in zip(NAMES, contenders, strict=True):
+                    reset_simulator(base)
+                    gc.collect()  # no side pays for the garbage of the one before
+                    start, cpu = time.perf_counter(), time.process_time()
+                    anyio.run(fn)
+                    times[name].append(time.perf_counter() - start)
+                    cpus[name].append(time.process_time() - cpu)
     finally:
         sim.terminate()
         sim.wait(10)
-    plain, ours = (times[name] for name in names)
+    plain, ours, stored = (times[name] for name in NAMES)
     print(f"{'client':26} {'jobs':>6} {'conc.':>6} {'jobs/s':>9} {'vs plain client':>16}")
-    for name in names:
+    for name in NAMES:
         t = min(times[name])
         rate, share = args.jobs / t, min(plain) / t
         print(f"{name:26} {args.jobs:6d} {args.concurrency:6d} {rate:9,.0f} {share:15.1%}")
-    # each round runs both, one after the other: the median of the rounds' ratios is the
+    print(
+        f"the store's run against the engine's without it: {min(ours) / min(stored):.1%} "
+        f"(the store's writer on the cores of: {args.writer_cpu})"
+    )
+
+    # CPU per job moves less than wall time on a machine that others load: what each side costs
+    per_job = {name: min(cpus[name]) / args.jobs * 1e6 for name in NAMES}
+    writer = min(WRITER_CPU_USED, default=0.0) / args.jobs * 1e6
+    print(
+        f"CPU per job, least of the rounds: plain {per_job[NAMES[0]]:.0f} µs, engine "
+        f"{per_job[NAMES[1]]:.0f} µs, with the store {per_job[NAMES[2]]:.0f} µs and its writer "
+        f"process {writer:.0f} µs"
+    )
+
+    # each round runs all three, one after the other: the median of the rounds' ratios is the
     # figure least moved by a lucky or unlucky run of either side
-    paired = statistics.median(p / e for p, e in zip(plain, ours, strict=True))
-    print(f"best of {args.repeat} each (above); median of the rounds' ratios: {paired:.1%}")
+    def paired(a: list[float], b: list[float]) -> float:
+        return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+    print(
+        f"best of {args.repeat} each (above); medians of the rounds' ratios: engine/plain "
+        f"{paired(plain, ours):.1%}, store/plain {paired(plain, stored):.1%}, "
+        f"store/engine {paired(ours, stored):.1%}"
+    )
     os._exit(0)
 
 

@@ -1,0 +1,203 @@
+"""What the engine hands to the store, and what it waits for: the write-ahead record before the
+request leaves and the handle before the first poll, each waited for until the store says it is
+durable (not only handed over), however the batches are gathered."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from orchestrator.clock import FakeClock
+from orchestrator.connectors.base import Submission
+from orchestrator.connectors.fake import FakeConnector, FakeRemote
+from orchestrator.connectors.registry import job_types
+from orchestrator.engine import journal
+from orchestrator.engine.durable import record_new_run
+from orchestrator.engine.executor import RunExecutor
+from orchestrator.engine.records import Run
+from orchestrator.model.dag import DAG, Job
+from orchestrator.model.states import AttemptState, RunState
+from orchestrator.runtime.connectors import ConnectorSet
+from orchestrator.runtime.prepare import prepare_run
+from orchestrator.store.base import AttemptRow, Changes, Operation, Receipt
+from orchestrator.store.memory import MemoryStore
+from orchestrator.store.sqlite import SQLiteStore
+
+
+def attempt_rows(ops: Sequence[Operation]) -> list[AttemptRow]:
+    return [row for op in ops if isinstance(op, Changes) for row in op.attempts]
+
+
+class GatedStore(MemoryStore):
+    """A memory store that holds every batch from the first one with an attempt row in
+    ``hold`` on (in order: a batch after a held one is held too) until :meth:`release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: set[AttemptState] = set()
+        self.held: list[tuple[list[Operation], Receipt]] = []
+
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
+        if self.held or any(row.state in self.hold for row in attempt_rows(ops)):
+            receipt = Receipt()
+            self.held.append((list(ops), receipt))
+            return receipt
+        return super().submit(ops)
+
+    def holds(self, state: AttemptState) -> bool:
+        return any(row.state is state for ops, _ in self.held for row in attempt_rows(ops))
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for ops, receipt in held:
+            receipt.settle(super().submit(ops).error)
+
+
+class Spy(FakeConnector):
+    def __init__(self, remote: FakeRemote) -> None:
+        super().__init__(remote)
+        self.submits = 0
+        self.polls = 0
+
+    async def submit(self, submission: Submission) -> dict[str, Any]:
+        self.submits += 1
+        return await super().submit(submission)
+
+    async def poll(self, handle: dict[str, Any]) -> Any:
+        self.polls += 1
+        return await super().poll(handle)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(10):
+        while not condition():
+            await anyio.lowlevel.checkpoint()
+
+
+async def turns(n: int) -> None:
+    """Let the engine go on for ``n`` turns of the loop (more than a batch gathers)."""
+    for _ in range(n):
+        await anyio.lowlevel.checkpoint()
+
+
+def remote_job(run: Run, job_id: str) -> None:
+    """Polled as a remote job type is, over a connection (the fake is polled in memory, where
+    the handle rides along with the next commit without being waited for)."""
+    jr = run.jobs[job_id]
+    jr.job_type = dataclasses.replace(jr.job_type, needs_connection=True)
+
+
+async def test_no_request_leaves_until_the_store_says_its_record_is_durable(
+    clock: FakeClock,
+) -> None:
+    """The write-ahead rule with batches gathered over several turns of the loop: the
+    submission waits for the receipt of the batch with its `submitting` record, the first poll
+    for that of the handle; handing a batch over is not enough."""
+    store = GatedStore()
+    spy = Spy(FakeRemote(clock=clock))
+    with DAG("gated") as dag:
+        Job("a", "fake", duration="1s")
+    dag.validate()
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+    async with clock, ConnectorSet(dag, {}, {"fake": spy}) as connectors:
+        executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock, store=store)
+        remote_job(run, "a")
+        store.hold = {AttemptState.SUBMITTING, AttemptState.RUNNING}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(executor.execute)
+            await until(lambda: store.holds(AttemptState.SUBMITTING))
+            await turns(4 * journal.FLUSH_TURNS)
+            assert spy.submits == 0
+            store.release()
+            await until(lambda: store.holds(AttemptState.RUNNING))
+            await turns(4 * journal.FLUSH_TURNS)
+            assert (spy.submits, spy.polls) == (1, 0)
+            store.hold = set()
+            store.release()
+    assert run.state is RunState.SUCCEEDED
+    assert spy.submits == 1
+    assert spy.polls >= 1
+
+
+class Recording(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[Operation]] = []
+
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
+        self.batches.append(list(ops))
+        return super().submit(ops)
+
+
+class RecordingSQLite(SQLiteStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[list[Operation]] = []
+
+    def submit(self, ops: Sequence[Operation]) -> Receipt:
+        self.batches.append(list(ops))
+        return super().submit(ops)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_handle_goes_to_the_store_once_and_stays_there(
+    clock: FakeClock, tmp_path: Path, kind: str
+) -> None:
+    """The handle goes with the step that makes the attempt running; the attempt's end,
+    written after that step was handed over, leaves it out (None keeps the stored one)."""
+    store: Recording | RecordingSQLite
+    store = Recording() if kind == "memory" else await RecordingSQLite.open(tmp_path / "s.db")
+    try:
+        with DAG("handle") as dag:
+            Job("a", "fake", duration="1s")
+        dag.validate()
+        run = prepare_run(dag)
+        await record_new_run(store, run, owner="me", at=0, exclusive=False)
+        connector = FakeConnector(FakeRemote(clock=clock))
+        async with clock, ConnectorSet(dag, {}, {"fake": connector}) as connectors:
+            executor = RunExecutor(run, connectors, job_types=job_types(), clock=clock, store=store)
+            remote_job(run, "a")
+            await executor.execute()
+        assert run.state is RunState.SUCCEEDED
+        rows = [row for ops in store.batches for row in attempt_rows(ops)]
+        handle = run.jobs["a"].handle
+        assert handle is not None
+        assert [(row.expected, row.state, row.handle) for row in rows] == [
+            (None, AttemptState.SUBMITTING, None),
+            (AttemptState.SUBMITTING, AttemptState.RUNNING, handle),
+            (AttemptState.RUNNING, AttemptState.SUCCEEDED, None),
+        ]
+        [stored] = await store.get_attempts(run.id)
+        assert (stored.state, stored.handle) == (AttemptState.SUCCEEDED, handle)
+    finally:
+        await store.aclose()
+
+
+async def test_writes_of_several_turns_of_the_loop_go_in_one_batch(clock: FakeClock) -> None:
+    """Jobs whose steps fall in consecutive turns of the loop share a batch (fewer commits and
+    wake-ups of the store's writer), and each still waits for its own record."""
+    store = Recording()
+    spy = Spy(FakeRemote(clock=clock))
+    with DAG("turns") as dag:
+        for i in range(8):
+            Job(f"j{i}", "fake")
+    dag.validate()
+    run = prepare_run(dag)
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+    store.batches.clear()
+    async with clock, ConnectorSet(dag, {}, {"fake": spy}) as connectors:
+        await RunExecutor(
+            run, connectors, job_types=job_types(), clock=clock, store=store
+        ).execute()
+    assert run.state is RunState.SUCCEEDED
+    assert spy.submits == 8
+    # the run's start, then the attempts' rows in three batches (a batch a turn of the loop
+    # made seven, of 1-6 rows)
+    assert [len(attempt_rows(ops)) for ops in store.batches] == [0, 4, 8, 4]
