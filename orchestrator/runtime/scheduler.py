@@ -158,6 +158,7 @@ class Scheduler:
         """Fire what is due for every DAG; return when to look again (None: nothing
         scheduled)."""
         pauses = await self.store.schedule_pauses()
+        resumed = await self.store.schedule_resumed()
         dues: list[float] = []
         limiter = anyio.CapacityLimiter(AT_ONCE)
 
@@ -169,7 +170,7 @@ class Scheduler:
                 paused = pauses.get(dag.name, schedule.paused)
                 schedule = dataclasses.replace(schedule, paused=paused)
                 try:
-                    dues.append(await self._evaluate(dag, schedule))
+                    dues.append(await self._evaluate(dag, schedule, resumed.get(dag.name)))
                 except Exception as exc:  # one schedule's failure stops neither the others
                     # nor the daemon: said, and tried again a minute later
                     error = f"{type(exc).__name__}: {exc}"
@@ -183,7 +184,10 @@ class Scheduler:
                 tg.start_soon(one, dag)
         return min(dues, default=None)
 
-    async def _evaluate(self, dag: DAG, schedule: Schedule) -> float:
+    async def _evaluate(self, dag: DAG, schedule: Schedule, resumed: float | None) -> float:
+        """Fire or skip ``dag``'s due ticks; when to look again. A tick due before the schedule
+        was ``resumed`` (unpaused) and not recorded yet came due while it was paused (this
+        scheduler, busy or down, reads it only now): it is skipped as paused, not fired."""
         name = dag.name
         now = self._now()
         last = await self.store.last_tick(name)
@@ -199,8 +203,11 @@ class Scheduler:
         ticks, _ = due_ticks(schedule, last_at, _utc(now), on_time=on_time)
         for tick in ticks:
             nominal = tick.nominal.timestamp()
-            if tick.skip is not None:
-                await self._record_skip(name, nominal, tick.skip.value)
+            skip = tick.skip.value if tick.skip is not None else None
+            if skip is None and resumed is not None and nominal < resumed:
+                skip = "paused"
+            if skip is not None:
+                await self._record_skip(name, nominal, skip)
                 continue
             wait = jitter(schedule, name, tick.nominal)
             if nominal + wait > now:

@@ -54,6 +54,7 @@ class MemoryStore:
         self.disabled: dict[str, set[str]] = {}
         self.ticks: dict[tuple[str, float], TickRecord] = {}  # by (dag, nominal)
         self.pauses: dict[str, bool] = {}
+        self.resumed: dict[str, float] = {}  # when each DAG's schedule was last resumed
         self.commits = 0
         self.run_keys: dict[str, str] = {}  # idempotency key -> run id
         self.cancels: dict[str, str] = {}  # run id -> the reason its cancel was asked for
@@ -358,9 +359,16 @@ class MemoryStore:
 
     async def set_paused(self, dag: str, paused: bool, at: float) -> None:
         self.pauses[dag] = paused
+        if paused:
+            self.resumed.pop(dag, None)
+        else:
+            self.resumed[dag] = at
 
     async def schedule_pauses(self) -> dict[str, bool]:
         return dict(self.pauses)
+
+    async def schedule_resumed(self) -> dict[str, float]:
+        return dict(self.resumed)
 
     async def aclose(self) -> None:
         return None

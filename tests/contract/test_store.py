@@ -1000,6 +1000,9 @@ async def test_schedule_pauses_are_set_and_read(store: Store) -> None:
     assert await store.schedule_pauses() == {"d": True, "e": False}
     await store.set_paused("d", False, at=3.0)
     assert await store.schedule_pauses() == {"d": False, "e": False}
+    assert await store.schedule_resumed() == {"d": 3.0, "e": 2.0}
+    await store.set_paused("e", True, at=4.0)
+    assert await store.schedule_resumed() == {"d": 3.0}
 
 
 async def test_ticks_and_pauses_outlive_the_sqlite_store(tmp_path: Path) -> None:

@@ -342,3 +342,24 @@ async def test_queue_all_runs_one_at_a_time_when_ticks_come_while_a_queued_run_r
         host.cancel_all("the test ends")
         scheduler.stop()
     assert most == 1
+
+
+async def test_a_tick_due_while_paused_read_only_after_the_resume_is_skipped(
+    store: MemoryStore,
+) -> None:
+    """The scheduler saw the pause, then (busy, or down) reads a tick due during it only after
+    the schedule was resumed: that tick is recorded as paused, the next one fires."""
+    dag = scheduled()
+    wall = Wall(T0 + 30)
+    async with scheduling(store, dag, wall) as (_host, scheduler):
+        await scheduler.evaluate()
+        await store.set_paused(dag.name, True, T0 + 50)
+        await store.set_paused(dag.name, False, T0 + 60.5)  # resumed after the tick at 60
+        wall.at = T0 + 61  # ...which is read only now
+        await scheduler.evaluate()
+        assert (await store.skipped_ticks()) == {(dag.name, "paused"): 1}
+        assert await runs_of(store, dag.name) == []
+        wall.at = T0 + 120.1
+        await scheduler.evaluate()
+    [run] = await settled(store, dag.name, 1)
+    assert run.nominal_at == T0 + 120

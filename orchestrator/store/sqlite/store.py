@@ -521,3 +521,9 @@ class SQLiteStore:
             lambda c: c.execute("SELECT dag, paused FROM schedule_pauses").fetchall()
         )
         return {dag: bool(paused) for dag, paused in rows}
+
+    async def schedule_resumed(self) -> dict[str, float]:
+        rows = await self._query(
+            lambda c: c.execute("SELECT dag, at FROM schedule_pauses WHERE paused = 0").fetchall()
+        )
+        return {dag: float(at) for dag, at in rows}
