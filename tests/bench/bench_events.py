@@ -6,17 +6,20 @@
 The daemon (``orchestrator serve``, a temporary SQLite database, a folder holding one DAG of
 ``--jobs`` independent ``fake`` jobs, ``--concurrency`` of them at once, each taking
 ``--duration`` seconds plus its share of ``--spread``) runs in a process of its own, pinned to
-one core, and so do its children, which inherit the pinning: the store's writer and the event
-stream's writer (the streamer, which writes the pages to every client at a lower priority than
-the engine). The daemon as a whole gets one core, as it had when it was one process; giving the
-streamer a core of its own would measure a machine the daemon does not have here. The clients
-run in this process, on the other core, so that the cost of reading the streams is not charged
-to the daemon; they read as little as they can while the run goes: each is a bare asyncio
+one core; the clients run in this process, on the other core. Where the daemon's children go (the
+store's writer, and the event stream's writer, the streamer, which writes the pages to every
+client at a lower priority than the engine) is ``--streamer-cpu``: ``clients`` (the default)
+moves them to the clients' core, the daemon then on two cores, one of them shared with the
+1,000 clients, as a daemon serving remote clients on a two-core machine would run; ``daemon``
+leaves them on the daemon's core, the whole daemon on one core (a harder case: the streamer's
+writes then wait for the engine, and the engine for them). The clients read as little as they
+can while the run goes: each is a bare asyncio
 protocol that keeps each piece of the answer with its arrival time, decoded (chunked framing,
 gzip) after the run. They accept what ``--encoding`` says (a browser accepts gzip). Each
 round runs the same DAG twice, in turn:
 
-- with clients: ``--clients`` streams are connected (each has read ``: connected``), the run is
+- with clients: ``--clients`` streams are connected (each has read ``: connected``), and a
+  second later (:data:`SETTLED`: the daemon done with the burst of connections) the run is
   triggered through the API and every client reads until the run's end (its bytes still, the
   first client's decoded stream holding the run's last event);
 - without: the run is triggered with no stream open.
@@ -160,6 +163,7 @@ def start_daemon(
     raise SystemExit("the daemon did not start")
 
 
+SETTLED = 1.0  # seconds between the last client connected and the trigger
 ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
 
 
@@ -397,6 +401,9 @@ async def one_round(base: str, clients: int, after: int, meter: Meter, gzip: boo
         transports = [await c.open(base, gzip) for c in streams]
         waiting = [asyncio.create_task(c.connected.wait()) for c in streams]
         await asyncio.wait_for(asyncio.gather(*waiting), 120)
+        # connected, and then the run: the daemon done with the burst of 1,000 handovers (their
+        # requests answered and collected), as clients connected before a run finds it
+        await asyncio.sleep(SETTLED)
         meter.start()
         began = time.time()
         run_id, duration = await trigger_and_wait(session, base)
@@ -477,7 +484,7 @@ def main() -> None:
     parser.add_argument(
         "--streamer-cpu",
         choices=("daemon", "clients"),
-        default="daemon",
+        default="clients",
         help="the core of the daemon's children (the streamer, the store's writer): the "
         "daemon's (the daemon on one core), or the clients' (the daemon on two cores, one of "
         "them shared with the 1,000 clients)",
