@@ -44,28 +44,26 @@ from ..base import (
     Operation,
     Receipt,
     RunRecord,
-    TickRecord,
 )
 from . import migrations, writer
 from .client import WriterClient
 from .rows import (
     OUTBOX_COLUMNS,
     RUN_COLUMNS,
-    TICK_COLUMNS,
     after_prefix,
     chunk_events,
     deliveries_with_attempts,
     delivery_record,
     run_record,
-    tick_record,
 )
+from .schedules import ScheduleReads
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
 
-class SQLiteStore:
+class SQLiteStore(ScheduleReads):
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, durable: bool = False
     ) -> None:
@@ -471,37 +469,6 @@ class SQLiteStore:
         )
         return {r[0] for r in rows}
 
-    # -- schedules -----------------------------------------------------------------------
-    async def last_tick(self, dag: str) -> TickRecord | None:
-        sql = (
-            f"SELECT {TICK_COLUMNS} FROM ticks WHERE dag = ? AND backfill = 0 "
-            "ORDER BY nominal DESC LIMIT 1"
-        )
-        row = await self._query(lambda c: c.execute(sql, (dag,)).fetchone())
-        return tick_record(row) if row else None
-
-    async def list_ticks(self, dag: str | None = None, *, limit: int = 100) -> list[TickRecord]:
-        sql = f"SELECT {TICK_COLUMNS} FROM ticks"
-        args: tuple[Any, ...] = ()
-        if dag is not None:
-            sql += " WHERE dag = ?"
-            args = (dag,)
-        sql += " ORDER BY nominal DESC, dag LIMIT ?"
-        args += (max(limit, 0),)
-        return await self._query(lambda c: [tick_record(r) for r in c.execute(sql, args)])
-
-    async def skipped_ticks(self) -> dict[tuple[str, str], int]:
-        rows = await self._query(
-            lambda c: c.execute(
-                "SELECT dag, skipped, COUNT(*) FROM ticks WHERE skipped IS NOT NULL "
-                "GROUP BY dag, skipped"
-            ).fetchall()
-        )
-        return {(dag, reason): n for dag, reason, n in rows}
-
-    async def set_paused(self, dag: str, paused: bool, at: float) -> None:
-        await self._call("set_paused", dag, paused, at)
-
     async def request_cancel(self, run_id: str, reason: str, at: float) -> bool:
         return bool(await self._call("request_cancel", run_id, reason, at))
 
@@ -515,15 +482,3 @@ class SQLiteStore:
         )
         rows = await self._query(lambda c: c.execute(sql, tuple(run_ids)).fetchall())
         return {run_id: reason for run_id, reason in rows}
-
-    async def schedule_pauses(self) -> dict[str, bool]:
-        rows = await self._query(
-            lambda c: c.execute("SELECT dag, paused FROM schedule_pauses").fetchall()
-        )
-        return {dag: bool(paused) for dag, paused in rows}
-
-    async def schedule_resumed(self) -> dict[str, float]:
-        rows = await self._query(
-            lambda c: c.execute("SELECT dag, at FROM schedule_pauses WHERE paused = 0").fetchall()
-        )
-        return {dag: float(at) for dag, at in rows}
