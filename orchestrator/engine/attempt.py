@@ -177,9 +177,10 @@ class Attempts(Expansions):
     def _submission(self, jr: JobRun) -> Submission:
         job = jr.job
         params: Mapping[str, Any] = job.params
+        if jr.has_tokens or job.call is not None:
+            outputs = outputs_of(self.run.jobs, self._expansions)
         if jr.has_tokens:
             tokens = {**self._tokens_base, "jobId": jr.id, "attempt": jr.attempts}
-            outputs = outputs_of(self.run.jobs, self._expansions)
             tokens.update(reference_tokens(job, outputs, scope(job, self.run.params)))
             params = jr.job_type.substitute(params, tokens)
         if job.call is not None:
@@ -187,7 +188,7 @@ class Attempts(Expansions):
                 **params,
                 "call": job.call,
                 "__run_params__": self.run.params,
-                "__upstream__": upstream_outputs(job, outputs_of(self.run.jobs, self._expansions)),
+                "__upstream__": upstream_outputs(job, outputs),
             }
         key = f"{self.run.id}/{jr.id}/{jr.attempts}"
         submission = Submission(
@@ -197,17 +198,25 @@ class Attempts(Expansions):
             submission.callback_url = self._callbacks.url(self.run.id, jr.id, jr.attempts)
         return submission
 
-    async def _attempt(self, jr: JobRun) -> _Attempt:
-        """Submit a new attempt (written ahead), then follow it to its end."""
-        connector = self._connectors.get(jr.job_type, jr.job.connection)
+    async def _written_ahead(self, jr: JobRun) -> Submission | _Attempt:
+        """A new attempt's submission, stored as ``submitting`` and durable before it leaves
+        (the write-ahead rule); the attempt's end if its references do not resolve."""
         try:
             submission = self._submission(jr)
         except RefError as exc:
             return _Attempt(_UNRESOLVED, str(exc))
         if self._store is not None:
             self._attempt_write(jr, AttemptState.SUBMITTING, key=submission.idempotency_key)
-            await self._commit()  # durable before the request leaves
+            await self._commit()
         crash.reached("before_submit")
+        return submission
+
+    async def _attempt(self, jr: JobRun) -> _Attempt:
+        """Submit a new attempt (written ahead), then follow it to its end."""
+        connector = self._connectors.get(jr.job_type, jr.job.connection)
+        submission = await self._written_ahead(jr)
+        if isinstance(submission, _Attempt):
+            return submission
         handle: RemoteHandle | None = None
         try:
             with self._clock.deadline(jr.timeout) if jr.timeout is not None else _NO_SCOPE as scope:

@@ -23,10 +23,9 @@ import anyio
 
 from .. import crash
 from ..connectors.base import InlineConnector, PollResult, RemoteStatus, Submission
-from ..model.refs import RefError
 from ..model.retry import Outcome
-from ..model.states import AttemptState, Reconcile
-from .attempt import _CANCELLED, _NO_SCOPE, _UNKNOWN, _UNRESOLVED, Attempts, _Attempt
+from ..model.states import Reconcile
+from .attempt import _CANCELLED, _NO_SCOPE, _UNKNOWN, Attempts, _Attempt
 from .records import JobRun
 from .references import outputs_problem
 
@@ -56,14 +55,9 @@ class Calls(Attempts):
     async def _call(self, jr: JobRun) -> _Attempt:
         """A new attempt, written ahead, then called."""
         connector = cast(InlineConnector, self._connectors.get(jr.job_type, jr.job.connection))
-        try:
-            submission = self._submission(jr)
-        except RefError as exc:
-            return _Attempt(_UNRESOLVED, str(exc))
-        if self._store is not None:
-            self._attempt_write(jr, AttemptState.SUBMITTING, key=submission.idempotency_key)
-            await self._commit()  # durable before the call starts
-        crash.reached("before_submit")
+        submission = await self._written_ahead(jr)
+        if isinstance(submission, _Attempt):
+            return submission
         return await self._called(jr, connector, submission)
 
     async def _adopt_call(self, jr: JobRun) -> _Attempt:

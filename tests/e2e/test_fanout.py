@@ -126,7 +126,7 @@ class Case:
             assert time.monotonic() < deadline, f"timed out waiting on {sql}: {rows}"
             time.sleep(0.05)
 
-    def fan_dag(self, **params: Any) -> Path:
+    def fan_dag(self) -> Path:
         path = self.tmp / "fan.py"
         path.write_text(FAN_DAG)
         return path

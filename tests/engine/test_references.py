@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from orchestrator import DAG, Job, JobContext, JobState, RunState, run_dag
 
 SEEN: dict[str, Any] = {}
@@ -161,9 +159,7 @@ async def test_outputs_over_the_limit_fail_the_job_naming_their_size() -> None:
     assert run.jobs["b"].state is JobState.UPSTREAM_FAILED
 
 
-async def test_a_secret_in_outputs_is_masked_before_anyone_reads_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_secret_in_outputs_is_masked_before_anyone_reads_it() -> None:
     from orchestrator import logs
 
     secret = "s3cr3t-value-0123456789"

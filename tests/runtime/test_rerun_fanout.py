@@ -1,5 +1,5 @@
 """A rerun of a run whose mapped job succeeded keeps its instances (their outputs are what the
-failed join reads); a failed mapped job runs all its instances again."""
+failed join reads): they are not run again."""
 
 from __future__ import annotations
 
