@@ -41,7 +41,18 @@ from . import writer
 from .encode import encode_ops
 from .writer import Frames, frame
 
-_WRITER = [sys.executable, "-I", "-S", writer.__file__]  # stdlib only: starts at once
+# stdlib only: it starts at once. It is imported by a one-line program rather than run as a
+# script, so that its compiled form is read from __pycache__ (a script is compiled at every start);
+# its path, the last argument, names the process in `ps`
+_WRITER = [
+    sys.executable,
+    "-I",
+    "-S",
+    "-c",
+    "import sys; sys.path.insert(0, sys.argv[1].rpartition('/')[0]); "
+    "from writer import main; main()",
+    writer.__file__,
+]
 _PIPE_SIZE = 1 << 20  # bytes a pipe holds (Linux), so that a batch seldom waits to be sent
 
 

@@ -27,14 +27,24 @@ id), ``tick`` (a tick recorded already; the message is the JSON of ``[dag, nomin
 
 from __future__ import annotations
 
-import functools
 import os
-import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+
+# The writer starts with every run: what the annotations name is imported for type checkers only
+# (typing took longer to import than the rest together), and signals are set through the signal
+# module's C half (the module wraps it in enums, and enum took a third of what was left).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable, Sequence
+    from typing import Any
+else:
+    try:
+        import _signal as signal
+    except ImportError:  # pragma: no cover - a Python without it
+        import signal
 
 if __package__:  # imported: by the store's client, in the engine's process
     from .writer_checkpoints import CHECKPOINT_EVERY, _Checkpointer
@@ -99,6 +109,11 @@ _NONE: dict[None, None] = {}
 sqlite3.register_adapter(type(None), _NONE.get)  # a call in C
 
 
+def _bound(call: Callable[..., Any], conn: sqlite3.Connection) -> Callable[..., Any]:
+    """``call`` with the connection first (functools.partial, without importing functools)."""
+    return lambda *args: call(conn, *args)
+
+
 class Writer:
     def __init__(self, conn: sqlite3.Connection, config: dict[str, Any]) -> None:
         self.conn = conn
@@ -115,8 +130,8 @@ class Writer:
         self.calls: dict[str, Callable[..., Any]] = {
             "claim_run": self.claim_run,
             "heartbeat": self.heartbeat,
-            **{name: functools.partial(call, conn) for name, call in OUTBOX_CALLS.items()},
-            **{name: functools.partial(call, conn) for name, call in SCHEDULE_CALLS.items()},
+            **{name: _bound(call, conn) for name, call in OUTBOX_CALLS.items()},
+            **{name: _bound(call, conn) for name, call in SCHEDULE_CALLS.items()},
             "settings": self.settings,
             "checkpoints_failed": self.checkpoints_failed,
         }

@@ -7,8 +7,11 @@ Standard library only: a sibling of :mod:`writer`, imported by it also when it r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # no typing at run time: see writer.py
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 if __package__:
     from .writer_rows import Refused

@@ -6,19 +6,25 @@ Standard library only: a sibling of :mod:`writer`, imported by it also when it r
 
 from __future__ import annotations
 
-import json
 import operator
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # no typing at run time: see writer.py
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 _LIVE_ATTEMPT = ("submitting", "running")  # an attempt in these may still move on
 
 
 def _run_event(old: str | None, new: str, at: float) -> str:
-    """A run's own event, as the engine encodes those of its jobs."""
-    event = [None, "run", old, new, round(at * 1_000_000), None]
-    return json.dumps(event, separators=(",", ":"), allow_nan=False)
+    """A run's own event, as the engine encodes those of its jobs (``[null, "run", old, new,
+    at, null]``, ``at`` in microseconds), written out: states are plain words, and the json
+    module (with the re module it imports) would take the writer's start longer."""
+    if not (new.isidentifier() and (old is None or old.isidentifier())):
+        raise ValueError(f"a run's state is a word: {old!r} -> {new!r}")
+    before = "null" if old is None else f'"{old}"'
+    return f'[null,"run",{before},"{new}",{round(at * 1_000_000)},null]'
 
 
 class _Events:

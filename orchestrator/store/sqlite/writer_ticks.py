@@ -6,10 +6,12 @@ Standard library only: a sibling of :mod:`writer`, imported by it also when it r
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # no typing at run time: see writer.py
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 if __package__:
     from .writer_rows import Refused
@@ -29,6 +31,8 @@ def record_tick(conn: sqlite3.Connection, tick: tuple[Any, ...]) -> None:
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" not in str(exc):  # not the key: a value missing (refused as it is)
             raise
+        import json  # the json module takes the writer's start longer: imported when needed
+
         raise Refused("tick", json.dumps([tick[0], tick[1]])) from None
 
 

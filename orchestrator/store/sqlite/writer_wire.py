@@ -10,7 +10,10 @@ import marshal
 import os
 import select
 import struct
-from typing import Any
+
+TYPE_CHECKING = False  # no typing at run time: see writer.py
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct("<I")
 
