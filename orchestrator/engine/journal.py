@@ -68,15 +68,20 @@ _new = tuple.__new__
 
 
 class _Batch:
-    """The commits waiting for the next batch: the receipt they wait on, once it is handed
-    over (``cut``)."""
+    """The commits waiting for the next batch: they wait for it to be settled (durable or
+    refused), one wake-up each, whether it is handed over yet or not."""
 
-    __slots__ = ("cut", "receipt", "waiting")
+    __slots__ = ("done", "error", "waiting")
 
     def __init__(self) -> None:
-        self.cut = anyio.Event()
-        self.receipt: Receipt | None = None
+        self.done = asyncio.Event()  # asyncio's own: anyio's wraps it, and waits twice as long
+        self.error: BaseException | None = None
         self.waiting = 0
+
+    def settled(self, error: BaseException | None) -> None:
+        """The receipt's callback (:meth:`Receipt.then`)."""
+        self.error = error
+        self.done.set()
 
 
 class Journal:
@@ -298,13 +303,9 @@ class Journal:
             self._flush()  # now: these wait for their commit while the others go on
         else:
             self._schedule_flush()
-        if batch.receipt is None:  # handed over a few turns of the loop from now
-            await batch.cut.wait()
-        assert batch.receipt is not None
-        try:
-            await batch.receipt.wait()
-        except Exception as error:
-            raise self._refused(error) from None
+        await batch.done.wait()  # handed over now or a few turns of the loop from now
+        if batch.error is not None:
+            raise self._refused(batch.error) from None
 
     def _commit_soon(self, after: Callable[[], None] | None = None) -> None:
         """Hand what changed to the store with the next batch, without waiting for it; ``after``
@@ -348,8 +349,7 @@ class Journal:
         notify, self._sink_pending = self._sink_pending, False
         receipt = self._store.submit(ops)
         if batch is not None:
-            batch.receipt = receipt
-            batch.cut.set()
+            receipt.then(batch.settled)
         if after or notify or batch is None:  # else its waiters see a refusal, and halt
             self._writes.start_soon(self._settled, receipt, after, notify)
 

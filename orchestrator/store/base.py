@@ -15,12 +15,11 @@ outbox table written in the transaction of the state change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
-
-import anyio
 
 from ..errors import OrchestratorError
 from ..model.states import AttemptState, JobState, RunState
@@ -316,17 +315,34 @@ class TickExists(StaleWrite):
 class Receipt:
     """The answer to a batch handed to :meth:`Store.submit`: ``await receipt.wait()`` returns
     once the batch is durable, or raises why it was refused. Any number of tasks may wait on
-    one receipt; the store settles it on the event loop the batch was submitted from."""
+    one receipt, and callbacks be given it (:meth:`then`); the store settles it on the event
+    loop the batch was submitted from."""
 
-    __slots__ = ("_written", "error")
+    __slots__ = ("_then", "_written", "error")
 
     def __init__(self) -> None:
-        self._written = anyio.Event()
+        # asyncio's own event (anyio's wraps it): a wait that finds it set returns at once
+        self._written = asyncio.Event()
         self.error: BaseException | None = None
+        self._then: list[Callable[[BaseException | None], None]] | None = None
 
     def settle(self, error: BaseException | None = None) -> None:
         self.error = error
         self._written.set()
+        then, self._then = self._then, None
+        if then is not None:
+            for callback in then:
+                callback(error)
+
+    def then(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback`` with the batch's refusal (None once durable) when it is settled,
+        at once if it is: what waits on a batch without a task of its own."""
+        if self._written.is_set():
+            callback(self.error)
+        elif self._then is None:
+            self._then = [callback]
+        else:
+            self._then.append(callback)
 
     @property
     def settled(self) -> bool:
