@@ -130,11 +130,11 @@ class Journal:
                 "job.state", job=jr.id, attempt=jr.attempts, old=old.value, new=new.value
             )
         terminal = new in JOB_TERMINAL
+        at = self._clock.time()
         if terminal:
-            jr.ended_at = self._clock.time()
+            jr.ended_at = at
             self._log_end(jr)
         if self._store is not None:
-            at = self._clock.time()
             self._events.append(_new(JobEvent, (jr.id, old, new, at, error or None)))
             if not jr.dirty:
                 self._dirty.append(jr)

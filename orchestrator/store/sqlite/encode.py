@@ -20,7 +20,6 @@ from ..base import (
     RecordTick,
     RunTransition,
     StateEvent,
-    event_data,
     handle_json,
     json_text,
     strict_json_text,
@@ -78,13 +77,19 @@ def _events(run_id: str, events: Sequence[StateEvent]) -> str:
     faster than a float), encoded in one call."""
     items: list[tuple[Any, ...]] = []
     append = items.append
-    for e in events:
-        if isinstance(e, JobEvent):
-            error = e.error
+    for e in events:  # unpacked: a field read by name is a call of a descriptor
+        if type(e) is JobEvent:
+            job_id, old, new, at, error = e
             data = None if error is None else {"error": error}
-            append((e.job_id, "job", e.old, e.new, round(e.at * 1_000_000), data))
-        else:
-            append((e.job_id, "attempt", e.old, e.new, round(e.at * 1_000_000), event_data(e)))
+            append((job_id, "job", old, new, round(at * 1_000_000), data))
+        else:  # an AttemptEvent: its data as event_data has it
+            job_id, attempt, old, new, at, handle, error = e
+            data = {"attempt": attempt}
+            if handle is not None:
+                data["handle"] = handle
+            if error is not None:
+                data["error"] = error
+            append((job_id, "attempt", old, new, round(at * 1_000_000), data))
     try:
         return strict_json_text(items)
     except (TypeError, ValueError) as exc:
