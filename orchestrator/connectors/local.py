@@ -332,9 +332,21 @@ class PythonConnector(ConnectorBase):
     awaited in the engine's task that runs the attempt (an inline job type: nothing is
     submitted or polled); a plain function runs in a worker thread."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # whether each callable is a coroutine function: inspect's answer took a tenth of a
+        # no-op job (it unwraps partials and methods), and a DAG's callables do not change
+        self._is_async: dict[Any, bool] = {}
+
     async def call(self, submission: Submission) -> PollResult:
         params = submission.params
         fn = params["call"]
+        try:
+            is_async = self._is_async[fn]
+        except (KeyError, TypeError):  # not seen yet, or not hashable
+            is_async = inspect.iscoroutinefunction(fn)
+            with contextlib.suppress(TypeError):
+                self._is_async[fn] = is_async
         ctx = JobContext(
             submission.dag,
             submission.run_id,
@@ -345,7 +357,7 @@ class PythonConnector(ConnectorBase):
             params.get("__upstream__", {}),
         )
         try:
-            if inspect.iscoroutinefunction(fn):
+            if is_async:
                 result = await fn(ctx)
             else:
                 result = await anyio.to_thread.run_sync(fn, ctx, abandon_on_cancel=True)

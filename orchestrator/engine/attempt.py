@@ -35,11 +35,11 @@ from .fanout import Expansions
 from .ports import CallbackUrls, ConnectorProvider
 from .records import JobRun
 from .references import (
+    UpstreamOutputs,
     outputs_of,
     outputs_problem,
     reference_tokens,
     scope,
-    upstream_outputs,
 )
 
 MAX_POLL_ERRORS = 10  # consecutive transient poll failures before the attempt errors
@@ -188,7 +188,7 @@ class Attempts(Expansions):
                 **params,
                 "call": job.call,
                 "__run_params__": self.run.params,
-                "__upstream__": upstream_outputs(job, outputs),
+                "__upstream__": UpstreamOutputs(job, outputs),
             }
         key = f"{self.run.id}/{jr.id}/{jr.attempts}"
         submission = Submission(

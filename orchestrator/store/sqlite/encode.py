@@ -78,18 +78,18 @@ def _events(run_id: str, events: Sequence[StateEvent]) -> str:
     items: list[tuple[Any, ...]] = []
     append = items.append
     for e in events:  # unpacked: a field read by name is a call of a descriptor
-        if type(e) is JobEvent:
+        if isinstance(e, JobEvent):
             job_id, old, new, at, error = e
             data = None if error is None else {"error": error}
             append((job_id, "job", old, new, round(at * 1_000_000), data))
         else:  # an AttemptEvent: its data as event_data has it
-            job_id, attempt, old, new, at, handle, error = e
-            data = {"attempt": attempt}
+            job_id, attempt, a_old, a_new, at, handle, error = e
+            a_data: dict[str, Any] = {"attempt": attempt}
             if handle is not None:
-                data["handle"] = handle
+                a_data["handle"] = handle
             if error is not None:
-                data["error"] = error
-            append((job_id, "attempt", old, new, round(at * 1_000_000), data))
+                a_data["error"] = error
+            append((job_id, "attempt", a_old, a_new, round(at * 1_000_000), a_data))
     try:
         return strict_json_text(items)
     except (TypeError, ValueError) as exc:
