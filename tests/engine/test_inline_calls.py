@@ -149,6 +149,48 @@ async def test_a_plain_function_runs_in_a_worker_thread() -> None:
     assert threads[0] is not threading.main_thread()
 
 
+async def test_each_callable_is_called_its_own_way_however_many_calls() -> None:
+    """Whether a callable is a coroutine function is asked once per callable: an async one and
+    a plain one, called by turns, each keep their own way; one that cannot be a dictionary's
+    key (an object comparing by value) is asked every time."""
+    threads: list[threading.Thread] = []
+
+    async def fetch(ctx: JobContext) -> str:
+        threads.append(threading.current_thread())
+        return "async"
+
+    def load(ctx: JobContext) -> str:
+        threads.append(threading.current_thread())
+        return "plain"
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Unhashable)
+
+        def __call__(self, ctx: JobContext) -> str:
+            threads.append(threading.current_thread())
+            return "object"
+
+    with DAG("kinds") as dag:
+        for i in range(3):
+            Job(f"f{i}", "python", call=fetch)
+            Job(f"l{i}", "python", call=load)
+            Job(f"u{i}", "python", call=Unhashable())
+    run, _, _ = await _execute(dag)
+    results = {job_id: jr.outputs["result"] for job_id, jr in run.jobs.items()}
+    for i in range(3):
+        assert (results[f"f{i}"], results[f"l{i}"], results[f"u{i}"]) == (
+            "async",
+            "plain",
+            "object",
+        )
+    main = threading.main_thread()
+    assert sum(thread is main for thread in threads) == 3  # the async calls, on the loop
+    assert len(threads) == 9
+
+
 async def test_a_raising_call_fails_with_its_error_and_unjsonable_results_are_shown() -> None:
     async def broken(ctx: JobContext) -> None:
         raise KeyError("rows")

@@ -177,3 +177,31 @@ async def test_a_secret_in_outputs_is_masked_before_anyone_reads_it() -> None:
     run = await run_dag(dag)
     assert secret not in repr(run.jobs["a"].outputs)
     assert secret not in repr(SEEN["b"])
+
+
+async def test_a_python_jobs_upstream_outputs_are_its_direct_upstreams_read_only() -> None:
+    """``ctx.upstream`` is made at its first read (most calls never read it): what it holds
+    then is its direct upstreams' outputs, read only, and nothing of the jobs further up."""
+    views: dict[str, Any] = {}
+
+    async def inspect_upstream(ctx: JobContext) -> Any:
+        views[ctx.job_id] = ctx.upstream
+        try:
+            ctx.upstream["b"]["result"] = "changed"  # type: ignore[index]
+        except TypeError:
+            return "read only"
+        return "writable"
+
+    with DAG("upstream") as dag:
+        a = Job("a", "python", call=produce)
+        b = Job("b", "python", call=produce)
+        c = Job("c", "python", call=inspect_upstream)
+        a >> b >> c
+    run = await run_dag(dag)
+    assert run.state is RunState.SUCCEEDED
+    assert run.jobs["c"].outputs == {"result": "read only"}
+    upstream = views["c"]
+    assert list(upstream) == ["b"]
+    assert len(upstream) == 1
+    assert "a" not in upstream
+    assert dict(upstream["b"]) == {"result": await produce(None)}  # type: ignore[arg-type]
