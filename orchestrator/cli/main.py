@@ -178,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel", help="cancel an active run, wherever it runs (its owner reads the request)"
     )
     runs_cancel.add_argument("run_id", help="a run id, or a unique prefix of one")
-    runs_cancel.add_argument("--reason", help="recorded as the run's reason")
+    runs_cancel.add_argument(
+        "--job", help="cancel this job of the run only (its remote job too); the run goes on"
+    )
+    runs_cancel.add_argument("--reason", help="recorded as the run's (or the job's) reason")
     runs_cancel.add_argument("--db", help=DB_HELP)
     runs_cancel.add_argument("--server", help=SERVER_HELP)
     runs.set_defaults(func=cmd_runs)

@@ -11,7 +11,7 @@ import anyio
 
 from .. import logs
 from ..errors import ConfigError, StoreError
-from ..model.states import RunState
+from ..model.states import JobState, RunState
 from ..printable import printable
 from ..views import delivery_view, read_run_view, run_summary
 from . import remote
@@ -67,6 +67,12 @@ def _remote_runs(base: str, args: argparse.Namespace) -> int:
             _print_runs(page["data"], args.json)
             return EXIT_OK
         path = f"/runs/{urllib.parse.quote(args.run_id, safe='')}"
+        if args.runs_command == "cancel" and args.job is not None:
+            job_path = f"{path}/jobs/{urllib.parse.quote(args.job, safe='')}/cancel"
+            status, answer = remote.call(base, "POST", job_path)
+            word = "cancel requested" if status == 202 else answer["status"]
+            print(f"job {answer['id']} of run {answer['run']}: {word}")
+            return EXIT_OK
         if args.runs_command == "cancel":
             status, answer = remote.call(base, "POST", f"{path}/cancel")
             word = "cancel requested" if status == 202 else answer["status"]
@@ -105,6 +111,8 @@ async def _runs(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             _error(str(exc))
             return EXIT_INVALID
+        if args.runs_command == "cancel" and args.job is not None:
+            return await _cancel_job(store, run_id, args.job, args.reason)
         if args.runs_command == "cancel":
             return await _cancel(store, run_id, args.reason)
         detail = await read_run_view(store, run_id)
@@ -129,6 +137,30 @@ async def _cancel(store: Any, run_id: str, reason: str | None) -> int:
         return EXIT_REFUSED
     print(f"run {run_id}: cancel requested; its owner cancels it within a few seconds")
     return EXIT_OK
+
+
+async def _cancel_job(store: Any, run_id: str, job_id: str, reason: str | None) -> int:
+    """Ask the run's owner, whichever process runs it, to cancel one of its jobs."""
+    import time
+
+    reason = reason or "cancelled from the command line"
+    if await store.request_job_cancel(run_id, job_id, reason, time.time()):
+        print(f"job {job_id} of run {run_id}: cancel requested; its run's owner cancels it")
+        return EXIT_OK
+    job = (await store.get_jobs(run_id)).get(job_id)
+    if job is None:
+        _error(f"run {run_id} has no job {job_id!r}")
+        return EXIT_INVALID
+    if job.state is JobState.CANCELLED:
+        print(f"job {job_id} of run {run_id}: cancelled")
+        return EXIT_OK
+    if job.state.terminal:
+        _error(f"job {job_id} of run {run_id} ended ({job.state.value}): nothing to cancel")
+        return EXIT_REFUSED
+    record = await store.get_run(run_id)
+    state = record.state.value if record is not None else "unknown"
+    _error(f"run {run_id} is not active ({state}): nothing to cancel")
+    return EXIT_REFUSED
 
 
 # -- webhooks ---------------------------------------------------------------------------------

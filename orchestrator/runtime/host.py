@@ -162,15 +162,19 @@ class RunHost:
                     losing.halt(LeaseLost(f"run {run_id}: its lease was taken over"))
 
     async def _read_cancels(self, store: Store) -> None:
-        """Cancel the runs whose cancel another process asked for (``request_cancel``: the
-        command line, another daemon), reading the requests every second."""
+        """Cancel the runs, and the jobs, whose cancel another process asked for
+        (``request_cancel`` and ``request_job_cancel``: the command line, another daemon),
+        reading the requests every second."""
         done: set[str] = set()
+        jobs_done: set[tuple[str, str]] = set()
         while True:
             await anyio.sleep(CANCEL_POLL)
             if not self._executors:
                 continue
+            active = list(self._executors)
             try:
-                requests = await store.cancel_requests(list(self._executors))
+                requests = await store.cancel_requests(active)
+                job_requests = await store.job_cancel_requests(active)
             except StoreError:
                 continue  # the heartbeat halts the runs if the store is gone
             for run_id, reason in requests.items():
@@ -179,7 +183,15 @@ class RunHost:
                     done.add(run_id)
                     log.warning("run.cancel_requested", run=run_id, reason=reason)
                     executor.cancel(reason)
+            for run_id, asked in job_requests.items():
+                executor = self._executors.get(run_id)
+                for job_id, reason in asked.items():
+                    if executor is not None and (run_id, job_id) not in jobs_done:
+                        jobs_done.add((run_id, job_id))
+                        log.warning("job.cancel_requested", run=run_id, job=job_id, reason=reason)
+                        executor.cancel_job(job_id, reason)
             done &= set(self._executors)
+            jobs_done = {key for key in jobs_done if key[0] in self._executors}
 
     # -- runs -----------------------------------------------------------------------------
     @property

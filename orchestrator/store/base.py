@@ -455,6 +455,18 @@ class Store(Protocol):
         """The cancel requests (run id -> reason) of those of ``run_ids`` still active."""
         ...
 
+    async def request_job_cancel(self, run_id: str, job_id: str, reason: str, at: float) -> bool:
+        """Ask the owner of an active run, wherever it runs, to cancel one of its jobs (the run
+        goes on; its host reads the request as it reads a run's, see
+        :meth:`job_cancel_requests`); False if the run is not active or the job has ended (or
+        is unknown)."""
+        ...
+
+    async def job_cancel_requests(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The cancel requests of jobs not ended (run id -> job id -> reason) of those of
+        ``run_ids`` still active."""
+        ...
+
     # -- the webhook outbox ------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         """Pending deliveries whose ``next_at`` has come, oldest first."""

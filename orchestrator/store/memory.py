@@ -58,6 +58,7 @@ class MemoryStore:
         self.commits = 0
         self.run_keys: dict[str, str] = {}  # idempotency key -> run id
         self.cancels: dict[str, str] = {}  # run id -> the reason its cancel was asked for
+        self.job_cancels: dict[str, dict[str, str]] = {}  # run id -> job id -> its reason
 
     async def apply(self, ops: Sequence[Operation]) -> None:
         # write into overlays of what the batch touches: all or nothing
@@ -293,6 +294,30 @@ class MemoryStore:
             for run_id in run_ids
             if run_id in self.cancels and not self.runs[run_id].state.terminal
         }
+
+    async def request_job_cancel(self, run_id: str, job_id: str, reason: str, at: float) -> bool:
+        run = self.runs.get(run_id)
+        job = self.jobs.get(run_id, {}).get(job_id)
+        if run is None or run.state.terminal or job is None or job.state.terminal:
+            return False
+        self.job_cancels.setdefault(run_id, {})[job_id] = reason
+        return True
+
+    async def job_cancel_requests(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for run_id in run_ids:
+            run = self.runs.get(run_id)
+            if run is None or run.state.terminal:
+                continue
+            jobs = self.jobs.get(run_id, {})
+            asked = {
+                job_id: reason
+                for job_id, reason in self.job_cancels.get(run_id, {}).items()
+                if not jobs[job_id].state.terminal
+            }
+            if asked:
+                found[run_id] = asked
+        return found
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         due = [

@@ -1067,6 +1067,30 @@ async def test_a_cancel_request_is_read_while_the_run_is_active(store: Store) ->
     assert await store.request_cancel("r1", "again", 4.0) is False
 
 
+async def test_a_job_cancel_request_is_read_while_the_job_and_its_run_are_active(
+    store: Store,
+) -> None:
+    await store.apply([create(), create("r2"), run(R.QUEUED, R.RUNNING)])
+    await store.apply([job(J.PENDING, J.QUEUED), job(J.PENDING, J.SKIPPED, "b")])
+    assert await store.job_cancel_requests(["r1", "r2"]) == {}
+    assert await store.request_job_cancel("r1", "a", "by the operator", 3.0) is True
+    assert await store.request_job_cancel("r1", "b", "ended", 3.0) is False  # skipped
+    assert await store.request_job_cancel("r1", "zz", "no such job", 3.0) is False
+    assert await store.request_job_cancel("nope", "a", "no such run", 3.0) is False
+    assert await store.job_cancel_requests(["r1", "r2"]) == {"r1": {"a": "by the operator"}}
+    assert await store.job_cancel_requests([]) == {}
+    assert await store.cancel_requests(["r1"]) == {}  # the run's own cancel: not asked for
+    await store.apply([job(J.QUEUED, J.CANCELLED, error="by the operator")])
+    assert await store.job_cancel_requests(["r1"]) == {}  # it ended: nothing to read
+    assert await store.request_job_cancel("r1", "a", "again", 4.0) is False
+    # a job of a run that ended is not asked for, even one left as it was
+    await store.apply([job(J.PENDING, J.QUEUED, run_id="r2")])
+    assert await store.request_job_cancel("r2", "a", "first", 4.0) is True
+    await store.apply([run(R.QUEUED, R.CANCELLED, run_id="r2")])
+    assert await store.job_cancel_requests(["r2"]) == {}
+    assert await store.request_job_cancel("r2", "a", "late", 5.0) is False
+
+
 async def test_events_after_are_every_runs_events_in_order(store: Store) -> None:
     await events_of_r1_with_another_run_between(store)
     everything = await store.get_events("r1") + await store.get_events("r2")

@@ -600,3 +600,61 @@ async def test_cancel_one_job_and_the_run_goes_on(
     assert status == 409
     status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/nope/cancel")
     assert status == 404
+
+
+async def test_cancel_one_job_of_a_run_of_another_process(
+    http: aiohttp.ClientSession, daemon: Daemon
+) -> None:
+    """The run belongs to an `orchestrator run` on the daemon's store: the job's cancel goes
+    through the store, the run's owner cancels the job (its remote job too), the run goes on."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            str(daemon.home / "dags" / "two.json"),
+            "--db",
+            str(daemon.home / "api.db"),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None
+        run_id = None
+        for line in proc.stderr:
+            if '"run.started"' in line:
+                run_id = json.loads(line)["run"]
+                break
+        assert run_id is not None, "the run did not start"
+        path = f"/runs/{run_id}/jobs/stuck"
+        deadline = time.monotonic() + 30
+        while True:
+            _, attempts = await call(http, daemon, "GET", f"{path}/attempts", "read")
+            if attempts["data"] and attempts["data"][0]["remote"] is not None:
+                break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        status, body = await call(http, daemon, "POST", f"{path}/cancel")
+        assert (status, body) == (202, {"id": "stuck", "run": run_id, "status": "cancelling"})
+        await asyncio.to_thread(proc.communicate, timeout=60)
+        assert proc.returncode == 0  # its final job (all_done) decided the run: succeeded
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    _, run = await call(http, daemon, "GET", f"/runs/{run_id}", "read")
+    jobs = {j["id"]: j for j in run["jobs"]["data"]}
+    assert (jobs["stuck"]["status"], jobs["stuck"]["error"]) == (
+        "cancelled",
+        "cancelled through the API",
+    )
+    assert jobs["cleanup"]["status"] == "succeeded"
+    status, body = await call(http, daemon, "POST", f"{path}/cancel")
+    assert (status, body["status"]) == (200, "cancelled")
+    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/cleanup/cancel")
+    assert status == 409

@@ -239,3 +239,58 @@ def test_runs_cancel_cancels_a_run_in_another_process(
     )
     assert again.returncode == 4
     assert "not active (cancelled)" in again.stderr
+
+
+def test_runs_cancel_job_cancels_one_job_of_a_run_in_another_process(
+    home: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    """`runs cancel RUN --job JOB`: the run's owner reads the request, cancels the job (its
+    command killed) and goes on; its dependent follows its trigger rule."""
+    path = dag_file(home, gated(home / "never"))
+    first = start(started, "run", str(path), "--json")
+    first_id = wait_started(first)
+    wait_for_handle(first_id, "work")
+    cancel = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id[:8], "--job", "work"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    assert "cancel requested" in cancel.stdout
+    first.communicate(timeout=30)
+    assert first.returncode == 1  # not cancelled as a whole: failed, its last job not run
+    [run] = runs("--dag", "nightly")
+    assert run["status"] == "failed"
+    shown = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "show", first_id, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    jobs = {j["id"]: j for j in json.loads(shown.stdout)["jobs"]["data"]}
+    assert (jobs["work"]["status"], jobs["work"]["error"]) == (
+        "cancelled",
+        "cancelled from the command line",
+    )
+    assert jobs["after"]["status"] == "upstream_failed"
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id, "--job", "work"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert again.returncode == 0  # cancelled already: said so
+    assert "cancelled" in again.stdout
+    other = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id, "--job", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert other.returncode == 2
+    assert "has no job 'nope'" in other.stderr

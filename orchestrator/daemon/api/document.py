@@ -191,12 +191,12 @@ PATHS: dict[str, Any] = {
     },
     "/runs/{run}/jobs/{job}/cancel": {
         "post": _op(
-            "Cancel one job (its remote job too); the run goes on. A second cancel answers the "
-            "same way",
+            "Cancel one job (its remote job too), wherever its run runs; the run goes on. A "
+            "second cancel answers the same way",
             {
                 "202": _answer("JobCancelAnswer", "the cancel is under way"),
                 "200": _answer("JobCancelAnswer", "the job is cancelled"),
-                "409": _answer("Error", "the job ended otherwise, or its run is not here"),
+                "409": _answer("Error", "the job, or its run, ended otherwise"),
             },
             params=[RUN, JOB],
             role="operate",

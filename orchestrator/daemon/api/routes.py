@@ -228,22 +228,27 @@ async def cancel_run(request: web.Request) -> web.Response:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
-    """Cancel one job of a run of this daemon (its remote job too); the run goes on. A job
-    cancelled already answers 200 the same way; one that ended otherwise is a conflict."""
+    """Cancel one job of a run (its remote job too), here at once or elsewhere through the
+    store; the run goes on. A job cancelled already answers 200 the same way; one that ended
+    otherwise is a conflict."""
     api = context(request)
     run_id, job_id = request.match_info["run"], request.match_info["job"]
     jobs = await api.store.get_jobs(run_id)
     job = jobs.get(job_id)
     if job is None:
         raise not_found(f"job {job_id!r} of run {run_id!r}")
-    outcome = api.host.cancel_job(run_id, job_id, "cancelled through the API")
-    if outcome is None:  # not a run of this daemon
-        if job.state is JobState.CANCELLED:
-            outcome = "cancelled"
-        elif job.state.terminal:
-            outcome = job.state.value
-        else:
-            raise ApiError(409, f"run {run_id} is not run by this daemon: cancel the run instead")
+    reason = "cancelled through the API"
+    outcome = api.host.cancel_job(run_id, job_id, reason)
+    if outcome is None:  # not a run of this daemon: its owner reads the request
+        if await api.store.request_job_cancel(run_id, job_id, reason, time.time()):
+            outcome = "cancelling"
+        else:  # it ended (or its run did) since it was read
+            job = (await api.store.get_jobs(run_id)).get(job_id, job)
+            outcome = "cancelled" if job.state is JobState.CANCELLED else job.state.value
+            if not job.state.terminal:  # its run ended, the job left as it was
+                run = await api.store.get_run(run_id)
+                state = run.state.value if run is not None else "unknown"
+                raise ApiError(409, f"run {run_id} ended ({state}): nothing to cancel")
     if outcome == "cancelling":
         log.info("job.cancel_requested", run=run_id, job=job_id)
         return web.json_response({"id": job_id, "run": run_id, "status": outcome}, status=202)

@@ -212,6 +212,16 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE idempotency_key IS NOT NULL;
         """,
     ),
+    (
+        8,
+        # a cancel of one job asked for by another process: the run's owner reads it and
+        # cancels the job (the index holds the requested jobs only: the owner's writes of job
+        # rows never touch it)
+        """
+        ALTER TABLE jobs ADD COLUMN cancel_requested TEXT;
+        CREATE INDEX jobs_cancel_requested ON jobs(run_id) WHERE cancel_requested IS NOT NULL;
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

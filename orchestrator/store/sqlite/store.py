@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ...errors import StoreError
-from ...model.states import AttemptState, JobState, RunState
+from ...model.states import JOB_TERMINAL, AttemptState, JobState, RunState
 from ..base import (
     AttemptRecord,
     DeliveryAttempt,
@@ -482,3 +482,23 @@ class SQLiteStore(ScheduleReads):
         )
         rows = await self._query(lambda c: c.execute(sql, tuple(run_ids)).fetchall())
         return {run_id: reason for run_id, reason in rows}
+
+    async def request_job_cancel(self, run_id: str, job_id: str, reason: str, at: float) -> bool:
+        return bool(await self._call("request_job_cancel", run_id, job_id, reason, at))
+
+    async def job_cancel_requests(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        ended = ", ".join(f"'{s.value}'" for s in JOB_TERMINAL)
+        sql = (  # the partial index jobs_cancel_requested: the requested jobs only
+            "SELECT j.run_id, j.job_id, j.cancel_requested FROM jobs AS j "
+            "JOIN runs AS r ON r.id = j.run_id "
+            f"WHERE j.run_id IN ({marks}) AND j.cancel_requested IS NOT NULL "
+            f"AND j.state NOT IN ({ended}) AND r.state IN ('queued', 'running')"
+        )
+        rows = await self._query(lambda c: c.execute(sql, tuple(run_ids)).fetchall())
+        found: dict[str, dict[str, str]] = {}
+        for run_id, job_id, reason in rows:
+            found.setdefault(run_id, {})[job_id] = reason
+        return found
