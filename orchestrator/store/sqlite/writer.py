@@ -1,21 +1,22 @@
 """The SQLite store's writer: a process of its own, so that writing never holds the event loop.
 
-:class:`~orchestrator.store.sqlite.SQLiteStore` starts this file as a script (``python -I -S
-writer.py``). It imports the standard library only (and its siblings ``writer_*``, which do too), so
-that it starts in milliseconds and shares nothing with the process that started it but two pipes:
-requests come in on its stdin, answers go out on its stdout, each a frame (a 4-byte length, then a
-:mod:`marshal` value). A thread of the engine's process could not do this work beside the event
-loop: the sqlite3 module gives up and takes back the interpreter lock around every row it writes,
-and a busy loop makes each take-back wait. The writer owns the write connection. It takes every
-request waiting (up to :data:`MAX_GROUP`), applies each in one ``BEGIN IMMEDIATE`` transaction (a
-compare-and-set failure redoes the transaction with a savepoint per request, failing only that
-request), commits once (a group commit) and answers them all in one frame. It commits only while the
-process that started it is alive: once that one has died, what it had not seen committed is rolled
-back, as a crash of the engine would have left it. At the end of its input it closes its connection
-(which checkpoints the log) and exits. Signals are the engine's: the writer runs in a process group
-of its own and ignores SIGINT, SIGTERM and SIGHUP, so that a Ctrl-C or a service manager's stop,
-which signal the whole group or service, leave it to record the engine's shutdown (the cancels it
-sends); the end of its input, when the engine closes the store or dies, is what ends it.
+:class:`~orchestrator.store.sqlite.SQLiteStore` starts a process that imports this file and calls
+:func:`main` (``python -I -S -c ...``, see the client). It imports the standard library only (and
+its siblings ``writer_*``, which do too), so that it starts in milliseconds and shares nothing with
+the process that started it but two pipes: requests come in on its stdin, answers go out on its
+stdout, each a frame (a 4-byte length, then a :mod:`marshal` value). A thread of the engine's
+process could not do this work beside the event loop: the sqlite3 module gives up and takes back the
+interpreter lock around every row it writes, and a busy loop makes each take-back wait. The writer
+owns the write connection. It takes every request waiting (up to :data:`MAX_GROUP`), applies each in
+one ``BEGIN IMMEDIATE`` transaction (a compare-and-set failure redoes the transaction with a
+savepoint per request, failing only that request), commits once (a group commit) and answers them
+all in one frame. It commits only while the process that started it is alive: once that one has
+died, what it had not seen committed is rolled back, as a crash of the engine would have left it. At
+the end of its input it closes its connection (which checkpoints the log) and exits. Signals are the
+engine's: the writer runs in a process group of its own and ignores SIGINT, SIGTERM and SIGHUP, so
+that a Ctrl-C or a service manager's stop, which signal the whole group or service, leave it to
+record the engine's shutdown (the cancels it sends); the end of its input, when the engine closes
+the store or dies, is what ends it.
 
 Requests are ``(id, kind, payload)``: ``ops`` (the store's operations, as ``encode.encode_ops``
 makes them in the engine's process) or one of the store's other writes, by name. Answers are
@@ -71,7 +72,7 @@ if __package__:  # imported: by the store's client, in the engine's process
     from .writer_ticks import CALLS as SCHEDULE_CALLS
     from .writer_ticks import record_tick
     from .writer_wire import HEADER, Frames, error_text, frame
-else:  # run as a script (python -I -S): its siblings are beside it, not on the path
+else:  # in the writer's own process (python -I -S): imported as a top-level module
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from writer_checkpoints import CHECKPOINT_EVERY, _Checkpointer  # type: ignore[import-not-found,no-redef]
     from writer_outbox import CALLS as OUTBOX_CALLS  # type: ignore[import-not-found,no-redef]

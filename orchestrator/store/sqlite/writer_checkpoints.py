@@ -1,7 +1,7 @@
 """The writer's checkpoint thread.
 
-Standard library only: a sibling of :mod:`writer`, imported by it also when it runs as a script
-(``python -I -S writer.py``)."""
+Standard library only: a sibling of :mod:`writer`, imported by it also in the writer's own
+process (``python -I -S``, its folder on the path)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """What the writer writes of the webhook outbox: deliveries (in the transaction of the state
 change causing them), their attempts, redeliveries and disabled webhooks.
 
-Standard library only: a sibling of :mod:`writer`, imported by it also when it runs as a script
-(``python -I -S writer.py``)."""
+Standard library only: a sibling of :mod:`writer`, imported by it also in the writer's own
+process (``python -I -S``, its folder on the path)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 if __package__:
     from .writer_rows import Refused
-else:  # imported by writer.py run as a script: the siblings are on the path
+else:  # imported in the writer's own process: the siblings are on the path
     from writer_rows import Refused  # type: ignore[import-not-found,no-redef]
 
 

@@ -1,8 +1,8 @@
 """What the writer writes a batch with: its events' chunks and the row statements, and the words for
 a compare-and-set that found another state.
 
-Standard library only: a sibling of :mod:`writer`, imported by it also when it runs as a script
-(``python -I -S writer.py``)."""
+Standard library only: a sibling of :mod:`writer`, imported by it also in the writer's own
+process (``python -I -S``, its folder on the path)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The writer's wire: frames of a 4-byte length and a :mod:`marshal` value, read from a pipe, and
 error texts that name the database file.
 
-Standard library only: a sibling of :mod:`writer`, imported by it also when it runs as a script
-(``python -I -S writer.py``)."""
+Standard library only: a sibling of :mod:`writer`, imported by it also in the writer's own
+process (``python -I -S``, its folder on the path)."""
 
 from __future__ import annotations
 
