@@ -575,6 +575,27 @@ async def test_cancel_one_job_and_the_run_goes_on(
     status, group = await call(http, daemon, "POST", "/dags/two/runs")
     assert status == 201
     run_id = group["id"]
+    await cancel_stuck_once_submitted(http, daemon, run_id)
+    # its final job (all_done) ran and succeeded: the run is decided by it, as Airflow's is
+    assert await until_state(http, daemon, run_id, "failed", "succeeded") == "succeeded"
+    await assert_stuck_cancelled_and_the_run_went_on(http, daemon, run_id)
+    status, _ = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/nope/cancel")
+    assert status == 404
+
+
+def started_run(proc: subprocess.Popen[str]) -> str:
+    """The id of the run an `orchestrator run --json` started (read from its log)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if '"run.started"' in line:
+            return str(json.loads(line)["run"])
+    raise AssertionError("the run did not start")
+
+
+async def cancel_stuck_once_submitted(
+    http: aiohttp.ClientSession, daemon: Daemon, run_id: str
+) -> None:
+    """Cancel job ``stuck`` of DAG ``two`` once its remote job is recorded."""
     path = f"/runs/{run_id}/jobs/stuck"
     deadline = time.monotonic() + 30
     while True:
@@ -585,8 +606,11 @@ async def test_cancel_one_job_and_the_run_goes_on(
         await asyncio.sleep(0.05)
     status, body = await call(http, daemon, "POST", f"{path}/cancel")
     assert (status, body) == (202, {"id": "stuck", "run": run_id, "status": "cancelling"})
-    # its final job (all_done) ran and succeeded: the run is decided by it, as Airflow's is
-    assert await until_state(http, daemon, run_id, "failed", "succeeded") == "succeeded"
+
+
+async def assert_stuck_cancelled_and_the_run_went_on(
+    http: aiohttp.ClientSession, daemon: Daemon, run_id: str
+) -> None:
     _, run = await call(http, daemon, "GET", f"/runs/{run_id}", "read")
     jobs = {j["id"]: j for j in run["jobs"]["data"]}
     assert (jobs["stuck"]["status"], jobs["stuck"]["error"]) == (
@@ -594,12 +618,10 @@ async def test_cancel_one_job_and_the_run_goes_on(
         "cancelled through the API",
     )
     assert jobs["cleanup"]["status"] == "succeeded"  # all_done: the run went on
-    status, body = await call(http, daemon, "POST", f"{path}/cancel")
-    assert (status, body["status"]) == (200, "cancelled")
-    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/cleanup/cancel")
-    assert status == 409
-    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/nope/cancel")
-    assert status == 404
+    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/stuck/cancel")
+    assert (status, body["status"]) == (200, "cancelled")  # a second cancel: the same
+    status, _ = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/cleanup/cancel")
+    assert status == 409  # it ended otherwise
 
 
 async def test_cancel_one_job_of_a_run_of_another_process(
@@ -624,37 +646,12 @@ async def test_cancel_one_job_of_a_run_of_another_process(
         cwd=ROOT,
     )
     try:
-        assert proc.stderr is not None
-        run_id = None
-        for line in proc.stderr:
-            if '"run.started"' in line:
-                run_id = json.loads(line)["run"]
-                break
-        assert run_id is not None, "the run did not start"
-        path = f"/runs/{run_id}/jobs/stuck"
-        deadline = time.monotonic() + 30
-        while True:
-            _, attempts = await call(http, daemon, "GET", f"{path}/attempts", "read")
-            if attempts["data"] and attempts["data"][0]["remote"] is not None:
-                break
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        status, body = await call(http, daemon, "POST", f"{path}/cancel")
-        assert (status, body) == (202, {"id": "stuck", "run": run_id, "status": "cancelling"})
+        run_id = await asyncio.to_thread(started_run, proc)
+        await cancel_stuck_once_submitted(http, daemon, run_id)
         await asyncio.to_thread(proc.communicate, timeout=60)
         assert proc.returncode == 0  # its final job (all_done) decided the run: succeeded
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=30)
-    _, run = await call(http, daemon, "GET", f"/runs/{run_id}", "read")
-    jobs = {j["id"]: j for j in run["jobs"]["data"]}
-    assert (jobs["stuck"]["status"], jobs["stuck"]["error"]) == (
-        "cancelled",
-        "cancelled through the API",
-    )
-    assert jobs["cleanup"]["status"] == "succeeded"
-    status, body = await call(http, daemon, "POST", f"{path}/cancel")
-    assert (status, body["status"]) == (200, "cancelled")
-    status, body = await call(http, daemon, "POST", f"/runs/{run_id}/jobs/cleanup/cancel")
-    assert status == 409
+    await assert_stuck_cancelled_and_the_run_went_on(http, daemon, run_id)

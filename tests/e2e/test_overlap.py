@@ -89,6 +89,16 @@ def wait_started(proc: subprocess.Popen[str]) -> str:
     raise AssertionError("the process ended before its run started")
 
 
+def orchestrator(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+
+
 def runs(*args: str) -> list[dict[str, Any]]:
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", "runs", "list", "--json", *args],
@@ -250,47 +260,23 @@ def test_runs_cancel_job_cancels_one_job_of_a_run_in_another_process(
     first = start(started, "run", str(path), "--json")
     first_id = wait_started(first)
     wait_for_handle(first_id, "work")
-    cancel = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id[:8], "--job", "work"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    cancel = orchestrator("runs", "cancel", first_id[:8], "--job", "work")
     assert cancel.returncode == 0, cancel.stderr
     assert "cancel requested" in cancel.stdout
     first.communicate(timeout=30)
     assert first.returncode == 1  # not cancelled as a whole: failed, its last job not run
     [run] = runs("--dag", "nightly")
     assert run["status"] == "failed"
-    shown = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "runs", "show", first_id, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    shown = orchestrator("runs", "show", first_id, "--json")
     jobs = {j["id"]: j for j in json.loads(shown.stdout)["jobs"]["data"]}
     assert (jobs["work"]["status"], jobs["work"]["error"]) == (
         "cancelled",
         "cancelled from the command line",
     )
     assert jobs["after"]["status"] == "upstream_failed"
-    again = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id, "--job", "work"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    again = orchestrator("runs", "cancel", first_id, "--job", "work")
     assert again.returncode == 0  # cancelled already: said so
     assert "cancelled" in again.stdout
-    other = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id, "--job", "nope"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    other = orchestrator("runs", "cancel", first_id, "--job", "nope")
     assert other.returncode == 2
     assert "has no job 'nope'" in other.stderr
