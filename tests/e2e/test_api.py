@@ -535,6 +535,13 @@ def test_the_command_line_against_the_daemon(daemon: Daemon) -> None:
     cancelled = orchestrator("runs", "cancel", hang_id, env=operate)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() == f"run {hang_id}: cancel requested"
+    two = json.loads(orchestrator("trigger", "two", "--json", env=operate).stdout)["id"]
+    one_job = orchestrator("runs", "cancel", two, "--job", "stuck", env=operate)
+    assert one_job.returncode == 0, one_job.stderr
+    assert one_job.stdout.strip() in (  # at once if it had not started
+        f"job stuck of run {two}: cancel requested",
+        f"job stuck of run {two}: cancelled",
+    )
     missing = orchestrator("runs", "show", "nope", env=read)
     assert missing.returncode == 2
     assert "run 'nope' not found (HTTP 404)" in missing.stderr
