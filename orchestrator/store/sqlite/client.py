@@ -49,7 +49,7 @@ _WRITER = [
     "-I",
     "-S",
     "-c",
-    "import sys; sys.path.insert(0, sys.argv[1].rpartition('/')[0]); "
+    "import os, sys; sys.path.insert(0, os.path.dirname(sys.argv[1])); "
     "from writer import main; main()",
     writer.__file__,
 ]
