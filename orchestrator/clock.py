@@ -45,8 +45,8 @@ class Clock(Protocol):
 
 
 class RealClock:
-    # the functions themselves: read on every state change, a method around them took twice
-    # as long
+    # the functions themselves: read on every state change, a method around them is one call
+    # more
     monotonic = staticmethod(time.monotonic)
     time = staticmethod(time.time)
 

@@ -334,8 +334,8 @@ class PythonConnector(ConnectorBase):
 
     def __init__(self) -> None:
         super().__init__()
-        # whether each callable is a coroutine function: inspect's answer took a tenth of a
-        # no-op job (it unwraps partials and methods), and a DAG's callables do not change
+        # whether each callable is a coroutine function: inspect's answer is several calls (it
+        # unwraps partials and methods), and a DAG's callables do not change
         self._is_async: dict[Any, bool] = {}
 
     async def call(self, submission: Submission) -> PollResult:

@@ -74,7 +74,7 @@ class _Batch:
     __slots__ = ("done", "error", "waiting")
 
     def __init__(self) -> None:
-        self.done = asyncio.Event()  # asyncio's own: anyio's wraps it, and waits twice as long
+        self.done = asyncio.Event()  # asyncio's own: anyio's wraps it, one call more a wait
         self.error: BaseException | None = None
         self.waiting = 0
 
@@ -130,7 +130,7 @@ class Journal:
                 "job.state", job=jr.id, attempt=jr.attempts, old=old.value, new=new.value
             )
         terminal = new in JOB_TERMINAL
-        at = self._clock.time()
+        at = self._clock.time() if terminal or self._store is not None else 0.0
         if terminal:
             jr.ended_at = at
             self._log_end(jr)

@@ -65,9 +65,9 @@ def upstream_outputs(job: Job, outputs: Outputs) -> dict[str, Mapping[str, Any]]
 
 
 class UpstreamOutputs(Mapping[str, Mapping[str, Any]]):
-    """:func:`upstream_outputs`, made at the first read: most calls never read them (a mapping
-    per upstream took a tenth of a no-op ``python`` job). The upstreams have ended before the
-    job starts, so what it reads later is what it would have read then."""
+    """:func:`upstream_outputs`, made at the first read: most calls never read them, and a
+    mapping per upstream was made for each call. The upstreams have ended before the job
+    starts, so what it reads later is what it would have read then."""
 
     __slots__ = ("_job", "_outputs", "_read")
 

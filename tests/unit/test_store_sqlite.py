@@ -794,12 +794,3 @@ async def test_lease_expiry_is_judged_on_the_stores_clock(tmp_path: Path) -> Non
         await store.claim_run("r1", "a", expected_owner=None, at=now)
         with pytest.raises(StaleWrite, match="its lease has not expired"):
             await store.claim_run("r1", "b", expected_owner="a", at=now + 3600, expired_after=30)
-
-
-def test_the_writers_ended_job_states_are_the_engines() -> None:
-    """The writer imports nothing of the engine: its list of the states a job ends in (for a
-    job's cancel request) is written out, and must stay the engine's."""
-    from orchestrator.model.states import JOB_TERMINAL
-    from orchestrator.store.sqlite.writer_ticks import _JOB_ENDED
-
-    assert {s.strip(" '") for s in _JOB_ENDED.split(",")} == {s.value for s in JOB_TERMINAL}

@@ -20,6 +20,7 @@ from ..base import (
     RecordTick,
     RunTransition,
     StateEvent,
+    event_data,
     handle_json,
     json_text,
     strict_json_text,
@@ -82,14 +83,8 @@ def _events(run_id: str, events: Sequence[StateEvent]) -> str:
             job_id, old, new, at, error = e
             data = None if error is None else {"error": error}
             append((job_id, "job", old, new, round(at * 1_000_000), data))
-        else:  # an AttemptEvent: its data as event_data has it
-            job_id, attempt, a_old, a_new, at, handle, error = e
-            a_data: dict[str, Any] = {"attempt": attempt}
-            if handle is not None:
-                a_data["handle"] = handle
-            if error is not None:
-                a_data["error"] = error
-            append((job_id, "attempt", a_old, a_new, round(at * 1_000_000), a_data))
+        else:
+            append((e[0], "attempt", e[2], e[3], round(e[4] * 1_000_000), event_data(e)))
     try:
         return strict_json_text(items)
     except (TypeError, ValueError) as exc:

@@ -63,6 +63,9 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 
+_JOB_ENDED = [s.value for s in JOB_TERMINAL]  # the states a job ends in, as stored
+
+
 class SQLiteStore(ScheduleReads):
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, durable: bool = False
@@ -484,20 +487,21 @@ class SQLiteStore(ScheduleReads):
         return {run_id: reason for run_id, reason in rows}
 
     async def request_job_cancel(self, run_id: str, job_id: str, reason: str, at: float) -> bool:
-        return bool(await self._call("request_job_cancel", run_id, job_id, reason, at))
+        return bool(await self._call("request_job_cancel", run_id, job_id, reason, _JOB_ENDED))
 
     async def job_cancel_requests(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         if not run_ids:
             return {}
         marks = ", ".join("?" * len(run_ids))
-        ended = ", ".join(f"'{s.value}'" for s in JOB_TERMINAL)
+        ended = ", ".join("?" * len(_JOB_ENDED))
         sql = (  # the partial index jobs_cancel_requested: the requested jobs only
             "SELECT j.run_id, j.job_id, j.cancel_requested FROM jobs AS j "
             "JOIN runs AS r ON r.id = j.run_id "
             f"WHERE j.run_id IN ({marks}) AND j.cancel_requested IS NOT NULL "
             f"AND j.state NOT IN ({ended}) AND r.state IN ('queued', 'running')"
         )
-        rows = await self._query(lambda c: c.execute(sql, tuple(run_ids)).fetchall())
+        args = (*run_ids, *_JOB_ENDED)
+        rows = await self._query(lambda c: c.execute(sql, args).fetchall())
         found: dict[str, dict[str, str]] = {}
         for run_id, job_id, reason in rows:
             found.setdefault(run_id, {})[job_id] = reason

@@ -34,7 +34,7 @@ import sys
 import time
 
 # The writer starts with every run: what the annotations name is imported for type checkers only
-# (typing took longer to import than the rest together), and signals are set through the signal
+# (typing was over a third of its imports' time), and signals are set through the signal
 # module's C half (the module wraps it in enums, and enum took a third of what was left).
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -54,21 +54,19 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, reason: str, at: float
 
 
 def request_job_cancel(
-    conn: sqlite3.Connection, run_id: str, job_id: str, reason: str, at: float
+    conn: sqlite3.Connection, run_id: str, job_id: str, reason: str, ended: list[str]
 ) -> bool:
     """Ask an active run's owner to cancel one of its jobs; False if the run is not active or
-    the job has ended (or is not one of the run's)."""
+    the job has ended (its state in ``ended``, which the store sends: the writer imports
+    nothing of the engine) or is not one of the run's."""
     cursor = conn.execute(
         "UPDATE jobs SET cancel_requested = ? WHERE run_id = ? AND job_id = ? "
-        f"AND state NOT IN ({_JOB_ENDED}) "
+        f"AND state NOT IN ({', '.join('?' * len(ended))}) "
         "AND EXISTS (SELECT 1 FROM runs WHERE id = ? AND state IN ('queued', 'running'))",
-        (reason, run_id, job_id, run_id),
+        (reason, run_id, job_id, *ended, run_id),
     )
     return cursor.rowcount == 1
 
-
-# the states a job ends in (model.states.JOB_TERMINAL; the writer imports nothing of the engine)
-_JOB_ENDED = "'succeeded', 'failed', 'upstream_failed', 'skipped', 'cancelled', 'unknown'"
 
 # the writer's calls defined here, by name: each takes the connection first
 CALLS: dict[str, Callable[..., Any]] = {
