@@ -103,3 +103,44 @@ async def test_two_runs_share_one_connector_and_its_rate_limit(serve: Any) -> No
     # (two limiters would have let both runs send at once: half the time); a lower bound,
     # which a slow machine only makes easier to meet
     assert arrivals[-1] - arrivals[0] >= 0.8 * (len(arrivals) - 1) / rate
+
+
+async def test_hosts_raise_the_collectors_threshold_while_they_run() -> None:
+    """A run's jobs hold their objects across the waits for commits: CPython's first threshold
+    (700) made a run with a store collect seven times as often as one without. The hosts raise
+    it while any of them runs (two at once here, ending out of order), and put it back."""
+    import gc
+
+    from orchestrator.runtime.host import YOUNG_COLLECTION
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, *before[1:])
+    entered = [anyio.Event(), anyio.Event()]
+    leave = [anyio.Event(), anyio.Event()]
+    left = [anyio.Event(), anyio.Event()]
+
+    async def host(i: int) -> None:
+        async with RunHost(None):
+            entered[i].set()
+            await leave[i].wait()
+        left[i].set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(host, 0)
+            await entered[0].wait()
+            assert gc.get_threshold()[0] == YOUNG_COLLECTION
+            tg.start_soon(host, 1)
+            await entered[1].wait()
+            leave[0].set()
+            await left[0].wait()
+            assert gc.get_threshold()[0] == YOUNG_COLLECTION  # the second still runs
+            leave[1].set()
+            await left[1].wait()
+        assert gc.get_threshold() == (700, *before[1:])
+        gc.set_threshold(20_000, *before[1:])  # a program's own choice, higher: kept
+        async with RunHost(None):
+            assert gc.get_threshold()[0] == 20_000
+        assert gc.get_threshold()[0] == 20_000
+    finally:
+        gc.set_threshold(*before)
