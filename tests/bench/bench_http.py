@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import io
+import itertools
 import os
 import socket
 import statistics
@@ -66,11 +67,19 @@ WRITER_CPUS: set[int] | None = None
 
 
 def writer_pid() -> int | None:
-    """The store's writer process: this process's child running writer.py."""
+    """The store's writer process: this process's child running writer.py. Looked for among the
+    children of this process's threads first (it is called inside the timed part: reading every
+    process of /proc took 3 ms there), then among all of /proc."""
     me = str(os.getpid())
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    children: list[str] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                children += f.read().split()
+    except OSError:
+        pass
+    everyone = (entry for entry in os.listdir("/proc") if entry.isdigit())
+    for entry in itertools.chain(children, everyone):
         try:
             with open(f"/proc/{entry}/stat") as f:
                 parent = f.read().rsplit(")", 1)[1].split()[1]
