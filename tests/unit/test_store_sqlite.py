@@ -423,6 +423,22 @@ async def test_another_programs_database_is_refused_untouched(tmp_path: Path) ->
         await SQLiteStore.open(path)
     assert path.read_bytes() == content
     assert siblings(path) == {"theirs.db"}  # not even switched to WAL
+    assert writers() == []  # the writer launched while it was opened: ended, and waited for
+
+
+def writers() -> list[str]:
+    """This process's children that run the store's writer (as /proc lists each thread's)."""
+    found = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            for pid in f.read().split():
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        if b"writer.py" in cmdline.read():
+                            found.append(pid)
+                except OSError:
+                    continue
+    return found
 
 
 def test_migration_scripts_split_where_sqlite_says() -> None:

@@ -149,15 +149,17 @@ class WriterClient:
         self._broken: str | None = None
         self._closed = False
 
-    @classmethod
-    def start(cls, path: Path, *, busy_timeout: float, synchronous: str) -> WriterClient:
-        """Start the writer on the database at ``path`` (blocking: from a worker thread)."""
+    @staticmethod
+    def launch() -> subprocess.Popen[bytes]:
+        """Start the writer's process, which waits for its configuration (:meth:`start`): it is
+        launched before the database is opened and migrated, so that its interpreter starts
+        meanwhile (blocking: from a worker thread)."""
         # A process group of its own: a Ctrl-C on the terminal, `timeout`, `kill -- -PGID`
         # signal the engine's group, and the writer must outlive the engine's shutdown to
         # record it (it also ignores SIGINT, SIGTERM and SIGHUP, for systemd and docker, which
         # signal every process of the service). It ends at the end of its input: when the
         # engine closes the store or dies.
-        process = subprocess.Popen(
+        return subprocess.Popen(
             _WRITER,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -165,6 +167,21 @@ class WriterClient:
             close_fds=True,
             process_group=0,
         )
+
+    @staticmethod
+    def abandon(process: subprocess.Popen[bytes]) -> None:
+        """A launched writer that will not be configured (the database could not be opened)."""
+        process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    @classmethod
+    def start(
+        cls, path: Path, process: subprocess.Popen[bytes], *, busy_timeout: float, synchronous: str
+    ) -> WriterClient:
+        """Configure the writer ``process`` (:meth:`launch`) for the database at ``path``."""
         assert process.stdin is not None
         assert process.stdout is not None
         config = {
@@ -181,10 +198,7 @@ class WriterClient:
         try:
             os.write(process.stdin.fileno(), frame(config))  # its answer: read on the loop
         except OSError as exc:
-            process.kill()
-            process.wait()
-            process.stdin.close()
-            process.stdout.close()
+            cls.abandon(process)
             why = f"{path}: the store's writer process did not start ({exc})"
             raise StoreError(why) from None
         answers = Frames(process.stdout.fileno())

@@ -130,14 +130,19 @@ class SQLiteStore(ScheduleReads):
             raise StoreError(f"cannot write {self.path}: permission denied")
         if not os.access(directory, os.W_OK | os.X_OK):  # the file, its -wal and -shm files
             raise StoreError(f"{self.path}: cannot write {directory}: permission denied")
-        conn = self._connect()
+        process = WriterClient.launch()  # its interpreter starts while the database opens
+        conn: sqlite3.Connection | None = None
         try:
+            conn = self._connect()
             self._migrate(conn)
             self._writer = WriterClient.start(
-                self.path, busy_timeout=self._busy_timeout, synchronous=self._synchronous
+                self.path, process, busy_timeout=self._busy_timeout, synchronous=self._synchronous
             )
         except BaseException:
-            conn.close()
+            if self._writer is None:
+                WriterClient.abandon(process)
+            if conn is not None:
+                conn.close()
             raise
         self._read = conn
 
