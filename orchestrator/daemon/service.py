@@ -54,8 +54,9 @@ GC_THRESHOLDS = (700, 10, 1000)
 collection walks every object the process tracks, some 35-50 per job in flight: with 10,000 in
 flight one held the event loop 0.3-0.7 s, and it came every 20-40 s (the objects of a poll live
 seconds, long enough to reach the oldest generation) while finding nothing to free. Now a full
-collection comes after 1,000 collections of the middle generation (minutes) instead of 10;
-the young generations are collected as before (tests/bench/bench_daemon.py)."""
+collection comes after 1,000 collections of the middle generation (minutes) instead of 10
+(tests/bench/bench_daemon.py). The run host raises the first threshold while it runs
+(:data:`orchestrator.runtime.host.YOUNG_COLLECTION`)."""
 
 
 @contextmanager
