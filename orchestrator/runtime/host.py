@@ -51,14 +51,18 @@ Stored = tuple[Mapping[str, JobRecord], list[AttemptRecord]]  # a run's rows, to
 # with bench_http.py's jobs (4,000 of them): 388 young and 3 full collections against 59 and
 # none without the store, about 30 of the 230 µs of engine CPU a job cost. Nearly everything a
 # run allocates is freed by reference counting; the collector is only there for cycles, which a
-# higher threshold finds as surely, later.
+# higher threshold finds as surely, later. Not in the daemon: with 10,000 jobs in flight its
+# single longest collection took 120-188 ms instead of 91 (bench_daemon.py), and it keeps the
+# thresholds it chose for its event loop's lag.
 YOUNG_COLLECTION = 10_000
 
 
 class RunHost:
     """Runs runs. ``connectors`` replace a job type's connector for every run (tests hand in
     fakes); ``clock`` is the engine's clock (a virtual one in tests); ``job_types`` is the
-    catalog of job types the engine runs (by default, every registered one)."""
+    catalog of job types the engine runs (by default, every registered one); ``tune_gc=False``
+    leaves the collector's thresholds to the program (the daemon sets its own, for its event
+    loop's lag: see :data:`YOUNG_COLLECTION`)."""
 
     def __init__(
         self,
@@ -72,8 +76,10 @@ class RunHost:
         publish: bool = True,
         job_types: Mapping[str, JobType] | None = None,
         callbacks: Callbacks | None = None,
+        tune_gc: bool = True,
     ) -> None:
         self.store = store
+        self._tune_gc = tune_gc
         self.job_types = job_types if job_types is not None else registered_job_types()
         self.connections = dict(connections or {})
         self.hub = ConnectorHub(self.connections, connectors, job_types=self.job_types)
@@ -102,8 +108,9 @@ class RunHost:
     async def __aenter__(self) -> Self:
         stack = self._stack
         await stack.__aenter__()
-        _Collector.enter()
-        stack.callback(_Collector.exit)
+        if self._tune_gc:
+            _Collector.enter()
+            stack.callback(_Collector.exit)
         try:
             if self.store is not None:
                 from ..webhooks.deliver import Deliverer
