@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import time
 
 # The writer starts with every run: what the annotations name is imported for type checkers only
@@ -72,8 +71,7 @@ if __package__:  # imported: by the store's client, in the engine's process
     from .writer_ticks import CALLS as SCHEDULE_CALLS
     from .writer_ticks import record_tick
     from .writer_wire import HEADER, Frames, error_text, frame
-else:  # in the writer's own process (python -I -S): imported as a top-level module
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+else:  # in the writer's own process: a top-level module, its folder put on the path by the client
     from writer_checkpoints import CHECKPOINT_EVERY, _Checkpointer  # type: ignore[import-not-found,no-redef]
     from writer_outbox import CALLS as OUTBOX_CALLS  # type: ignore[import-not-found,no-redef]
     from writer_outbox import enqueue  # type: ignore[no-redef]
@@ -471,7 +469,3 @@ def main() -> None:
     finally:
         writer.checkpointer.close()
         conn.close()  # the last connection checkpoints the log and removes it
-
-
-if __name__ == "__main__":
-    main()
