@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from orchestrator.errors import StoreError
-from orchestrator.model.states import JobState, RunState
+from orchestrator.model.states import AttemptState, JobState, RunState
 from orchestrator.store.base import (
     Changes,
     CreateRun,
@@ -169,6 +169,57 @@ async def test_a_value_that_cannot_be_stored_fails_only_its_batch(
         assert (jobs["a"].state, jobs["b"].state) == (J.QUEUED, J.PENDING)
         await store.apply([queue("b")])  # the writer is alive
         assert (await store.get_jobs("r1"))["b"].state is J.QUEUED
+
+
+class Word(str):
+    """A str of a subclass: plain JSON, but not for marshal."""
+
+
+async def test_a_handle_marshal_cannot_send_is_stored_encoded_by_the_engine(
+    tmp_path: Path,
+) -> None:
+    """Handles and events go to the writer as they are, to be encoded there; a batch that
+    marshal refuses goes encoded already, and reads back the same."""
+    handle = {"id": Word("remote-1"), "sizes": [1, 2.5], "ok": True, "none": None}
+    async with await SQLiteStore.open(tmp_path / "s.db") as store:
+        await store.apply([create()])
+        await store.apply([attempt(1, None, "submitting", 2.0)])
+        await store.apply([attempt(1, "submitting", "running", 3.0, handle=handle)])
+        await store.apply([attempt(1, None, "submitting", 4.0, job_id="b")])
+        stored = await store.get_attempts("r1")
+        events = await store.get_events("r1")
+    assert [(a.job_id, a.state, a.handle) for a in stored] == [
+        ("a", AttemptState.RUNNING, handle),
+        ("b", AttemptState.SUBMITTING, None),
+    ]
+    moves = [(e.job_id, e.old, e.new, e.data) for e in events if e.kind == "attempt"]
+    assert moves == [
+        ("a", None, "submitting", {"attempt": 1}),
+        ("a", "submitting", "running", {"attempt": 1, "handle": handle}),
+        ("b", None, "submitting", {"attempt": 1}),
+    ]
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+async def test_a_handle_that_is_not_json_is_refused_naming_its_job(
+    tmp_path: Path, wrapped: bool
+) -> None:
+    """Encoded by the writer (plain values) or by the engine (a batch marshal refuses): a NaN
+    in a handle fails its batch alone, naming the job, and nothing of it is written."""
+    handle: dict[str, Any] = {"id": "x", "size": float("nan")}
+    if wrapped:
+        handle["id"] = Word("x")
+    async with await SQLiteStore.open(tmp_path / "s.db") as store:
+        await store.apply([create()])
+        await store.apply([attempt(1, None, "submitting", 2.0)])
+        events = len(await store.get_events("r1"))
+        with pytest.raises(StoreError, match="job a: its remote handle cannot be stored"):
+            await store.apply([attempt(1, "submitting", "running", 3.0, handle=handle)])
+        [stored] = await store.get_attempts("r1")
+        assert (stored.state, stored.handle) == (AttemptState.SUBMITTING, None)
+        assert len(await store.get_events("r1")) == events
+        await store.apply([attempt(1, "submitting", "running", 3.0, handle={"id": "x"})])
+        assert (await store.get_attempts("r1"))[0].handle == {"id": "x"}
 
 
 # -- migrations -------------------------------------------------------------------------------

@@ -121,6 +121,10 @@ class _Sender:
         self._pipe.close()
 
 
+class _Unmarshallable(StoreError):
+    """A request holds a value that ``marshal`` cannot send."""
+
+
 @dataclass(slots=True)
 class _Request:
     loop: asyncio.AbstractEventLoop
@@ -245,15 +249,27 @@ class WriterClient:
         return dict(self._stats)
 
     async def apply(self, ops: Sequence[Operation]) -> None:
-        await self._submit("ops", encode_ops(ops))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._send_ops(ops, _Request(loop, future))
+        await asyncio.shield(future)
 
     def submit(self, ops: Sequence[Operation]) -> Receipt:
         receipt = Receipt()
         try:
-            self._send("ops", encode_ops(ops), _Request(asyncio.get_running_loop(), receipt))
+            self._send_ops(ops, _Request(asyncio.get_running_loop(), receipt))
         except StoreError as exc:  # closed, or a value that is not plain data
             receipt.settle(exc)
         return receipt
+
+    def _send_ops(self, ops: Sequence[Operation], request: _Request) -> None:
+        """The handles and events go as they are, for the writer to encode; a batch that
+        ``marshal`` cannot send so goes with them encoded here, which refuses what is not
+        plain JSON naming its job."""
+        try:
+            self._send("ops", encode_ops(ops), request)
+        except _Unmarshallable:
+            self._send("ops", encode_ops(ops, as_text=True), request)
 
     async def call(self, kind: str, *args: Any) -> Any:
         """One of the writer's other writes, by name, in its own batch."""
@@ -272,7 +288,7 @@ class WriterClient:
         try:
             data = frame((request_id, kind, payload))
         except ValueError as exc:  # marshal: a value that is not plain data
-            raise StoreError(f"{self.path}: a value cannot be stored ({exc})") from None
+            raise _Unmarshallable(f"{self.path}: a value cannot be stored ({exc})") from None
         if request.loop is not self._answer_loop:
             self.listen(request.loop)
         with self._lock:  # sent in the order asked

@@ -10,7 +10,6 @@ from typing import Any
 
 from ...errors import StoreError
 from ..base import (
-    AttemptEvent,
     AttemptRow,
     Changes,
     CreateRun,
@@ -54,6 +53,8 @@ def _job_rows(rows: Sequence[JobRow]) -> list[tuple[Any, ...]]:
 
 
 def _attempt_rows(rows: Sequence[AttemptRow]) -> list[tuple[Any, ...]]:
+    """Attempt rows as the writer binds them, but for the handle: it goes as it is (plain JSON,
+    checked when the engine took it), and the writer encodes it, on its own core."""
     return [
         (
             r[0],
@@ -62,7 +63,7 @@ def _attempt_rows(rows: Sequence[AttemptRow]) -> list[tuple[Any, ...]]:
             r[3]._value_ if r[3] is not None else None,
             r[4],
             r[5]._value_,
-            handle_json(r[0], r[1], r[6]) if r[6] is not None else None,
+            r[6],
             r[7],
             r[8],
             r[9],
@@ -72,41 +73,61 @@ def _attempt_rows(rows: Sequence[AttemptRow]) -> list[tuple[Any, ...]]:
     ]
 
 
-def _events(run_id: str, events: Sequence[StateEvent]) -> str:
-    """The events as the writer appends them to the log: one JSON array of ``[job_id, kind,
-    old, new, at, data]``, ``at`` in whole microseconds (an integer encodes several times
-    faster than a float), encoded in one call."""
+def _events(events: Sequence[StateEvent]) -> list[tuple[Any, ...]]:
+    """The events as the writer appends them to the log: ``(job_id, kind, old, new, at,
+    data)``, states as their values, ``at`` in whole microseconds (an integer encodes several
+    times faster than a float). The writer encodes them as JSON, on its own core: here they
+    are only unpacked (a field read by name is a call of a descriptor)."""
     items: list[tuple[Any, ...]] = []
     append = items.append
-    for e in events:  # unpacked: a field read by name is a call of a descriptor
+    for e in events:
         if isinstance(e, JobEvent):
             job_id, old, new, at, error = e
             data = None if error is None else {"error": error}
-            append((job_id, "job", old, new, round(at * 1_000_000), data))
+            append((job_id, "job", old._value_, new._value_, round(at * 1_000_000), data))
         else:
-            append((e[0], "attempt", e[2], e[3], round(e[4] * 1_000_000), event_data(e)))
+            before = e[2]
+            append(
+                (
+                    e[0],
+                    "attempt",
+                    before._value_ if before is not None else None,
+                    e[3]._value_,
+                    round(e[4] * 1_000_000),
+                    event_data(e),
+                )
+            )
+    return items
+
+
+def _as_text(op: Changes, attempts: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> Any:
+    """The handles and events of ``op`` as JSON text, encoded here: for a batch that ``marshal``
+    cannot send as it is (a value of a subclass of str, int or dict, say), and so that a value
+    that is not plain JSON is refused naming its job."""
+    for i, r in enumerate(attempts):
+        if r[6] is not None:
+            attempts[i] = (*r[:6], handle_json(r[0], r[1], r[6]), *r[7:])
     try:
-        return strict_json_text(items)
+        return strict_json_text(events), len(events)
     except (TypeError, ValueError) as exc:
-        for e in events:  # which one: a handle that is not plain JSON
-            if isinstance(e, AttemptEvent) and e.handle is not None:
-                handle_json(run_id, e.job_id, e.handle)
-        raise StoreError(f"run {run_id}: an event cannot be stored ({exc})") from None
+        raise StoreError(f"run {op.run_id}: an event cannot be stored ({exc})") from None
 
 
-def encode_ops(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
-    """The operations as the writer process takes them: plain data (see the writer module)."""
+def encode_ops(ops: Sequence[Operation], *, as_text: bool = False) -> list[tuple[Any, ...]]:
+    """The operations as the writer process takes them: plain data (see the writer module).
+    The handles and events of their changes go as they are, for the writer to encode as JSON,
+    or, ``as_text``, encoded here (see :func:`_as_text`)."""
     out: list[tuple[Any, ...]] = []
     for op in ops:
         if isinstance(op, Changes):
+            attempts, events = _attempt_rows(op.attempts), _events(op.events)
             out.append(
                 (
                     "changes",
                     op.run_id,
                     _job_rows(op.jobs),
-                    _attempt_rows(op.attempts),
-                    _events(op.run_id, op.events),
-                    len(op.events),
+                    attempts,
+                    _as_text(op, attempts, events) if as_text else events,
                     tuple(op.lease) if op.lease is not None else None,
                     list(op.new_jobs),
                 )

@@ -62,11 +62,13 @@ if __package__:  # imported: by the store's client, in the engine's process
         _BatchFailed,
         _Events,
         _fault_of_the_batch,
+        _handle_text,
         _refusal,
         _run_event,
         _stale_attempt,
         _stale_job,
         _write_rows,
+        json_text,
     )
     from .writer_ticks import CALLS as SCHEDULE_CALLS
     from .writer_ticks import record_tick
@@ -87,11 +89,13 @@ else:  # in the writer's own process: a top-level module, its folder put on the 
         _BatchFailed,
         _Events,
         _fault_of_the_batch,
+        _handle_text,
         _refusal,
         _run_event,
         _stale_attempt,
         _stale_job,
         _write_rows,
+        json_text,
     )
     from writer_ticks import CALLS as SCHEDULE_CALLS  # type: ignore[import-not-found,no-redef]
     from writer_ticks import record_tick  # type: ignore[no-redef]
@@ -223,12 +227,14 @@ class Writer:
         run_id: str,
         jobs: list[tuple[Any, ...]],
         attempts: list[tuple[Any, ...]],
-        events: str,
-        n_events: int,
+        events: list[Any] | tuple[str, int],
         lease: Sequence[Any] | None = None,
         new_jobs: Sequence[str] = (),
     ) -> None:
-        """One ``executemany`` per statement: the rows go to SQLite as they are."""
+        """One ``executemany`` per statement: the rows go to SQLite as they are, but for the
+        attempts' handles and the events, which the engine sends as they are and which are
+        encoded as JSON here, on the writer's core (or which come encoded, the events as
+        ``(text, n)``: see ``encode._as_text``)."""
         self._check_lease(run_id, lease)
         conn = self.conn
         if new_jobs:
@@ -255,6 +261,9 @@ class Writer:
             if written != len(jobs):
                 raise Refused("stale", _stale_job(conn, jobs))
         if attempts:
+            for i, a in enumerate(attempts):
+                if a[6].__class__ is dict:  # a handle, as the engine took it
+                    attempts[i] = (*a[:6], _handle_text(run_id, a), *a[7:])
             inserts = [a for a in attempts if a[3] is None]
             if inserts:
                 try:
@@ -266,8 +275,17 @@ class Writer:
                 updates = [a for a in attempts if a[3] is not None]
                 if _write_rows(conn, _ATTEMPT_UPDATE, updates) != len(updates):
                     raise Refused("stale", _stale_attempt(conn, updates))
-        if n_events:
-            self.events.extend(run_id, events, n_events)
+        if isinstance(events, tuple):
+            text, n = events
+        elif events:
+            try:
+                text, n = json_text(events), len(events)
+            except (TypeError, ValueError) as exc:
+                raise Refused("value", f"run {run_id}: an event cannot be stored ({exc})") from None
+        else:
+            n = 0
+        if n:
+            self.events.extend(run_id, text, n)
 
     def _create_run(
         self,

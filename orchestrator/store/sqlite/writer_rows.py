@@ -16,6 +16,26 @@ if TYPE_CHECKING:
 
 _LIVE_ATTEMPT = ("submitting", "running")  # an attempt in these may still move on
 
+try:  # the json module's C encoder, without the module (it imports re: a slower start)
+    from _json import encode_basestring_ascii as _ascii
+    from _json import make_encoder as _make_encoder
+
+    def _not_json(value: Any) -> Any:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    # no check for cycles (plain data from marshal has none), strict: no NaN or infinity
+    _encode = _make_encoder(None, _not_json, _ascii, None, ":", ",", False, False, False)
+
+    def json_text(value: Any) -> str:
+        """``value`` (plain data from the engine) as compact, strict JSON text."""
+        return "".join(_encode(value, 0))
+
+except ImportError:  # pragma: no cover - a Python without the json accelerator
+    import json
+
+    def json_text(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
 
 def _run_event(old: str | None, new: str, at: float) -> str:
     """A run's own event, as the engine encodes those of its jobs (``[null, "run", old, new,
@@ -25,6 +45,15 @@ def _run_event(old: str | None, new: str, at: float) -> str:
         raise ValueError(f"a run's state is a word: {old!r} -> {new!r}")
     before = "null" if old is None else f'"{old}"'
     return f'[null,"run",{before},"{new}",{round(at * 1_000_000)},null]'
+
+
+def _handle_text(run_id: str, row: tuple[Any, ...]) -> str:
+    """The handle of an attempt row as JSON text; refused, naming the job, if not plain JSON."""
+    try:
+        return json_text(row[6])
+    except (TypeError, ValueError) as exc:
+        why = f"run {run_id}: job {row[1]}: its remote handle cannot be stored ({exc})"
+        raise Refused("value", why) from None
 
 
 class _Events:
@@ -37,8 +66,8 @@ class _Events:
         self.by_run: dict[str, tuple[list[str], list[int]]] = {}  # JSON pieces, their counts
 
     def extend(self, run_id: str, events: str, n: int) -> None:
-        """``n`` events as the client encoded them: a JSON array of ``[job_id, kind, old,
-        new, at, data]``, ``at`` in microseconds."""
+        """``n`` events as JSON: an array of ``[job_id, kind, old, new, at, data]``, ``at`` in
+        microseconds."""
         if not (isinstance(events, str) and events[:1] == "[" and events[-1:] == "]"):
             raise TypeError("events must be the text of a JSON array")
         pieces, counts = self.by_run.setdefault(run_id, ([], []))
