@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import stat
 import threading
@@ -700,6 +701,50 @@ async def test_blocking_work_runs_off_the_loop_thread(tmp_path: Path) -> None:
         writer_pid = (await store._call("settings"))[-1]
     assert loop_thread not in seen
     assert writer_pid != os.getpid()  # writes: in the writer process
+
+
+@pytest.mark.skipif(not hasattr(os, "eventfd"), reason="eventfd is Linux's")
+async def test_the_writer_waits_on_its_wake_up_counter_not_on_the_pipe(tmp_path: Path) -> None:
+    """A write to a pipe wakes its reader on the writing process's core (a "sync" wake-up): the
+    writer waits on an eventfd that the engine signals after each write, and on the pipe only
+    for its end, so that it runs on a free core beside the event loop."""
+    async with await SQLiteStore.open(tmp_path / "s.db") as store:
+        await store.apply([create()])
+        pid = (await store._call("settings"))[-1]
+        links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert "anon_inode:[eventfd]" in links
+
+        def waiting_in() -> str:
+            with open(f"/proc/{pid}/wchan") as f:
+                return f.read()
+
+        deadline = time.monotonic() + 10
+        while "poll" not in waiting_in() and time.monotonic() < deadline:
+            await anyio.sleep(0.01)  # it answered, and goes back to wait
+        assert "poll" in waiting_in(), waiting_in()  # not in pipe_read
+        await store.apply([queue("a")])  # woken by the counter
+        assert (await store.get_jobs("r1"))["a"].state is J.QUEUED
+
+
+async def test_a_batch_larger_than_the_pipe_is_sent_in_parts(tmp_path: Path) -> None:
+    """The pipe holds 1 MiB: the rest of a larger batch is sent by the sender's thread as the
+    writer reads, each part signalled on the writer's wake-up counter."""
+    error = "x" * (12 << 20)
+    async with await SQLiteStore.open(tmp_path / "s.db") as store:
+        await store.apply([create()])
+        pid = (await store._call("settings"))[-1]
+        try:
+            with anyio.fail_after(60):
+                await store.apply(
+                    [Changes("r1", [JobRow("r1", "a", J.PENDING, J.QUEUED, error=error)])]
+                )
+                await store.apply([queue("b")])
+        except TimeoutError:  # the writer waits for the rest: ended, so that the store closes
+            os.kill(pid, signal.SIGKILL)
+            raise
+        jobs = await store.get_jobs("r1")
+    assert (jobs["a"].state, jobs["a"].error) == (J.QUEUED, error)
+    assert jobs["b"].state is J.QUEUED
 
 
 def test_a_store_moves_to_the_next_event_loop(tmp_path: Path) -> None:

@@ -58,11 +58,13 @@ _PIPE_SIZE = 1 << 20  # bytes a pipe holds (Linux), so that a batch seldom waits
 
 class _Sender:
     """Writes frames to the writer's pipe without blocking: what the pipe cannot take now
-    waits, in order, for a thread that sends it as the writer reads."""
+    waits, in order, for a thread that sends it as the writer reads. Each write is followed by
+    a signal on the writer's wake-up counter, if it has one (see :class:`Launched`)."""
 
-    def __init__(self, pipe: Any) -> None:
+    def __init__(self, pipe: Any, wake: int | None) -> None:
         self._pipe = pipe
         self._fd: int = pipe.fileno()
+        self._signal = wake
         self._backlog: list[bytes] = []
         self._wake = threading.Condition()
         self._closing = False
@@ -75,6 +77,8 @@ class _Sender:
                 sent = os.write(self._fd, data)
             except BlockingIOError:
                 sent = 0
+            if sent and self._signal is not None:
+                os.eventfd_write(self._signal, 1)
             if sent == len(data):
                 return
             data = data[sent:]
@@ -102,7 +106,9 @@ class _Sender:
                     try:
                         view = view[os.write(self._fd, view) :]
                     except BlockingIOError:
-                        pass
+                        continue
+                    if self._signal is not None:
+                        os.eventfd_write(self._signal, 1)
             except OSError:  # the writer is gone: the answer thread fails what waits
                 with self._wake:
                     self._backlog.clear()
@@ -119,10 +125,26 @@ class _Sender:
         if thread is not None:
             thread.join()
         self._pipe.close()
+        if self._signal is not None:
+            os.close(self._signal)
 
 
 class _Unmarshallable(StoreError):
     """A request holds a value that ``marshal`` cannot send."""
+
+
+@dataclass(slots=True)
+class Launched:
+    """A writer process waiting for its configuration, and its wake-up counter: an eventfd
+    (Linux) that the engine signals after each write to the pipe, and that the writer waits on
+    in its place. A write to a pipe wakes its reader as the kernel's "sync" wake-up, which says
+    that the writer is about to sleep: the scheduler then puts the reader on the writer's core,
+    so the store's writer took turns with the event loop on its core while another core was
+    idle. The counter wakes it where a core is free. None where there is no eventfd: the
+    writer then waits on the pipe itself."""
+
+    process: subprocess.Popen[bytes]
+    wake: int | None
 
 
 @dataclass(slots=True)
@@ -135,11 +157,12 @@ class WriterClient:
     """The store's end of a running writer process: sends it requests, settles their callers
     with its answers."""
 
-    def __init__(self, path: Path, process: subprocess.Popen[bytes], answers: Frames) -> None:
+    def __init__(self, path: Path, launched: Launched, answers: Frames) -> None:
+        process = launched.process
         assert process.stdin is not None
         self.path = path
         self._process = process
-        self._sender = _Sender(process.stdin)
+        self._sender = _Sender(process.stdin, launched.wake)
         self._answers = answers  # the writer's answers, read on an event loop
         self._answer_loop: asyncio.AbstractEventLoop | None = None
         self._finished = threading.Event()  # the writer answered its last (or ended)
@@ -154,7 +177,7 @@ class WriterClient:
         self._closed = False
 
     @staticmethod
-    def launch() -> subprocess.Popen[bytes]:
+    def launch() -> Launched:
         """Start the writer's process, which waits for its configuration (:meth:`start`): it is
         launched before the database is opened and migrated, so that its interpreter starts
         meanwhile (blocking: from a worker thread)."""
@@ -163,29 +186,41 @@ class WriterClient:
         # record it (it also ignores SIGINT, SIGTERM and SIGHUP, for systemd and docker, which
         # signal every process of the service). It ends at the end of its input: when the
         # engine closes the store or dies.
-        return subprocess.Popen(
-            _WRITER,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            close_fds=True,
-            process_group=0,
-        )
+        wake = os.eventfd(0, os.EFD_CLOEXEC) if hasattr(os, "eventfd") else None
+        try:
+            process = subprocess.Popen(
+                _WRITER,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                close_fds=True,
+                pass_fds=(wake,) if wake is not None else (),
+                process_group=0,
+            )
+        except BaseException:
+            if wake is not None:
+                os.close(wake)
+            raise
+        return Launched(process, wake)
 
     @staticmethod
-    def abandon(process: subprocess.Popen[bytes]) -> None:
+    def abandon(launched: Launched) -> None:
         """A launched writer that will not be configured (the database could not be opened)."""
+        process = launched.process
         process.kill()
         process.wait()
         for pipe in (process.stdin, process.stdout):
             if pipe is not None:
                 pipe.close()
+        if launched.wake is not None:
+            os.close(launched.wake)
 
     @classmethod
     def start(
-        cls, path: Path, process: subprocess.Popen[bytes], *, busy_timeout: float, synchronous: str
+        cls, path: Path, launched: Launched, *, busy_timeout: float, synchronous: str
     ) -> WriterClient:
-        """Configure the writer ``process`` (:meth:`launch`) for the database at ``path``."""
+        """Configure the writer (:meth:`launch`) for the database at ``path``."""
+        process = launched.process
         assert process.stdin is not None
         assert process.stdout is not None
         config = {
@@ -194,6 +229,7 @@ class WriterClient:
             "busy_timeout": busy_timeout,
             "synchronous": synchronous,
             "crash_mid_commit": crash.remaining("mid_commit"),
+            "wake": launched.wake,  # its number in the writer's process too (pass_fds)
             "job_reachable": [list(pair) for pair in JOB_REACHABLE],
             "run_transitions": {
                 old.value: [new.value for new in news] for old, news in RUN_TRANSITIONS.items()
@@ -202,7 +238,7 @@ class WriterClient:
         try:
             os.write(process.stdin.fileno(), frame(config))  # its answer: read on the loop
         except OSError as exc:
-            cls.abandon(process)
+            cls.abandon(launched)
             why = f"{path}: the store's writer process did not start ({exc})"
             raise StoreError(why) from None
         answers = Frames(process.stdout.fileno())
@@ -213,7 +249,7 @@ class WriterClient:
         except OSError:  # a system without it, or above its limit: the default size
             pass
         os.set_blocking(fd, False)
-        return cls(path, process, answers)
+        return cls(path, launched, answers)
 
     def listen(self, loop: asyncio.AbstractEventLoop) -> None:
         """Read the writer's answers on ``loop``, the one the store is used from. A store used

@@ -130,17 +130,17 @@ class SQLiteStore(ScheduleReads):
             raise StoreError(f"cannot write {self.path}: permission denied")
         if not os.access(directory, os.W_OK | os.X_OK):  # the file, its -wal and -shm files
             raise StoreError(f"{self.path}: cannot write {directory}: permission denied")
-        process = WriterClient.launch()  # its interpreter starts while the database opens
+        launched = WriterClient.launch()  # its interpreter starts while the database opens
         conn: sqlite3.Connection | None = None
         try:
             conn = self._connect()
             self._migrate(conn)
             self._writer = WriterClient.start(
-                self.path, process, busy_timeout=self._busy_timeout, synchronous=self._synchronous
+                self.path, launched, busy_timeout=self._busy_timeout, synchronous=self._synchronous
             )
         except BaseException:
             if self._writer is None:
-                WriterClient.abandon(process)
+                WriterClient.abandon(launched)
             if conn is not None:
                 conn.close()
             raise

@@ -465,6 +465,8 @@ def main() -> None:
         _answer(("error", error_text(config["path"], str(exc))))
         return
     conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
+    if config.get("wake") is not None:
+        requests.wake_on(config["wake"])
     writer = Writer(conn, config)
     writer.checkpointer = _Checkpointer(checkpoint_conn)
     try:

@@ -39,6 +39,28 @@ class Frames:
         self.fd = fd
         self._buffer = bytearray()
         self.eof = False
+        self._poller: Any = None
+
+    def wake_on(self, wake: int) -> None:
+        """Wait for data on the eventfd ``wake``, which the sender signals after each write,
+        rather than on the pipe (see ``client.Launched``): the pipe only for its end (its
+        hang-up), which a write does not signal."""
+        self._poller = select.poll()
+        self._poller.register(wake, select.POLLIN)
+        self._poller.register(self.fd, 0)  # POLLHUP and POLLERR only
+        self._wake = wake
+
+    def _wait(self) -> None:
+        """Until the pipe has data or its end, where it is waited for on the wake-up counter."""
+        poller = self._poller
+        if poller is None:
+            return  # the read blocks
+        while not select.select([self.fd], [], [], 0)[0]:
+            for fd, _ in poller.poll():
+                if fd == self._wake:
+                    os.eventfd_read(self._wake)  # reset: the next write signals it again
+                else:  # the sender's end closed (or failed): the read says which
+                    return
 
     def _complete(self) -> bool:
         buffer = self._buffer
@@ -55,6 +77,7 @@ class Frames:
         while not self._complete():
             if self.eof:
                 return None
+            self._wait()
             self._fill()
         return self._pop()
 
