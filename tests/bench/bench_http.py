@@ -1,7 +1,8 @@
 """Engine against a plain aiohttp client, both driving the generic `http` simulator; the engine
 without a store and with the SQLite store.
 
-    python tests/bench/bench_http.py [--jobs 1000] [--concurrency 32] [--repeat 3]
+    python tests/bench/bench_http.py [--jobs 1000] [--concurrency 100] [--repeat 3]
+        [--writer-cpu any|client|simulator] [--no-pin]
 
 Each of N jobs submits (POST /jobs) and polls once (GET /jobs/{id}: the simulator's jobs take no
 time, so the first poll answers done). The simulator runs in its own process
@@ -11,7 +12,8 @@ the run in a SQLite store, a new file each round (opening and closing it timed: 
 `orchestrator run` pays them). Reported: jobs per second for each (best of ``--repeat``, the
 three run by turns in each round), each one's share of the plain client, the store's share of
 the engine without it, and the median of the per-round ratios. The simulator and the clients run
-on separate cores (the store's writer process on the clients' core, as it was started there).
+on separate cores; the store's writer process where the system puts it (``--writer-cpu``), or,
+``--no-pin``, nothing is pinned. The concurrency is issue #18's: 100 requests at a time.
 """
 
 from __future__ import annotations
@@ -59,10 +61,11 @@ def pin(cpu: int | None) -> None:
 
 CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 CLIENT_CPU, SIMULATOR_CPU = (CPUS[0], CPUS[1]) if len(CPUS) >= 2 else (None, None)
-# where the store's writer process runs: started by the clients' process, it inherits its core
-# ("client"); the writer is a process of its own so that it can run on another core, and with a
-# remote API on another machine the second core is free ("simulator": beside the simulator;
-# "any": wherever the system puts it)
+# where the store's writer process runs: "any" core, where the system puts it, as it is run
+# (nothing pins it: the clients are pinned here only so that they do not take the simulator's
+# core, and the writer would inherit their core); "client", pinned to the clients' core, as
+# when a user pins the engine's process to one core; "simulator", pinned beside the simulator
+# (the second core, which a remote API on another machine leaves free)
 WRITER_CPUS: set[int] | None = None
 
 
@@ -209,17 +212,23 @@ NAMES = ("plain aiohttp client", "engine (http job type)", "engine, SQLite store
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--writer-cpu",
-        choices=("client", "simulator", "any"),
-        default="client",
-        help="the core of the SQLite store's writer process (default: the clients' core)",
+        choices=("any", "client", "simulator"),
+        default="any",
+        help="the core of the SQLite store's writer process (default: where the system puts it)",
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="pin nothing: the system places all three processes"
     )
     args = parser.parse_args()
-    global WRITER_CPUS
-    if SIMULATOR_CPU is not None and args.writer_cpu != "client":
+    global CLIENT_CPU, SIMULATOR_CPU, WRITER_CPUS
+    if args.no_pin:
+        CLIENT_CPU = SIMULATOR_CPU = None
+        args.writer_cpu = "any (nothing pinned)"
+    elif SIMULATOR_CPU is not None and args.writer_cpu != "client":
         WRITER_CPUS = {SIMULATOR_CPU} if args.writer_cpu == "simulator" else set(CPUS)
     logs.configure("warning", stream=io.StringIO(), json=True)
     pin(CLIENT_CPU)
@@ -229,6 +238,7 @@ def main() -> None:
     dag = build_dag(args.jobs, args.concurrency)
     times: dict[str, list[float]] = {name: [] for name in NAMES}
     cpus: dict[str, list[float]] = {name: [] for name in NAMES}  # this process's CPU seconds
+    simulator_cpus: dict[str, list[float]] = {name: [] for name in NAMES}  # the simulator's
     try:
         with tempfile.TemporaryDirectory(prefix="bench-http-") as folder:
             for round_ in range(args.repeat):
@@ -242,9 +252,11 @@ def main() -> None:
                     reset_simulator(base)
                     gc.collect()  # no side pays for the garbage of the one before
                     start, cpu = time.perf_counter(), time.process_time()
+                    sim_cpu = process_cpu(sim.pid)
                     anyio.run(fn)
                     times[name].append(time.perf_counter() - start)
                     cpus[name].append(time.process_time() - cpu)
+                    simulator_cpus[name].append(process_cpu(sim.pid) - sim_cpu)
     finally:
         sim.terminate()
         sim.wait(10)
@@ -266,6 +278,11 @@ def main() -> None:
         f"CPU per job, least of the rounds: plain {per_job[NAMES[0]]:.0f} µs, engine "
         f"{per_job[NAMES[1]]:.0f} µs, with the store {per_job[NAMES[2]]:.0f} µs and its writer "
         f"process {writer:.0f} µs"
+    )
+    served = {name: min(simulator_cpus[name]) / args.jobs * 1e6 for name in NAMES}
+    print(
+        "the simulator's CPU per job, least of the rounds: "
+        + ", ".join(f"{name} {served[name]:.0f} µs" for name in NAMES)
     )
 
     # each round runs all three, one after the other: the median of the rounds' ratios is the
