@@ -11,9 +11,11 @@ per job at the same concurrency, with one session. The third contender is the en
 the run in a SQLite store, a new file each round (opening and closing it timed: a user of
 `orchestrator run` pays them). Reported: jobs per second for each (best of ``--repeat``, the
 three run by turns in each round), each one's share of the plain client, the store's share of
-the engine without it, and the median of the per-round ratios. The simulator and the clients run
-on separate cores; the store's writer process where the system puts it (``--writer-cpu``), or,
-``--no-pin``, nothing is pinned. The concurrency is issue #18's: 100 requests at a time.
+the engine without it, and the median of the per-round ratios; ``--connector`` adds the `http`
+job type's connector called without the engine, as the plain client's requests are made. The
+simulator and the clients run on separate cores; the store's writer process where the system puts
+it (``--writer-cpu``), or, ``--no-pin``, nothing is pinned. The concurrency is issue #18's: 100
+requests at a time.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ import anyio
 
 from orchestrator import logs
 from orchestrator.connections import Connection
+from orchestrator.connectors.base import RemoteStatus, Submission
+from orchestrator.connectors.rest import RestConnector
 from orchestrator.model.dag import DAG, Job
 from orchestrator.model.states import RunState
+from orchestrator.runtime.connectors import MaskedConnector
 from orchestrator.runtime.runs import run_dag
 from orchestrator.store.sqlite import SQLiteStore
 
@@ -206,7 +211,30 @@ async def engine(base: str, dag: DAG, concurrency: int, store_path: str | None =
     assert run.state is RunState.SUCCEEDED, run.error
 
 
+async def connector_alone(base: str, n: int, concurrency: int) -> None:
+    """The `http` job type's connector as the engine gets it (masked), called by coroutines as
+    the plain client's requests are made: what the connector costs, without the engine."""
+    connection = Connection("sim", "http", base, {"token": TOKEN}, max_connections=concurrency)
+    inner = RestConnector(connection)
+    connector = MaskedConnector(inner, "sim")
+    limit = asyncio.Semaphore(concurrency)
+    params = job_fields()
+
+    async def one(i: int) -> None:
+        async with limit:
+            submission = Submission("bench_http", "bench", f"j{i}", 1, f"bench/j{i}/1", params)
+            handle = await connector.submit(submission)
+            result = await connector.poll(handle)
+            assert result.status is RemoteStatus.SUCCEEDED, result
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await inner.aclose()
+
+
 NAMES = ("plain aiohttp client", "engine (http job type)", "engine, SQLite store")
+ALONE = "http connector, no engine"
 
 
 def main() -> None:
@@ -223,6 +251,11 @@ def main() -> None:
     parser.add_argument(
         "--no-pin", action="store_true", help="pin nothing: the system places all three processes"
     )
+    parser.add_argument(
+        "--connector",
+        action="store_true",
+        help="a fourth contender: the http job type's connector called without the engine",
+    )
     args = parser.parse_args()
     global CLIENT_CPU, SIMULATOR_CPU, WRITER_CPUS
     if args.no_pin:
@@ -236,9 +269,10 @@ def main() -> None:
     sim = start_simulator(port)
     base = f"http://127.0.0.1:{port}/generic"
     dag = build_dag(args.jobs, args.concurrency)
-    times: dict[str, list[float]] = {name: [] for name in NAMES}
-    cpus: dict[str, list[float]] = {name: [] for name in NAMES}  # this process's CPU seconds
-    simulator_cpus: dict[str, list[float]] = {name: [] for name in NAMES}  # the simulator's
+    names = (*NAMES, ALONE) if args.connector else NAMES
+    times: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}  # this process's CPU seconds
+    simulator_cpus: dict[str, list[float]] = {name: [] for name in names}  # the simulator's
     try:
         with tempfile.TemporaryDirectory(prefix="bench-http-") as folder:
             for round_ in range(args.repeat):
@@ -247,8 +281,9 @@ def main() -> None:
                     partial(plain_client, base, args.jobs, args.concurrency),
                     partial(engine, base, dag, args.concurrency),
                     partial(engine, base, dag, args.concurrency, store_path),
+                    partial(connector_alone, base, args.jobs, args.concurrency),
                 )
-                for name, fn in zip(NAMES, contenders, strict=True):
+                for name, fn in zip(names, contenders[: len(names)], strict=True):
                     reset_simulator(base)
                     gc.collect()  # no side pays for the garbage of the one before
                     start, cpu = time.perf_counter(), time.process_time()
@@ -262,7 +297,7 @@ def main() -> None:
         sim.wait(10)
     plain, ours, stored = (times[name] for name in NAMES)
     print(f"{'client':26} {'jobs':>6} {'conc.':>6} {'jobs/s':>9} {'vs plain client':>16}")
-    for name in NAMES:
+    for name in names:
         t = min(times[name])
         rate, share = args.jobs / t, min(plain) / t
         print(f"{name:26} {args.jobs:6d} {args.concurrency:6d} {rate:9,.0f} {share:15.1%}")
@@ -272,17 +307,18 @@ def main() -> None:
     )
 
     # CPU per job moves less than wall time on a machine that others load: what each side costs
-    per_job = {name: min(cpus[name]) / args.jobs * 1e6 for name in NAMES}
+    per_job = {name: min(cpus[name]) / args.jobs * 1e6 for name in names}
     writer = min(WRITER_CPU_USED, default=0.0) / args.jobs * 1e6
     print(
         f"CPU per job, least of the rounds: plain {per_job[NAMES[0]]:.0f} µs, engine "
         f"{per_job[NAMES[1]]:.0f} µs, with the store {per_job[NAMES[2]]:.0f} µs and its writer "
         f"process {writer:.0f} µs"
+        + (f"; the connector without the engine {per_job[ALONE]:.0f} µs" if args.connector else "")
     )
-    served = {name: min(simulator_cpus[name]) / args.jobs * 1e6 for name in NAMES}
+    served = {name: min(simulator_cpus[name]) / args.jobs * 1e6 for name in names}
     print(
         "the simulator's CPU per job, least of the rounds: "
-        + ", ".join(f"{name} {served[name]:.0f} µs" for name in NAMES)
+        + ", ".join(f"{name} {served[name]:.0f} µs" for name in names)
     )
 
     # each round runs all three, one after the other: the median of the rounds' ratios is the
