@@ -519,6 +519,29 @@ async def test_closed_client_refuses(remote: Remote) -> None:
         await http.request("GET", "/j")
 
 
+async def test_concurrent_first_requests_leave_in_the_same_turn(
+    remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session is made at once by the first request (no CA file to load): the others do
+    not queue behind a lock, one turn of the loop after another, and a run's first requests
+    leave together."""
+    remote.on("/api/j", reply(200, {"ok": True}))
+    sent: list[str] = []
+    real = aiohttp.ClientSession._request
+
+    def record(self: aiohttp.ClientSession, method: str, url: Any, **kwargs: Any) -> Any:
+        sent.append(str(url))
+        return real(self, method, url, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", record)
+    async with client(conn(remote.base_url), Recorder()) as http:
+        tasks = [asyncio.create_task(http.request("GET", "/j")) for _ in range(20)]
+        await asyncio.sleep(0)  # one turn: each task runs up to its first wait
+        assert len(sent) == 20
+        assert [r.status for r in await asyncio.gather(*tasks)] == [200] * 20
+    assert remote.hits("/api/j") == 20
+
+
 async def test_no_secret_in_errors_or_logs(remote: Remote) -> None:
     remote.on("/api/j", reply(500, {"message": "boom"}))
     rec = Recorder()
