@@ -454,7 +454,10 @@ class RunExecutor(RetryWaits, Calls):
             free = self._workers - self._busy
             wanted = min(len(self._heap), self._limit - self._running) - free
             if wanted > 0:
-                spawn = min(wanted, max(1, self._workers), SPAWN_BATCH)  # doubling, capped
+                # doubling while workers come back for more (jobs that do not wait need few);
+                # once every worker waits on its job, the jobs wait: the rest start together
+                ramp = wanted if self._workers and not free else max(1, self._workers)
+                spawn = min(wanted, ramp, SPAWN_BATCH)
                 for _ in range(spawn):
                     self._start_worker()
                 if spawn < wanted:

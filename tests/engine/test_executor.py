@@ -454,6 +454,37 @@ async def test_global_concurrency_limit(run: RunFn, clock: FakeClock) -> None:
     assert rec.max_running == 3
 
 
+async def test_jobs_that_wait_start_together_after_the_first(run: RunFn) -> None:
+    """Workers double while they come back for more jobs (jobs that never wait need few); once
+    the first one waits on its job, the other ready jobs start together, not over one turn of
+    the loop after another (1, 2, 4, ...), which staggered a run's first requests."""
+    with DAG("together", concurrency=64) as dag:
+        for i in range(64):
+            Job(f"j{i}", "fake", duration="10s")
+    turn = 0
+    turns: list[int] = []
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            await anyio.lowlevel.checkpoint()
+            turn += 1
+
+    def starts(jr: JobRun, old: JobState) -> None:
+        if jr.state is JobState.SUBMITTING:
+            turns.append(turn)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(count_turns)
+        result = await run(dag, observers=[starts])
+        tg.cancel_scope.cancel()
+    assert result.state is RunState.SUCCEEDED
+    assert len(turns) == 64
+    first, *rest = turns
+    assert len(set(rest)) == 1, sorted(set(turns))  # before: over 7 turns
+    assert rest[0] > first
+
+
 async def test_statistics_show_the_workers_and_slots_in_use(
     clock: FakeClock, remote: FakeRemote
 ) -> None:
