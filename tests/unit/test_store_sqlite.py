@@ -721,6 +721,8 @@ async def test_the_writer_waits_on_its_wake_up_counter_not_on_the_pipe(tmp_path:
         deadline = time.monotonic() + 10
         while "poll" not in waiting_in() and time.monotonic() < deadline:
             await anyio.sleep(0.01)  # it answered, and goes back to wait
+        if waiting_in() in ("", "0"):  # running, or a kernel that does not say
+            pytest.skip("this kernel does not show where the writer waits")
         assert "poll" in waiting_in(), waiting_in()  # not in pipe_read
         await store.apply([queue("a")])  # woken by the counter
         assert (await store.get_jobs("r1"))["a"].state is J.QUEUED
