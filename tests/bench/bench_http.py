@@ -47,6 +47,7 @@ from orchestrator.model.states import RunState
 from orchestrator.runtime.connectors import MaskedConnector
 from orchestrator.runtime.runs import run_dag
 from orchestrator.store.sqlite import SQLiteStore
+from orchestrator.store.sqlite.client import Launched, WriterClient
 
 TOKEN = "sim-token"
 
@@ -200,8 +201,6 @@ async def engine(base: str, dag: DAG, concurrency: int, store_path: str | None =
     else:
         store = await SQLiteStore.open(store_path)
         pid = writer_pid()
-        if pid is not None and WRITER_CPUS is not None:
-            os.sched_setaffinity(pid, WRITER_CPUS)
         try:
             run = await run_dag(dag, connections={"sim": connection}, store=store)
             if pid is not None:  # its start and its work (its last checkpoint comes after)
@@ -231,6 +230,20 @@ async def connector_alone(base: str, n: int, concurrency: int) -> None:
         await asyncio.gather(*(one(i) for i in range(n)))
     finally:
         await inner.aclose()
+
+
+def place_writers() -> None:
+    """Put the store's writer process on ``WRITER_CPUS`` as it is launched: its interpreter
+    starts while the store opens, and on the clients' core it would start there."""
+    launch = WriterClient.launch
+
+    def launch_placed() -> Launched:
+        launched = launch()
+        if WRITER_CPUS is not None:
+            os.sched_setaffinity(launched.process.pid, WRITER_CPUS)
+        return launched
+
+    WriterClient.launch = staticmethod(launch_placed)  # type: ignore[method-assign]
 
 
 NAMES = ("plain aiohttp client", "engine (http job type)", "engine, SQLite store")
@@ -263,6 +276,7 @@ def main() -> None:
         args.writer_cpu = "any (nothing pinned)"
     elif SIMULATOR_CPU is not None and args.writer_cpu != "client":
         WRITER_CPUS = {SIMULATOR_CPU} if args.writer_cpu == "simulator" else set(CPUS)
+    place_writers()
     logs.configure("warning", stream=io.StringIO(), json=True)
     pin(CLIENT_CPU)
     port = free_port()
