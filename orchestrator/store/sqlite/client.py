@@ -136,12 +136,12 @@ class _Unmarshallable(StoreError):
 @dataclass(slots=True)
 class Launched:
     """A writer process waiting for its configuration, and its wake-up counter: an eventfd
-    (Linux) that the engine signals after each write to the pipe, and that the writer waits on
-    in its place. A write to a pipe wakes its reader as the kernel's "sync" wake-up, which says
-    that the writer is about to sleep: the scheduler then puts the reader on the writer's core,
-    so the store's writer took turns with the event loop on its core while another core was
-    idle. The counter wakes it where a core is free. None where there is no eventfd: the
-    writer then waits on the pipe itself."""
+    (Linux) that the engine signals after each write to the pipe, and that the writer process
+    waits on in its place. A write to a pipe wakes its reader as the kernel's "sync" wake-up,
+    which says that the process that wrote is about to sleep: the scheduler then puts the reader
+    on that process's core, so the store's writer took turns with the event loop on its core
+    while another core was idle. The counter wakes it where a core is free. None where there is
+    no eventfd: the writer then waits on the pipe itself."""
 
     process: subprocess.Popen[bytes]
     wake: int | None
