@@ -100,13 +100,7 @@ def orchestrator(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def runs(*args: str) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "runs", "list", "--json", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    proc = orchestrator("runs", "list", "--json", *args)
     assert proc.returncode == 0, proc.stderr
     return list(json.loads(proc.stdout))
 
@@ -116,13 +110,7 @@ def wait_for_handle(run_id: str, job: str) -> None:
     process), as a resumed run will read it."""
     deadline = time.monotonic() + 60
     while True:
-        proc = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "runs", "show", run_id, "--json"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=30,
-        )
+        proc = orchestrator("runs", "show", run_id, "--json")
         assert proc.returncode == 0, proc.stderr
         attempts = json.loads(proc.stdout)["attempts"]
         if any(a["job"] == job and a["remote"] is not None for a in attempts):
@@ -138,13 +126,7 @@ def test_second_run_is_refused_while_the_first_is_active(
     path = dag_file(home, gated(gate))
     first = start(started, "run", str(path), "--json")
     first_id = wait_started(first)
-    second = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    second = orchestrator("run", str(path))
     assert second.returncode == 4
     assert first_id in second.stderr
     assert "overlap policy is skip" in second.stderr
@@ -228,25 +210,13 @@ def test_runs_cancel_cancels_a_run_in_another_process(
     path = dag_file(home, gated(home / "never"))
     first = start(started, "run", str(path), "--json")
     first_id = wait_started(first)
-    cancel = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id[:8], "--reason", "by me"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    cancel = orchestrator("runs", "cancel", first_id[:8], "--reason", "by me")
     assert cancel.returncode == 0, cancel.stderr
     first.communicate(timeout=30)
     assert first.returncode == 3
     [run] = runs("--dag", "nightly")
     assert (run["status"], run["reason"]) == ("cancelled", "by me")
-    again = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "runs", "cancel", first_id],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    again = orchestrator("runs", "cancel", first_id)
     assert again.returncode == 4
     assert "not active (cancelled)" in again.stderr
 
