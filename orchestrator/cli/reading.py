@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import urllib.parse
 from typing import Any
 
@@ -127,22 +128,22 @@ async def _runs(args: argparse.Namespace) -> int:
 
 async def _cancel(store: Any, run_id: str, reason: str | None) -> int:
     """Ask the run's owner, whichever process runs it, to cancel it (and its remote jobs)."""
-    import time
-
     reason = reason or "cancelled from the command line"
     if not await store.request_cancel(run_id, reason, time.time()):
-        record = await store.get_run(run_id)
-        state = record.state.value if record is not None else "unknown"
-        _error(f"run {run_id} is not active ({state}): nothing to cancel")
-        return EXIT_REFUSED
+        return await _not_active(store, run_id)
     print(f"run {run_id}: cancel requested; its owner cancels it within a few seconds")
     return EXIT_OK
 
 
+async def _not_active(store: Any, run_id: str) -> int:
+    record = await store.get_run(run_id)
+    state = record.state.value if record is not None else "unknown"
+    _error(f"run {run_id} is not active ({state}): nothing to cancel")
+    return EXIT_REFUSED
+
+
 async def _cancel_job(store: Any, run_id: str, job_id: str, reason: str | None) -> int:
     """Ask the run's owner, whichever process runs it, to cancel one of its jobs."""
-    import time
-
     reason = reason or "cancelled from the command line"
     if await store.request_job_cancel(run_id, job_id, reason, time.time()):
         print(f"job {job_id} of run {run_id}: cancel requested; its run's owner cancels it")
@@ -157,10 +158,7 @@ async def _cancel_job(store: Any, run_id: str, job_id: str, reason: str | None) 
     if job.state.terminal:
         _error(f"job {job_id} of run {run_id} ended ({job.state.value}): nothing to cancel")
         return EXIT_REFUSED
-    record = await store.get_run(run_id)
-    state = record.state.value if record is not None else "unknown"
-    _error(f"run {run_id} is not active ({state}): nothing to cancel")
-    return EXIT_REFUSED
+    return await _not_active(store, run_id)
 
 
 # -- webhooks ---------------------------------------------------------------------------------
@@ -170,8 +168,6 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 
 async def _webhooks(args: argparse.Namespace) -> int:
-    import time
-
     from ..store.open import open_store
     from ..webhooks.deliver import Deliverer
 

@@ -277,13 +277,11 @@ class Writer:
                     raise Refused("stale", _stale_attempt(conn, updates))
         if isinstance(events, tuple):
             text, n = events
-        elif events:
+        elif n := len(events):
             try:
-                text, n = json_text(events), len(events)
+                text = json_text(events)
             except (TypeError, ValueError) as exc:
                 raise Refused("value", f"run {run_id}: an event cannot be stored ({exc})") from None
-        else:
-            n = 0
         if n:
             self.events.extend(run_id, text, n)
 

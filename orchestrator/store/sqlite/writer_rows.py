@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 _LIVE_ATTEMPT = ("submitting", "running")  # an attempt in these may still move on
 
-try:  # the json module's C encoder, without the module (it imports re: a slower start)
+# the json module's C encoder, without the module (it imports re: a slower start); the same
+# strict encoder as the engine's (store/jsontext.py), which this process cannot import
+try:
     from _json import encode_basestring_ascii as _ascii
     from _json import make_encoder as _make_encoder
 

@@ -39,7 +39,8 @@ class Frames:
         self.fd = fd
         self._buffer = bytearray()
         self.eof = False
-        self._poller: Any = None
+        self._poller: Any = None  # see wake_on
+        self._wake = -1
 
     def wake_on(self, wake: int) -> None:
         """Wait for data on the eventfd ``wake``, which the sender signals after each write,
