@@ -258,7 +258,10 @@ class RunExecutor(RetryWaits, Calls):
             run.started_at = self._clock.time()
         self._remaining = sum(1 for jr in run.jobs.values() if not jr.state.terminal)
         self._log.info("run.resumed" if self._resumed else "run.started", jobs=len(run.jobs))
-        await self._commit()
+        if self._recording is not None:  # the steps wait for the run's record: the jobs don't
+            self._commit_soon()
+        else:
+            await self._commit()
         timeout = self.dag.timeout_seconds
         deadline = self._clock.deadline(timeout)
         try:

@@ -110,6 +110,9 @@ class Journal:
     _watched: frozenset[str]  # the jobs whose end the sink is told of (with a store only)
     _sink_pending: bool  # a batch to come holds operations of the sink
     _new_jobs: Sequence[str] = ()  # jobs added to the run (a map's instances), to insert
+    # a new run's record (see record_new_run) until it is durable (kept if refused): nothing
+    # more of the run is handed over meanwhile
+    _recording: Receipt | None = None
 
     if TYPE_CHECKING:
 
@@ -290,11 +293,22 @@ class Journal:
     def _unwritten(self) -> bool:
         return bool(self._ops or self._events)
 
+    def after_record(self, created: Receipt) -> None:
+        """Start the run while the store writes its record (``created``, handed to the store by
+        the caller): until it is durable, nothing more of the run is handed over (its first
+        steps wait, and then go in one batch), so a run whose record is refused writes nothing,
+        and submits no job (a submission waits for its write-ahead record): it halts with the
+        refusal."""
+        self._recording = created
+        created.then(self._recorded)
+
     async def _commit(self) -> None:
         """Write what changed; returns once it is durable. The commits asked for in a few turns
         of the event loop go to the store as one batch (see :meth:`_flush`)."""
         if self._store is None or not self._unwritten():
             return
+        if self._recording is not None and self._recording.error is not None:
+            raise self._refused(self._recording.error)  # the run's record was refused: halted
         batch = self._filling
         if batch is None:
             batch = self._filling = _Batch()
@@ -340,6 +354,8 @@ class Journal:
         assert self._store is not None
         self._flush_scheduled = False
         self._flushes += 1
+        if self._recording is not None:
+            return  # handed over once the run's record is durable (see _recorded)
         if not (self._filling or self._after_flush or self._unwritten()):
             return  # nothing to hand over
         batch, self._filling = self._filling, None
@@ -352,6 +368,27 @@ class Journal:
             receipt.then(batch.settled)
         if after or notify or batch is None:  # else its waiters see a refusal, and halt
             self._writes.start_soon(self._settled, receipt, after, notify)
+
+    @property
+    def record_refusal(self) -> BaseException | None:
+        """Why the store refused the run's record (see :meth:`after_record`), if it did: the
+        run was never stored, and halted at once."""
+        return self._recording.error if self._recording is not None else None
+
+    def _recorded(self, error: BaseException | None) -> None:
+        """The run's record is settled: what waited for it is handed over now, or, refused,
+        never (the run halts, and the commits waiting fail with its refusal)."""
+        if error is None:
+            self._recording = None
+            if self._filling or self._after_flush or self._unwritten():
+                self._flush()
+            return
+        # the refused receipt stays: _flush hands over nothing more
+        self.halt(error if isinstance(error, StoreError | LeaseLost) else StoreError(str(error)))
+        held, self._filling = self._filling, None
+        self._ops, self._after_flush = [], []
+        if held is not None:
+            held.settled(error)
 
     async def _settled(
         self, receipt: Receipt, after: list[Callable[[], None]], notify: bool

@@ -233,8 +233,9 @@ class RunHost:
     ) -> Run:
         """Run ``run`` to its end in the calling task. ``stored`` (its jobs and attempts as the
         store has them) continues a run that did not end: in-flight attempts are followed, never
-        resubmitted. ``created`` (the store's record of a new run, sent by the caller) is awaited
-        once the connectors are open, before any job starts. ``lease`` is the host's lease on
+        resubmitted. ``created`` (the store's record of a new run, sent by the caller) is
+        durable before anything more of the run is written, and so before any job is submitted;
+        if it is refused, the run halts with that refusal. ``lease`` is the host's lease on
         the run in the store (its owner and the epoch of its claim): every write carries it, the
         heartbeat renews it, and once another owner has claimed the run the executor stops,
         writing nothing more and cancelling nothing remote.
@@ -267,7 +268,7 @@ class RunHost:
         elif self._cancelled is not None:
             executor.cancel(self._cancelled)
         if created is not None:
-            await created.wait()
+            executor.after_record(created)
         self._executors[run.id] = executor
         dag = run.dag.name
         self.events.publish(RunChanged(run.id, dag, None, RunState.RUNNING, time.time()))
@@ -275,7 +276,8 @@ class RunHost:
             try:
                 await executor.execute()
             except* (StoreError, LeaseLost) as group:
-                raise _halted(run, group) from None
+                # a run whose record was refused was never stored: the refusal, as it is
+                raise executor.record_refusal or _halted(run, group) from None
         finally:
             del self._executors[run.id]
             if self.callbacks is not None:

@@ -239,7 +239,7 @@ async def run_dag(
     async with RunHost(store, conns, connectors=connectors, clock=clock, publish=False) as host:
         created = None
         if store is not None:
-            # stored while the connectors and the executor are set up; awaited before any job
+            # stored while the connectors and the executor are set up, and its jobs start
             created = send_new_run(store, run, owner=host.owner, at=time.time(), exclusive=False)
         return await host.run(
             run,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,21 @@ from orchestrator.connectors.registry import job_types
 from orchestrator.engine import journal
 from orchestrator.engine.durable import record_new_run
 from orchestrator.engine.executor import RunExecutor
-from orchestrator.engine.records import Run
+from orchestrator.engine.records import JobRun, Run
 from orchestrator.model.dag import DAG, Job
-from orchestrator.model.states import AttemptState, RunState
+from orchestrator.model.states import AttemptState, JobState, RunState
 from orchestrator.runtime.connectors import ConnectorSet
 from orchestrator.runtime.prepare import prepare_run
-from orchestrator.store.base import AttemptRow, Changes, Operation, Receipt
+from orchestrator.runtime.runs import run_dag
+from orchestrator.store.base import (
+    AttemptRow,
+    Changes,
+    CreateRun,
+    Operation,
+    Receipt,
+    RunTransition,
+    StaleWrite,
+)
 from orchestrator.store.memory import MemoryStore
 from orchestrator.store.sqlite import SQLiteStore
 
@@ -36,19 +46,29 @@ def attempt_rows(ops: Sequence[Operation]) -> list[AttemptRow]:
 
 class GatedStore(MemoryStore):
     """A memory store that holds every batch from the first one with an attempt row in
-    ``hold`` on (in order: a batch after a held one is held too) until :meth:`release`."""
+    ``hold`` on, or with a run's record if ``hold_records`` (in order: a batch after a held one
+    is held too) until :meth:`release` (or :meth:`refuse`). ``batches``: each handed to it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.hold: set[AttemptState] = set()
+        self.hold_records = False
         self.held: list[tuple[list[Operation], Receipt]] = []
+        self.batches: list[list[Operation]] = []
 
     def submit(self, ops: Sequence[Operation]) -> Receipt:
-        if self.held or any(row.state in self.hold for row in attempt_rows(ops)):
+        self.batches.append(list(ops))
+        record = self.hold_records and any(isinstance(op, CreateRun) for op in ops)
+        if self.held or record or any(row.state in self.hold for row in attempt_rows(ops)):
             receipt = Receipt()
             self.held.append((list(ops), receipt))
             return receipt
         return super().submit(ops)
+
+    def refuse(self, error: Exception) -> None:
+        held, self.held = self.held, []
+        for _, receipt in held:
+            receipt.settle(error)
 
     def holds(self, state: AttemptState) -> bool:
         return any(row.state is state for ops, _ in self.held for row in attempt_rows(ops))
@@ -124,6 +144,74 @@ async def test_no_request_leaves_until_the_store_says_its_record_is_durable(
     assert run.state is RunState.SUCCEEDED
     assert spy.submits == 1
     assert spy.polls >= 1
+
+
+def job_states(seen: list[tuple[str, JobState]]) -> Callable[[JobRun, JobState], None]:
+    """An observer of a run's jobs: each step as (job, new state)."""
+    return lambda jr, old: seen.append((jr.id, jr.state))
+
+
+async def test_a_new_run_starts_while_its_record_is_written(clock: FakeClock) -> None:
+    """run_dag hands the store the run's record and starts the run without waiting for it:
+    its first job gets as far as its write-ahead record meanwhile; that record, and the run's
+    start, wait for the run's record to be durable, then go in one batch, and only then does
+    the request leave."""
+    store = GatedStore()
+    store.hold_records = True
+    spy = Spy(FakeRemote(clock=clock))
+    with DAG("early") as dag:
+        Job("a", "fake")
+    dag.validate()
+    seen: list[tuple[str, JobState]] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            partial(
+                run_dag, dag, store=store, connectors={"fake": spy}, observers=[job_states(seen)]
+            )
+        )
+        await until(lambda: ("a", JobState.SUBMITTING) in seen)
+        await turns(4 * journal.FLUSH_TURNS)
+        [(record, _)] = store.held  # the run's record, and nothing after it
+        assert [type(op) for op in record] == [CreateRun]
+        assert (len(store.batches), spy.submits) == (1, 0)
+        store.hold_records = False
+        store.release()
+    assert spy.submits == 1
+    [run] = store.runs.values()
+    assert run.state is RunState.SUCCEEDED
+    first = store.batches[1]
+    assert any(isinstance(op, RunTransition) for op in first)  # the run's start
+    assert [row.state for row in attempt_rows(first)] == [AttemptState.SUBMITTING]
+
+
+async def test_a_run_whose_record_is_refused_writes_and_submits_nothing(
+    clock: FakeClock,
+) -> None:
+    """The store refuses the run's record while the run has started: run_dag raises the
+    refusal as it is, nothing more of the run was handed to the store, and no job left."""
+    store = GatedStore()
+    store.hold_records = True
+    spy = Spy(FakeRemote(clock=clock))
+    with DAG("refused_late") as dag:
+        Job("a", "fake")
+        Job("b", "fake")
+    dag.validate()
+    seen: list[tuple[str, JobState]] = []
+    failure: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await run_dag(dag, store=store, connectors={"fake": spy}, observers=[job_states(seen)])
+        except StaleWrite as exc:
+            failure.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await until(lambda: ("a", JobState.SUBMITTING) in seen)
+        store.refuse(StaleWrite("run x exists"))
+    assert [str(exc) for exc in failure] == ["run x exists"]
+    assert (len(store.batches), spy.submits) == (1, 0)
+    assert store.runs == {}
 
 
 class Recording(MemoryStore):
