@@ -89,9 +89,9 @@ class ConnectorHub:
         """Open what ``dag``'s jobs need (each connector once per host); the hub, which a run's
         executor asks for its connectors (``get``)."""
         types = self._types if self._types is not None else job_types()
-        for job in dag:
-            job_type = types[job.type]
-            key = self.key(job_type, job.connection)
+        for type_name, connection in {(job.type, job.connection): None for job in dag}:
+            job_type = types[type_name]
+            key = self.key(job_type, connection)
             if job_type.name in self._overrides or key in self._open:
                 continue
             if self._send is None:

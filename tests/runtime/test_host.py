@@ -11,8 +11,11 @@ from aiohttp import web
 
 from orchestrator import DAG, Job
 from orchestrator.connections import Connection
+from orchestrator.connectors.base import JobType
+from orchestrator.connectors.registry import job_types
 from orchestrator.engine.records import Run
 from orchestrator.runtime.host import RunHost
+from orchestrator.runtime.hub import ConnectorHub
 from orchestrator.runtime.prepare import prepare_run
 from orchestrator.testing.simulators.base import Behaviour
 from orchestrator.testing.simulators.jobs_api import JobsApiSimulator
@@ -144,3 +147,29 @@ async def test_hosts_raise_the_collectors_threshold_while_they_run() -> None:
         assert gc.get_threshold()[0] == 20_000
     finally:
         gc.set_threshold(*before)
+
+
+class CountingTypes(dict[str, JobType]):
+    """The job types, counting the lookups."""
+
+    lookups = 0
+
+    def __getitem__(self, name: str) -> JobType:
+        self.lookups += 1
+        return super().__getitem__(name)
+
+
+async def test_the_hub_looks_each_job_type_and_connection_up_once_per_dag() -> None:
+    """A DAG of many jobs of one type opens its connector after one lookup, not one a job
+    (part of a run's start)."""
+    types = CountingTypes(job_types())
+    hub = ConnectorHub(job_types=types)
+    with DAG("many") as dag:
+        for i in range(50):
+            Job(f"j{i}", "fake")
+    dag.validate()
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.serve)
+        await hub.open_for(dag)
+        hub.close()
+    assert types.lookups == 1
