@@ -109,6 +109,31 @@ def test_python_dag_run_with_run_dag_imports_neither(tmp_path: Path) -> None:
     assert _heavy(_modules_after(code, tmp_path)) == []
 
 
+def test_the_store_writer_starts_on_sqlites_c_module_alone(tmp_path: Path) -> None:
+    """The SQLite store's writer process, which every run with a store waits for before its
+    first commit, imports neither the sqlite3 package (its datetime adapters) nor threading
+    (the checkpoint thread starts with the first checkpoint): it is started as here."""
+    from orchestrator.store.sqlite import client, writer
+
+    folder = os.path.dirname(writer.__file__)
+    script = (
+        f"import sys; sys.path.insert(0, {folder!r}); import writer, json; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    flags = [flag for flag in client._WRITER[1:] if flag.startswith("-") and flag != "-c"]
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    modules = set(json.loads(done.stdout))
+    assert "_sqlite3" in modules
+    assert modules & {"sqlite3", "datetime", "threading"} == set()
+
+
 CONNECTORS = ("alation", "celonis", "fake", "granta", "ocapi", "rest", "trifacta")
 
 

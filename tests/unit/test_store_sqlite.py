@@ -35,6 +35,7 @@ from orchestrator.store.open import default_db_path, open_store, sqlite_path, wi
 from orchestrator.store.sqlite import SQLiteStore, migrations
 from orchestrator.store.sqlite.migrations import LATEST, MIGRATIONS, statements
 from orchestrator.store.sqlite.writer import CHECKPOINT_EVERY
+from orchestrator.store.sqlite.writer_checkpoints import _Checkpointer
 
 from ..store_ops import attempt, job, run_lifecycles
 
@@ -903,6 +904,25 @@ async def test_a_failed_checkpoint_thread_hands_checkpoints_back_to_sqlite(tmp_p
         await store.apply([create()])
         autocheckpoint = (await store._call("settings"))[4]
     assert autocheckpoint == 1000
+
+
+def test_the_checkpoint_connection_opens_with_the_first_checkpoint() -> None:
+    """The checkpoint thread and its connection start once a checkpoint is due, not with the
+    writer (whose start the engine's first commit waits for); a connection that cannot be
+    opened then hands checkpoints back to SQLite, as a failed thread does."""
+    opened: list[int] = []
+
+    def connect() -> sqlite3.Connection:
+        opened.append(1)
+        raise sqlite3.OperationalError("unable to open database file")
+
+    checkpointer = _Checkpointer(connect)
+    for _ in range(CHECKPOINT_EVERY - 1):
+        checkpointer.committed()
+    assert (opened, checkpointer.failed) == ([], False)
+    checkpointer.committed()
+    checkpointer.close()  # joins the thread
+    assert (opened, checkpointer.failed) == ([1], True)
 
 
 async def test_lease_expiry_is_judged_on_the_stores_clock(tmp_path: Path) -> None:

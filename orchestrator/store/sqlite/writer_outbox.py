@@ -6,7 +6,7 @@ process (``python -I -S``, its folder on the path)."""
 
 from __future__ import annotations
 
-import sqlite3
+import _sqlite3 as sqlite3
 
 TYPE_CHECKING = False  # no typing at run time: see writer.py
 if TYPE_CHECKING:
