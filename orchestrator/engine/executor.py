@@ -25,6 +25,7 @@ import anyio.lowlevel
 import structlog
 
 from ..clock import Clock, RealClock
+from ..connectors.base import JobType
 from ..errors import StoreError
 from ..model.outcome import FAILURES, run_failure
 from ..model.states import JobState, RunState
@@ -151,13 +152,24 @@ class RunExecutor(RetryWaits, Calls):
         self._tg: Any = None
         self._log = structlog.get_logger("orchestrator.engine").bind(dag=dag.name, run=run.id)
         self._debug = self._log.is_enabled_for(logging.DEBUG)  # once: a state change is hot
+        # once a run, for each of its jobs (10,000 jobs: a tenth of a run of instant ones): the
+        # job types looked up once each, and no pools worked out for a job without any
+        types: dict[str, JobType] = {}
+        limits = self._slots.limits
+        jobs = run.jobs
         for job in dag:
-            pools = tuple(f"{run.id}/{pool}" for pool in job.pools)
-            if job.connection and f"connection:{job.connection}" in self._slots.limits:
+            job_type = types.get(job.type)
+            if job_type is None:
+                job_type = types[job.type] = job_types[job.type]
+            pools: tuple[str, ...] = ()
+            if job.pool is not None:
+                pools = tuple(f"{run.id}/{pool}" for pool in job.pools)
+            if job.connection and f"connection:{job.connection}" in limits:
                 pools = (*pools, f"connection:{job.connection}")
-            jr = run.jobs[job.id] = JobRun(job, job_types[job.type], pools)
-        for job_id, jr in run.jobs.items():
-            jr.children = [run.jobs[c] for c in dag.successors[job_id]]
+            jobs[job.id] = JobRun(job, job_type, pools)
+        successors = dag.successors
+        for job_id, jr in jobs.items():
+            jr.children = [jobs[c] for c in successors[job_id]]
             jr.counts.total = dag.in_degree(job_id)
 
     # -- public --------------------------------------------------------------------------
