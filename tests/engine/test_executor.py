@@ -14,6 +14,7 @@ from orchestrator.clock import FakeClock
 from orchestrator.connectors.base import (
     CancelResult,
     ConnectorBase,
+    JobType,
     PollResult,
     RemoteHandle,
     RemoteStatus,
@@ -685,3 +686,26 @@ async def test_one_job_cancelled_alone_the_run_goes_on(
     assert len(remote.cancels) == 1  # the remote job of `hang`, and nothing else
     assert executor.cancel_job("hang") == "cancelled"  # again: answered the same way
     assert run.state is RunState.FAILED  # a job was cancelled: the run did not succeed
+
+
+class CountingTypes(dict[str, JobType]):
+    """The job types, counting the lookups."""
+
+    lookups = 0
+
+    def __getitem__(self, name: str) -> JobType:
+        self.lookups += 1
+        return super().__getitem__(name)
+
+
+async def test_a_run_looks_each_job_type_up_once() -> None:
+    """Setting up a run of many jobs of one type looks the type up once, not once a job."""
+    with DAG("many") as dag:
+        for i in range(50):
+            Job(f"j{i}", "fake")
+    dag.validate()
+    types = CountingTypes(job_types())
+    run = prepare_run(dag)
+    RunExecutor(run, ConnectorSet(dag, {}, {}), job_types=types)
+    assert types.lookups == 1
+    assert {jr.job_type.name for jr in run.jobs.values()} == {"fake"}
