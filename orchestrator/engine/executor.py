@@ -270,7 +270,7 @@ class RunExecutor(RetryWaits, Calls):
             run.started_at = self._clock.time()
         self._remaining = sum(1 for jr in run.jobs.values() if not jr.state.terminal)
         self._log.info("run.resumed" if self._resumed else "run.started", jobs=len(run.jobs))
-        if self._recording is not None:  # the steps wait for the run's record: the jobs don't
+        if self._recording is not None:  # the record is being written: the jobs start meanwhile
             self._commit_soon()
         else:
             await self._commit()

@@ -110,7 +110,7 @@ class Journal:
     _watched: frozenset[str]  # the jobs whose end the sink is told of (with a store only)
     _sink_pending: bool  # a batch to come holds operations of the sink
     _new_jobs: Sequence[str] = ()  # jobs added to the run (a map's instances), to insert
-    # a new run's record (see record_new_run) until it is durable (kept if refused): nothing
+    # a new run's record (see after_record) until it is durable (kept if refused): nothing
     # more of the run is handed over meanwhile
     _recording: Receipt | None = None
 

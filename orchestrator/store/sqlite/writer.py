@@ -37,7 +37,6 @@ import time
 # The writer starts with every run: what the annotations name is imported for type checkers only
 # (typing was over a third of its imports' time), and signals are set through the signal
 # module's C half (the module wraps it in enums, and enum took a third of what was left).
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
