@@ -14,7 +14,6 @@ from orchestrator.clock import FakeClock
 from orchestrator.connectors.base import (
     CancelResult,
     ConnectorBase,
-    JobType,
     PollResult,
     RemoteHandle,
     RemoteStatus,
@@ -30,6 +29,7 @@ from orchestrator.model.states import JobState, RunState
 from orchestrator.runtime.connectors import ConnectorSet
 from orchestrator.runtime.prepare import prepare_run
 
+from ..counting import CountingTypes
 from .conftest import RunFn
 
 S, F, UF, SK, C = (
@@ -686,16 +686,6 @@ async def test_one_job_cancelled_alone_the_run_goes_on(
     assert len(remote.cancels) == 1  # the remote job of `hang`, and nothing else
     assert executor.cancel_job("hang") == "cancelled"  # again: answered the same way
     assert run.state is RunState.FAILED  # a job was cancelled: the run did not succeed
-
-
-class CountingTypes(dict[str, JobType]):
-    """The job types, counting the lookups."""
-
-    lookups = 0
-
-    def __getitem__(self, name: str) -> JobType:
-        self.lookups += 1
-        return super().__getitem__(name)
 
 
 async def test_a_run_looks_each_job_type_up_once() -> None:

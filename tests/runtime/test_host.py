@@ -11,7 +11,6 @@ from aiohttp import web
 
 from orchestrator import DAG, Job
 from orchestrator.connections import Connection
-from orchestrator.connectors.base import JobType
 from orchestrator.connectors.registry import job_types
 from orchestrator.engine.records import Run
 from orchestrator.runtime.host import RunHost
@@ -20,6 +19,7 @@ from orchestrator.runtime.prepare import prepare_run
 from orchestrator.testing.simulators.base import Behaviour
 from orchestrator.testing.simulators.jobs_api import JobsApiSimulator
 from tests.contract.conftest import serve  # noqa: F401 - the fixture
+from tests.counting import CountingTypes
 
 HTTP_JOB: dict[str, Any] = {
     "submit": {"method": "POST", "path": "/jobs", "body": {"name": "work"}},
@@ -147,16 +147,6 @@ async def test_hosts_raise_the_collectors_threshold_while_they_run() -> None:
         assert gc.get_threshold()[0] == 20_000
     finally:
         gc.set_threshold(*before)
-
-
-class CountingTypes(dict[str, JobType]):
-    """The job types, counting the lookups."""
-
-    lookups = 0
-
-    def __getitem__(self, name: str) -> JobType:
-        self.lookups += 1
-        return super().__getitem__(name)
 
 
 async def test_the_hub_looks_each_job_type_and_connection_up_once_per_dag() -> None:
