@@ -249,16 +249,19 @@ class RunExecutor(RetryWaits, Calls):
         """Run to its end. The tasks that follow the store's receipts live in a task group that
         outlives the run's own (the first and the last commits are made outside it)."""
         failure: StoreError | LeaseLost | None = None
-        async with anyio.create_task_group() as writes:
-            self._writes = writes
-            try:
-                await self._execute()
-            except (StoreError, LeaseLost) as exc:
-                failure = exc
-            finally:  # the run's own pools leave the slots it may share with other runs
-                for pool in self._own_pools:
-                    self._slots.limits.pop(pool, None)
-                    self._slots.used.pop(pool, None)
+        try:
+            async with anyio.create_task_group() as writes:
+                self._writes = writes
+                try:
+                    await self._execute()
+                except (StoreError, LeaseLost) as exc:
+                    failure = exc
+                finally:  # the run's own pools leave the slots it may share with other runs
+                    for pool in self._own_pools:
+                        self._slots.limits.pop(pool, None)
+                        self._slots.used.pop(pool, None)
+        finally:
+            self._ended = True  # nothing more is handed over (see Journal._flush)
         if failure is not None:
             raise failure
         return self.run

@@ -113,6 +113,9 @@ class Journal:
     # a new run's record (see after_record) until it is durable (kept if refused): nothing
     # more of the run is handed over meanwhile
     _recording: Receipt | None = None
+    # execute() has returned (or was cancelled from outside, as a crash would stop it): what
+    # was not handed over by then never is (a run's record that becomes durable later, say)
+    _ended = False
 
     if TYPE_CHECKING:
 
@@ -354,6 +357,8 @@ class Journal:
         assert self._store is not None
         self._flush_scheduled = False
         self._flushes += 1
+        if self._ended:
+            return  # stopped from outside: as after a crash, what was not written is not
         if self._recording is not None:
             return  # handed over once the run's record is durable (see _recorded)
         if not (self._filling or self._after_flush or self._unwritten()):

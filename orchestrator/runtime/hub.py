@@ -74,8 +74,9 @@ class ConnectorHub:
                     except Exception as exc:
                         self._failed[key] = exc
                     opened.set()
-            finally:
+            finally:  # closed here too: a host cancelled from outside may not get to close()
                 self._send = None
+                send.close()
 
     def close(self) -> None:
         """No more connectors: the opener closes those it opened and ends."""

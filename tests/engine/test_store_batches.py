@@ -214,6 +214,43 @@ async def test_a_run_whose_record_is_refused_writes_and_submits_nothing(
     assert store.runs == {}
 
 
+@pytest.mark.parametrize("waiting", [False, True])
+async def test_a_run_stopped_from_outside_while_its_record_is_written(
+    clock: FakeClock, waiting: bool
+) -> None:
+    """run_dag cancelled by its caller (a script's Ctrl-C, a timeout around it) before the
+    run's record is durable, at once or once a job waits for its write-ahead record: the
+    record is kept as the store writes it, and nothing more is handed over (as a crash there
+    would leave it: the run resumable, no job of it submitted)."""
+    store = GatedStore()
+    store.hold_records = True
+    spy = Spy(FakeRemote(clock=clock))
+    with DAG("stopped_early") as dag:
+        Job("a", "fake") >> Job("b", "fake")
+    dag.validate()
+    seen: list[tuple[str, JobState]] = []
+    caller = anyio.CancelScope()
+
+    async def run() -> None:
+        with caller:
+            await run_dag(dag, store=store, connectors={"fake": spy}, observers=[job_states(seen)])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await until(lambda: ("a", JobState.SUBMITTING if waiting else JobState.QUEUED) in seen)
+        caller.cancel()
+        await turns(4 * journal.FLUSH_TURNS)
+        store.hold_records = False
+        store.release()  # settles the record: nothing follows it
+        await turns(4 * journal.FLUSH_TURNS)
+    assert [[type(op) for op in batch] for batch in store.batches] == [[CreateRun]]
+    assert spy.submits == 0
+    [run] = store.runs.values()
+    assert run.state is RunState.QUEUED
+    stored = await store.get_jobs(run.id)
+    assert {job.state for job in stored.values()} == {JobState.PENDING}
+
+
 class Recording(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
