@@ -2,7 +2,7 @@
 without a store and with the SQLite store.
 
     python tests/bench/bench_http.py [--jobs 1000] [--concurrency 100] [--repeat 3]
-        [--writer-cpu any|client|simulator] [--no-pin]
+        [--writer-cpu any|client|simulator] [--no-pin] [--connector]
 
 Each of N jobs submits (POST /jobs) and polls once (GET /jobs/{id}: the simulator's jobs take no
 time, so the first poll answers done). The simulator runs in its own process
