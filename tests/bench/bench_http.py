@@ -233,15 +233,22 @@ async def connector_alone(base: str, n: int, concurrency: int) -> None:
 
 
 def place_writers() -> None:
-    """Put the store's writer process on ``WRITER_CPUS`` as it is launched: its interpreter
-    starts while the store opens, and on the clients' core it would start there."""
+    """Launch the store's writer process on ``WRITER_CPUS``: the thread that launches it takes
+    those cores for the launch, so that the process starts there. A process inherits the cores
+    of the thread that starts it and is placed among them when it executes its program: set
+    after, its interpreter would start on the clients' core, beside the store's opening, and
+    move off only when the system rebalances."""
     launch = WriterClient.launch
 
     def launch_placed() -> Launched:
-        launched = launch()
-        if WRITER_CPUS is not None:
-            os.sched_setaffinity(launched.process.pid, WRITER_CPUS)
-        return launched
+        if WRITER_CPUS is None:
+            return launch()
+        own = os.sched_getaffinity(0)  # this thread's (0: the calling thread, on Linux)
+        os.sched_setaffinity(0, WRITER_CPUS)
+        try:
+            return launch()
+        finally:
+            os.sched_setaffinity(0, own)
 
     WriterClient.launch = staticmethod(launch_placed)  # type: ignore[method-assign]
 
