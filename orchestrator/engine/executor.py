@@ -126,6 +126,7 @@ class RunExecutor(RetryWaits, Calls):
         self._ops: list[Operation] = []
         # what changed since the last hand-over to the store (see _changes)
         self._dirty: list[JobRun] = []
+        self._queued: list[JobRun] = []  # their step to `queued` not handed over yet
         self._events: list[StateEvent] = []
         self._attempt_rows: list[AttemptRow] = []  # of attempts no longer current
         self._flush_scheduled = False  # a batch of this turn of the loop is due

@@ -3,6 +3,14 @@ since the last hand-over to the store (the jobs and attempts marked dirty, and t
 their steps as records), and handed over in group commits: the writes asked for in a few turns of
 the event loop (:data:`FLUSH_TURNS`) go to the store as one batch, in the order they were made.
 
+One step waits: a job that becomes ``queued`` (its upstream done, waiting for a slot) is written
+with its next step, when a worker takes it, in one row with it; or once it has waited
+:data:`QUEUED_WRITE_WITHIN` seconds; or before the run's own next state. Nothing depends on it
+being durable (a run resumed queues its pending jobs again), and a run that starts with a
+thousand jobs ready wrote a thousand rows before its first submission could leave. Each job's
+events stay in order, and the run's after its jobs'; a queued event can follow later events of
+other jobs.
+
 :class:`Journal` is a part of :class:`~orchestrator.engine.executor.RunExecutor` (its state is
 the executor's, set up by its constructor): the executor's hot path calls these methods on
 itself, as it did when they were written in one class.
@@ -55,6 +63,8 @@ DIRTY_ATTEMPT = 2  # its current attempt did
 # read on every state change: a global is read in a tenth of the time of an enum's attribute
 _RETRY_WAIT = JobState.RETRY_WAIT
 _RUNNING = AttemptState.RUNNING
+_PENDING = JobState.PENDING
+_QUEUED = JobState.QUEUED
 # Turns of the event loop a batch gathers writes before it is handed over, unless half the run's
 # slots wait on it first. A turn of an idle loop is a few microseconds; a busy loop's turns each
 # add the writes of the jobs whose answers came in: with the store's writer on the same core,
@@ -62,6 +72,9 @@ _RUNNING = AttemptState.RUNNING
 # batches and commits (bench_http.py: 413 -> 245 batches for 1,000 jobs, the writer's CPU
 # 170-210 -> 120-140 µs a job).
 FLUSH_TURNS = 4
+# Seconds a job's step to `queued` waits at most for its next step before it is written alone
+# (see the module doc): what the store shows of a job waiting for a slot is that old at most.
+QUEUED_WRITE_WITHIN = 1.0
 # the records of the store are built from all their fields at once, in C (a NamedTuple's own
 # constructor is a Python function: twice the time, on the hot path of every state change)
 _new = tuple.__new__
@@ -97,6 +110,7 @@ class Journal:
     _observers: list[Observer]
     _ops: list[Operation]
     _dirty: list[JobRun]
+    _queued: list[JobRun]  # jobs whose step to `queued` may still wait (see _wait_queued)
     _events: list[StateEvent]
     _attempt_rows: list[AttemptRow]
     _flush_scheduled: bool
@@ -141,10 +155,16 @@ class Journal:
             jr.ended_at = at
             self._log_end(jr)
         if self._store is not None:
-            self._events.append(_new(JobEvent, (jr.id, old, new, at, error or None)))
-            if not jr.dirty:
-                self._dirty.append(jr)
-            jr.dirty |= DIRTY_JOB
+            event = _new(JobEvent, (jr.id, old, new, at, error or None))
+            if new is _QUEUED and old is _PENDING and not jr.dirty:
+                self._wait_queued(jr, event)  # written with its next step, or soon
+            else:
+                if jr.queued_event is not None:
+                    self._queued_step(jr)
+                self._events.append(event)
+                if not jr.dirty:
+                    self._dirty.append(jr)
+                jr.dirty |= DIRTY_JOB
             if terminal and jr.id in self._watched:
                 self._job_ended(jr, at)
         for observer in self._observers:
@@ -188,6 +208,7 @@ class Journal:
         self.run.state = new
         if self._store is not None:
             error = self.run.error if new.terminal else None
+            self._queued_steps()
             self._cut()  # the run's event after those of its jobs so far
             self._ops.append(
                 RunTransition(self.run.id, old, new, self._clock.time(), error, self.lease)
@@ -210,6 +231,8 @@ class Journal:
         it again."""
         if self._store is None:
             return
+        if jr.queued_event is not None:
+            self._queued_step(jr)
         at = self._clock.time()
         row = jr.attempt_row
         n = jr.attempts
@@ -246,6 +269,35 @@ class Journal:
         if not jr.dirty:
             self._dirty.append(jr)
         jr.dirty |= DIRTY_ATTEMPT
+
+    def _wait_queued(self, jr: JobRun, event: JobEvent) -> None:
+        """Keep ``jr``'s step to ``queued`` (``event``) off the next batch (see the module doc):
+        its next step takes it along (:meth:`_queued_step`), or the timer, or the run's state."""
+        jr.queued_event = event
+        if not self._queued:
+            asyncio.get_running_loop().call_later(QUEUED_WRITE_WITHIN, self._queued_due)
+        self._queued.append(jr)
+
+    def _queued_step(self, jr: JobRun) -> None:
+        """``jr``'s waiting step to ``queued``, into the changes, before anything after it."""
+        self._events.append(jr.queued_event)  # type: ignore[arg-type]
+        jr.queued_event = None
+        if not jr.dirty:
+            self._dirty.append(jr)
+        jr.dirty |= DIRTY_JOB
+
+    def _queued_steps(self) -> None:
+        """Every step to ``queued`` that still waits, into the changes."""
+        for jr in self._queued:
+            if jr.queued_event is not None:
+                self._queued_step(jr)
+        self._queued = []
+
+    def _queued_due(self) -> None:
+        """The steps to ``queued`` have waited long enough: to the store with the next batch."""
+        if self._queued and not self._ended:
+            self._queued_steps()
+            self._commit_soon()
 
     def _changes(self) -> Changes:
         """The rows of what changed since the last hand-over, one per job and attempt however

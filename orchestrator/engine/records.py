@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..model.dag import DAG, Job
     from ..model.retry import RetryPolicy
     from ..model.states import AttemptState
-    from ..store.base import AttemptRow
+    from ..store.base import AttemptRow, JobEvent
 
 
 class Wakeable(Protocol):
@@ -49,6 +49,7 @@ class JobRun:
         "policy",
         "pools",
         "priority",
+        "queued_event",
         "remote_status",
         "retry_at",
         "rule",
@@ -92,6 +93,8 @@ class JobRun:
         self.attempt_row: AttemptRow | None = None
         self.attempt_stored: AttemptState | None = None
         self.dirty = 0  # DIRTY_JOB | DIRTY_ATTEMPT
+        # its step to `queued`, while it waits to be written with the job's next (journal.py)
+        self.queued_event: JobEvent | None = None
         self.wake_event: Wakeable | None = None
         self.woken = False
         self.has_tokens = job.has_tokens

@@ -327,3 +327,121 @@ async def test_writes_of_several_turns_of_the_loop_go_in_one_batch(clock: FakeCl
     # worker's job and of the seven started a turn later, then the eight ends (a batch a turn
     # of the loop made seven, of 1-6 rows)
     assert [len(attempt_rows(ops)) for ops in store.batches] == [0, 8, 8]
+
+
+def steps_of(events: Sequence[Any], job_id: str) -> list[tuple[str | None, str]]:
+    """A job's stored steps, in the order of the event log."""
+    return [(e.old, e.new) for e in events if e.kind == "job" and e.job_id == job_id]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_jobs_waiting_for_a_slot_are_written_with_their_next_step(
+    clock: FakeClock, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty jobs ready at once for two slots: no batch writes a row only to say that a job is
+    queued. Each job's step to queued goes in one row with its next step (its attempt's
+    write-ahead record), so the first submissions wait for two jobs' rows, not twenty; the
+    event log still has every step, each job's in order, and the run's after them."""
+    monkeypatch.setattr(journal, "QUEUED_WRITE_WITHIN", 3600.0)  # not by the timer
+    store: Recording | RecordingSQLite
+    store = Recording() if kind == "memory" else await RecordingSQLite.open(tmp_path / "s.db")
+    try:
+        with DAG("slots", concurrency=2) as dag:
+            for i in range(20):
+                Job(f"j{i:02}", "fake", duration="1s")
+        dag.validate()
+        run = prepare_run(dag)
+        await record_new_run(store, run, owner="me", at=0, exclusive=False)
+        async with (
+            clock,
+            ConnectorSet(dag, {}, {"fake": FakeConnector(FakeRemote(clock=clock))}) as c,
+        ):
+            await RunExecutor(run, c, job_types=job_types(), clock=clock, store=store).execute()
+        assert run.state is RunState.SUCCEEDED
+        rows = [
+            row for ops in store.batches for op in ops if isinstance(op, Changes) for row in op.jobs
+        ]
+        assert [row.state for row in rows if row.state is JobState.QUEUED] == []
+        first = next(ops for ops in store.batches if attempt_rows(ops))
+        jobs_in_first = {row.job_id for op in first if isinstance(op, Changes) for row in op.jobs}
+        assert jobs_in_first == {row.job_id for row in attempt_rows(first)}
+        assert len(jobs_in_first) <= 2
+        events = await store.get_events(run.id)
+        for i in range(20):
+            assert steps_of(events, f"j{i:02}")[:2] == [
+                ("pending", "queued"),
+                ("queued", "submitting"),
+            ]
+        assert (events[-1].kind, events[-1].new) == ("run", "succeeded")
+        stored = await store.get_jobs(run.id)
+        assert {job.state for job in stored.values()} == {JobState.SUCCEEDED}
+    finally:
+        await store.aclose()
+
+
+def blocked_run(name: str) -> tuple[DAG, Run]:
+    """One slot, taken by a job that never ends (the fake clock is not driven): the two others
+    wait for it, queued."""
+    with DAG(name, concurrency=1) as dag:
+        Job("a", "fake", duration="1h", priority=1)
+        Job("b", "fake")
+        Job("c", "fake")
+    dag.validate()
+    return dag, prepare_run(dag)
+
+
+async def test_a_job_waiting_for_a_slot_is_stored_queued_within_the_bound(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that waits for a slot longer than QUEUED_WRITE_WITHIN is written queued on its
+    own: what the store shows of it is never older than that."""
+    monkeypatch.setattr(journal, "QUEUED_WRITE_WITHIN", 0.05)
+    store = MemoryStore()
+    dag, run = blocked_run("bounded")
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+
+    async def stored(job_id: str) -> JobState:
+        return (await store.get_jobs(run.id))[job_id].state
+
+    async with ConnectorSet(dag, {}, {"fake": FakeConnector(FakeRemote(clock=clock))}) as c:
+        executor = RunExecutor(run, c, job_types=job_types(), clock=clock, store=store)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(executor.execute)
+            with anyio.fail_after(10):
+                while {await stored("b"), await stored("c")} != {JobState.QUEUED}:
+                    await anyio.sleep(0.01)
+            assert await stored("a") is JobState.RUNNING
+            executor.cancel("enough")
+    assert run.state is RunState.CANCELLED
+
+
+async def test_the_run_s_end_writes_the_steps_to_queued_that_waited(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs still waiting for a slot when the run ends (cancelled here) have their step to
+    queued written before their end, and the run's end after both."""
+    monkeypatch.setattr(journal, "QUEUED_WRITE_WITHIN", 3600.0)
+    store = MemoryStore()
+    dag, run = blocked_run("ended")
+    await record_new_run(store, run, owner="me", at=0, exclusive=False)
+    seen: list[tuple[str, JobState]] = []
+    async with ConnectorSet(dag, {}, {"fake": FakeConnector(FakeRemote(clock=clock))}) as c:
+        executor = RunExecutor(
+            run, c, job_types=job_types(), clock=clock, store=store, observers=[job_states(seen)]
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(executor.execute)
+            await until(lambda: ("a", JobState.RUNNING) in seen)
+            await turns(4 * journal.FLUSH_TURNS)
+            jobs = await store.get_jobs(run.id)
+            assert (jobs["a"].state, jobs["b"].state, jobs["c"].state) == (
+                JobState.RUNNING,
+                JobState.PENDING,  # queued, not written yet
+                JobState.PENDING,
+            )
+            executor.cancel("enough")
+    assert run.state is RunState.CANCELLED
+    events = await store.get_events(run.id)
+    for job_id in ("b", "c"):
+        assert steps_of(events, job_id) == [("pending", "queued"), ("queued", "cancelled")]
+    assert (events[-1].kind, events[-1].new) == ("run", "cancelled")
