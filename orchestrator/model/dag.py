@@ -17,6 +17,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ..errors import DagError
 from . import refs
 from .durations import parse_duration
 from .graph import topological
@@ -75,8 +76,13 @@ class Job:
         self.vertex = id if vertex is None else vertex
         # upstream outputs built in Python (``a.outputs.path``) are written as references, and
         # make this job depend on theirs
-        params, sources = refs.outputs_in(params)
-        self.map, map_sources = refs.outputs_in(map)
+        try:
+            params, sources = refs.outputs_in(params)
+            self.map, map_sources = refs.outputs_in(map)
+        except RecursionError:  # a value that contains itself, or nested beyond any need
+            raise DagError(
+                f"job {id!r}: a field contains itself, or is nested too deep to store"
+            ) from None
         self.params = params
         self.map_limit = map_limit
         self._tokens: tuple[dict[str, Any], bool] | None = None  # params and has_tokens

@@ -251,6 +251,17 @@ def test_a_python_job_whose_call_cannot_be_called_is_refused(call: Any, message:
     assert info.value.problems == [f"dag 'd': job 'a': field 'call': {message}"]
 
 
+def test_a_field_that_contains_itself_is_refused_naming_the_job() -> None:
+    looped: dict[str, Any] = {"a": 1}
+    looped["self"] = looped
+    with pytest.raises(DagError, match="job 'j': a field contains itself"):
+        Job("j", "fake", body=looped)
+    listed: list[Any] = []
+    listed.append(listed)
+    with pytest.raises(DagError, match="job 'k'"):
+        Job("k", "fake", map=listed)
+
+
 def test_a_python_job_with_a_one_argument_callable_is_valid() -> None:
     async def work(ctx: Any) -> None: ...
 
