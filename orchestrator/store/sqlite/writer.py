@@ -241,7 +241,7 @@ class Writer:
         conn = self.conn
         if new_jobs:
             try:
-                conn.executemany(_JOB_INSERT, [(run_id, job_id) for job_id in new_jobs])
+                conn.execute(_JOB_INSERT, (run_id, json_text(new_jobs)))
             except sqlite3.IntegrityError:
                 raise Refused("stale", f"run {run_id}: job {new_jobs[0]} exists") from None
         if jobs:
@@ -321,7 +321,7 @@ class Writer:
             )
         except sqlite3.IntegrityError:
             raise Refused("stale", f"run {run_id} exists") from None
-        conn.executemany(_JOB_INSERT, [(run_id, job_id) for job_id in job_ids])
+        conn.execute(_JOB_INSERT, (run_id, json_text(job_ids)))
         self.events.extend(run_id, f"[{_run_event(None, state, created_at)}]", 1)
 
     def _run_transition(
