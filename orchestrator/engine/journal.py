@@ -295,7 +295,7 @@ class Journal:
 
     def _queued_due(self) -> None:
         """The steps to ``queued`` have waited long enough: to the store with the next batch."""
-        if self._queued and not self._ended:
+        if self._queued and not (self._ended or self._halted):  # halted: nothing more
             self._queued_steps()
             self._commit_soon()
 
