@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import gc
 import io
-import itertools
 import os
 import socket
 import statistics
@@ -75,32 +74,6 @@ CLIENT_CPU, SIMULATOR_CPU = (CPUS[0], CPUS[1]) if len(CPUS) >= 2 else (None, Non
 WRITER_CPUS: set[int] | None = None
 
 
-def writer_pid() -> int | None:
-    """The store's writer process: this process's child running writer.py. Looked for among the
-    children of this process's threads first (it is called inside the timed part: reading every
-    process of /proc took 3 ms there), then among all of /proc."""
-    me = str(os.getpid())
-    children: list[str] = []
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as f:
-                children += f.read().split()
-    except OSError:
-        pass
-    everyone = (entry for entry in os.listdir("/proc") if entry.isdigit())
-    for entry in itertools.chain(children, everyone):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                parent = f.read().rsplit(")", 1)[1].split()[1]
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                command = f.read()
-        except OSError:
-            continue
-        if parent == me and b"writer.py" in command:
-            return int(entry)
-    return None
-
-
 def process_cpu(pid: int) -> float:
     """CPU seconds (user and system) a process has used so far."""
     with open(f"/proc/{pid}/stat") as f:
@@ -109,6 +82,7 @@ def process_cpu(pid: int) -> float:
 
 
 WRITER_CPU_USED: list[float] = []  # the writer's CPU seconds in each store round
+LAUNCHED: list[int] = []  # the process ids of the store's writers, as they are launched
 
 
 def start_simulator(port: int) -> subprocess.Popen[bytes]:
@@ -200,7 +174,7 @@ async def engine(base: str, dag: DAG, concurrency: int, store_path: str | None =
         run = await run_dag(dag, connections={"sim": connection})
     else:
         store = await SQLiteStore.open(store_path)
-        pid = writer_pid()
+        pid = LAUNCHED[-1] if LAUNCHED else None  # the writer this store launched
         try:
             run = await run_dag(dag, connections={"sim": connection}, store=store)
             if pid is not None:  # its start and its work (its last checkpoint comes after)
@@ -242,13 +216,16 @@ def place_writers() -> None:
 
     def launch_placed() -> Launched:
         if WRITER_CPUS is None:
-            return launch()
-        own = os.sched_getaffinity(0)  # this thread's (0: the calling thread, on Linux)
-        os.sched_setaffinity(0, WRITER_CPUS)
-        try:
-            return launch()
-        finally:
-            os.sched_setaffinity(0, own)
+            launched = launch()
+        else:
+            own = os.sched_getaffinity(0)  # this thread's (0: the calling thread, on Linux)
+            os.sched_setaffinity(0, WRITER_CPUS)
+            try:
+                launched = launch()
+            finally:
+                os.sched_setaffinity(0, own)
+        LAUNCHED.append(launched.process.pid)
+        return launched
 
     WriterClient.launch = staticmethod(launch_placed)  # type: ignore[method-assign]
 
