@@ -159,8 +159,8 @@ class Journal:
             if new is _QUEUED and old is _PENDING and not jr.dirty:
                 self._wait_queued(jr, event)  # written with its next step, or soon
             else:
-                if jr.queued_event is not None:
-                    self._queued_step(jr)
+                if (waiting := jr.queued_event) is not None:
+                    self._queued_step(jr, waiting)
                 self._events.append(event)
                 if not jr.dirty:
                     self._dirty.append(jr)
@@ -231,8 +231,8 @@ class Journal:
         it again."""
         if self._store is None:
             return
-        if jr.queued_event is not None:
-            self._queued_step(jr)
+        if (waiting := jr.queued_event) is not None:
+            self._queued_step(jr, waiting)
         at = self._clock.time()
         row = jr.attempt_row
         n = jr.attempts
@@ -278,9 +278,10 @@ class Journal:
             asyncio.get_running_loop().call_later(QUEUED_WRITE_WITHIN, self._queued_due)
         self._queued.append(jr)
 
-    def _queued_step(self, jr: JobRun) -> None:
-        """``jr``'s waiting step to ``queued``, into the changes, before anything after it."""
-        self._events.append(jr.queued_event)  # type: ignore[arg-type]
+    def _queued_step(self, jr: JobRun, event: JobEvent) -> None:
+        """``jr``'s waiting step to ``queued`` (``event``), into the changes, before anything
+        after it."""
+        self._events.append(event)
         jr.queued_event = None
         if not jr.dirty:
             self._dirty.append(jr)
@@ -289,8 +290,8 @@ class Journal:
     def _queued_steps(self) -> None:
         """Every step to ``queued`` that still waits, into the changes."""
         for jr in self._queued:
-            if jr.queued_event is not None:
-                self._queued_step(jr)
+            if (waiting := jr.queued_event) is not None:
+                self._queued_step(jr, waiting)
         self._queued = []
 
     def _queued_due(self) -> None:

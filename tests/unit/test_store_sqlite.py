@@ -123,6 +123,21 @@ async def test_aclose_flushes_the_writes_still_queued(tmp_path: Path) -> None:
         assert {j.state for j in (await again.get_jobs("r1")).values()} == {J.QUEUED}
 
 
+async def test_job_ids_outside_ascii_are_stored_as_they_are(tmp_path: Path) -> None:
+    """A run's jobs, and jobs added to it, are inserted from a JSON array of their ids: ids with
+    quotes, backslashes, accents and characters beyond the BMP come back as they went in, and
+    as the raw table has them."""
+    ids = ("a😀", "é", 'q"uote', "back\\slash", "中文", "\U0001d518x")
+    path = tmp_path / "s.db"
+    async with await SQLiteStore.open(path) as store:
+        await store.apply([create(jobs=ids)])
+        await store.apply([Changes("r1", new_jobs=["n😀[0]", "n😀[1]"])])
+        assert set(await store.get_jobs("r1")) == {*ids, "n😀[0]", "n😀[1]"}
+    with raw(path) as conn:
+        stored = {row[0] for row in conn.execute("SELECT job_id FROM jobs")}
+    assert stored == {*ids, "n😀[0]", "n😀[1]"}
+
+
 async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
     store = await SQLiteStore.open(tmp_path / "s.db")
     await store.aclose()

@@ -71,6 +71,7 @@ if __package__:  # imported: by the store's client, in the engine's process
         _stale_job,
         _write_rows,
         json_text,
+        names_text,
     )
     from .writer_ticks import CALLS as SCHEDULE_CALLS
     from .writer_ticks import record_tick
@@ -98,6 +99,7 @@ else:  # in the writer's own process: a top-level module, its folder put on the 
         _stale_job,
         _write_rows,
         json_text,
+        names_text,
     )
     from writer_ticks import CALLS as SCHEDULE_CALLS  # type: ignore[import-not-found,no-redef]
     from writer_ticks import record_tick  # type: ignore[no-redef]
@@ -241,7 +243,7 @@ class Writer:
         conn = self.conn
         if new_jobs:
             try:
-                conn.execute(_JOB_INSERT, (run_id, json_text(new_jobs)))
+                conn.execute(_JOB_INSERT, (run_id, names_text(new_jobs)))
             except sqlite3.IntegrityError:
                 raise Refused("stale", f"run {run_id}: job {new_jobs[0]} exists") from None
         if jobs:
@@ -321,7 +323,7 @@ class Writer:
             )
         except sqlite3.IntegrityError:
             raise Refused("stale", f"run {run_id} exists") from None
-        conn.execute(_JOB_INSERT, (run_id, json_text(job_ids)))
+        conn.execute(_JOB_INSERT, (run_id, names_text(job_ids)))
         self.events.extend(run_id, f"[{_run_event(None, state, created_at)}]", 1)
 
     def _run_transition(

@@ -19,6 +19,7 @@ _LIVE_ATTEMPT = ("submitting", "running")  # an attempt in these may still move 
 # the json module's C encoder, without the module (it imports re: a slower start); the same
 # strict encoder as the engine's (store/jsontext.py), which this process cannot import
 try:
+    from _json import encode_basestring as _utf8
     from _json import encode_basestring_ascii as _ascii
     from _json import make_encoder as _make_encoder
 
@@ -32,11 +33,23 @@ try:
         """``value`` (plain data from the engine) as compact, strict JSON text."""
         return "".join(_encode(value, 0))
 
+    # names as they are, not as \u escapes: SQLite's JSON functions read them back
+    # (json_each), and a character beyond the BMP escaped as a surrogate pair is one that
+    # an older SQLite would not
+    _names = _make_encoder(None, _not_json, _utf8, None, ":", ",", False, False, False)
+
+    def names_text(names: Sequence[str]) -> str:
+        """A list of names (job ids) as a JSON array, for SQLite's ``json_each``."""
+        return "".join(_names(list(names), 0))
+
 except ImportError:  # pragma: no cover - a Python without the json accelerator
     import json
 
     def json_text(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+    def names_text(names: Sequence[str]) -> str:
+        return json.dumps(list(names), separators=(",", ":"), ensure_ascii=False)
 
 
 def _run_event(old: str | None, new: str, at: float) -> str:
