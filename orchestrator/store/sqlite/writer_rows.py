@@ -33,9 +33,8 @@ try:
         """``value`` (plain data from the engine) as compact, strict JSON text."""
         return "".join(_encode(value, 0))
 
-    # names as they are, not as \u escapes: SQLite's JSON functions read them back
-    # (json_each), and a character beyond the BMP escaped as a surrogate pair is one that
-    # an older SQLite would not
+    # names as they are (UTF-8), not as \u escapes: SQLite's json_each, which reads them back,
+    # then has only quotes, backslashes and control characters to undo
     _names = _make_encoder(None, _not_json, _utf8, None, ":", ",", False, False, False)
 
     def names_text(names: Sequence[str]) -> str:
